@@ -1,0 +1,77 @@
+//! What every command shares: the environment, the clock, plan loading, the store, redaction.
+
+use std::path::PathBuf;
+
+use crate::cli::Cli;
+use crate::clock::{Clock, stamp};
+use crate::error::Failure;
+use crate::exec::redact::Redactor;
+use crate::plan::compile::Compiled;
+use crate::plan::validate::secret_values;
+use crate::plan::{self, Loaded};
+use crate::settings::{Env, Origin, Setting};
+use crate::store::{self, Store};
+
+pub struct App {
+    pub plans: PathBuf,
+    pub env: Env,
+    pub clock: Clock,
+    pub state: Setting<PathBuf>,
+}
+
+/// Seed variables whose values are secrets even when no plan refers to them.
+const SECRET_VARS: [&str; 2] = ["RESTIC_PASSWORD", "ALERT_SLACK_WEBHOOK"];
+
+impl App {
+    pub fn new(cli: &Cli) -> Result<App, Failure> {
+        let env = Env::load(cli.env_file.as_deref()).map_err(Failure::Usage)?;
+        let clock = Clock::from_env(env.get("OPS_NOW")).map_err(Failure::Usage)?;
+        let state = match (&cli.state, env.get("OPS_STATE")) {
+            (Some(p), _) => Setting::new(p.clone(), Origin::Flag("--state".into())),
+            (None, Some(p)) => Setting::new(PathBuf::from(p), Origin::Env("OPS_STATE".into())),
+            (None, None) => Setting::new(PathBuf::from(store::DEFAULT_PATH), Origin::Default),
+        };
+        Ok(App {
+            plans: cli.plans.clone(),
+            env,
+            clock,
+            state,
+        })
+    }
+
+    /// Loads plans; errors are rendered into `Failure::Plan` (exit 2, nothing runs).
+    pub fn load(&self) -> Result<(Loaded, Compiled), Failure> {
+        let mut loaded = plan::load(&self.plans, &self.env).map_err(Failure::Usage)?;
+        match loaded.compiled.take() {
+            Some(c) if !loaded.has_errors() => Ok((loaded, c)),
+            _ => {
+                let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+                let mut out = loaded.render_diagnostics();
+                out.push_str(&format!(
+                    "\n{errors} error{} in {}; nothing ran\n",
+                    if errors == 1 { "" } else { "s" },
+                    self.plans.display()
+                ));
+                Err(Failure::Plan(out))
+            }
+        }
+    }
+
+    /// Every secret the plans can resolve, plus the seed's secret variables.
+    pub fn redactor(&self, compiled: &Compiled) -> Redactor {
+        let mut secrets: Vec<String> = Vec::new();
+        for p in &compiled.plans {
+            for s in secret_values(&p.decl) {
+                if let Some(v) = crate::settings::secret_of(&self.env, s) {
+                    secrets.push(v);
+                }
+            }
+        }
+        secrets.extend(SECRET_VARS.iter().filter_map(|v| self.env.get(v)).map(str::to_string));
+        Redactor::new(secrets)
+    }
+
+    pub fn open_store(&self) -> Result<Store, Failure> {
+        Store::open(&self.state.value, &stamp(self.clock.now())).map_err(Failure::Runtime)
+    }
+}

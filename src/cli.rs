@@ -1,0 +1,86 @@
+//! Command-line definitions (clap) only; `lib.rs` dispatches them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ops-run", version, about = "Keeps an application's backups honest.")]
+pub struct Cli {
+    /// Folder of plan files (*.kdl), or one plan file
+    #[arg(long, global = true, env = "OPS_PLANS", default_value = "plans")]
+    pub plans: PathBuf,
+    /// SQLite state database [env: OPS_STATE] [default: /var/lib/ops-run/state.db]
+    #[arg(long, global = true)]
+    pub state: Option<PathBuf>,
+    /// A dotenv file of variables; the process environment wins over it
+    #[arg(long, global = true)]
+    pub env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check, show and apply plans
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Run one step now (a manual action), with its hooks
+    Run {
+        /// PLAN/STEP, or STEP when only one plan has it
+        step: String,
+        /// Wait up to this long for a running apply to finish (e.g. "30s")
+        #[arg(long)]
+        wait: Option<String>,
+    },
+    /// List recorded activities, newest first
+    Activities(ActivitiesArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCommand {
+    /// Check every plan; diagnostics as file:line:col
+    Validate,
+    /// The compiled step graph: order, schedules, next due time, where each setting came from
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run what is due (and --only/--force what is named)
+    Apply(ApplyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// Print what would run and why, with the exact argv (secrets redacted); run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Limit the apply to these steps (repeatable); a named step without schedule runs
+    #[arg(long, value_name = "STEP")]
+    pub only: Vec<String>,
+    /// Run the selected steps even when they are not due
+    #[arg(long)]
+    pub force: bool,
+    /// How many independent steps may run at once
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Wait up to this long for another apply to finish (e.g. "5m") instead of exiting 75
+    #[arg(long)]
+    pub wait: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ActivitiesArgs {
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// db_backup, storage_snapshot, verify_restore, report, git_tag, command, prune, migrate, alert
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// running, success, failed, incomplete, skipped, timeout, abandoned
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub plan: Option<String>,
+}

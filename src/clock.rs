@@ -1,0 +1,59 @@
+//! "Now" for every command: the real clock, or `OPS_NOW` advanced by the time elapsed since start.
+
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+#[derive(Clone, Debug)]
+pub struct Clock {
+    base: DateTime<Utc>,
+    start: Instant,
+    fixed: bool,
+}
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock {
+            base: Utc::now(),
+            start: Instant::now(),
+            fixed: false,
+        }
+    }
+
+    /// `OPS_NOW` as an RFC 3339 instant; time still moves forward from it during the command,
+    /// so activities of one run keep their order.
+    pub fn from_env(value: Option<&str>) -> Result<Clock, String> {
+        match value {
+            None => Ok(Clock::system()),
+            Some(v) => {
+                let base = DateTime::parse_from_rfc3339(v)
+                    .map_err(|e| format!("OPS_NOW={v} is not an RFC 3339 instant: {e}"))?
+                    .with_timezone(&Utc);
+                Ok(Clock {
+                    base,
+                    start: Instant::now(),
+                    fixed: true,
+                })
+            }
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        if self.fixed {
+            self.base + self.start.elapsed()
+        } else {
+            Utc::now()
+        }
+    }
+}
+
+/// The one timestamp format of the store: UTC, milliseconds, `Z`; sorts as text.
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}

@@ -1,0 +1,76 @@
+//! `activities`: the activity log, newest first, as a table or JSON.
+
+use crate::app::App;
+use crate::cli::ActivitiesArgs;
+use crate::error::Failure;
+use crate::store::activities::Filter;
+
+pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
+    let store = app.open_store()?;
+    let rows = store
+        .list(&Filter {
+            limit: args.limit,
+            kind: args.kind.clone(),
+            status: args.status.clone(),
+            plan: args.plan.clone(),
+            before_id: None,
+        })
+        .map_err(|e| Failure::Runtime(format!("cannot read activities: {e}")))?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no activities recorded in {}", app.state.value.display());
+        return Ok(());
+    }
+    let table: Vec<[String; 7]> = rows
+        .iter()
+        .map(|a| {
+            [
+                a.id.to_string(),
+                format!("{}/{}", a.plan, a.step),
+                a.kind.clone(),
+                a.status.clone(),
+                a.trigger.clone(),
+                a.started_at.clone(),
+                a.duration_ms
+                    .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STEP", "TYPE", "STATUS", "TRIGGER", "STARTED", "DURATION"];
+    print!("{}", format_table(&header, &table));
+    Ok(())
+}
+
+/// Left-aligned columns separated by two spaces, no trailing blanks.
+pub fn format_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}

@@ -1,0 +1,6 @@
+//! One file per command: each reads the shared `App`, does its job, prints, returns a Failure.
+
+pub mod activities;
+pub mod apply;
+pub mod show;
+pub mod validate;

@@ -1,0 +1,251 @@
+//! The only place that spawns processes: own process group, bounded output tail, timeouts and
+//! interruption kill the whole group (TERM, grace, KILL).
+
+pub mod redact;
+pub mod signals;
+pub mod tail;
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+use redact::Redactor;
+use tail::Tail;
+
+/// Bytes of output kept for the activity's `log_excerpt`.
+pub const TAIL_BYTES: usize = 8 * 1024;
+/// How long a group gets between TERM and KILL.
+pub const GRACE: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(20);
+
+/// A process to run: a plain value, so steps can build it and tests can assert it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    pub dir: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+}
+
+impl ProcessSpec {
+    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ProcessSpec {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            dir: None,
+            timeout: None,
+        }
+    }
+
+    /// The argv as a shell would read it, secrets redacted.
+    pub fn display(&self, redactor: &Redactor) -> String {
+        let words: Vec<String> = std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|w| shell_quote(w))
+            .collect();
+        redactor.redact(&words.join(" "))
+    }
+}
+
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    TimedOut(Duration),
+    Interrupted,
+    SpawnFailed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessResult {
+    pub exit: Exit,
+    /// The redacted tail of stdout and stderr, interleaved as written.
+    pub tail: String,
+    pub duration: Duration,
+}
+
+impl ProcessResult {
+    pub fn success(&self) -> bool {
+        self.exit == Exit::Code(0)
+    }
+}
+
+/// Runs `spec` to the end: in its own process group, stdin from /dev/null, stdout and stderr
+/// into one pipe of which only the tail is kept. When the main process exits, whatever it
+/// left in its group is killed too, so a step never leaves processes behind.
+pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
+    let started = Instant::now();
+    let (reader, writer) = match os_pipe::pipe() {
+        Ok(p) => p,
+        Err(e) => return spawn_failed(format!("cannot create a pipe: {e}"), started),
+    };
+    let handle = {
+        let mut expr = duct::cmd(&spec.program, &spec.args)
+            .stdin_null()
+            .stderr_to_stdout()
+            .stdout_file(writer)
+            .unchecked()
+            .before_spawn(|cmd| {
+                cmd.process_group(0);
+                Ok(())
+            });
+        for (k, v) in &spec.env {
+            expr = expr.env(k, v);
+        }
+        if let Some(dir) = &spec.dir {
+            expr = expr.dir(dir);
+        }
+        // The expression (holding our copy of the pipe's write end) is dropped here, so the
+        // reader sees EOF once the children close theirs.
+        expr.start()
+    };
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => {
+            return spawn_failed(format!("cannot start `{}`: {e}", spec.program), started);
+        }
+    };
+    let pgid = handle.pids().first().copied().and_then(|p| Pid::from_raw(p as i32));
+
+    let tail = Arc::new(Mutex::new(Tail::new(TAIL_BYTES)));
+    let slack = redactor.longest();
+    let reader_thread = {
+        let tail = Arc::clone(&tail);
+        std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if let Ok(mut t) = tail.lock() {
+                            t.push(&buf[..n], slack);
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let deadline = spec.timeout.map(|t| started + t);
+    let mut forced: Option<Exit> = None;
+    let status = loop {
+        match handle.try_wait() {
+            Ok(Some(output)) => break Some(output.status),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        if forced.is_none() {
+            if signals::interrupted() {
+                forced = Some(Exit::Interrupted);
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                forced = Some(Exit::TimedOut(spec.timeout.unwrap_or_default()));
+            }
+            if forced.is_some()
+                && let Some(pgid) = pgid
+            {
+                kill_group(pgid);
+            }
+        }
+        std::thread::sleep(POLL);
+    };
+    // Whatever the main process left in its group goes with it.
+    if let Some(pgid) = pgid {
+        kill_group(pgid);
+    }
+    let _ = reader_thread.join();
+    let tail = tail
+        .lock()
+        .map(|t| t.render(redactor))
+        .unwrap_or_default();
+    let exit = forced.unwrap_or_else(|| match status {
+        Some(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (s.code(), s.signal()) {
+                (Some(c), _) => Exit::Code(c),
+                (None, Some(sig)) => Exit::Signal(sig),
+                _ => Exit::Code(-1),
+            }
+        }
+        None => Exit::SpawnFailed("lost track of the process".into()),
+    });
+    ProcessResult {
+        exit,
+        tail,
+        duration: started.elapsed(),
+    }
+}
+
+fn spawn_failed(why: String, started: Instant) -> ProcessResult {
+    ProcessResult {
+        exit: Exit::SpawnFailed(why),
+        tail: String::new(),
+        duration: started.elapsed(),
+    }
+}
+
+fn group_alive(pgid: Pid) -> bool {
+    rustix::process::test_kill_process_group(pgid).is_ok()
+}
+
+/// TERM the group, give it `GRACE`, then KILL what is left.
+pub fn kill_group(pgid: Pid) {
+    if !group_alive(pgid) {
+        return;
+    }
+    let _ = rustix::process::kill_process_group(pgid, Signal::TERM);
+    let until = Instant::now() + GRACE;
+    while Instant::now() < until {
+        if !group_alive(pgid) {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_stdout_and_stderr_and_exit_code() {
+        let spec = ProcessSpec::new("sh", ["-c", "echo out; echo err >&2; exit 3"]);
+        let r = run(&spec, &Redactor::default());
+        assert_eq!(r.exit, Exit::Code(3));
+        assert!(r.tail.contains("out\n") && r.tail.contains("err\n"), "{:?}", r.tail);
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_failure() {
+        let spec = ProcessSpec::new("/nonexistent/ops-run-test", Vec::<String>::new());
+        let r = run(&spec, &Redactor::default());
+        assert!(matches!(r.exit, Exit::SpawnFailed(ref m) if m.contains("/nonexistent/ops-run-test")), "{:?}", r.exit);
+    }
+
+    #[test]
+    fn display_quotes_and_redacts() {
+        let spec = ProcessSpec::new("echo", ["a b", "pw=hunter22", "it's"]);
+        let r = Redactor::new(["hunter22".to_string()]);
+        assert_eq!(spec.display(&r), "echo 'a b' pw=*** 'it'\\''s'");
+    }
+}

@@ -1,0 +1,882 @@
+//! KDL 2 → typed plan, walking the kdl AST by hand so every value keeps its span.
+//!
+//! Decoding checks the shape of each node (known names, argument counts and types); references
+//! between nodes are checked afterwards by `validate`.
+
+use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::model::*;
+use super::source::{Sources, Span};
+use crate::units::keep::{self, Keep};
+use crate::units::schedule::{self, Schedule};
+use crate::units::{duration, size};
+
+pub const TOOL_NAMES: [&str; 6] = ["pg-dump", "psql", "mariadb-dump", "mariadb", "restic", "git"];
+
+const PLAN_KEYS: [&str; 13] = [
+    "base", "timezone", "tools", "database", "dump", "snapshot", "verify", "report", "git-tag",
+    "command", "alert", "ping", "serve",
+];
+const PLAN_REPEATABLE: [&str; 8] = [
+    "database", "dump", "snapshot", "verify", "report", "git-tag", "command", "alert",
+];
+const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
+const DATABASE_KEYS: [&str; 8] = [
+    "engine", "host", "port", "name", "user", "password", "password-file", "path",
+];
+const DUMP_KEYS: [&str; 7] = [
+    "database", "stale-after", "fail-after", "min-size", "max-shrink", "keep", "compression-level",
+];
+const SNAPSHOT_KEYS: [&str; 10] = [
+    "paths", "exclude", "tag", "repository", "password", "password-file", "stale-after",
+    "incomplete", "init", "forget",
+];
+const VERIFY_KEYS: [&str; 5] = ["dump", "overdue-after", "min-tables", "expect", "verify-database"];
+const REPORT_KEYS: [&str; 1] = ["template"];
+const GIT_TAG_KEYS: [&str; 5] = ["repository", "remote", "deploy-key", "name", "ref"];
+const COMMAND_KEYS: [&str; 5] = ["run", "shell", "env", "dir", "before"];
+const ALERT_KEYS: [&str; 6] = ["webhook", "url", "run", "renotify-after", "timeout", "include-logs"];
+const PING_KEYS: [&str; 2] = ["url", "timeout"];
+const SERVE_KEYS: [&str; 2] = ["listen", "token"];
+const REPEATABLE: [&str; 6] = ["after", "before", "paths", "exclude", "tag", "expect"];
+
+/// Decodes every file; diagnostics for all of them are appended to `diags`.
+pub fn decode(sources: &Sources, diags: &mut Vec<Diagnostic>) -> Vec<Plan> {
+    let mut plans = Vec::new();
+    for (file, source) in sources.files.iter().enumerate() {
+        match source.text.parse::<KdlDocument>() {
+            Err(err) => {
+                for d in err.diagnostics {
+                    diags.push(parse_error(sources, file, &d));
+                }
+            }
+            Ok(doc) => {
+                let mut dec = Decoder { file, diags };
+                for node in doc.nodes() {
+                    let name = node.name().value();
+                    if name == "plan" {
+                        if let Some(plan) = dec.plan(node) {
+                            plans.push(plan);
+                        }
+                    } else {
+                        let span = dec.sp(node.name().span());
+                        let mut d = Diagnostic::error(
+                            span,
+                            format!("unknown top-level node `{name}`"),
+                            "expected `plan`",
+                        );
+                        d = d.with_help(match did_you_mean(name, ["plan"]) {
+                            Some(_) => "did you mean `plan`?".to_string(),
+                            None => "a plan file holds `plan NAME { … }` blocks".to_string(),
+                        });
+                        dec.diags.push(d);
+                    }
+                }
+            }
+        }
+    }
+    plans
+}
+
+/// A KDL syntax error, with help for the traps KDL 2 sets for people who know KDL 1 or YAML.
+fn parse_error(sources: &Sources, file: usize, d: &kdl::KdlDiagnostic) -> Diagnostic {
+    let span = Span {
+        file,
+        offset: d.span.offset(),
+        len: d.span.len(),
+    };
+    let token = sources.text(span).trim();
+    let message = d.message.clone().unwrap_or_else(|| "invalid KDL".into());
+    let label = d.label.clone().unwrap_or_else(|| "here".into());
+    let trap = if matches!(token, "true" | "false" | "null") {
+        Some(format!(
+            "KDL 2 writes booleans and null with a `#`: #{token}"
+        ))
+    } else if token.starts_with(|c: char| c.is_ascii_digit())
+        && token.contains(|c: char| c.is_ascii_alphabetic())
+    {
+        Some(format!(
+            "a bare word cannot start with a digit in KDL 2: quote it, \"{token}\""
+        ))
+    } else if token.contains('/') && !token.contains('"') && !token.contains(char::is_whitespace) {
+        Some(format!(
+            "a bare word cannot contain `/` in KDL 2: quote it, \"{token}\""
+        ))
+    } else {
+        None
+    };
+    let mut diag = Diagnostic::error(span, format!("invalid KDL: {}", message.to_lowercase()), label);
+    if let Some(help) = trap.or_else(|| d.help.clone()) {
+        diag = diag.with_help(help);
+    }
+    diag
+}
+
+struct Decoder<'a> {
+    file: usize,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+fn describe(v: &KdlValue) -> String {
+    match v {
+        KdlValue::String(s) => format!("the string \"{s}\""),
+        KdlValue::Integer(i) => format!("the number {i}"),
+        KdlValue::Float(f) => format!("the number {f}"),
+        KdlValue::Bool(b) => format!("#{b}"),
+        KdlValue::Null => "#null".into(),
+    }
+}
+
+impl Decoder<'_> {
+    fn sp(&self, s: miette::SourceSpan) -> Span {
+        Span {
+            file: self.file,
+            offset: s.offset(),
+            len: s.len(),
+        }
+    }
+
+    fn node_span(&self, node: &KdlNode) -> Span {
+        self.sp(node.name().span())
+    }
+
+    fn error(&mut self, span: Span, message: impl Into<String>, label: impl Into<String>) {
+        self.diags.push(Diagnostic::error(span, message, label));
+    }
+
+    fn error_help(&mut self, span: Span, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::error(span, message, label).with_help(help));
+    }
+
+    /// The children of a block node that are known settings, reporting unknown and repeated ones.
+    fn settings<'n>(&mut self, node: &'n KdlNode, context: &str, keys: &[&str], repeatable: &[&str]) -> Vec<&'n KdlNode> {
+        let mut out: Vec<&KdlNode> = Vec::new();
+        let Some(children) = node.children() else {
+            return out;
+        };
+        for child in children.nodes() {
+            let name = child.name().value();
+            let span = self.node_span(child);
+            if !keys.contains(&name) {
+                let msg = format!("unknown setting `{name}` in {context}");
+                match did_you_mean(name, keys.iter().copied()) {
+                    Some(s) => self.error_help(span, msg, "unknown setting", format!("did you mean `{s}`?")),
+                    None => self.error_help(
+                        span,
+                        msg,
+                        "unknown setting",
+                        format!("expected one of: {}", keys.join(", ")),
+                    ),
+                }
+                continue;
+            }
+            if !repeatable.contains(&name)
+                && let Some(first) = out.iter().find(|n| n.name().value() == name)
+            {
+                let first_span = self.node_span(first);
+                self.diags.push(
+                    Diagnostic::error(span, format!("`{name}` is set twice in {context}"), "set again here")
+                        .with_related(first_span, "first set here"),
+                );
+                continue;
+            }
+            out.push(child);
+        }
+        out
+    }
+
+    fn positional<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
+        node.entries().iter().filter(|e| e.name().is_none()).collect()
+    }
+
+    /// Checks argument count, property names and the absence of a block. Returns false on error.
+    fn shape(&mut self, node: &KdlNode, min: usize, max: usize, props: &[&str]) -> bool {
+        let name = node.name().value().to_string();
+        let mut ok = true;
+        let args = self.positional(node);
+        if args.len() < min {
+            let span = self.node_span(node);
+            let what = if min == 1 { "a value".to_string() } else { format!("{min} values") };
+            self.error(span, format!("`{name}` needs {what}"), "value missing");
+            ok = false;
+        }
+        if args.len() > max {
+            let span = self.sp(args[max].span());
+            let what = match max {
+                0 => "no values".to_string(),
+                1 => "one value".to_string(),
+                n => format!("at most {n} values"),
+            };
+            self.error(span, format!("`{name}` takes {what}"), "unexpected value");
+            ok = false;
+        }
+        for e in node.entries() {
+            if let Some(prop) = e.name() {
+                let p = prop.value();
+                if !props.contains(&p) {
+                    let span = self.sp(prop.span());
+                    let msg = format!("unknown property `{p}` on `{name}`");
+                    match did_you_mean(p, props.iter().copied()) {
+                        Some(s) => self.error_help(span, msg, "unknown property", format!("did you mean `{s}`?")),
+                        None if props.is_empty() => {
+                            self.error(span, msg, "`{name}` takes no properties")
+                        }
+                        None => self.error_help(
+                            span,
+                            msg,
+                            "unknown property",
+                            format!("expected one of: {}", props.join(", ")),
+                        ),
+                    }
+                    ok = false;
+                }
+            }
+        }
+        if let Some(children) = node.children() {
+            let span = self.sp(children.span());
+            self.error(span, format!("`{name}` takes no block"), "unexpected block");
+            ok = false;
+        }
+        ok
+    }
+
+    fn entry_string(&mut self, e: &KdlEntry, expected: &str) -> Option<Spanned<String>> {
+        let span = self.sp(e.span());
+        match e.value() {
+            KdlValue::String(s) => Some(Spanned::new(s.clone(), span)),
+            other => {
+                let found = describe(other);
+                self.error(span, format!("expected {expected}, found {found}"), "not a string");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &KdlNode) -> Option<Spanned<String>> {
+        if !self.shape(node, 1, 1, &[]) {
+            return None;
+        }
+        let e = self.positional(node)[0];
+        self.entry_string(e, "a string")
+    }
+
+    fn strings(&mut self, node: &KdlNode) -> Option<Spanned<Vec<String>>> {
+        if !self.shape(node, 1, usize::MAX, &[]) {
+            return None;
+        }
+        let mut values = Vec::new();
+        for e in self.positional(node) {
+            values.push(self.entry_string(e, "a string")?.value);
+        }
+        Some(Spanned::new(values, self.node_span(node)))
+    }
+
+    fn string_list(&mut self, node: &KdlNode, into: &mut Vec<Spanned<String>>) {
+        if !self.shape(node, 1, usize::MAX, &[]) {
+            return;
+        }
+        for e in self.positional(node) {
+            if let Some(s) = self.entry_string(e, "a string") {
+                into.push(s);
+            }
+        }
+    }
+
+    fn int(&mut self, node: &KdlNode, lo: i128, hi: i128) -> Option<Spanned<i128>> {
+        if !self.shape(node, 1, 1, &[]) {
+            return None;
+        }
+        let e = self.positional(node)[0];
+        self.entry_int(e, lo, hi)
+    }
+
+    fn entry_int(&mut self, e: &KdlEntry, lo: i128, hi: i128) -> Option<Spanned<i128>> {
+        let span = self.sp(e.span());
+        match e.value() {
+            KdlValue::Integer(i) if (lo..=hi).contains(i) => Some(Spanned::new(*i, span)),
+            KdlValue::Integer(i) => {
+                self.error(span, format!("{i} is out of range: expected {lo} to {hi}"), "out of range");
+                None
+            }
+            other => {
+                let found = describe(other);
+                self.error(span, format!("expected a whole number, found {found}"), "not a whole number");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &KdlNode) -> Option<Spanned<bool>> {
+        if !self.shape(node, 1, 1, &[]) {
+            return None;
+        }
+        let e = self.positional(node)[0];
+        let span = self.sp(e.span());
+        match e.value() {
+            KdlValue::Bool(b) => Some(Spanned::new(*b, span)),
+            KdlValue::String(s) if s == "true" || s == "false" => {
+                self.error_help(
+                    span,
+                    format!("expected #true or #false, found the string \"{s}\""),
+                    "not a boolean",
+                    format!("KDL 2 writes booleans with a `#`: #{s}"),
+                );
+                None
+            }
+            other => {
+                let found = describe(other);
+                self.error(span, format!("expected #true or #false, found {found}"), "not a boolean");
+                None
+            }
+        }
+    }
+
+    /// A string argument turned into a value by `parse`; errors point at the argument.
+    fn parsed<T>(&mut self, node: &KdlNode, expected: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<Spanned<T>> {
+        if !self.shape(node, 1, 1, &[]) {
+            return None;
+        }
+        let e = self.positional(node)[0];
+        self.entry_parsed(e, expected, parse)
+    }
+
+    fn entry_parsed<T>(&mut self, e: &KdlEntry, expected: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<Spanned<T>> {
+        let span = self.sp(e.span());
+        match e.value() {
+            KdlValue::String(s) => match parse(s) {
+                Ok(v) => Some(Spanned::new(v, span)),
+                Err(why) => {
+                    self.error_help(span, format!("invalid value: {why}"), format!("expected {expected}"), format!("write {expected}"));
+                    None
+                }
+            },
+            KdlValue::Integer(i) => {
+                self.error_help(
+                    span,
+                    format!("expected {expected}, found the number {i}"),
+                    "a number without a unit",
+                    "write the value as a quoted string with its unit",
+                );
+                None
+            }
+            other => {
+                let found = describe(other);
+                self.error(span, format!("expected {expected}, found {found}"), "wrong type");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &KdlNode) -> Option<Spanned<std::time::Duration>> {
+        self.parsed(node, duration::EXPECTED, duration::parse)
+    }
+
+    /// `"literal"`, `env=NAME` or `file="/path"`.
+    fn sourced(&mut self, node: &KdlNode) -> Option<Sourced> {
+        if !self.shape(node, 0, 1, &["env", "file"]) {
+            return None;
+        }
+        self.sourced_entries(node, 0)
+    }
+
+    /// The value source among a node's entries, skipping the first `skip` positional arguments.
+    fn sourced_entries(&mut self, node: &KdlNode, skip: usize) -> Option<Sourced> {
+        let name = node.name().value().to_string();
+        let args: Vec<&KdlEntry> = self.positional(node).into_iter().skip(skip).collect();
+        let props: Vec<&KdlEntry> = node
+            .entries()
+            .iter()
+            .filter(|e| matches!(e.name().map(|n| n.value()), Some("env" | "file")))
+            .collect();
+        let node_span = self.node_span(node);
+        match (args.as_slice(), props.as_slice()) {
+            ([arg], []) => {
+                let s = self.entry_string(arg, "a string")?;
+                Some(Sourced {
+                    source: ValueSource::Literal(s.value),
+                    span: s.span,
+                })
+            }
+            ([], [prop]) => {
+                let s = self.entry_string(prop, "a string")?;
+                let is_env = prop.name().is_some_and(|n| n.value() == "env");
+                if is_env && !valid_env_name(&s.value) {
+                    self.error(s.span, format!("`{}` is not an environment variable name", s.value), "expected letters, digits and `_`");
+                    return None;
+                }
+                Some(Sourced {
+                    source: if is_env {
+                        ValueSource::Env(s.value)
+                    } else {
+                        ValueSource::File(s.value)
+                    },
+                    span: s.span,
+                })
+            }
+            ([], []) => {
+                self.error_help(
+                    node_span,
+                    format!("`{name}` needs a value"),
+                    "value missing",
+                    format!("write `{name} \"value\"`, `{name} env=VARIABLE` or `{name} file=\"/path\"`"),
+                );
+                None
+            }
+            _ => {
+                self.error_help(
+                    node_span,
+                    format!("`{name}` takes one source"),
+                    "more than one value",
+                    "give a value, env=VARIABLE or file=\"/path\", not several",
+                );
+                None
+            }
+        }
+    }
+
+    fn keep(&mut self, node: &KdlNode) -> Option<Spanned<Keep>> {
+        if !self.shape(node, 0, 0, &keep::KEYS) {
+            return None;
+        }
+        let mut k = Keep::default();
+        let mut ok = true;
+        for e in node.entries() {
+            if let Some(p) = e.name() {
+                match self.entry_int(e, 0, 100_000) {
+                    Some(n) => {
+                        k.set(p.value(), n.value as u32);
+                    }
+                    None => ok = false,
+                }
+            }
+        }
+        let span = self.node_span(node);
+        if ok && k.keeps_nothing() {
+            self.error_help(
+                span,
+                "retention rule keeps nothing",
+                "every count is zero or missing",
+                "give at least one of last=, hourly=, daily=, weekly=, monthly=, yearly=",
+            );
+            return None;
+        }
+        ok.then(|| Spanned::new(k, span))
+    }
+
+    /// The name argument of a block node such as `dump db { … }`.
+    fn block_name(&mut self, node: &KdlNode, keyword: &str, props: &[&str]) -> Option<Spanned<String>> {
+        let args = self.positional(node);
+        let span = self.node_span(node);
+        let Some(first) = args.first() else {
+            self.error_help(span, format!("`{keyword}` needs a name"), "name missing", format!("write `{keyword} NAME {{ … }}`"));
+            return None;
+        };
+        let name = self.entry_string(first, "a name")?;
+        if !valid_name(&name.value) {
+            self.error(
+                name.span,
+                format!("`{}` is not a valid name", name.value),
+                "expected letters, digits, `-` and `_`, starting with a letter",
+            );
+            return None;
+        }
+        if let Some(extra) = args.get(1) {
+            let s = self.sp(extra.span());
+            self.error(s, format!("`{keyword}` takes one name"), "unexpected value");
+        }
+        for e in node.entries() {
+            if let Some(p) = e.name()
+                && !props.contains(&p.value())
+            {
+                let s = self.sp(p.span());
+                self.error(s, format!("unknown property `{}` on `{keyword}`", p.value()), "unknown property");
+            }
+        }
+        Some(name)
+    }
+
+    fn plan(&mut self, node: &KdlNode) -> Option<Plan> {
+        let name = self.block_name(node, "plan", &[])?;
+        let mut plan = Plan {
+            name,
+            file: self.file,
+            span: self.node_span(node),
+            base: None,
+            timezone: None,
+            tools: Vec::new(),
+            databases: Vec::new(),
+            steps: Vec::new(),
+            alerts: Vec::new(),
+            ping: None,
+            serve: None,
+        };
+        if node.children().is_none() {
+            let span = self.node_span(node);
+            self.error_help(span, "`plan` needs a block", "block missing", "write `plan NAME { … }`");
+            return Some(plan);
+        }
+        let context = format!("plan `{}`", plan.name.value);
+        for child in self.settings(node, &context, &PLAN_KEYS, &PLAN_REPEATABLE) {
+            match child.name().value() {
+                "base" => plan.base = self.string(child),
+                "timezone" => plan.timezone = self.parsed(child, "an IANA time zone such as \"Europe/Prague\"", schedule::parse_timezone),
+                "tools" => self.tools(child, &mut plan),
+                "database" => {
+                    if let Some(db) = self.database(child) {
+                        plan.databases.push(db);
+                    }
+                }
+                "alert" => {
+                    if let Some(a) = self.alert(child) {
+                        plan.alerts.push(a);
+                    }
+                }
+                "ping" => plan.ping = Some(self.ping(child)),
+                "serve" => plan.serve = Some(self.serve(child)),
+                keyword => {
+                    if let Some(step) = self.step(child, keyword) {
+                        plan.steps.push(step);
+                    }
+                }
+            }
+        }
+        Some(plan)
+    }
+
+    fn tools(&mut self, node: &KdlNode, plan: &mut Plan) {
+        self.shape_block_only(node);
+        for child in self.settings(node, "`tools`", &TOOL_NAMES, &[]) {
+            if let Some(path) = self.string(child) {
+                let key = Spanned::new(child.name().value().to_string(), self.node_span(child));
+                plan.tools.push((key, path));
+            }
+        }
+    }
+
+    /// A node that is only a block (`tools { … }`): no arguments, no properties.
+    fn shape_block_only(&mut self, node: &KdlNode) {
+        let name = node.name().value().to_string();
+        if let Some(e) = node.entries().first() {
+            let span = self.sp(e.span());
+            self.error(span, format!("`{name}` takes no values"), "unexpected value");
+        }
+    }
+
+    fn database(&mut self, node: &KdlNode) -> Option<Database> {
+        let name = self.block_name(node, "database", &[])?;
+        let mut db = Database {
+            span: self.node_span(node),
+            name,
+            engine: None,
+            host: None,
+            port: None,
+            dbname: None,
+            user: None,
+            password: None,
+            path: None,
+        };
+        let context = format!("database `{}`", db.name.value);
+        for child in self.settings(node, &context, &DATABASE_KEYS, &[]) {
+            match child.name().value() {
+                "engine" => {
+                    if let Some(s) = self.string(child) {
+                        match Engine::parse(&s.value) {
+                            Some(e) => db.engine = Some(Spanned::new(e, s.span)),
+                            None => {
+                                let help = match did_you_mean(&s.value, Engine::NAMES) {
+                                    Some(m) => format!("did you mean `{m}`?"),
+                                    None => format!("expected one of: {}", Engine::NAMES.join(", ")),
+                                };
+                                self.error_help(s.span, format!("unknown engine `{}`", s.value), "unknown engine", help);
+                            }
+                        }
+                    }
+                }
+                "host" => db.host = self.string(child),
+                "port" => db.port = self.int(child, 1, 65535).map(|p| Spanned::new(p.value as u16, p.span)),
+                "name" => db.dbname = self.string(child),
+                "user" => db.user = self.string(child),
+                "password" => db.password = self.sourced(child),
+                "password-file" => db.password = self.password_file(child),
+                "path" => db.path = self.string(child),
+                _ => {}
+            }
+        }
+        Some(db)
+    }
+
+    fn password_file(&mut self, node: &KdlNode) -> Option<Sourced> {
+        self.string(node).map(|s| Sourced {
+            source: ValueSource::File(s.value),
+            span: s.span,
+        })
+    }
+
+    fn step(&mut self, node: &KdlNode, keyword: &str) -> Option<Step> {
+        let name = self.block_name(node, keyword, &[])?;
+        let kind_keys: &[&str] = match keyword {
+            "dump" => &DUMP_KEYS,
+            "snapshot" => &SNAPSHOT_KEYS,
+            "verify" => &VERIFY_KEYS,
+            "report" => &REPORT_KEYS,
+            "git-tag" => &GIT_TAG_KEYS,
+            _ => &COMMAND_KEYS,
+        };
+        let keys: Vec<&str> = STEP_COMMON.iter().chain(kind_keys).copied().collect();
+        let mut step = Step {
+            span: self.node_span(node),
+            kind: match keyword {
+                "dump" => StepKind::Dump(Dump::default()),
+                "snapshot" => StepKind::Snapshot(Snapshot::default()),
+                "verify" => StepKind::Verify(Verify::default()),
+                "report" => StepKind::Report(Report::default()),
+                "git-tag" => StepKind::GitTag(GitTag::default()),
+                _ => StepKind::Command(Command::default()),
+            },
+            name,
+            schedule: None,
+            after: Vec::new(),
+            before: Vec::new(),
+            timeout: None,
+            retry_after: None,
+        };
+        let context = format!("{keyword} `{}`", step.name.value);
+        for child in self.settings(node, &context, &keys, &REPEATABLE) {
+            let key = child.name().value();
+            match key {
+                "schedule" => step.schedule = self.parsed(child, schedule::EXPECTED, Schedule::parse),
+                "after" => self.string_list(child, &mut step.after),
+                "before" => self.string_list(child, &mut step.before),
+                "timeout" => step.timeout = self.duration(child),
+                "retry-after" => step.retry_after = self.duration(child),
+                _ => self.step_setting(&mut step.kind, key, child),
+            }
+        }
+        Some(step)
+    }
+
+    fn step_setting(&mut self, kind: &mut StepKind, key: &str, node: &KdlNode) {
+        match kind {
+            StepKind::Dump(d) => match key {
+                "database" => d.database = self.string(node),
+                "stale-after" => d.stale_after = self.duration(node),
+                "fail-after" => d.fail_after = self.duration(node),
+                "min-size" => d.min_size = self.parsed(node, size::EXPECTED, size::parse),
+                "max-shrink" => d.max_shrink = self.parsed(node, "a percentage such as \"50%\"", size::parse_percent),
+                "keep" => d.keep = self.keep(node),
+                "compression-level" => {
+                    d.compression_level = self.int(node, 1, 9).map(|v| Spanned::new(v.value as u32, v.span))
+                }
+                _ => {}
+            },
+            StepKind::Snapshot(s) => match key {
+                "paths" => self.string_list(node, &mut s.paths),
+                "exclude" => self.string_list(node, &mut s.exclude),
+                "tag" => self.string_list(node, &mut s.tags),
+                "repository" => s.repository = self.sourced(node),
+                "password" => s.password = self.sourced(node),
+                "password-file" => s.password = self.password_file(node),
+                "stale-after" => s.stale_after = self.duration(node),
+                "incomplete" => {
+                    s.incomplete = self.parsed(node, "`fail` or `warn`", |v| match v {
+                        "fail" => Ok(IncompletePolicy::Fail),
+                        "warn" => Ok(IncompletePolicy::Warn),
+                        other => Err(format!("`{other}` is neither `fail` nor `warn`")),
+                    })
+                }
+                "init" => s.init = self.boolean(node),
+                "forget" => s.forget = self.keep(node),
+                _ => {}
+            },
+            StepKind::Verify(v) => match key {
+                "dump" => v.dump = self.string(node),
+                "overdue-after" => v.overdue_after = self.duration(node),
+                "min-tables" => {
+                    v.min_tables = self.int(node, 0, 1_000_000).map(|n| Spanned::new(n.value as u64, n.span))
+                }
+                "verify-database" => v.verify_database = self.string(node),
+                "expect" => {
+                    if self.shape(node, 1, 1, &["min"]) {
+                        let sql = self.entry_string(self.positional(node)[0], "an SQL query");
+                        let min = node
+                            .entries()
+                            .iter()
+                            .find(|e| e.name().is_some_and(|n| n.value() == "min"))
+                            .and_then(|e| self.entry_int(e, 0, i64::MAX as i128))
+                            .map(|n| Spanned::new(n.value as i64, n.span));
+                        if let Some(sql) = sql {
+                            v.expects.push(Expect { sql, min });
+                        }
+                    }
+                }
+                _ => {}
+            },
+            StepKind::Report(r) => {
+                if key == "template" {
+                    r.template = self.string(node);
+                }
+            }
+            StepKind::GitTag(g) => match key {
+                "repository" => g.repository = self.string(node),
+                "remote" => g.remote = self.string(node),
+                "deploy-key" => g.deploy_key = self.string(node),
+                "name" => g.name = self.string(node),
+                "ref" => g.git_ref = self.string(node),
+                _ => {}
+            },
+            StepKind::Command(c) => match key {
+                "run" => c.run = self.strings(node),
+                "shell" => c.shell = self.string(node),
+                "dir" => c.dir = self.string(node),
+                "env" => self.command_env(node, c),
+                _ => {}
+            },
+        }
+    }
+
+    /// `env { NAME "value"; TOKEN env=SOURCE_VAR }`.
+    fn command_env(&mut self, node: &KdlNode, c: &mut Command) {
+        self.shape_block_only(node);
+        let Some(children) = node.children() else {
+            let span = self.node_span(node);
+            self.error_help(span, "`env` needs a block", "block missing", "write `env { NAME \"value\"; OTHER env=SOURCE }`");
+            return;
+        };
+        for child in children.nodes() {
+            let name = child.name().value().to_string();
+            let span = self.node_span(child);
+            if !valid_env_name(&name) {
+                self.error(span, format!("`{name}` is not an environment variable name"), "expected letters, digits and `_`");
+                continue;
+            }
+            if let Some(v) = self.sourced(child) {
+                c.env.push((Spanned::new(name, span), v));
+            }
+        }
+    }
+
+    fn alert(&mut self, node: &KdlNode) -> Option<Alert> {
+        let name = self.block_name(node, "alert", &[])?;
+        let kind = match name.value.as_str() {
+            "slack" => AlertKind::Slack,
+            "webhook" => AlertKind::Webhook,
+            "command" => AlertKind::Command,
+            other => {
+                let help = match did_you_mean(other, ["slack", "webhook", "command"]) {
+                    Some(m) => format!("did you mean `{m}`?"),
+                    None => "expected one of: slack, webhook, command".into(),
+                };
+                self.error_help(name.span, format!("unknown alert channel `{other}`"), "unknown channel", help);
+                return None;
+            }
+        };
+        let mut alert = Alert {
+            span: self.node_span(node),
+            name,
+            kind,
+            webhook: None,
+            url: None,
+            run: None,
+            renotify_after: None,
+            timeout: None,
+            include_logs: None,
+        };
+        let context = format!("alert `{}`", alert.name.value);
+        for child in self.settings(node, &context, &ALERT_KEYS, &[]) {
+            match child.name().value() {
+                "webhook" => alert.webhook = self.sourced(child),
+                "url" => alert.url = self.sourced(child),
+                "run" => alert.run = self.strings(child),
+                "renotify-after" => alert.renotify_after = self.duration(child),
+                "timeout" => alert.timeout = self.duration(child),
+                "include-logs" => alert.include_logs = self.boolean(child),
+                _ => {}
+            }
+        }
+        Some(alert)
+    }
+
+    fn ping(&mut self, node: &KdlNode) -> Ping {
+        self.shape_block_only(node);
+        let mut ping = Ping {
+            span: self.node_span(node),
+            url: None,
+            timeout: None,
+        };
+        for child in self.settings(node, "`ping`", &PING_KEYS, &[]) {
+            match child.name().value() {
+                "url" => ping.url = self.sourced(child),
+                "timeout" => ping.timeout = self.duration(child),
+                _ => {}
+            }
+        }
+        ping
+    }
+
+    fn serve(&mut self, node: &KdlNode) -> Serve {
+        self.shape_block_only(node);
+        let mut serve = Serve {
+            span: self.node_span(node),
+            listen: None,
+            tokens: Vec::new(),
+        };
+        for child in self.settings(node, "`serve`", &SERVE_KEYS, &["token"]) {
+            match child.name().value() {
+                "listen" => serve.listen = self.string(child),
+                "token" => {
+                    if let Some(t) = self.token(child) {
+                        serve.tokens.push(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        serve
+    }
+
+    /// `token NAME env=VAR allow=ops.view` (allow may list several, separated by commas).
+    fn token(&mut self, node: &KdlNode) -> Option<Token> {
+        if !self.shape(node, 1, 1, &["env", "file", "allow"]) {
+            return None;
+        }
+        let name = self.entry_string(self.positional(node)[0], "a token name")?;
+        let secret = self.sourced_entries(node, 1);
+        let mut allow = Vec::new();
+        for e in node.entries() {
+            if e.name().is_some_and(|n| n.value() == "allow")
+                && let Some(s) = self.entry_string(e, "permission names")
+            {
+                for p in s.value.split([',', ' ']).filter(|p| !p.is_empty()) {
+                    if !PERMISSIONS.contains(&p) {
+                        let help = match did_you_mean(p, PERMISSIONS) {
+                            Some(m) => format!("did you mean `{m}`?"),
+                            None => format!("expected one of: {}", PERMISSIONS.join(", ")),
+                        };
+                        self.error_help(s.span, format!("unknown permission `{p}`"), "unknown permission", help);
+                    } else {
+                        allow.push(Spanned::new(p.to_string(), s.span));
+                    }
+                }
+            }
+        }
+        if allow.is_empty() {
+            let span = self.node_span(node);
+            self.error_help(span, format!("token `{}` allows nothing", name.value), "no `allow`", "add allow=ops.view (or ops.execute, ops.release, *)");
+        }
+        Some(Token { name, secret, allow })
+    }
+}
+
+pub fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub fn valid_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,57 @@
+//! Plans: load the files, decode KDL, validate references, compile the step graph.
+
+pub mod compile;
+pub mod decode;
+pub mod diagnostic;
+pub mod model;
+pub mod source;
+pub mod validate;
+
+use std::path::Path;
+
+use compile::Compiled;
+use diagnostic::Diagnostic;
+use source::Sources;
+
+use crate::settings::Env;
+
+/// The outcome of loading plans: the sources (for rendering), diagnostics, and the graph
+/// when there was no error.
+pub struct Loaded {
+    pub sources: Sources,
+    pub diagnostics: Vec<Diagnostic>,
+    pub compiled: Option<Compiled>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn render_diagnostics(&self) -> String {
+        self.diagnostics
+            .iter()
+            .map(|d| d.render(&self.sources))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// decode → validate → compile, collecting every diagnostic of every file.
+pub fn load_sources(sources: Sources, env: &Env) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let plans = decode::decode(&sources, &mut diagnostics);
+    validate::validate(&plans, env, &mut diagnostics);
+    // Compile even after errors elsewhere, so a cycle is reported in the same pass.
+    let compiled = compile::compile(plans, env, &mut diagnostics);
+    let compiled = (!diagnostics.iter().any(Diagnostic::is_error)).then_some(compiled);
+    Loaded {
+        sources,
+        diagnostics,
+        compiled,
+    }
+}
+
+pub fn load(path: &Path, env: &Env) -> Result<Loaded, String> {
+    Ok(load_sources(Sources::load(path)?, env))
+}

@@ -1,0 +1,247 @@
+//! The typed plan: what decoding produces, every value with the span it came from.
+
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::source::Span;
+use crate::units::keep::Keep;
+use crate::units::schedule::Schedule;
+
+#[derive(Clone, Debug)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, span: Span) -> Self {
+        Spanned { value, span }
+    }
+}
+
+/// Where a value (often a secret) comes from: written in the plan, an environment variable, a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    Literal(String),
+    Env(String),
+    File(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Sourced {
+    pub source: ValueSource,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: Spanned<String>,
+    pub file: usize,
+    pub span: Span,
+    pub base: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<Tz>>,
+    pub tools: Vec<(Spanned<String>, Spanned<String>)>,
+    pub databases: Vec<Database>,
+    pub steps: Vec<Step>,
+    pub alerts: Vec<Alert>,
+    pub ping: Option<Ping>,
+    pub serve: Option<Serve>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Mysql,
+    Mariadb,
+    Sqlite,
+}
+
+impl Engine {
+    pub const NAMES: [&'static str; 4] = ["postgres", "mysql", "mariadb", "sqlite"];
+
+    pub fn parse(s: &str) -> Option<Engine> {
+        Some(match s {
+            "postgres" => Engine::Postgres,
+            "mysql" => Engine::Mysql,
+            "mariadb" => Engine::Mariadb,
+            "sqlite" => Engine::Sqlite,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub name: Spanned<String>,
+    pub span: Span,
+    pub engine: Option<Spanned<Engine>>,
+    pub host: Option<Spanned<String>>,
+    pub port: Option<Spanned<u16>>,
+    pub dbname: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub password: Option<Sourced>,
+    pub path: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: Spanned<String>,
+    /// The whole node, for diagnostics that point at a step.
+    pub span: Span,
+    pub kind: StepKind,
+    pub schedule: Option<Spanned<Schedule>>,
+    pub after: Vec<Spanned<String>>,
+    /// Only on `command` steps: run as a hook before each named step.
+    pub before: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub retry_after: Option<Spanned<Duration>>,
+}
+
+#[derive(Clone, Debug)]
+pub enum StepKind {
+    Dump(Dump),
+    Snapshot(Snapshot),
+    Verify(Verify),
+    Report(Report),
+    GitTag(GitTag),
+    Command(Command),
+}
+
+impl StepKind {
+    /// The keyword in the plan language.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StepKind::Dump(_) => "dump",
+            StepKind::Snapshot(_) => "snapshot",
+            StepKind::Verify(_) => "verify",
+            StepKind::Report(_) => "report",
+            StepKind::GitTag(_) => "git-tag",
+            StepKind::Command(_) => "command",
+        }
+    }
+
+    /// The activity `type` recorded in `ops_activities`.
+    pub fn activity_type(&self) -> &'static str {
+        match self {
+            StepKind::Dump(_) => "db_backup",
+            StepKind::Snapshot(_) => "storage_snapshot",
+            StepKind::Verify(_) => "verify_restore",
+            StepKind::Report(_) => "report",
+            StepKind::GitTag(_) => "git_tag",
+            StepKind::Command(_) => "command",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Dump {
+    pub database: Option<Spanned<String>>,
+    pub stale_after: Option<Spanned<Duration>>,
+    pub fail_after: Option<Spanned<Duration>>,
+    pub min_size: Option<Spanned<u64>>,
+    pub max_shrink: Option<Spanned<f64>>,
+    pub keep: Option<Spanned<Keep>>,
+    pub compression_level: Option<Spanned<u32>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncompletePolicy {
+    Fail,
+    Warn,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub paths: Vec<Spanned<String>>,
+    pub exclude: Vec<Spanned<String>>,
+    pub tags: Vec<Spanned<String>>,
+    pub repository: Option<Sourced>,
+    pub password: Option<Sourced>,
+    pub stale_after: Option<Spanned<Duration>>,
+    pub incomplete: Option<Spanned<IncompletePolicy>>,
+    pub init: Option<Spanned<bool>>,
+    pub forget: Option<Spanned<Keep>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Expect {
+    pub sql: Spanned<String>,
+    pub min: Option<Spanned<i64>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Verify {
+    pub dump: Option<Spanned<String>>,
+    pub overdue_after: Option<Spanned<Duration>>,
+    pub min_tables: Option<Spanned<u64>>,
+    pub expects: Vec<Expect>,
+    pub verify_database: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub template: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GitTag {
+    pub repository: Option<Spanned<String>>,
+    pub remote: Option<Spanned<String>>,
+    pub deploy_key: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub git_ref: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// `run "prog" "arg"…`: executed directly, no shell.
+    pub run: Option<Spanned<Vec<String>>>,
+    /// `shell "…"`: executed by `sh -c`, only when the plan asks for it.
+    pub shell: Option<Spanned<String>>,
+    pub env: Vec<(Spanned<String>, Sourced)>,
+    pub dir: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertKind {
+    Slack,
+    Webhook,
+    Command,
+}
+
+#[derive(Clone, Debug)]
+pub struct Alert {
+    pub name: Spanned<String>,
+    pub kind: AlertKind,
+    pub span: Span,
+    pub webhook: Option<Sourced>,
+    pub url: Option<Sourced>,
+    pub run: Option<Spanned<Vec<String>>>,
+    pub renotify_after: Option<Spanned<Duration>>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub include_logs: Option<Spanned<bool>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ping {
+    pub span: Span,
+    pub url: Option<Sourced>,
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub name: Spanned<String>,
+    pub secret: Option<Sourced>,
+    pub allow: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Serve {
+    pub span: Span,
+    pub listen: Option<Spanned<String>>,
+    pub tokens: Vec<Token>,
+}
+
+pub const PERMISSIONS: [&str; 4] = ["ops.view", "ops.execute", "ops.release", "*"];

@@ -1,0 +1,392 @@
+//! Cross-node checks on decoded plans: names, references, required settings, environment.
+
+use std::collections::HashMap;
+
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::model::*;
+use super::source::Span;
+use crate::settings::Env;
+
+/// Seed variables that replace a plan's own threshold, with the setting each replaces.
+pub const SEED_THRESHOLDS: [(&str, &str, &str); 4] = [
+    ("OPS_DB_DUMP_STALE_MIN", "dump", "stale-after"),
+    ("OPS_DB_DUMP_FAIL_MIN", "dump", "fail-after"),
+    ("OPS_SNAPSHOT_STALE_MIN", "snapshot", "stale-after"),
+    ("OPS_VERIFY_OVERDUE_HOURS", "verify", "overdue-after"),
+];
+
+pub fn validate(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<&str, &Plan> = HashMap::new();
+    for plan in plans {
+        if let Some(first) = seen.get(plan.name.value.as_str()) {
+            diags.push(
+                Diagnostic::error(plan.name.span, format!("plan `{}` is defined twice", plan.name.value), "defined again here")
+                    .with_related(first.name.span, "first defined here"),
+            );
+        } else {
+            seen.insert(&plan.name.value, plan);
+        }
+        validate_plan(plan, env, diags);
+    }
+    check_bases(plans, env, diags);
+    check_seed_numbers(env, diags);
+}
+
+fn duplicate<'a>(diags: &mut Vec<Diagnostic>, what: &str, names: impl Iterator<Item = &'a Spanned<String>>) {
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for n in names {
+        if let Some(first) = seen.get(n.value.as_str()) {
+            diags.push(
+                Diagnostic::error(n.span, format!("{what} `{}` is defined twice", n.value), "defined again here")
+                    .with_related(*first, "first defined here"),
+            );
+        } else {
+            seen.insert(&n.value, n.span);
+        }
+    }
+}
+
+fn reference_error(span: Span, what: &str, name: &str, candidates: &[&str]) -> Diagnostic {
+    let d = Diagnostic::error(span, format!("no {what} named `{name}` in this plan"), format!("unknown {what}"));
+    match did_you_mean(name, candidates.iter().copied()) {
+        Some(m) => d.with_help(format!("did you mean `{m}`?")),
+        None if candidates.is_empty() => d.with_help(format!("this plan has no {what}")),
+        None => d.with_help(format!("expected one of: {}", candidates.join(", "))),
+    }
+}
+
+fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
+    duplicate(diags, "database", plan.databases.iter().map(|d| &d.name));
+    duplicate(diags, "step", plan.steps.iter().map(|s| &s.name));
+    duplicate(diags, "alert channel", plan.alerts.iter().map(|a| &a.name));
+
+    let db_names: Vec<&str> = plan.databases.iter().map(|d| d.name.value.as_str()).collect();
+    let step_names: Vec<&str> = plan.steps.iter().map(|s| s.name.value.as_str()).collect();
+    let dump_names: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.kind, StepKind::Dump(_)))
+        .map(|s| s.name.value.as_str())
+        .collect();
+
+    for db in &plan.databases {
+        let Some(engine) = &db.engine else {
+            diags.push(
+                Diagnostic::error(db.name.span, format!("database `{}` needs `engine`", db.name.value), "engine missing")
+                    .with_help("add `engine postgres` (or mysql, mariadb, sqlite)"),
+            );
+            continue;
+        };
+        if engine.value == Engine::Sqlite {
+            if db.path.is_none() {
+                diags.push(
+                    Diagnostic::error(db.name.span, format!("sqlite database `{}` needs `path`", db.name.value), "path missing")
+                        .with_help("add `path \"/var/lib/app/app.sqlite\"`"),
+                );
+            }
+        } else if db.dbname.is_none() {
+            diags.push(
+                Diagnostic::error(db.name.span, format!("database `{}` needs `name`", db.name.value), "database name missing")
+                    .with_help("add `name crm`: the database to dump on the server"),
+            );
+        }
+    }
+
+    for step in &plan.steps {
+        let mut refs = step.after.iter().chain(&step.before);
+        for r in &mut refs {
+            if r.value == step.name.value {
+                diags.push(Diagnostic::error(r.span, format!("step `{}` refers to itself", step.name.value), "a step cannot wait for itself"));
+            } else if !step_names.contains(&r.value.as_str()) {
+                diags.push(reference_error(r.span, "step", &r.value, &step_names));
+            }
+        }
+        let name = &step.name;
+        match &step.kind {
+            StepKind::Dump(d) => {
+                match &d.database {
+                    None => diags.push(
+                        Diagnostic::error(name.span, format!("dump `{}` needs `database`", name.value), "database missing")
+                            .with_help("name one of this plan's `database` blocks: `database main`"),
+                    ),
+                    Some(r) if !db_names.contains(&r.value.as_str()) => {
+                        diags.push(reference_error(r.span, "database", &r.value, &db_names))
+                    }
+                    Some(_) => {}
+                }
+                if let (Some(stale), Some(fail)) = (&d.stale_after, &d.fail_after)
+                    && fail.value <= stale.value
+                {
+                    diags.push(
+                        Diagnostic::error(fail.span, "`fail-after` must be longer than `stale-after`", "not longer")
+                            .with_related(stale.span, "stale-after"),
+                    );
+                }
+            }
+            StepKind::Snapshot(s) => {
+                if s.paths.is_empty() {
+                    diags.push(
+                        Diagnostic::error(name.span, format!("snapshot `{}` needs `paths`", name.value), "paths missing")
+                            .with_help("add `paths \"/srv/app/storage\"`"),
+                    );
+                }
+                if s.repository.is_none() && env.get("RESTIC_REPO").is_none() {
+                    diags.push(
+                        Diagnostic::error(name.span, format!("snapshot `{}` needs `repository`", name.value), "repository missing")
+                            .with_help("add `repository env=RESTIC_REPO` or a path, or set RESTIC_REPO"),
+                    );
+                }
+            }
+            StepKind::Verify(v) => {
+                match &v.dump {
+                    None => diags.push(
+                        Diagnostic::error(name.span, format!("verify `{}` needs `dump`", name.value), "dump missing")
+                            .with_help("name the dump step whose newest artifact it restores: `dump db`"),
+                    ),
+                    Some(r) if !dump_names.contains(&r.value.as_str()) => {
+                        let mut d = reference_error(r.span, "dump step", &r.value, &dump_names);
+                        if let Some(other) = plan.steps.iter().find(|s| s.name.value == r.value) {
+                            d = Diagnostic::error(
+                                r.span,
+                                format!("`{}` is a {} step, not a dump", r.value, other.kind.keyword()),
+                                "not a dump",
+                            );
+                        }
+                        diags.push(d);
+                    }
+                    Some(_) => {}
+                }
+                if let Some(r) = &v.verify_database
+                    && !db_names.contains(&r.value.as_str())
+                {
+                    diags.push(reference_error(r.span, "database", &r.value, &db_names));
+                }
+            }
+            StepKind::Report(_) => {}
+            StepKind::GitTag(g) => {
+                if g.repository.is_none() {
+                    diags.push(
+                        Diagnostic::error(name.span, format!("git-tag `{}` needs `repository`", name.value), "repository missing")
+                            .with_help("add `repository \"/srv/git/app.git\"`: the bare clone ops-run keeps"),
+                    );
+                }
+                match &g.name {
+                    None => diags.push(
+                        Diagnostic::error(name.span, format!("git-tag `{}` needs `name`", name.value), "tag name missing")
+                            .with_help("add `name \"backup-{date}\"`"),
+                    ),
+                    Some(pattern) => {
+                        if let Err(why) = check_tag_pattern(&pattern.value) {
+                            diags.push(
+                                Diagnostic::error(pattern.span, format!("invalid tag pattern: {why}"), "invalid pattern")
+                                    .with_help("placeholders are {date}, {time}, {plan} and {seq}"),
+                            );
+                        }
+                    }
+                }
+            }
+            StepKind::Command(c) => match (&c.run, &c.shell) {
+                (None, None) => diags.push(
+                    Diagnostic::error(name.span, format!("command `{}` needs `run` or `shell`", name.value), "nothing to run")
+                        .with_help("add `run \"program\" \"arg\"` (no shell) or `shell \"…\"`"),
+                ),
+                (Some(r), Some(s)) => diags.push(
+                    Diagnostic::error(s.span, format!("command `{}` has both `run` and `shell`", name.value), "second way to run")
+                        .with_related(r.span, "`run` is here"),
+                ),
+                _ => {}
+            },
+        }
+    }
+
+    for alert in &plan.alerts {
+        let (needed, present) = match alert.kind {
+            AlertKind::Slack => ("webhook", alert.webhook.is_some() || env.is_set("ALERT_SLACK_WEBHOOK")),
+            AlertKind::Webhook => ("url", alert.url.is_some()),
+            AlertKind::Command => ("run", alert.run.is_some()),
+        };
+        if !present {
+            diags.push(Diagnostic::error(
+                alert.name.span,
+                format!("alert `{}` needs `{needed}`", alert.name.value),
+                format!("{needed} missing"),
+            ));
+        }
+    }
+    if let Some(ping) = &plan.ping
+        && ping.url.is_none()
+    {
+        diags.push(Diagnostic::error(ping.span, "`ping` needs `url`", "url missing"));
+    }
+
+    for sourced in sourced_values(plan) {
+        if let ValueSource::Env(var) = &sourced.source
+            && env.get(var).is_none()
+        {
+            diags.push(
+                Diagnostic::warning(sourced.span, format!("environment variable {var} is not set"), "read from the environment")
+                    .with_help("set it (or put it in the --env-file); steps that need it fail until it is"),
+            );
+        }
+    }
+
+    for (var, keyword, setting) in SEED_THRESHOLDS {
+        if env.get(var).is_none() {
+            continue;
+        }
+        for step in plan.steps.iter().filter(|s| s.kind.keyword() == keyword) {
+            let own = match &step.kind {
+                StepKind::Dump(d) if setting == "stale-after" => d.stale_after.as_ref(),
+                StepKind::Dump(d) => d.fail_after.as_ref(),
+                StepKind::Snapshot(s) => s.stale_after.as_ref(),
+                StepKind::Verify(v) => v.overdue_after.as_ref(),
+                _ => None,
+            };
+            if let Some(own) = own {
+                diags.push(Diagnostic::warning(
+                    own.span,
+                    format!("{var} overrides this `{setting}` of {keyword} `{}`", step.name.value),
+                    format!("replaced by {var}"),
+                ).with_help(format!("unset {var} to use the plan's value; it applies to every plan")));
+            }
+        }
+    }
+}
+
+/// Every value in a plan that may be read from the environment or a file.
+pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
+    let mut out: Vec<&Sourced> = Vec::new();
+    out.extend(plan.databases.iter().filter_map(|d| d.password.as_ref()));
+    for step in &plan.steps {
+        match &step.kind {
+            StepKind::Snapshot(s) => {
+                out.extend(s.repository.as_ref());
+                out.extend(s.password.as_ref());
+            }
+            StepKind::Command(c) => out.extend(c.env.iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+    for a in &plan.alerts {
+        out.extend(a.webhook.as_ref());
+        out.extend(a.url.as_ref());
+    }
+    if let Some(p) = &plan.ping {
+        out.extend(p.url.as_ref());
+    }
+    if let Some(s) = &plan.serve {
+        out.extend(s.tokens.iter().filter_map(|t| t.secret.as_ref()));
+    }
+    out
+}
+
+/// The values ops-run must never print: all sourced values except a command's literal `env`
+/// entries, which are ordinary configuration written in the plan.
+pub fn secret_values(plan: &Plan) -> Vec<&Sourced> {
+    let literal_env: Vec<*const Sourced> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Command(c) => Some(c.env.iter().map(|(_, v)| v as *const Sourced)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    sourced_values(plan)
+        .into_iter()
+        .filter(|s| !(matches!(s.source, ValueSource::Literal(_)) && literal_env.contains(&(*s as *const Sourced))))
+        .collect()
+}
+
+pub fn check_tag_pattern(pattern: &str) -> Result<(), String> {
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return Err("`{` without a closing `}`".into());
+        };
+        let key = &rest[open + 1..open + close];
+        if !matches!(key, "date" | "time" | "plan" | "seq") {
+            return Err(format!("unknown placeholder `{{{key}}}`"));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    let sample = pattern
+        .replace("{date}", "20260101")
+        .replace("{time}", "0200")
+        .replace("{plan}", "p")
+        .replace("{seq}", "1");
+    let bad = sample.is_empty()
+        || sample.starts_with(['-', '.', '/'])
+        || sample.ends_with(['.', '/'])
+        || sample.ends_with(".lock")
+        || sample.contains("..")
+        || sample.contains("@{")
+        || sample.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(format!("`{sample}` is not a valid git tag name"));
+    }
+    Ok(())
+}
+
+/// The backup base each plan resolves to.
+pub fn effective_base(plan: &Plan, env: &Env) -> String {
+    env.get("OPS_BACKUP_BASE")
+        .map(str::to_string)
+        .or_else(|| plan.base.as_ref().map(|b| b.value.clone()))
+        .unwrap_or_else(|| format!("/srv/backups/{}", plan.name.value))
+}
+
+fn check_bases(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<String, &Plan> = HashMap::new();
+    for plan in plans {
+        let base = effective_base(plan, env);
+        let key = base.trim_end_matches('/').to_string();
+        if let Some(first) = seen.get(&key) {
+            let why = if env.get("OPS_BACKUP_BASE").is_some() {
+                "OPS_BACKUP_BASE sets one base for every plan; unset it and give each plan its own `base`"
+            } else {
+                "give each plan its own `base`"
+            };
+            diags.push(
+                Diagnostic::error(
+                    plan.name.span,
+                    format!("plans `{}` and `{}` would share the backup base {base}", first.name.value, plan.name.value),
+                    "shares a base",
+                )
+                .with_related(first.name.span, "the other plan")
+                .with_help(why),
+            );
+        } else {
+            seen.insert(key, plan);
+        }
+    }
+}
+
+fn check_seed_numbers(env: &Env, diags: &mut Vec<Diagnostic>) {
+    for (var, _, _) in SEED_THRESHOLDS {
+        if let Some(v) = env.get(var)
+            && v.parse::<u64>().map_or(true, |n| n == 0)
+        {
+            diags.push(Diagnostic {
+                severity: super::diagnostic::Severity::Error,
+                message: format!("{var}={v} is not a positive whole number"),
+                span: None,
+                label: String::new(),
+                help: Some(format!("{var} is a count of {}", if var.ends_with("HOURS") { "hours" } else { "minutes" })),
+                related: Vec::new(),
+            });
+        }
+    }
+    if let Some(v) = env.get("OPS_VERIFY_AUTO")
+        && !matches!(v, "true" | "false" | "1" | "0")
+    {
+        diags.push(Diagnostic {
+            severity: super::diagnostic::Severity::Error,
+            message: format!("OPS_VERIFY_AUTO={v} is neither true nor false"),
+            span: None,
+            label: String::new(),
+            help: None,
+            related: Vec::new(),
+        });
+    }
+}

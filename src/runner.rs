@@ -1,0 +1,259 @@
+//! Walks the selected steps in graph order, independent ones in parallel up to `jobs`, and
+//! emits events; it knows nothing of the store or the console.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::graph::{EdgeKind, Graph};
+use crate::steps::{Outcome, Status};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Http,
+    Force,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Http => "http",
+            Trigger::Force => "force",
+        }
+    }
+}
+
+/// A step chosen to run, and why.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    pub step: usize,
+    pub trigger: Trigger,
+    pub reason: String,
+}
+
+pub enum Event<'a> {
+    Started { step: usize, trigger: Trigger },
+    Finished { step: usize, outcome: &'a Outcome, duration: Duration },
+    Skipped { step: usize, trigger: Trigger, why: String },
+}
+
+pub trait Sink {
+    fn event(&mut self, event: &Event);
+}
+
+/// Runs one step to its end; called from worker threads.
+pub trait Executor: Sync {
+    fn execute(&self, step: usize) -> Outcome;
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.skipped == 0
+    }
+}
+
+/// Runs `planned` respecting `graph` among them. A step whose requirement failed (or was
+/// skipped) is skipped; after an interruption nothing new starts.
+pub fn run(
+    graph: &Graph,
+    names: &[String],
+    planned: &[Planned],
+    jobs: usize,
+    executor: &dyn Executor,
+    sink: &mut dyn Sink,
+    interrupted: &dyn Fn() -> bool,
+) -> Summary {
+    let jobs = jobs.max(1);
+    let selected: BTreeSet<usize> = planned.iter().map(|p| p.step).collect();
+    let trigger: HashMap<usize, Trigger> = planned.iter().map(|p| (p.step, p.trigger)).collect();
+    let mut pending: Vec<usize> = planned.iter().map(|p| p.step).collect();
+    let mut done: HashMap<usize, Status> = HashMap::new();
+    let mut skipped: BTreeSet<usize> = BTreeSet::new();
+    let mut summary = Summary::default();
+    let (tx, rx) = mpsc::channel::<(usize, Outcome, Duration)>();
+
+    std::thread::scope(|scope| {
+        let mut running = 0usize;
+        loop {
+            let mut i = 0;
+            while i < pending.len() {
+                let s = pending[i];
+                let preds: Vec<_> = graph
+                    .predecessors(s)
+                    .filter(|e| selected.contains(&e.from))
+                    .collect();
+                if preds
+                    .iter()
+                    .any(|e| !done.contains_key(&e.from) && !skipped.contains(&e.from))
+                {
+                    i += 1;
+                    continue;
+                }
+                let blocker = preds.iter().find(|e| {
+                    e.kind == EdgeKind::Requires
+                        && (skipped.contains(&e.from) || done.get(&e.from) != Some(&Status::Success))
+                });
+                if let Some(b) = blocker {
+                    let why = if skipped.contains(&b.from) {
+                        format!("skipped: {} was skipped", names[b.from])
+                    } else {
+                        format!("skipped: {} did not succeed", names[b.from])
+                    };
+                    sink.event(&Event::Skipped { step: s, trigger: trigger[&s], why });
+                    skipped.insert(s);
+                    summary.skipped += 1;
+                    pending.remove(i);
+                    continue;
+                }
+                if interrupted() {
+                    sink.event(&Event::Skipped {
+                        step: s,
+                        trigger: trigger[&s],
+                        why: "skipped: ops-run was interrupted before it started".into(),
+                    });
+                    skipped.insert(s);
+                    summary.skipped += 1;
+                    pending.remove(i);
+                    continue;
+                }
+                if running >= jobs {
+                    break;
+                }
+                sink.event(&Event::Started { step: s, trigger: trigger[&s] });
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    let outcome = executor.execute(s);
+                    let _ = tx.send((s, outcome, start.elapsed()));
+                });
+                running += 1;
+                pending.remove(i);
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((s, outcome, duration)) = rx.recv() else {
+                break;
+            };
+            running -= 1;
+            sink.event(&Event::Finished { step: s, outcome: &outcome, duration });
+            if outcome.status == Status::Success {
+                summary.succeeded += 1;
+            } else {
+                summary.failed += 1;
+            }
+            done.insert(s, outcome.status);
+        }
+    });
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Mock {
+        fail: Vec<usize>,
+        log: Mutex<Vec<usize>>,
+        concurrent: Mutex<(usize, usize)>,
+    }
+
+    impl Executor for Mock {
+        fn execute(&self, step: usize) -> Outcome {
+            {
+                let mut c = self.concurrent.lock().unwrap();
+                c.0 += 1;
+                c.1 = c.1.max(c.0);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            self.log.lock().unwrap().push(step);
+            self.concurrent.lock().unwrap().0 -= 1;
+            if self.fail.contains(&step) {
+                Outcome::failed("boom")
+            } else {
+                Outcome {
+                    status: Status::Success,
+                    meta: serde_json::json!({}),
+                    log_excerpt: String::new(),
+                    summary: "ok".into(),
+                }
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Record(Vec<String>);
+
+    impl Sink for Record {
+        fn event(&mut self, e: &Event) {
+            self.0.push(match e {
+                Event::Started { step, .. } => format!("start {step}"),
+                Event::Finished { step, outcome, .. } => format!("end {step} {}", outcome.status.as_str()),
+                Event::Skipped { step, .. } => format!("skip {step}"),
+            });
+        }
+    }
+
+    fn go(graph: &Graph, steps: &[usize], fail: Vec<usize>, jobs: usize) -> (Summary, Vec<String>, usize) {
+        let names: Vec<String> = (0..graph.len).map(|i| format!("s{i}")).collect();
+        let planned: Vec<Planned> = steps
+            .iter()
+            .map(|&s| Planned { step: s, trigger: Trigger::Schedule, reason: String::new() })
+            .collect();
+        let mock = Mock { fail, log: Mutex::new(vec![]), concurrent: Mutex::new((0, 0)) };
+        let mut rec = Record::default();
+        let summary = run(graph, &names, &planned, jobs, &mock, &mut rec, &|| false);
+        let peak = mock.concurrent.lock().unwrap().1;
+        (summary, rec.0, peak)
+    }
+
+    #[test]
+    fn a_failure_skips_dependents_not_neighbours() {
+        // 0 → 1 → 2, and 3 unrelated.
+        let mut g = Graph::new(4);
+        g.add(0, 1, EdgeKind::Requires);
+        g.add(1, 2, EdgeKind::Requires);
+        let (summary, events, _) = go(&g, &[0, 1, 2, 3], vec![0], 1);
+        assert_eq!(summary, Summary { succeeded: 1, failed: 1, skipped: 2 });
+        assert!(events.contains(&"skip 1".to_string()) && events.contains(&"skip 2".to_string()));
+        assert!(events.contains(&"end 3 success".to_string()));
+    }
+
+    #[test]
+    fn an_ordering_edge_waits_but_does_not_skip() {
+        let mut g = Graph::new(2);
+        g.add(0, 1, EdgeKind::Order);
+        let (summary, events, _) = go(&g, &[0, 1], vec![0], 2);
+        assert_eq!(summary, Summary { succeeded: 1, failed: 1, skipped: 0 });
+        assert_eq!(events, vec!["start 0", "end 0 failed", "start 1", "end 1 success"]);
+    }
+
+    #[test]
+    fn independent_steps_run_concurrently_up_to_jobs() {
+        let g = Graph::new(6);
+        let (_, _, peak) = go(&g, &[0, 1, 2, 3, 4, 5], vec![], 2);
+        assert_eq!(peak, 2);
+        let (_, _, peak) = go(&g, &[0, 1, 2, 3, 4, 5], vec![], 1);
+        assert_eq!(peak, 1);
+    }
+
+    #[test]
+    fn unselected_requirements_do_not_block() {
+        let mut g = Graph::new(2);
+        g.add(0, 1, EdgeKind::Requires);
+        let (summary, _, _) = go(&g, &[1], vec![0], 1);
+        assert_eq!(summary, Summary { succeeded: 1, failed: 0, skipped: 0 });
+    }
+}

@@ -1,0 +1,194 @@
+//! Settings resolution: plan value < seed environment variable < command-line flag, with origins.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use crate::plan::model::{Sourced, ValueSource};
+use crate::plan::source::{Sources, Span};
+
+/// The environment ops-run reads: the process environment over an optional `--env-file`.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment; a `--env-file` fills in variables the process does not set.
+    pub fn load(env_file: Option<&Path>) -> Result<Env, String> {
+        let mut vars = HashMap::new();
+        if let Some(path) = env_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
+            for (k, v) in parse_dotenv(&text).map_err(|e| format!("{}: {e}", path.display()))? {
+                vars.insert(k, v);
+            }
+        }
+        for (k, v) in std::env::vars_os() {
+            if let (Ok(k), Ok(v)) = (k.into_string(), v.into_string()) {
+                vars.insert(k, v);
+            }
+        }
+        Ok(Env { vars })
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Env {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The value when set and non-empty (the seed's rule: empty means unset).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Whether the variable is set at all (an empty value counts: it can switch a feature off).
+    pub fn is_set(&self, key: &str) -> bool {
+        self.vars.contains_key(key)
+    }
+
+    /// Resolves a value source. Errors say which variable or file is missing.
+    pub fn resolve(&self, source: &ValueSource) -> Result<String, String> {
+        match source {
+            ValueSource::Literal(v) => Ok(v.clone()),
+            ValueSource::Env(name) => self
+                .get(name)
+                .map(str::to_string)
+                .ok_or_else(|| format!("environment variable {name} is not set")),
+            ValueSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {path}: {e}")),
+        }
+    }
+}
+
+/// `KEY=value` lines; `#` comments, blank lines, an optional `export `, and quoted values.
+pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!("line {}: expected KEY=value", i + 1));
+        };
+        let k = k.trim();
+        if !crate::plan::decode::valid_env_name(k) {
+            return Err(format!("line {}: `{k}` is not a variable name", i + 1));
+        }
+        let v = v.trim();
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
+            let inner = &v[1..v.len() - 1];
+            if v.starts_with('"') {
+                inner.replace("\\n", "\n").replace("\\\"", "\"")
+            } else {
+                inner.to_string()
+            }
+        } else {
+            // An unquoted value ends at a ` #` comment.
+            v.split(" #").next().unwrap_or("").trim_end().to_string()
+        };
+        out.push((k.to_string(), v));
+    }
+    Ok(out)
+}
+
+/// Where a resolved setting came from, so `plan show` can say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Plan(Span),
+    Env(String),
+    Flag(String),
+    Default,
+}
+
+impl Origin {
+    pub fn describe(&self, sources: &Sources) -> String {
+        match self {
+            Origin::Plan(span) => {
+                let loc = sources.locate(*span);
+                format!("plan {}:{}", loc.path.display(), loc.line)
+            }
+            Origin::Env(var) => format!("env {var}"),
+            Origin::Flag(flag) => format!("flag {flag}"),
+            Origin::Default => "default".into(),
+        }
+    }
+
+    /// The short kind for JSON: `plan`, `env`, `flag`, `default`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Plan(_) => "plan",
+            Origin::Env(_) => "env",
+            Origin::Flag(_) => "flag",
+            Origin::Default => "default",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Setting<T> {
+    pub fn new(value: T, origin: Origin) -> Self {
+        Setting { value, origin }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Setting<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+/// A sourced value that ops-run treats as a secret when it resolves.
+pub fn secret_of(env: &Env, sourced: &Sourced) -> Option<String> {
+    env.resolve(&sourced.source).ok().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotenv_lines() {
+        let parsed = parse_dotenv(
+            "# comment\nexport A=1\nB=\"two words\"\nC='x=y'\nD=plain # trailing\n\nE=\n",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x=y".into()),
+                ("D".into(), "plain".into()),
+                ("E".into(), "".into()),
+            ]
+        );
+        assert!(parse_dotenv("no equals sign").is_err());
+    }
+
+    #[test]
+    fn empty_counts_as_unset_for_values() {
+        let env = Env::from_pairs([("A", ""), ("B", "x")]);
+        assert_eq!(env.get("A"), None);
+        assert!(env.is_set("A"));
+        assert_eq!(env.get("B"), Some("x"));
+    }
+}

@@ -1,0 +1,67 @@
+//! The `command` step: an argv run directly (or `sh -c` when the plan says `shell`).
+
+use serde_json::json;
+
+use super::{Context, Outcome, Status};
+use crate::exec::{self, Exit, ProcessSpec};
+use crate::plan::model::Command;
+
+/// Builds the process; fails when an `env=` / `file=` value cannot be resolved.
+pub fn build(ctx: &Context, c: &Command) -> Result<ProcessSpec, String> {
+    let mut spec = match (&c.run, &c.shell) {
+        (Some(run), _) => {
+            let mut argv = run.value.iter();
+            let program = argv.next().cloned().unwrap_or_default();
+            ProcessSpec::new(program, argv.cloned())
+        }
+        (None, Some(shell)) => ProcessSpec::new("sh", ["-c".to_string(), shell.value.clone()]),
+        (None, None) => return Err("nothing to run".into()),
+    };
+    spec.env.push(("OPS_PLAN".into(), ctx.plan.decl.name.value.clone()));
+    spec.env.push(("OPS_STEP".into(), ctx.step.name().to_string()));
+    spec.env.push(("OPS_BACKUP_BASE".into(), ctx.plan.base.value.clone()));
+    for (name, value) in &c.env {
+        let v = ctx
+            .env
+            .resolve(&value.source)
+            .map_err(|e| format!("env {}: {e}", name.value))?;
+        spec.env.push((name.value.clone(), v));
+    }
+    spec.dir = c.dir.as_ref().map(|d| d.value.clone().into());
+    spec.timeout = Some(ctx.step.timeout.value);
+    Ok(spec)
+}
+
+pub fn execute(ctx: &Context, c: &Command) -> Outcome {
+    let spec = match build(ctx, c) {
+        Ok(s) => s,
+        Err(e) => return Outcome::failed(ctx.redactor.redact(&e)),
+    };
+    let result = exec::run(&spec, ctx.redactor);
+    let argv = spec.display(ctx.redactor);
+    let (status, summary, code) = match &result.exit {
+        Exit::Code(0) => (Status::Success, "exited 0".to_string(), Some(0)),
+        Exit::Code(n) => (Status::Failed, format!("exited with status {n}"), Some(*n)),
+        Exit::Signal(s) => (Status::Failed, format!("killed by signal {s}"), None),
+        Exit::TimedOut(t) => (
+            Status::Timeout,
+            format!("timed out after {}; its process group was killed", crate::units::duration::format(*t)),
+            None,
+        ),
+        Exit::Interrupted => (Status::Failed, "interrupted: ops-run was stopped (SIGINT/SIGTERM)".to_string(), None),
+        Exit::SpawnFailed(why) => (Status::Failed, why.clone(), None),
+    };
+    let mut log = result.tail.clone();
+    if status != Status::Success {
+        if !log.is_empty() && !log.ends_with('\n') {
+            log.push('\n');
+        }
+        log.push_str(&format!("ops-run: {summary}"));
+    }
+    Outcome {
+        status,
+        meta: json!({ "argv": argv, "exit_code": code }),
+        log_excerpt: ctx.redactor.redact(&log),
+        summary: ctx.redactor.redact(&summary),
+    }
+}

@@ -1,0 +1,235 @@
+//! Rows of `ops_activities`: start, finish, skipped, the history the due decision needs, listing.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Store;
+use crate::clock::parse_stamp;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Activity {
+    pub id: i64,
+    pub plan: String,
+    pub step: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub trigger: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub meta: Value,
+    pub log_excerpt: String,
+}
+
+/// What the due decision needs to know of one step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    pub last_success: Option<DateTime<Utc>>,
+    /// When the newest failed attempt after the last success ended.
+    pub last_failure: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub limit: usize,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub plan: Option<String>,
+    pub before_id: Option<i64>,
+}
+
+/// This process as the owner of a `running` row: pid, its start time and the boot it belongs
+/// to, so a reused pid is not mistaken for the original.
+pub fn owner() -> Value {
+    let pid = std::process::id();
+    json!({ "pid": pid, "pid_start": process_start(pid), "boot": boot_id() })
+}
+
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (starttime) comes after the parenthesised command name, which may hold spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19).map(str::to_string)
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn owner_alive(meta: &Value) -> bool {
+    let Some(pid) = meta.get("pid").and_then(Value::as_u64) else {
+        return false;
+    };
+    let same_boot = meta.get("boot").and_then(Value::as_str).map(str::to_string) == boot_id();
+    let start = meta.get("pid_start").and_then(Value::as_str).map(str::to_string);
+    same_boot && start.is_some() && process_start(pid as u32) == start
+}
+
+impl Store {
+    pub fn start(&self, plan: &str, step: &str, kind: &str, trigger: &str, started_at: &str) -> rusqlite::Result<i64> {
+        self.conn.execute(
+            "INSERT INTO ops_activities (plan, step, type, status, trigger, started_at, meta)
+             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
+            params![plan, step, kind, trigger, started_at, owner().to_string()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish(&self, id: i64, status: &str, finished_at: &str, duration_ms: i64, meta: &Value, log_excerpt: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE ops_activities SET status = ?2, finished_at = ?3, duration_ms = ?4, meta = ?5, log_excerpt = ?6
+             WHERE id = ?1",
+            params![id, status, finished_at, duration_ms, meta.to_string(), log_excerpt],
+        )?;
+        Ok(())
+    }
+
+    /// A step that did not run because something it needs failed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn skipped(&self, plan: &str, step: &str, kind: &str, trigger: &str, at: &str, meta: &Value, why: &str) -> rusqlite::Result<i64> {
+        self.conn.execute(
+            "INSERT INTO ops_activities (plan, step, type, status, trigger, started_at, finished_at, duration_ms, meta, log_excerpt)
+             VALUES (?1, ?2, ?3, 'skipped', ?4, ?5, ?5, 0, ?6, ?7)",
+            params![plan, step, kind, trigger, at, meta.to_string(), why],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks `running` rows whose process is gone as `abandoned`.
+    pub fn mark_abandoned(&self, now: &str) -> rusqlite::Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, meta FROM ops_activities WHERE status = 'running'")?;
+        let rows: Vec<(i64, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut n = 0;
+        for (id, meta) in rows {
+            let meta: Value = serde_json::from_str(&meta).unwrap_or(Value::Null);
+            if owner_alive(&meta) {
+                continue;
+            }
+            n += self.conn.execute(
+                "UPDATE ops_activities SET status = 'abandoned', finished_at = ?2,
+                   duration_ms = CAST((julianday(?2) - julianday(started_at)) * 86400000 AS INTEGER),
+                   log_excerpt = log_excerpt || ?3
+                 WHERE id = ?1 AND status = 'running'",
+                params![id, now, "ops-run stopped before this step finished (process gone)"],
+            )?;
+        }
+        Ok(n)
+    }
+
+    pub fn history(&self, plan: &str, step: &str) -> rusqlite::Result<History> {
+        let last_success: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2 AND status = 'success'",
+                params![plan, step],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let since = last_success.clone().unwrap_or_default();
+        let last_failure: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT max(coalesce(finished_at, started_at)) FROM ops_activities
+                 WHERE plan = ?1 AND step = ?2 AND status IN ('failed', 'timeout', 'incomplete', 'abandoned')
+                   AND started_at > ?3",
+                params![plan, step, since],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        Ok(History {
+            last_success: last_success.as_deref().and_then(parse_stamp),
+            last_failure: last_failure.as_deref().and_then(parse_stamp),
+        })
+    }
+
+    pub fn list(&self, f: &Filter) -> rusqlite::Result<Vec<Activity>> {
+        let mut sql = String::from(
+            "SELECT id, plan, step, type, status, trigger, started_at, finished_at, duration_ms, meta, log_excerpt
+             FROM ops_activities WHERE 1=1",
+        );
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        for (col, v) in [("type", &f.kind), ("status", &f.status), ("plan", &f.plan)] {
+            if let Some(v) = v {
+                args.push(Box::new(v.clone()));
+                sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+            }
+        }
+        if let Some(b) = f.before_id {
+            args.push(Box::new(b));
+            sql.push_str(&format!(" AND id < ?{}", args.len()));
+        }
+        args.push(Box::new(f.limit as i64));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            let meta: String = r.get(9)?;
+            Ok(Activity {
+                id: r.get(0)?,
+                plan: r.get(1)?,
+                step: r.get(2)?,
+                kind: r.get(3)?,
+                status: r.get(4)?,
+                trigger: r.get(5)?,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+                duration_ms: r.get(8)?,
+                meta: serde_json::from_str(&meta).unwrap_or(Value::Null),
+                log_excerpt: r.get(10)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db"), "2026-01-01T00:00:00.000Z").unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn history_sees_last_success_and_later_failures_only() {
+        let (_d, s) = store();
+        let id = s.start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z").unwrap();
+        s.finish(id, "failed", "2026-01-01T01:00:05.000Z", 5000, &json!({}), "").unwrap();
+        let id = s.start("p", "a", "command", "schedule", "2026-01-01T02:00:00.000Z").unwrap();
+        s.finish(id, "success", "2026-01-01T02:00:05.000Z", 5000, &json!({}), "").unwrap();
+        let h = s.history("p", "a").unwrap();
+        assert_eq!(h.last_success, parse_stamp("2026-01-01T02:00:00.000Z"));
+        assert_eq!(h.last_failure, None);
+        let id = s.start("p", "a", "command", "schedule", "2026-01-01T03:00:00.000Z").unwrap();
+        s.finish(id, "timeout", "2026-01-01T03:10:00.000Z", 1, &json!({}), "").unwrap();
+        assert_eq!(s.history("p", "a").unwrap().last_failure, parse_stamp("2026-01-01T03:10:00.000Z"));
+        assert_eq!(s.history("p", "other").unwrap(), History::default());
+    }
+
+    #[test]
+    fn a_running_row_of_a_dead_process_becomes_abandoned() {
+        let (_d, s) = store();
+        let id = s.start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z").unwrap();
+        // Our own row stays: this process is alive.
+        assert_eq!(s.mark_abandoned("2026-01-01T01:00:01.000Z").unwrap(), 0);
+        s.conn
+            .execute("UPDATE ops_activities SET meta = '{\"pid\": 999999999, \"pid_start\": \"1\"}' WHERE id = ?1", [id])
+            .unwrap();
+        assert_eq!(s.mark_abandoned("2026-01-01T01:00:02.000Z").unwrap(), 1);
+        let rows = s.list(&Filter { limit: 10, ..Filter::default() }).unwrap();
+        assert_eq!(rows[0].status, "abandoned");
+        assert_eq!(rows[0].duration_ms, Some(2000));
+    }
+}

@@ -1,0 +1,43 @@
+//! Schema migrations, numbered by SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the activity log, with the indexes the due decision and the status page use.
+    "CREATE TABLE ops_activities (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        plan        TEXT    NOT NULL,
+        step        TEXT    NOT NULL,
+        type        TEXT    NOT NULL,
+        status      TEXT    NOT NULL,
+        trigger     TEXT    NOT NULL,
+        started_at  TEXT    NOT NULL,
+        finished_at TEXT,
+        duration_ms INTEGER,
+        meta        TEXT    NOT NULL DEFAULT '{}',
+        log_excerpt TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX ops_activities_step ON ops_activities (plan, step, status, started_at);
+    CREATE INDEX ops_activities_running ON ops_activities (status) WHERE status = 'running';
+    CREATE INDEX ops_activities_type ON ops_activities (type, id);
+    CREATE INDEX ops_activities_status ON ops_activities (status, id);
+    CREATE INDEX ops_activities_plan ON ops_activities (plan, id);",
+];
+
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        if let Err(e) = conn.execute_batch(sql) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        conn.pragma_update(None, "user_version", i + 1)?;
+    }
+    conn.execute_batch("COMMIT")
+}

@@ -1,0 +1,42 @@
+//! The SQLite state database: open (WAL, migrations), activities, and abandoned-run recovery.
+
+pub mod activities;
+pub mod recorder;
+mod migrations;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+pub struct Store {
+    pub conn: Connection,
+    pub path: PathBuf,
+}
+
+/// The state database when neither `--state` nor `OPS_STATE` names one.
+pub const DEFAULT_PATH: &str = "/var/lib/ops-run/state.db";
+
+impl Store {
+    /// Opens (creating) the database, migrates it, and marks runs whose process is gone as
+    /// `abandoned`.
+    pub fn open(path: &Path, now: &str) -> Result<Store, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("cannot create the state folder {}: {e} (set --state or OPS_STATE)", dir.display())
+            })?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| format!("cannot open the state database {}: {e}", path.display()))?;
+        let err = |e: rusqlite::Error| format!("state database {}: {e}", path.display());
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        migrations::migrate(&conn).map_err(err)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.mark_abandoned(now).map_err(err)?;
+        Ok(store)
+    }
+}

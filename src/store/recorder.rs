@@ -1,0 +1,78 @@
+//! The runner's events written to `ops_activities`: a row at start, finished at the end.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::Store;
+use crate::clock::{Clock, stamp};
+use crate::exec::redact::Redactor;
+use crate::plan::compile::Compiled;
+use crate::runner::{Event, Sink};
+
+pub struct Recorder<'a> {
+    pub store: &'a Store,
+    pub compiled: &'a Compiled,
+    pub clock: &'a Clock,
+    pub redactor: &'a Redactor,
+    ids: HashMap<usize, i64>,
+    /// Store errors seen (the run goes on; the command fails at the end).
+    pub errors: Vec<String>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(store: &'a Store, compiled: &'a Compiled, clock: &'a Clock, redactor: &'a Redactor) -> Self {
+        Recorder {
+            store,
+            compiled,
+            clock,
+            redactor,
+            ids: HashMap::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Meta goes through the redactor as text, whatever the step put in it.
+    fn redact_json(&self, v: &Value) -> Value {
+        let text = self.redactor.redact(&v.to_string());
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+impl Sink for Recorder<'_> {
+    fn event(&mut self, event: &Event) {
+        let now = stamp(self.clock.now());
+        let result = match event {
+            Event::Started { step, trigger } => {
+                let s = &self.compiled.steps[*step];
+                let plan = &self.compiled.plans[s.plan].decl.name.value;
+                self.store
+                    .start(plan, s.name(), s.decl.kind.activity_type(), trigger.as_str(), &now)
+                    .map(|id| {
+                        self.ids.insert(*step, id);
+                    })
+            }
+            Event::Finished { step, outcome, duration } => match self.ids.get(step) {
+                Some(&id) => self.store.finish(
+                    id,
+                    outcome.status.as_str(),
+                    &now,
+                    duration.as_millis() as i64,
+                    &self.redact_json(&outcome.meta),
+                    &self.redactor.redact(&outcome.log_excerpt),
+                ),
+                None => Ok(()),
+            },
+            Event::Skipped { step, trigger, why } => {
+                let s = &self.compiled.steps[*step];
+                let plan = &self.compiled.plans[s.plan].decl.name.value;
+                self.store
+                    .skipped(plan, s.name(), s.decl.kind.activity_type(), trigger.as_str(), &now, &serde_json::json!({}), why)
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            self.errors.push(format!("cannot record an activity in {}: {e}", self.store.path.display()));
+        }
+    }
+}

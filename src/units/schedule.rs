@@ -1,0 +1,73 @@
+//! Cron schedules (5 fields) evaluated in a plan's time zone.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+pub const EXPECTED: &str = "a 5-field cron expression such as \"0 2 * * *\" (minute hour day-of-month month day-of-week)";
+
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub expr: String,
+    cron: Cron,
+}
+
+impl Schedule {
+    pub fn parse(expr: &str) -> Result<Schedule, String> {
+        let fields = expr.split_whitespace().count();
+        if !expr.trim_start().starts_with('@') && fields != 5 {
+            return Err(format!("`{expr}` has {fields} fields, a cron expression has 5"));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
+            .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;
+        Ok(Schedule {
+            expr: expr.to_string(),
+            cron,
+        })
+    }
+
+    /// The first fire time strictly after `after`, in `tz`.
+    pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The last fire time at or before `at`, in `tz`.
+    pub fn last_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_previous_occurrence(&at.with_timezone(&tz), true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>()
+        .map_err(|_| format!("`{name}` is not an IANA time zone name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_wrong_field_counts_and_values() {
+        assert!(Schedule::parse("0 2 * *").unwrap_err().contains("4 fields"));
+        assert!(Schedule::parse("0 0 2 * * *").unwrap_err().contains("6 fields"));
+        assert!(Schedule::parse("61 2 * * *").is_err());
+        assert!(Schedule::parse("0 2 * * 0").is_ok());
+    }
+
+    #[test]
+    fn time_zones() {
+        assert!(parse_timezone("Europe/Prague").is_ok());
+        assert!(parse_timezone("Europe/Praha").is_err());
+    }
+}
