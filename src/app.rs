@@ -67,7 +67,12 @@ impl App {
                 }
             }
         }
-        secrets.extend(SECRET_VARS.iter().filter_map(|v| self.env.get(v)).map(str::to_string));
+        secrets.extend(
+            SECRET_VARS
+                .iter()
+                .filter_map(|v| self.env.get(v))
+                .map(str::to_string),
+        );
         Redactor::new(secrets)
     }
 

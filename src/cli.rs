@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "ops-run", version, about = "Keeps an application's backups honest.")]
+#[command(
+    name = "ops-run",
+    version,
+    about = "Keeps an application's backups honest."
+)]
 pub struct Cli {
     /// Folder of plan files (*.kdl), or one plan file
     #[arg(long, global = true, env = "OPS_PLANS", default_value = "plans")]

@@ -20,13 +20,21 @@ impl<W: Write> Sink for Console<'_, W> {
     fn event(&mut self, event: &Event) {
         let line = match event {
             Event::Started { .. } => return,
-            Event::Finished { step, outcome, duration } => {
+            Event::Finished {
+                step,
+                outcome,
+                duration,
+            } => {
                 let id = &self.compiled.steps[*step].id;
                 let secs = duration.as_secs_f64();
                 if outcome.status == Status::Success {
                     format!("ok       {id} ({secs:.2}s)\n")
                 } else {
-                    let mut l = format!("{:<8} {id} ({secs:.2}s): {}\n", outcome.status.as_str(), outcome.summary);
+                    let mut l = format!(
+                        "{:<8} {id} ({secs:.2}s): {}\n",
+                        outcome.status.as_str(),
+                        outcome.summary
+                    );
                     let lines: Vec<&str> = outcome
                         .log_excerpt
                         .lines()
@@ -39,7 +47,11 @@ impl<W: Write> Sink for Console<'_, W> {
                 }
             }
             Event::Skipped { step, why, .. } => {
-                format!("skipped  {} ({})\n", self.compiled.steps[*step].id, why.trim_start_matches("skipped: "))
+                format!(
+                    "skipped  {} ({})\n",
+                    self.compiled.steps[*step].id,
+                    why.trim_start_matches("skipped: ")
+                )
             }
         };
         let _ = self.out.write_all(self.redactor.redact(&line).as_bytes());

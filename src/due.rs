@@ -141,7 +141,13 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn decide_at(cron: &str, tz: &str, success: Option<&str>, failure: Option<&str>, now: &str) -> Decision {
+    fn decide_at(
+        cron: &str,
+        tz: &str,
+        success: Option<&str>,
+        failure: Option<&str>,
+        now: &str,
+    ) -> Decision {
         let schedule = Schedule::parse(cron).unwrap();
         let history = History {
             last_success: success.map(utc),
@@ -171,21 +177,151 @@ mod tests {
             missed: usize,
         }
         let cases = [
-            Case { name: "never succeeded: due at once", cron: "0 2 * * *", tz: "UTC", success: None, failure: None, now: "2026-03-01T12:00:00Z", due: true, fire_or_next: None, missed: 0 },
-            Case { name: "fire time passed since success", cron: "0 2 * * *", tz: "UTC", success: Some("2026-03-01T02:00:05Z"), failure: None, now: "2026-03-02T02:00:00Z", due: true, fire_or_next: Some("2026-03-02T02:00:00Z"), missed: 1 },
-            Case { name: "one minute before the fire time", cron: "0 2 * * *", tz: "UTC", success: Some("2026-03-01T02:00:05Z"), failure: None, now: "2026-03-02T01:59:00Z", due: false, fire_or_next: Some("2026-03-02T02:00:00Z"), missed: 0 },
-            Case { name: "catch-up after three days down: one run", cron: "0 2 * * *", tz: "UTC", success: Some("2026-03-01T02:00:05Z"), failure: None, now: "2026-03-04T09:00:00Z", due: true, fire_or_next: Some("2026-03-04T02:00:00Z"), missed: 3 },
-            Case { name: "failed 5 minutes ago: wait for retry-after", cron: "0 2 * * *", tz: "UTC", success: Some("2026-03-01T02:00:05Z"), failure: Some("2026-03-02T02:01:00Z"), now: "2026-03-02T02:06:00Z", due: false, fire_or_next: Some("2026-03-02T02:16:00Z"), missed: 0 },
-            Case { name: "failed 20 minutes ago: retried", cron: "0 2 * * *", tz: "UTC", success: Some("2026-03-01T02:00:05Z"), failure: Some("2026-03-02T02:01:00Z"), now: "2026-03-02T02:21:00Z", due: true, fire_or_next: Some("2026-03-02T02:00:00Z"), missed: 1 },
-            Case { name: "never succeeded, failed just now: retry-after holds", cron: "0 2 * * *", tz: "UTC", success: None, failure: Some("2026-03-02T02:01:00Z"), now: "2026-03-02T02:02:00Z", due: false, fire_or_next: Some("2026-03-02T02:16:00Z"), missed: 0 },
+            Case {
+                name: "never succeeded: due at once",
+                cron: "0 2 * * *",
+                tz: "UTC",
+                success: None,
+                failure: None,
+                now: "2026-03-01T12:00:00Z",
+                due: true,
+                fire_or_next: None,
+                missed: 0,
+            },
+            Case {
+                name: "fire time passed since success",
+                cron: "0 2 * * *",
+                tz: "UTC",
+                success: Some("2026-03-01T02:00:05Z"),
+                failure: None,
+                now: "2026-03-02T02:00:00Z",
+                due: true,
+                fire_or_next: Some("2026-03-02T02:00:00Z"),
+                missed: 1,
+            },
+            Case {
+                name: "one minute before the fire time",
+                cron: "0 2 * * *",
+                tz: "UTC",
+                success: Some("2026-03-01T02:00:05Z"),
+                failure: None,
+                now: "2026-03-02T01:59:00Z",
+                due: false,
+                fire_or_next: Some("2026-03-02T02:00:00Z"),
+                missed: 0,
+            },
+            Case {
+                name: "catch-up after three days down: one run",
+                cron: "0 2 * * *",
+                tz: "UTC",
+                success: Some("2026-03-01T02:00:05Z"),
+                failure: None,
+                now: "2026-03-04T09:00:00Z",
+                due: true,
+                fire_or_next: Some("2026-03-04T02:00:00Z"),
+                missed: 3,
+            },
+            Case {
+                name: "failed 5 minutes ago: wait for retry-after",
+                cron: "0 2 * * *",
+                tz: "UTC",
+                success: Some("2026-03-01T02:00:05Z"),
+                failure: Some("2026-03-02T02:01:00Z"),
+                now: "2026-03-02T02:06:00Z",
+                due: false,
+                fire_or_next: Some("2026-03-02T02:16:00Z"),
+                missed: 0,
+            },
+            Case {
+                name: "failed 20 minutes ago: retried",
+                cron: "0 2 * * *",
+                tz: "UTC",
+                success: Some("2026-03-01T02:00:05Z"),
+                failure: Some("2026-03-02T02:01:00Z"),
+                now: "2026-03-02T02:21:00Z",
+                due: true,
+                fire_or_next: Some("2026-03-02T02:00:00Z"),
+                missed: 1,
+            },
+            Case {
+                name: "never succeeded, failed just now: retry-after holds",
+                cron: "0 2 * * *",
+                tz: "UTC",
+                success: None,
+                failure: Some("2026-03-02T02:01:00Z"),
+                now: "2026-03-02T02:02:00Z",
+                due: false,
+                fire_or_next: Some("2026-03-02T02:16:00Z"),
+                missed: 0,
+            },
             // Europe/Prague springs forward on 2026-03-29: 02:00 CET becomes 03:00 CEST.
-            Case { name: "spring forward: 02:30 does not exist, runs once at 03:00 CEST", cron: "30 2 * * *", tz: "Europe/Prague", success: Some("2026-03-28T01:30:05Z"), failure: None, now: "2026-03-29T01:00:00Z", due: true, fire_or_next: Some("2026-03-29T01:00:00Z"), missed: 1 },
-            Case { name: "spring forward: not due before the gap ends", cron: "30 2 * * *", tz: "Europe/Prague", success: Some("2026-03-28T01:30:05Z"), failure: None, now: "2026-03-29T00:59:00Z", due: false, fire_or_next: Some("2026-03-29T01:00:00Z"), missed: 0 },
-            Case { name: "spring forward: after the run, next is the following day", cron: "30 2 * * *", tz: "Europe/Prague", success: Some("2026-03-29T01:00:05Z"), failure: None, now: "2026-03-29T12:00:00Z", due: false, fire_or_next: Some("2026-03-30T00:30:00Z"), missed: 0 },
+            Case {
+                name: "spring forward: 02:30 does not exist, runs once at 03:00 CEST",
+                cron: "30 2 * * *",
+                tz: "Europe/Prague",
+                success: Some("2026-03-28T01:30:05Z"),
+                failure: None,
+                now: "2026-03-29T01:00:00Z",
+                due: true,
+                fire_or_next: Some("2026-03-29T01:00:00Z"),
+                missed: 1,
+            },
+            Case {
+                name: "spring forward: not due before the gap ends",
+                cron: "30 2 * * *",
+                tz: "Europe/Prague",
+                success: Some("2026-03-28T01:30:05Z"),
+                failure: None,
+                now: "2026-03-29T00:59:00Z",
+                due: false,
+                fire_or_next: Some("2026-03-29T01:00:00Z"),
+                missed: 0,
+            },
+            Case {
+                name: "spring forward: after the run, next is the following day",
+                cron: "30 2 * * *",
+                tz: "Europe/Prague",
+                success: Some("2026-03-29T01:00:05Z"),
+                failure: None,
+                now: "2026-03-29T12:00:00Z",
+                due: false,
+                fire_or_next: Some("2026-03-30T00:30:00Z"),
+                missed: 0,
+            },
             // Europe/Prague falls back on 2026-10-25: 02:30 happens twice (CEST, then CET).
-            Case { name: "fall back: first 02:30 (CEST) fires", cron: "30 2 * * *", tz: "Europe/Prague", success: Some("2026-10-24T00:30:05Z"), failure: None, now: "2026-10-25T00:30:00Z", due: true, fire_or_next: Some("2026-10-25T00:30:00Z"), missed: 1 },
-            Case { name: "fall back: the repeated 02:30 (CET) does not fire again", cron: "30 2 * * *", tz: "Europe/Prague", success: Some("2026-10-25T00:30:05Z"), failure: None, now: "2026-10-25T01:45:00Z", due: false, fire_or_next: Some("2026-10-26T01:30:00Z"), missed: 0 },
-            Case { name: "weekly: Sunday 03:15 in Prague", cron: "15 3 * * 0", tz: "Europe/Prague", success: Some("2026-11-22T02:15:10Z"), failure: None, now: "2026-11-28T12:00:00Z", due: false, fire_or_next: Some("2026-11-29T02:15:00Z"), missed: 0 },
+            Case {
+                name: "fall back: first 02:30 (CEST) fires",
+                cron: "30 2 * * *",
+                tz: "Europe/Prague",
+                success: Some("2026-10-24T00:30:05Z"),
+                failure: None,
+                now: "2026-10-25T00:30:00Z",
+                due: true,
+                fire_or_next: Some("2026-10-25T00:30:00Z"),
+                missed: 1,
+            },
+            Case {
+                name: "fall back: the repeated 02:30 (CET) does not fire again",
+                cron: "30 2 * * *",
+                tz: "Europe/Prague",
+                success: Some("2026-10-25T00:30:05Z"),
+                failure: None,
+                now: "2026-10-25T01:45:00Z",
+                due: false,
+                fire_or_next: Some("2026-10-26T01:30:00Z"),
+                missed: 0,
+            },
+            Case {
+                name: "weekly: Sunday 03:15 in Prague",
+                cron: "15 3 * * 0",
+                tz: "Europe/Prague",
+                success: Some("2026-11-22T02:15:10Z"),
+                failure: None,
+                now: "2026-11-28T12:00:00Z",
+                due: false,
+                fire_or_next: Some("2026-11-29T02:15:00Z"),
+                missed: 0,
+            },
         ];
         for c in cases {
             let d = decide_at(c.cron, c.tz, c.success, c.failure, c.now);
@@ -195,7 +331,9 @@ mod tests {
                     assert_eq!(fire, c.fire_or_next.map(utc), "{}", c.name);
                     assert_eq!(missed, c.missed, "{}", c.name);
                 }
-                Decision::NotDue { next, .. } => assert_eq!(next, c.fire_or_next.map(utc), "{}", c.name),
+                Decision::NotDue { next, .. } => {
+                    assert_eq!(next, c.fire_or_next.map(utc), "{}", c.name)
+                }
             }
         }
     }

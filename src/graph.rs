@@ -33,11 +33,7 @@ impl Graph {
         if from == to {
             return;
         }
-        if let Some(e) = self
-            .edges
-            .iter_mut()
-            .find(|e| e.from == from && e.to == to)
-        {
+        if let Some(e) = self.edges.iter_mut().find(|e| e.from == from && e.to == to) {
             // An explicit requirement is stronger than an implicit ordering.
             if kind == EdgeKind::Requires {
                 e.kind = kind;
@@ -135,7 +131,9 @@ mod tests {
     fn orders_a_chain_and_reports_a_cycle_in_order() {
         assert_eq!(graph(3, &[(2, 1), (1, 0)]).order().unwrap(), vec![2, 1, 0]);
         assert_eq!(
-            graph(4, &[(0, 1), (1, 2), (2, 3), (3, 1)]).order().unwrap_err(),
+            graph(4, &[(0, 1), (1, 2), (2, 3), (3, 1)])
+                .order()
+                .unwrap_err(),
             vec![1, 2, 3]
         );
     }

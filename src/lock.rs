@@ -49,7 +49,10 @@ pub fn acquire(state: &Path, wait: Duration, started_at: &str) -> Result<ApplyLo
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(LockError::Io(format!("cannot lock {}: {e}", path.display())));
+                return Err(LockError::Io(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
             }
         }
     }

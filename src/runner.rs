@@ -36,9 +36,20 @@ pub struct Planned {
 }
 
 pub enum Event<'a> {
-    Started { step: usize, trigger: Trigger },
-    Finished { step: usize, outcome: &'a Outcome, duration: Duration },
-    Skipped { step: usize, trigger: Trigger, why: String },
+    Started {
+        step: usize,
+        trigger: Trigger,
+    },
+    Finished {
+        step: usize,
+        outcome: &'a Outcome,
+        duration: Duration,
+    },
+    Skipped {
+        step: usize,
+        trigger: Trigger,
+        why: String,
+    },
 }
 
 pub trait Sink {
@@ -102,7 +113,8 @@ pub fn run(
                 }
                 let blocker = preds.iter().find(|e| {
                     e.kind == EdgeKind::Requires
-                        && (skipped.contains(&e.from) || done.get(&e.from) != Some(&Status::Success))
+                        && (skipped.contains(&e.from)
+                            || done.get(&e.from) != Some(&Status::Success))
                 });
                 if let Some(b) = blocker {
                     let why = if skipped.contains(&b.from) {
@@ -110,7 +122,11 @@ pub fn run(
                     } else {
                         format!("skipped: {} did not succeed", names[b.from])
                     };
-                    sink.event(&Event::Skipped { step: s, trigger: trigger[&s], why });
+                    sink.event(&Event::Skipped {
+                        step: s,
+                        trigger: trigger[&s],
+                        why,
+                    });
                     skipped.insert(s);
                     summary.skipped += 1;
                     pending.remove(i);
@@ -130,7 +146,10 @@ pub fn run(
                 if running >= jobs {
                     break;
                 }
-                sink.event(&Event::Started { step: s, trigger: trigger[&s] });
+                sink.event(&Event::Started {
+                    step: s,
+                    trigger: trigger[&s],
+                });
                 let tx = tx.clone();
                 scope.spawn(move || {
                     let start = Instant::now();
@@ -147,7 +166,11 @@ pub fn run(
                 break;
             };
             running -= 1;
-            sink.event(&Event::Finished { step: s, outcome: &outcome, duration });
+            sink.event(&Event::Finished {
+                step: s,
+                outcome: &outcome,
+                duration,
+            });
             if outcome.status == Status::Success {
                 summary.succeeded += 1;
             } else {
@@ -200,19 +223,34 @@ mod tests {
         fn event(&mut self, e: &Event) {
             self.0.push(match e {
                 Event::Started { step, .. } => format!("start {step}"),
-                Event::Finished { step, outcome, .. } => format!("end {step} {}", outcome.status.as_str()),
+                Event::Finished { step, outcome, .. } => {
+                    format!("end {step} {}", outcome.status.as_str())
+                }
                 Event::Skipped { step, .. } => format!("skip {step}"),
             });
         }
     }
 
-    fn go(graph: &Graph, steps: &[usize], fail: Vec<usize>, jobs: usize) -> (Summary, Vec<String>, usize) {
+    fn go(
+        graph: &Graph,
+        steps: &[usize],
+        fail: Vec<usize>,
+        jobs: usize,
+    ) -> (Summary, Vec<String>, usize) {
         let names: Vec<String> = (0..graph.len).map(|i| format!("s{i}")).collect();
         let planned: Vec<Planned> = steps
             .iter()
-            .map(|&s| Planned { step: s, trigger: Trigger::Schedule, reason: String::new() })
+            .map(|&s| Planned {
+                step: s,
+                trigger: Trigger::Schedule,
+                reason: String::new(),
+            })
             .collect();
-        let mock = Mock { fail, log: Mutex::new(vec![]), concurrent: Mutex::new((0, 0)) };
+        let mock = Mock {
+            fail,
+            log: Mutex::new(vec![]),
+            concurrent: Mutex::new((0, 0)),
+        };
         let mut rec = Record::default();
         let summary = run(graph, &names, &planned, jobs, &mock, &mut rec, &|| false);
         let peak = mock.concurrent.lock().unwrap().1;
@@ -226,7 +264,14 @@ mod tests {
         g.add(0, 1, EdgeKind::Requires);
         g.add(1, 2, EdgeKind::Requires);
         let (summary, events, _) = go(&g, &[0, 1, 2, 3], vec![0], 1);
-        assert_eq!(summary, Summary { succeeded: 1, failed: 1, skipped: 2 });
+        assert_eq!(
+            summary,
+            Summary {
+                succeeded: 1,
+                failed: 1,
+                skipped: 2
+            }
+        );
         assert!(events.contains(&"skip 1".to_string()) && events.contains(&"skip 2".to_string()));
         assert!(events.contains(&"end 3 success".to_string()));
     }
@@ -236,8 +281,18 @@ mod tests {
         let mut g = Graph::new(2);
         g.add(0, 1, EdgeKind::Order);
         let (summary, events, _) = go(&g, &[0, 1], vec![0], 2);
-        assert_eq!(summary, Summary { succeeded: 1, failed: 1, skipped: 0 });
-        assert_eq!(events, vec!["start 0", "end 0 failed", "start 1", "end 1 success"]);
+        assert_eq!(
+            summary,
+            Summary {
+                succeeded: 1,
+                failed: 1,
+                skipped: 0
+            }
+        );
+        assert_eq!(
+            events,
+            vec!["start 0", "end 0 failed", "start 1", "end 1 success"]
+        );
     }
 
     #[test]
@@ -254,6 +309,13 @@ mod tests {
         let mut g = Graph::new(2);
         g.add(0, 1, EdgeKind::Requires);
         let (summary, _, _) = go(&g, &[1], vec![0], 1);
-        assert_eq!(summary, Summary { succeeded: 1, failed: 0, skipped: 0 });
+        assert_eq!(
+            summary,
+            Summary {
+                succeeded: 1,
+                failed: 0,
+                skipped: 0
+            }
+        );
     }
 }

@@ -17,8 +17,8 @@ pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
         })
         .map_err(|e| Failure::Runtime(format!("cannot read activities: {e}")))?;
     if args.json {
-        let text = serde_json::to_string_pretty(&rows)
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| Failure::Runtime(e.to_string()))?;
         println!("{text}");
         return Ok(());
     }
@@ -42,7 +42,9 @@ pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
             ]
         })
         .collect();
-    let header = ["ID", "STEP", "TYPE", "STATUS", "TRIGGER", "STARTED", "DURATION"];
+    let header = [
+        "ID", "STEP", "TYPE", "STATUS", "TRIGGER", "STARTED", "DURATION",
+    ];
     print!("{}", format_table(&header, &table));
     Ok(())
 }

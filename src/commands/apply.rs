@@ -60,7 +60,11 @@ fn with_hooks(compiled: &Compiled, mut planned: Vec<Planned>) -> Vec<Planned> {
                 continue;
             }
             if let Some((_, when)) = s.hook_of.iter().find(|(t, _)| *t == target) {
-                let when = if *when == HookWhen::Before { "before" } else { "after" };
+                let when = if *when == HookWhen::Before {
+                    "before"
+                } else {
+                    "after"
+                };
                 chosen.insert(h);
                 planned.push(Planned {
                     step: h,
@@ -83,7 +87,12 @@ fn with_hooks(compiled: &Compiled, mut planned: Vec<Planned>) -> Vec<Planned> {
 }
 
 /// Due steps (or the `--only` ones), with `--force` overriding the due decision.
-fn select(compiled: &Compiled, decisions: &[Decision], only: &[usize], force: bool) -> Vec<Planned> {
+fn select(
+    compiled: &Compiled,
+    decisions: &[Decision],
+    only: &[usize],
+    force: bool,
+) -> Vec<Planned> {
     let mut planned = Vec::new();
     for (i, s) in compiled.steps.iter().enumerate() {
         if !only.is_empty() && !only.contains(&i) {
@@ -91,11 +100,23 @@ fn select(compiled: &Compiled, decisions: &[Decision], only: &[usize], force: bo
         }
         let d = &decisions[i];
         if d.is_due() {
-            planned.push(Planned { step: i, trigger: Trigger::Schedule, reason: format!("due: {}", d.reason()) });
+            planned.push(Planned {
+                step: i,
+                trigger: Trigger::Schedule,
+                reason: format!("due: {}", d.reason()),
+            });
         } else if force {
-            planned.push(Planned { step: i, trigger: Trigger::Force, reason: format!("forced ({})", d.reason()) });
+            planned.push(Planned {
+                step: i,
+                trigger: Trigger::Force,
+                reason: format!("forced ({})", d.reason()),
+            });
         } else if only.contains(&i) && s.schedule.is_none() {
-            planned.push(Planned { step: i, trigger: Trigger::Manual, reason: "named with --only".into() });
+            planned.push(Planned {
+                step: i,
+                trigger: Trigger::Manual,
+                reason: "named with --only".into(),
+            });
         }
     }
     with_hooks(compiled, planned)
@@ -120,7 +141,10 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     if args.dry_run {
         let decisions = crate::commands::show::decisions(app, &compiled)?;
         let planned = select(&compiled, &decisions, &only, args.force);
-        print!("{}", dry_run(app, &compiled, &decisions, &planned, &redactor, args.jobs));
+        print!(
+            "{}",
+            dry_run(app, &compiled, &decisions, &planned, &redactor, args.jobs)
+        );
         return Ok(());
     }
     let _lock = take_lock(app, wait)?;
@@ -143,15 +167,27 @@ pub fn run_one(app: &App, name: &str, wait: Option<&str>) -> Result<(), Failure>
     let _lock = take_lock(app, wait)?;
     let planned = with_hooks(
         &compiled,
-        vec![Planned { step, trigger: Trigger::Manual, reason: "run by hand".into() }],
+        vec![Planned {
+            step,
+            trigger: Trigger::Manual,
+            reason: "run by hand".into(),
+        }],
     );
     execute(app, &compiled, &redactor, &planned, 1)
 }
 
 fn take_lock(app: &App, wait: Duration) -> Result<lock::ApplyLock, Failure> {
-    if let Some(dir) = app.state.value.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = app
+        .state
+        .value
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).map_err(|e| {
-            Failure::Runtime(format!("cannot create the state folder {}: {e} (set --state or OPS_STATE)", dir.display()))
+            Failure::Runtime(format!(
+                "cannot create the state folder {}: {e} (set --state or OPS_STATE)",
+                dir.display()
+            ))
         })?;
     }
     lock::acquire(&app.state.value, wait, &stamp(app.clock.now())).map_err(|e| match e {
@@ -160,16 +196,39 @@ fn take_lock(app: &App, wait: Duration) -> Result<lock::ApplyLock, Failure> {
     })
 }
 
-fn execute(app: &App, compiled: &Compiled, redactor: &Redactor, planned: &[Planned], jobs: usize) -> Result<(), Failure> {
+fn execute(
+    app: &App,
+    compiled: &Compiled,
+    redactor: &Redactor,
+    planned: &[Planned],
+    jobs: usize,
+) -> Result<(), Failure> {
     signals::install();
     let store = app.open_store()?;
-    let executor = StepExecutor { compiled, env: &app.env, redactor, clock: &app.clock };
+    let executor = StepExecutor {
+        compiled,
+        env: &app.env,
+        redactor,
+        clock: &app.clock,
+    };
     let mut recorder = Recorder::new(&store, compiled, &app.clock, redactor);
-    let mut console = Console { out: std::io::stdout(), compiled, redactor };
+    let mut console = Console {
+        out: std::io::stdout(),
+        compiled,
+        redactor,
+    };
     let names: Vec<String> = compiled.steps.iter().map(|s| s.id.clone()).collect();
     let summary = {
         let mut tee = Tee(vec![&mut recorder, &mut console]);
-        runner::run(&compiled.graph, &names, planned, jobs, &executor, &mut tee, &signals::interrupted)
+        runner::run(
+            &compiled.graph,
+            &names,
+            planned,
+            jobs,
+            &executor,
+            &mut tee,
+            &signals::interrupted,
+        )
     };
     for e in &recorder.errors {
         eprintln!("error: {e}");
@@ -179,12 +238,25 @@ fn execute(app: &App, compiled: &Compiled, redactor: &Redactor, planned: &[Plann
         summary.succeeded, summary.failed, summary.skipped
     );
     if !recorder.errors.is_empty() {
-        return Err(Failure::Runtime("activities could not all be recorded".into()));
+        return Err(Failure::Runtime(
+            "activities could not all be recorded".into(),
+        ));
     }
-    if summary.ok() { Ok(()) } else { Err(Failure::StepsFailed) }
+    if summary.ok() {
+        Ok(())
+    } else {
+        Err(Failure::StepsFailed)
+    }
 }
 
-fn dry_run(app: &App, compiled: &Compiled, decisions: &[Decision], planned: &[Planned], redactor: &Redactor, jobs: u16) -> String {
+fn dry_run(
+    app: &App,
+    compiled: &Compiled,
+    decisions: &[Decision],
+    planned: &[Planned],
+    redactor: &Redactor,
+    jobs: u16,
+) -> String {
     let now = app.clock.now();
     let mut out = format!(
         "dry run at {}: {} step{} would run (jobs {jobs})\n",
@@ -192,10 +264,22 @@ fn dry_run(app: &App, compiled: &Compiled, decisions: &[Decision], planned: &[Pl
         planned.len(),
         if planned.len() == 1 { "" } else { "s" }
     );
-    let executor = StepExecutor { compiled, env: &app.env, redactor, clock: &app.clock };
+    let executor = StepExecutor {
+        compiled,
+        env: &app.env,
+        redactor,
+        clock: &app.clock,
+    };
     for (n, p) in planned.iter().enumerate() {
         let s = &compiled.steps[p.step];
-        out.push_str(&format!("  {}. {}  {}  [{}] {}\n", n + 1, s.id, s.decl.kind.keyword(), p.trigger.as_str(), p.reason));
+        out.push_str(&format!(
+            "  {}. {}  {}  [{}] {}\n",
+            n + 1,
+            s.id,
+            s.decl.kind.keyword(),
+            p.trigger.as_str(),
+            p.reason
+        ));
         let waits: Vec<&str> = compiled
             .graph
             .predecessors(p.step)
@@ -222,7 +306,10 @@ fn dry_run(app: &App, compiled: &Compiled, decisions: &[Decision], planned: &[Pl
             let s = &compiled.steps[i];
             let tz = compiled.plans[s.plan].timezone.value;
             let when = match &decisions[i] {
-                Decision::NotDue { next: Some(n), reason } => format!("next {} ({reason})", due::local(*n, tz)),
+                Decision::NotDue {
+                    next: Some(n),
+                    reason,
+                } => format!("next {} ({reason})", due::local(*n, tz)),
                 d => d.reason().to_string(),
             };
             out.push_str(&format!("  {}  {when}\n", s.id));

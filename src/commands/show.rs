@@ -127,13 +127,14 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
                     })).collect::<Vec<_>>(),
                     "due": due_now,
                     "reason": d.reason(),
-                    "next_due": next.map(|n| crate::clock::stamp(n)),
+                    "next_due": next.map(crate::clock::stamp),
                     "next_due_local": next.map(|n| due::local(n, tz)),
                     "settings": settings,
                 })
             })
             .collect();
-        let out = json!({ "now": crate::clock::stamp(app.clock.now()), "plans": plans, "steps": steps });
+        let out =
+            json!({ "now": crate::clock::stamp(app.clock.now()), "plans": plans, "steps": steps });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
@@ -148,30 +149,68 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
             p.decl.name.value,
             sources.files[p.decl.file].path.display()
         ));
-        out.push_str(&format!("  timezone  {}  [{}]\n", p.timezone.value.name(), p.timezone.origin.describe(sources)));
-        out.push_str(&format!("  base      {}  [{}]\n", p.base.value, p.base.origin.describe(sources)));
+        out.push_str(&format!(
+            "  timezone  {}  [{}]\n",
+            p.timezone.value.name(),
+            p.timezone.origin.describe(sources)
+        ));
+        out.push_str(&format!(
+            "  base      {}  [{}]\n",
+            p.base.value,
+            p.base.origin.describe(sources)
+        ));
         let mut tools: Vec<_> = p.tools.iter().collect();
         tools.sort_by(|a, b| a.0.cmp(b.0));
         for (k, v) in tools {
-            out.push_str(&format!("  tool {k}  {}  [{}]\n", v.value, v.origin.describe(sources)));
+            out.push_str(&format!(
+                "  tool {k}  {}  [{}]\n",
+                v.value,
+                v.origin.describe(sources)
+            ));
         }
-        for &i in compiled.order.iter().filter(|&&i| compiled.steps[i].plan == pi) {
+        for &i in compiled
+            .order
+            .iter()
+            .filter(|&&i| compiled.steps[i].plan == pi)
+        {
             let s = &compiled.steps[i];
             let tz = p.timezone.value;
-            out.push_str(&format!("\n  {}. {}  {}\n", position[i], s.id, s.decl.kind.keyword()));
+            out.push_str(&format!(
+                "\n  {}. {}  {}\n",
+                position[i],
+                s.id,
+                s.decl.kind.keyword()
+            ));
             let mut rows: Vec<(String, String, String)> = Vec::new();
             match &s.schedule {
-                Some(sch) => rows.push(("schedule".into(), format!("\"{}\"", sch.value.expr), sch.origin.describe(sources))),
-                None => rows.push(("schedule".into(), "none: runs only when named".into(), String::new())),
+                Some(sch) => rows.push((
+                    "schedule".into(),
+                    format!("\"{}\"", sch.value.expr),
+                    sch.origin.describe(sources),
+                )),
+                None => rows.push((
+                    "schedule".into(),
+                    "none: runs only when named".into(),
+                    String::new(),
+                )),
             }
             match &decisions[i] {
-                Decision::Due { reason, .. } => rows.push(("due".into(), format!("now: {reason}"), String::new())),
-                Decision::NotDue { next: Some(n), reason } => {
-                    rows.push(("next due".into(), format!("{} ({reason})", due::local(*n, tz)), String::new()))
+                Decision::Due { reason, .. } => {
+                    rows.push(("due".into(), format!("now: {reason}"), String::new()))
                 }
-                Decision::NotDue { next: None, reason } if s.schedule.is_some() => {
-                    rows.push(("next due".into(), format!("never ({reason})"), String::new()))
-                }
+                Decision::NotDue {
+                    next: Some(n),
+                    reason,
+                } => rows.push((
+                    "next due".into(),
+                    format!("{} ({reason})", due::local(*n, tz)),
+                    String::new(),
+                )),
+                Decision::NotDue { next: None, reason } if s.schedule.is_some() => rows.push((
+                    "next due".into(),
+                    format!("never ({reason})"),
+                    String::new(),
+                )),
                 Decision::NotDue { .. } => {}
             }
             let preds: Vec<String> = compiled
@@ -179,18 +218,36 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
                 .predecessors(i)
                 .map(|e| match e.kind {
                     crate::graph::EdgeKind::Requires => compiled.steps[e.from].id.clone(),
-                    crate::graph::EdgeKind::Order => format!("{} (order only)", compiled.steps[e.from].id),
+                    crate::graph::EdgeKind::Order => {
+                        format!("{} (order only)", compiled.steps[e.from].id)
+                    }
                 })
                 .collect();
             if !preds.is_empty() {
                 rows.push(("after".into(), preds.join(", "), String::new()));
             }
             for (t, w) in &s.hook_of {
-                let when = if *w == HookWhen::Before { "before" } else { "after" };
-                rows.push(("hook".into(), format!("runs {when} {}", compiled.steps[*t].id), String::new()));
+                let when = if *w == HookWhen::Before {
+                    "before"
+                } else {
+                    "after"
+                };
+                rows.push((
+                    "hook".into(),
+                    format!("runs {when} {}", compiled.steps[*t].id),
+                    String::new(),
+                ));
             }
-            rows.push(("timeout".into(), duration::format(s.timeout.value), s.timeout.origin.describe(sources)));
-            rows.push(("retry-after".into(), duration::format(s.retry_after.value), s.retry_after.origin.describe(sources)));
+            rows.push((
+                "timeout".into(),
+                duration::format(s.timeout.value),
+                s.timeout.origin.describe(sources),
+            ));
+            rows.push((
+                "retry-after".into(),
+                duration::format(s.retry_after.value),
+                s.retry_after.origin.describe(sources),
+            ));
             if !s.auto.value {
                 rows.push(("auto".into(), "off".into(), s.auto.origin.describe(sources)));
             }
@@ -199,7 +256,11 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
             }
             let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
             for (k, v, o) in rows {
-                let origin = if o.is_empty() { String::new() } else { format!("  [{o}]") };
+                let origin = if o.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{o}]")
+                };
                 out.push_str(&format!("       {k:<w$}  {v}{origin}\n"));
             }
         }

@@ -17,7 +17,10 @@ pub fn run(app: &App) -> Result<(), Failure> {
         if warnings > 0 {
             summary.push_str(&format!(", {}", plural(warnings, "warning")));
         }
-        return Err(Failure::Plan(format!("{summary} in {}\n", app.plans.display())));
+        return Err(Failure::Plan(format!(
+            "{summary} in {}\n",
+            app.plans.display()
+        )));
     }
     let compiled = loaded.compiled.as_ref();
     let plans = compiled.map_or(0, |c| c.plans.len());

@@ -34,7 +34,10 @@ pub struct ProcessSpec {
 }
 
 impl ProcessSpec {
-    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         ProcessSpec {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
@@ -124,7 +127,11 @@ pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
             return spawn_failed(format!("cannot start `{}`: {e}", spec.program), started);
         }
     };
-    let pgid = handle.pids().first().copied().and_then(|p| Pid::from_raw(p as i32));
+    let pgid = handle
+        .pids()
+        .first()
+        .copied()
+        .and_then(|p| Pid::from_raw(p as i32));
 
     let tail = Arc::new(Mutex::new(Tail::new(TAIL_BYTES)));
     let slack = redactor.longest();
@@ -173,10 +180,7 @@ pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
         kill_group(pgid);
     }
     let _ = reader_thread.join();
-    let tail = tail
-        .lock()
-        .map(|t| t.render(redactor))
-        .unwrap_or_default();
+    let tail = tail.lock().map(|t| t.render(redactor)).unwrap_or_default();
     let exit = forced.unwrap_or_else(|| match status {
         Some(s) => {
             use std::os::unix::process::ExitStatusExt;
@@ -232,14 +236,22 @@ mod tests {
         let spec = ProcessSpec::new("sh", ["-c", "echo out; echo err >&2; exit 3"]);
         let r = run(&spec, &Redactor::default());
         assert_eq!(r.exit, Exit::Code(3));
-        assert!(r.tail.contains("out\n") && r.tail.contains("err\n"), "{:?}", r.tail);
+        assert!(
+            r.tail.contains("out\n") && r.tail.contains("err\n"),
+            "{:?}",
+            r.tail
+        );
     }
 
     #[test]
     fn missing_program_is_a_spawn_failure() {
         let spec = ProcessSpec::new("/nonexistent/ops-run-test", Vec::<String>::new());
         let r = run(&spec, &Redactor::default());
-        assert!(matches!(r.exit, Exit::SpawnFailed(ref m) if m.contains("/nonexistent/ops-run-test")), "{:?}", r.exit);
+        assert!(
+            matches!(r.exit, Exit::SpawnFailed(ref m) if m.contains("/nonexistent/ops-run-test")),
+            "{:?}",
+            r.exit
+        );
     }
 
     #[test]

@@ -15,7 +15,13 @@ impl Redactor {
         let lines: Vec<String> = secrets
             .iter()
             .filter(|s| s.contains('\n'))
-            .flat_map(|s| s.lines().map(str::trim).filter(|l| l.len() >= 8).map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.lines()
+                    .map(str::trim)
+                    .filter(|l| l.len() >= 8)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         secrets.extend(lines);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -49,7 +55,11 @@ mod tests {
 
     #[test]
     fn replaces_every_occurrence_longest_first() {
-        let r = Redactor::new(["hunter2".to_string(), "hunter2-extended".to_string(), String::new()]);
+        let r = Redactor::new([
+            "hunter2".to_string(),
+            "hunter2-extended".to_string(),
+            String::new(),
+        ]);
         assert_eq!(r.redact("a hunter2 b hunter2-extended c"), "a *** b *** c");
         assert_eq!(r.redact("nothing here"), "nothing here");
     }

@@ -79,7 +79,10 @@ mod tests {
     fn a_secret_split_by_the_cut_does_not_leak() {
         let r = Redactor::new(["SUPERSECRETVALUE".to_string()]);
         let mut t = Tail::new(20);
-        t.push(b"xxxxxxxxxxxxxxxxxxxxxxxxxSUPERSECRETVALUE tail\nnext line\n", r.longest());
+        t.push(
+            b"xxxxxxxxxxxxxxxxxxxxxxxxxSUPERSECRETVALUE tail\nnext line\n",
+            r.longest(),
+        );
         let out = t.render(&r);
         assert!(!out.contains("VALUE"), "{out}");
         assert!(out.contains("next line"));

@@ -15,6 +15,10 @@ use crate::units::{duration, schedule::Schedule};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+pub const DUMP_STALE: Duration = Duration::from_secs(26 * 3600);
+pub const DUMP_FAIL: Duration = Duration::from_secs(50 * 3600);
+pub const SNAPSHOT_STALE: Duration = Duration::from_secs(26 * 3600);
+pub const VERIFY_OVERDUE: Duration = Duration::from_secs(192 * 3600);
 
 #[derive(Clone, Debug)]
 pub struct CompiledPlan {
@@ -109,6 +113,10 @@ fn threshold(
     }
 }
 
+fn push_threshold(settings: &mut Vec<(String, String, Origin)>, key: &str, t: Setting<Duration>) {
+    settings.push((key.to_string(), duration::format(t.value), t.origin));
+}
+
 fn plan_or_default<T: Clone>(own: Option<&Spanned<T>>, default: T) -> Setting<T> {
     match own {
         Some(v) => Setting::new(v.value.clone(), Origin::Plan(v.span)),
@@ -152,7 +160,12 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
         let tools = plan
             .tools
             .iter()
-            .map(|(k, v)| (k.value.clone(), Setting::new(v.value.clone(), Origin::Plan(v.span))))
+            .map(|(k, v)| {
+                (
+                    k.value.clone(),
+                    Setting::new(v.value.clone(), Origin::Plan(v.span)),
+                )
+            })
             .collect();
 
         let first = out.steps.len();
@@ -189,33 +202,74 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                     if let Some(db) = &d.database {
                         settings.push(("database".into(), db.value.clone(), Origin::Plan(db.span)));
                     }
-                    let stale = threshold(env, "OPS_DB_DUMP_STALE_MIN", 60, d.stale_after.as_ref(), Duration::from_secs(26 * 3600));
-                    let fail = threshold(env, "OPS_DB_DUMP_FAIL_MIN", 60, d.fail_after.as_ref(), Duration::from_secs(50 * 3600));
-                    settings.push(("stale-after".into(), duration::format(stale.value), stale.origin));
-                    settings.push(("fail-after".into(), duration::format(fail.value), fail.origin));
+                    let stale = threshold(
+                        env,
+                        "OPS_DB_DUMP_STALE_MIN",
+                        60,
+                        d.stale_after.as_ref(),
+                        DUMP_STALE,
+                    );
+                    push_threshold(&mut settings, "stale-after", stale);
+                    let fail = threshold(
+                        env,
+                        "OPS_DB_DUMP_FAIL_MIN",
+                        60,
+                        d.fail_after.as_ref(),
+                        DUMP_FAIL,
+                    );
+                    push_threshold(&mut settings, "fail-after", fail);
                     if let Some(k) = &d.keep {
                         settings.push(("keep".into(), k.value.to_string(), Origin::Plan(k.span)));
                     }
                     if let Some(m) = &d.min_size {
-                        settings.push(("min-size".into(), crate::units::size::format(m.value), Origin::Plan(m.span)));
+                        settings.push((
+                            "min-size".into(),
+                            crate::units::size::format(m.value),
+                            Origin::Plan(m.span),
+                        ));
                     }
                     let level = plan_or_default(d.compression_level.as_ref(), 6);
-                    settings.push(("compression-level".into(), level.value.to_string(), level.origin));
+                    settings.push((
+                        "compression-level".into(),
+                        level.value.to_string(),
+                        level.origin,
+                    ));
                 }
                 StepKind::Snapshot(s) => {
-                    let stale = threshold(env, "OPS_SNAPSHOT_STALE_MIN", 60, s.stale_after.as_ref(), Duration::from_secs(26 * 3600));
-                    settings.push(("stale-after".into(), duration::format(stale.value), stale.origin));
+                    let stale = threshold(
+                        env,
+                        "OPS_SNAPSHOT_STALE_MIN",
+                        60,
+                        s.stale_after.as_ref(),
+                        SNAPSHOT_STALE,
+                    );
+                    push_threshold(&mut settings, "stale-after", stale);
                     let paths: Vec<&str> = s.paths.iter().map(|p| p.value.as_str()).collect();
                     if let Some(p) = s.paths.first() {
                         settings.push(("paths".into(), paths.join(" "), Origin::Plan(p.span)));
                     }
                     if env.get("RESTIC_REPO").is_some() {
-                        settings.push(("repository".into(), "env RESTIC_REPO".into(), Origin::Env("RESTIC_REPO".into())));
+                        settings.push((
+                            "repository".into(),
+                            "env RESTIC_REPO".into(),
+                            Origin::Env("RESTIC_REPO".into()),
+                        ));
                     } else if let Some(r) = &s.repository {
-                        settings.push(("repository".into(), describe_source(r), Origin::Plan(r.span)));
+                        settings.push((
+                            "repository".into(),
+                            describe_source(r),
+                            Origin::Plan(r.span),
+                        ));
                     }
                     let policy = match &s.incomplete {
-                        Some(p) => (if p.value == IncompletePolicy::Warn { "warn" } else { "fail" }, Origin::Plan(p.span)),
+                        Some(p) => (
+                            if p.value == IncompletePolicy::Warn {
+                                "warn"
+                            } else {
+                                "fail"
+                            },
+                            Origin::Plan(p.span),
+                        ),
                         None => ("fail", Origin::Default),
                     };
                     settings.push(("incomplete".into(), policy.0.into(), policy.1));
@@ -228,15 +282,28 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                         edge_spans.insert((dep, me), dump.span);
                         settings.push(("dump".into(), dump.value.clone(), Origin::Plan(dump.span)));
                     }
-                    let overdue = threshold(env, "OPS_VERIFY_OVERDUE_HOURS", 3600, v.overdue_after.as_ref(), Duration::from_secs(192 * 3600));
-                    settings.push(("overdue-after".into(), duration::format(overdue.value), overdue.origin));
+                    let overdue = threshold(
+                        env,
+                        "OPS_VERIFY_OVERDUE_HOURS",
+                        3600,
+                        v.overdue_after.as_ref(),
+                        VERIFY_OVERDUE,
+                    );
+                    push_threshold(&mut settings, "overdue-after", overdue);
                     if let Some(m) = &v.min_tables {
-                        settings.push(("min-tables".into(), m.value.to_string(), Origin::Plan(m.span)));
+                        settings.push((
+                            "min-tables".into(),
+                            m.value.to_string(),
+                            Origin::Plan(m.span),
+                        ));
                     }
                     auto = verify_auto.clone();
                 }
                 StepKind::Report(r) => {
-                    let t = r.template.as_ref().map(|t| Setting::new(t.value.clone(), Origin::Plan(t.span)))
+                    let t = r
+                        .template
+                        .as_ref()
+                        .map(|t| Setting::new(t.value.clone(), Origin::Plan(t.span)))
                         .unwrap_or_else(|| Setting::new("backup-report".into(), Origin::Default));
                     settings.push(("template".into(), t.value, t.origin));
                     for other in &plan.steps {
@@ -254,7 +321,11 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                     }
                     for other in &plan.steps {
                         if !matches!(other.kind, StepKind::GitTag(_)) {
-                            implicit.push((index[other.name.value.as_str()], me, EdgeKind::Requires));
+                            implicit.push((
+                                index[other.name.value.as_str()],
+                                me,
+                                EdgeKind::Requires,
+                            ));
                         }
                     }
                 }
@@ -263,7 +334,12 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                         settings.push(("dir".into(), dir.value.clone(), Origin::Plan(dir.span)));
                     }
                     for (k, v) in &c.env {
-                        settings.push((format!("env {}", k.value), describe_source(v), Origin::Plan(v.span)));
+                        // A literal command variable is configuration, not a secret: show it.
+                        let shown = match &v.source {
+                            ValueSource::Literal(text) => text.clone(),
+                            _ => describe_source(v),
+                        };
+                        settings.push((format!("env {}", k.value), shown, Origin::Plan(v.span)));
                     }
                 }
             }
@@ -271,7 +347,10 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                 id: format!("{}/{}", plan.name.value, step.name.value),
                 plan: pi,
                 decl: step.clone(),
-                schedule: step.schedule.as_ref().map(|s| Setting::new(s.value.clone(), Origin::Plan(s.span))),
+                schedule: step
+                    .schedule
+                    .as_ref()
+                    .map(|s| Setting::new(s.value.clone(), Origin::Plan(s.span))),
                 timeout: plan_or_default(step.timeout.as_ref(), DEFAULT_TIMEOUT),
                 retry_after: plan_or_default(step.retry_after.as_ref(), DEFAULT_RETRY_AFTER),
                 auto,
@@ -304,14 +383,28 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
             let first = &out.steps[cycle[0]];
             let mut d = Diagnostic::error(
                 first.decl.name.span,
-                format!("steps wait for each other in a cycle: {} → {}", names.join(" → "), names[0]),
+                format!(
+                    "steps wait for each other in a cycle: {} → {}",
+                    names.join(" → "),
+                    names[0]
+                ),
                 format!("`{}` is in the cycle", first.name()),
             )
             .with_help("remove one of these `after`/`before` references");
             for i in 0..cycle.len() {
                 let (a, b) = (cycle[i], cycle[(i + 1) % cycle.len()]);
-                let span = edge_spans.get(&(a, b)).copied().unwrap_or(out.steps[b].decl.name.span);
-                d = d.with_related(span, format!("`{}` waits for `{}`", out.steps[b].name(), out.steps[a].name()));
+                let span = edge_spans
+                    .get(&(a, b))
+                    .copied()
+                    .unwrap_or(out.steps[b].decl.name.span);
+                d = d.with_related(
+                    span,
+                    format!(
+                        "`{}` waits for `{}`",
+                        out.steps[b].name(),
+                        out.steps[a].name()
+                    ),
+                );
             }
             diags.push(d);
         }

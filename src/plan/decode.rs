@@ -3,6 +3,8 @@
 //! Decoding checks the shape of each node (known names, argument counts and types); references
 //! between nodes are checked afterwards by `validate`.
 
+use std::collections::HashMap;
+
 use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 
 use super::diagnostic::{Diagnostic, did_you_mean};
@@ -12,7 +14,14 @@ use crate::units::keep::{self, Keep};
 use crate::units::schedule::{self, Schedule};
 use crate::units::{duration, size};
 
-pub const TOOL_NAMES: [&str; 6] = ["pg-dump", "psql", "mariadb-dump", "mariadb", "restic", "git"];
+pub const TOOL_NAMES: [&str; 6] = [
+    "pg-dump",
+    "psql",
+    "mariadb-dump",
+    "mariadb",
+    "restic",
+    "git",
+];
 
 const PLAN_KEYS: [&str; 13] = [
     "base", "timezone", "tools", "database", "dump", "snapshot", "verify", "report", "git-tag",
@@ -23,20 +32,54 @@ const PLAN_REPEATABLE: [&str; 8] = [
 ];
 const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
 const DATABASE_KEYS: [&str; 8] = [
-    "engine", "host", "port", "name", "user", "password", "password-file", "path",
+    "engine",
+    "host",
+    "port",
+    "name",
+    "user",
+    "password",
+    "password-file",
+    "path",
 ];
 const DUMP_KEYS: [&str; 7] = [
-    "database", "stale-after", "fail-after", "min-size", "max-shrink", "keep", "compression-level",
+    "database",
+    "stale-after",
+    "fail-after",
+    "min-size",
+    "max-shrink",
+    "keep",
+    "compression-level",
 ];
 const SNAPSHOT_KEYS: [&str; 10] = [
-    "paths", "exclude", "tag", "repository", "password", "password-file", "stale-after",
-    "incomplete", "init", "forget",
+    "paths",
+    "exclude",
+    "tag",
+    "repository",
+    "password",
+    "password-file",
+    "stale-after",
+    "incomplete",
+    "init",
+    "forget",
 ];
-const VERIFY_KEYS: [&str; 5] = ["dump", "overdue-after", "min-tables", "expect", "verify-database"];
+const VERIFY_KEYS: [&str; 5] = [
+    "dump",
+    "overdue-after",
+    "min-tables",
+    "expect",
+    "verify-database",
+];
 const REPORT_KEYS: [&str; 1] = ["template"];
 const GIT_TAG_KEYS: [&str; 5] = ["repository", "remote", "deploy-key", "name", "ref"];
 const COMMAND_KEYS: [&str; 5] = ["run", "shell", "env", "dir", "before"];
-const ALERT_KEYS: [&str; 6] = ["webhook", "url", "run", "renotify-after", "timeout", "include-logs"];
+const ALERT_KEYS: [&str; 6] = [
+    "webhook",
+    "url",
+    "run",
+    "renotify-after",
+    "timeout",
+    "include-logs",
+];
 const PING_KEYS: [&str; 2] = ["url", "timeout"];
 const SERVE_KEYS: [&str; 2] = ["listen", "token"];
 const REPEATABLE: [&str; 6] = ["after", "before", "paths", "exclude", "tag", "expect"];
@@ -44,15 +87,30 @@ const REPEATABLE: [&str; 6] = ["after", "before", "paths", "exclude", "tag", "ex
 /// Decodes every file; diagnostics for all of them are appended to `diags`.
 pub fn decode(sources: &Sources, diags: &mut Vec<Diagnostic>) -> Vec<Plan> {
     let mut plans = Vec::new();
+    let mut schedules = HashMap::new();
     for (file, source) in sources.files.iter().enumerate() {
         match source.text.parse::<KdlDocument>() {
             Err(err) => {
-                for d in err.diagnostics {
-                    diags.push(parse_error(sources, file, &d));
+                // An unclosed block is reported twice by the parser: keep the clearer one.
+                let unclosed = err.diagnostics.iter().any(|d| {
+                    d.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("No closing '}'"))
+                });
+                for d in &err.diagnostics {
+                    let redundant =
+                        d.message.as_deref() == Some("Closing '}' was not found after nodes");
+                    if !(unclosed && redundant) {
+                        diags.push(parse_error(sources, file, d));
+                    }
                 }
             }
             Ok(doc) => {
-                let mut dec = Decoder { file, diags };
+                let mut dec = Decoder {
+                    file,
+                    diags,
+                    schedules: &mut schedules,
+                };
                 for node in doc.nodes() {
                     let name = node.name().value();
                     if name == "plan" {
@@ -89,33 +147,53 @@ fn parse_error(sources: &Sources, file: usize, d: &kdl::KdlDiagnostic) -> Diagno
     let token = sources.text(span).trim();
     let message = d.message.clone().unwrap_or_else(|| "invalid KDL".into());
     let label = d.label.clone().unwrap_or_else(|| "here".into());
+    // (label, help) for the KDL 2 traps.
     let trap = if matches!(token, "true" | "false" | "null") {
-        Some(format!(
-            "KDL 2 writes booleans and null with a `#`: #{token}"
+        Some((
+            format!("bare `{token}`"),
+            format!("KDL 2 writes booleans and null with a `#`: #{token}"),
         ))
     } else if token.starts_with(|c: char| c.is_ascii_digit())
         && token.contains(|c: char| c.is_ascii_alphabetic())
     {
-        Some(format!(
-            "a bare word cannot start with a digit in KDL 2: quote it, \"{token}\""
+        Some((
+            "unquoted value starting with a digit".to_string(),
+            format!("a bare word cannot start with a digit in KDL 2: quote it, \"{token}\""),
         ))
     } else if token.contains('/') && !token.contains('"') && !token.contains(char::is_whitespace) {
-        Some(format!(
-            "a bare word cannot contain `/` in KDL 2: quote it, \"{token}\""
+        Some((
+            "unquoted value containing `/`".to_string(),
+            format!("a bare word cannot contain `/` in KDL 2: quote it, \"{token}\""),
         ))
     } else {
         None
     };
-    let mut diag = Diagnostic::error(span, format!("invalid KDL: {}", message.to_lowercase()), label);
-    if let Some(help) = trap.or_else(|| d.help.clone()) {
-        diag = diag.with_help(help);
+    match trap {
+        Some((label, help)) => Diagnostic::error(
+            span,
+            format!("invalid KDL: `{token}` is not a KDL 2 value"),
+            label,
+        )
+        .with_help(help),
+        None => {
+            let diag = Diagnostic::error(
+                span,
+                format!("invalid KDL: {}", message.to_lowercase()),
+                label,
+            );
+            match &d.help {
+                Some(help) => diag.with_help(help.clone()),
+                None => diag,
+            }
+        }
     }
-    diag
 }
 
 struct Decoder<'a> {
     file: usize,
     diags: &'a mut Vec<Diagnostic>,
+    /// Parsed cron expressions by text: plans repeat a few schedules many times.
+    schedules: &'a mut HashMap<String, Result<Schedule, String>>,
 }
 
 fn describe(v: &KdlValue) -> String {
@@ -145,13 +223,25 @@ impl Decoder<'_> {
         self.diags.push(Diagnostic::error(span, message, label));
     }
 
-    fn error_help(&mut self, span: Span, message: impl Into<String>, label: impl Into<String>, help: impl Into<String>) {
+    fn error_help(
+        &mut self,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.diags
             .push(Diagnostic::error(span, message, label).with_help(help));
     }
 
     /// The children of a block node that are known settings, reporting unknown and repeated ones.
-    fn settings<'n>(&mut self, node: &'n KdlNode, context: &str, keys: &[&str], repeatable: &[&str]) -> Vec<&'n KdlNode> {
+    fn settings<'n>(
+        &mut self,
+        node: &'n KdlNode,
+        context: &str,
+        keys: &[&str],
+        repeatable: &[&str],
+    ) -> Vec<&'n KdlNode> {
         let mut out: Vec<&KdlNode> = Vec::new();
         let Some(children) = node.children() else {
             return out;
@@ -161,8 +251,22 @@ impl Decoder<'_> {
             let span = self.node_span(child);
             if !keys.contains(&name) {
                 let msg = format!("unknown setting `{name}` in {context}");
+                if name == "before" {
+                    self.error_help(
+                        span,
+                        msg,
+                        "only `command` steps take `before`",
+                        "`before` makes a command a hook; to order this step, put `after` on the other step",
+                    );
+                    continue;
+                }
                 match did_you_mean(name, keys.iter().copied()) {
-                    Some(s) => self.error_help(span, msg, "unknown setting", format!("did you mean `{s}`?")),
+                    Some(s) => self.error_help(
+                        span,
+                        msg,
+                        "unknown setting",
+                        format!("did you mean `{s}`?"),
+                    ),
                     None => self.error_help(
                         span,
                         msg,
@@ -177,8 +281,12 @@ impl Decoder<'_> {
             {
                 let first_span = self.node_span(first);
                 self.diags.push(
-                    Diagnostic::error(span, format!("`{name}` is set twice in {context}"), "set again here")
-                        .with_related(first_span, "first set here"),
+                    Diagnostic::error(
+                        span,
+                        format!("`{name}` is set twice in {context}"),
+                        "set again here",
+                    )
+                    .with_related(first_span, "first set here"),
                 );
                 continue;
             }
@@ -188,7 +296,10 @@ impl Decoder<'_> {
     }
 
     fn positional<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
-        node.entries().iter().filter(|e| e.name().is_none()).collect()
+        node.entries()
+            .iter()
+            .filter(|e| e.name().is_none())
+            .collect()
     }
 
     /// Checks argument count, property names and the absence of a block. Returns false on error.
@@ -198,7 +309,11 @@ impl Decoder<'_> {
         let args = self.positional(node);
         if args.len() < min {
             let span = self.node_span(node);
-            let what = if min == 1 { "a value".to_string() } else { format!("{min} values") };
+            let what = if min == 1 {
+                "a value".to_string()
+            } else {
+                format!("{min} values")
+            };
             self.error(span, format!("`{name}` needs {what}"), "value missing");
             ok = false;
         }
@@ -219,7 +334,12 @@ impl Decoder<'_> {
                     let span = self.sp(prop.span());
                     let msg = format!("unknown property `{p}` on `{name}`");
                     match did_you_mean(p, props.iter().copied()) {
-                        Some(s) => self.error_help(span, msg, "unknown property", format!("did you mean `{s}`?")),
+                        Some(s) => self.error_help(
+                            span,
+                            msg,
+                            "unknown property",
+                            format!("did you mean `{s}`?"),
+                        ),
                         None if props.is_empty() => {
                             self.error(span, msg, "`{name}` takes no properties")
                         }
@@ -248,7 +368,11 @@ impl Decoder<'_> {
             KdlValue::String(s) => Some(Spanned::new(s.clone(), span)),
             other => {
                 let found = describe(other);
-                self.error(span, format!("expected {expected}, found {found}"), "not a string");
+                self.error(
+                    span,
+                    format!("expected {expected}, found {found}"),
+                    "not a string",
+                );
                 None
             }
         }
@@ -297,12 +421,20 @@ impl Decoder<'_> {
         match e.value() {
             KdlValue::Integer(i) if (lo..=hi).contains(i) => Some(Spanned::new(*i, span)),
             KdlValue::Integer(i) => {
-                self.error(span, format!("{i} is out of range: expected {lo} to {hi}"), "out of range");
+                self.error(
+                    span,
+                    format!("{i} is out of range: expected {lo} to {hi}"),
+                    "out of range",
+                );
                 None
             }
             other => {
                 let found = describe(other);
-                self.error(span, format!("expected a whole number, found {found}"), "not a whole number");
+                self.error(
+                    span,
+                    format!("expected a whole number, found {found}"),
+                    "not a whole number",
+                );
                 None
             }
         }
@@ -327,28 +459,48 @@ impl Decoder<'_> {
             }
             other => {
                 let found = describe(other);
-                self.error(span, format!("expected #true or #false, found {found}"), "not a boolean");
+                self.error(
+                    span,
+                    format!("expected #true or #false, found {found}"),
+                    "not a boolean",
+                );
                 None
             }
         }
     }
 
     /// A string argument turned into a value by `parse`; errors point at the argument.
-    fn parsed<T>(&mut self, node: &KdlNode, expected: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<Spanned<T>> {
+    fn parsed<T>(
+        &mut self,
+        node: &KdlNode,
+        expected: &str,
+        parse: impl FnMut(&str) -> Result<T, String>,
+    ) -> Option<Spanned<T>> {
         if !self.shape(node, 1, 1, &[]) {
             return None;
         }
         let e = self.positional(node)[0];
-        self.entry_parsed(e, expected, parse)
+        let what = node.name().value().to_string();
+        self.entry_parsed(e, &what, expected, parse)
     }
 
-    fn entry_parsed<T>(&mut self, e: &KdlEntry, expected: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<Spanned<T>> {
+    fn entry_parsed<T>(
+        &mut self,
+        e: &KdlEntry,
+        what: &str,
+        expected: &str,
+        mut parse: impl FnMut(&str) -> Result<T, String>,
+    ) -> Option<Spanned<T>> {
         let span = self.sp(e.span());
         match e.value() {
             KdlValue::String(s) => match parse(s) {
                 Ok(v) => Some(Spanned::new(v, span)),
                 Err(why) => {
-                    self.error_help(span, format!("invalid value: {why}"), format!("expected {expected}"), format!("write {expected}"));
+                    self.error(
+                        span,
+                        format!("invalid `{what}`: {why}"),
+                        format!("expected {expected}"),
+                    );
                     None
                 }
             },
@@ -363,10 +515,26 @@ impl Decoder<'_> {
             }
             other => {
                 let found = describe(other);
-                self.error(span, format!("expected {expected}, found {found}"), "wrong type");
+                self.error(
+                    span,
+                    format!("expected {expected}, found {found}"),
+                    "wrong type",
+                );
                 None
             }
         }
+    }
+
+    fn schedule(&mut self, node: &KdlNode) -> Option<Spanned<Schedule>> {
+        let mut cache = std::mem::take(self.schedules);
+        let parsed = self.parsed(node, schedule::EXPECTED, |expr| {
+            cache
+                .entry(expr.to_string())
+                .or_insert_with(|| Schedule::parse(expr))
+                .clone()
+        });
+        *self.schedules = cache;
+        parsed
     }
 
     fn duration(&mut self, node: &KdlNode) -> Option<Spanned<std::time::Duration>> {
@@ -403,7 +571,11 @@ impl Decoder<'_> {
                 let s = self.entry_string(prop, "a string")?;
                 let is_env = prop.name().is_some_and(|n| n.value() == "env");
                 if is_env && !valid_env_name(&s.value) {
-                    self.error(s.span, format!("`{}` is not an environment variable name", s.value), "expected letters, digits and `_`");
+                    self.error(
+                        s.span,
+                        format!("`{}` is not an environment variable name", s.value),
+                        "expected letters, digits and `_`",
+                    );
                     return None;
                 }
                 Some(Sourced {
@@ -420,7 +592,9 @@ impl Decoder<'_> {
                     node_span,
                     format!("`{name}` needs a value"),
                     "value missing",
-                    format!("write `{name} \"value\"`, `{name} env=VARIABLE` or `{name} file=\"/path\"`"),
+                    format!(
+                        "write `{name} \"value\"`, `{name} env=VARIABLE` or `{name} file=\"/path\"`"
+                    ),
                 );
                 None
             }
@@ -466,11 +640,21 @@ impl Decoder<'_> {
     }
 
     /// The name argument of a block node such as `dump db { … }`.
-    fn block_name(&mut self, node: &KdlNode, keyword: &str, props: &[&str]) -> Option<Spanned<String>> {
+    fn block_name(
+        &mut self,
+        node: &KdlNode,
+        keyword: &str,
+        props: &[&str],
+    ) -> Option<Spanned<String>> {
         let args = self.positional(node);
         let span = self.node_span(node);
         let Some(first) = args.first() else {
-            self.error_help(span, format!("`{keyword}` needs a name"), "name missing", format!("write `{keyword} NAME {{ … }}`"));
+            self.error_help(
+                span,
+                format!("`{keyword}` needs a name"),
+                "name missing",
+                format!("write `{keyword} NAME {{ … }}`"),
+            );
             return None;
         };
         let name = self.entry_string(first, "a name")?;
@@ -491,7 +675,11 @@ impl Decoder<'_> {
                 && !props.contains(&p.value())
             {
                 let s = self.sp(p.span());
-                self.error(s, format!("unknown property `{}` on `{keyword}`", p.value()), "unknown property");
+                self.error(
+                    s,
+                    format!("unknown property `{}` on `{keyword}`", p.value()),
+                    "unknown property",
+                );
             }
         }
         Some(name)
@@ -514,14 +702,25 @@ impl Decoder<'_> {
         };
         if node.children().is_none() {
             let span = self.node_span(node);
-            self.error_help(span, "`plan` needs a block", "block missing", "write `plan NAME { … }`");
+            self.error_help(
+                span,
+                "`plan` needs a block",
+                "block missing",
+                "write `plan NAME { … }`",
+            );
             return Some(plan);
         }
         let context = format!("plan `{}`", plan.name.value);
         for child in self.settings(node, &context, &PLAN_KEYS, &PLAN_REPEATABLE) {
             match child.name().value() {
                 "base" => plan.base = self.string(child),
-                "timezone" => plan.timezone = self.parsed(child, "an IANA time zone such as \"Europe/Prague\"", schedule::parse_timezone),
+                "timezone" => {
+                    plan.timezone = self.parsed(
+                        child,
+                        "an IANA time zone such as \"Europe/Prague\"",
+                        schedule::parse_timezone,
+                    )
+                }
                 "tools" => self.tools(child, &mut plan),
                 "database" => {
                     if let Some(db) = self.database(child) {
@@ -560,7 +759,11 @@ impl Decoder<'_> {
         let name = node.name().value().to_string();
         if let Some(e) = node.entries().first() {
             let span = self.sp(e.span());
-            self.error(span, format!("`{name}` takes no values"), "unexpected value");
+            self.error(
+                span,
+                format!("`{name}` takes no values"),
+                "unexpected value",
+            );
         }
     }
 
@@ -570,6 +773,7 @@ impl Decoder<'_> {
             span: self.node_span(node),
             name,
             engine: None,
+            engine_given: false,
             host: None,
             port: None,
             dbname: None,
@@ -581,21 +785,33 @@ impl Decoder<'_> {
         for child in self.settings(node, &context, &DATABASE_KEYS, &[]) {
             match child.name().value() {
                 "engine" => {
+                    db.engine_given = true;
                     if let Some(s) = self.string(child) {
                         match Engine::parse(&s.value) {
                             Some(e) => db.engine = Some(Spanned::new(e, s.span)),
                             None => {
                                 let help = match did_you_mean(&s.value, Engine::NAMES) {
                                     Some(m) => format!("did you mean `{m}`?"),
-                                    None => format!("expected one of: {}", Engine::NAMES.join(", ")),
+                                    None => {
+                                        format!("expected one of: {}", Engine::NAMES.join(", "))
+                                    }
                                 };
-                                self.error_help(s.span, format!("unknown engine `{}`", s.value), "unknown engine", help);
+                                self.error_help(
+                                    s.span,
+                                    format!("unknown engine `{}`", s.value),
+                                    "unknown engine",
+                                    help,
+                                );
                             }
                         }
                     }
                 }
                 "host" => db.host = self.string(child),
-                "port" => db.port = self.int(child, 1, 65535).map(|p| Spanned::new(p.value as u16, p.span)),
+                "port" => {
+                    db.port = self
+                        .int(child, 1, 65535)
+                        .map(|p| Spanned::new(p.value as u16, p.span))
+                }
                 "name" => db.dbname = self.string(child),
                 "user" => db.user = self.string(child),
                 "password" => db.password = self.sourced(child),
@@ -646,7 +862,7 @@ impl Decoder<'_> {
         for child in self.settings(node, &context, &keys, &REPEATABLE) {
             let key = child.name().value();
             match key {
-                "schedule" => step.schedule = self.parsed(child, schedule::EXPECTED, Schedule::parse),
+                "schedule" => step.schedule = self.schedule(child),
                 "after" => self.string_list(child, &mut step.after),
                 "before" => self.string_list(child, &mut step.before),
                 "timeout" => step.timeout = self.duration(child),
@@ -664,10 +880,15 @@ impl Decoder<'_> {
                 "stale-after" => d.stale_after = self.duration(node),
                 "fail-after" => d.fail_after = self.duration(node),
                 "min-size" => d.min_size = self.parsed(node, size::EXPECTED, size::parse),
-                "max-shrink" => d.max_shrink = self.parsed(node, "a percentage such as \"50%\"", size::parse_percent),
+                "max-shrink" => {
+                    d.max_shrink =
+                        self.parsed(node, "a percentage such as \"50%\"", size::parse_percent)
+                }
                 "keep" => d.keep = self.keep(node),
                 "compression-level" => {
-                    d.compression_level = self.int(node, 1, 9).map(|v| Spanned::new(v.value as u32, v.span))
+                    d.compression_level = self
+                        .int(node, 1, 9)
+                        .map(|v| Spanned::new(v.value as u32, v.span))
                 }
                 _ => {}
             },
@@ -694,21 +915,21 @@ impl Decoder<'_> {
                 "dump" => v.dump = self.string(node),
                 "overdue-after" => v.overdue_after = self.duration(node),
                 "min-tables" => {
-                    v.min_tables = self.int(node, 0, 1_000_000).map(|n| Spanned::new(n.value as u64, n.span))
+                    v.min_tables = self
+                        .int(node, 0, 1_000_000)
+                        .map(|n| Spanned::new(n.value as u64, n.span))
                 }
                 "verify-database" => v.verify_database = self.string(node),
-                "expect" => {
-                    if self.shape(node, 1, 1, &["min"]) {
-                        let sql = self.entry_string(self.positional(node)[0], "an SQL query");
-                        let min = node
-                            .entries()
-                            .iter()
-                            .find(|e| e.name().is_some_and(|n| n.value() == "min"))
-                            .and_then(|e| self.entry_int(e, 0, i64::MAX as i128))
-                            .map(|n| Spanned::new(n.value as i64, n.span));
-                        if let Some(sql) = sql {
-                            v.expects.push(Expect { sql, min });
-                        }
+                "expect" if self.shape(node, 1, 1, &["min"]) => {
+                    let sql = self.entry_string(self.positional(node)[0], "an SQL query");
+                    let min = node
+                        .entries()
+                        .iter()
+                        .find(|e| e.name().is_some_and(|n| n.value() == "min"))
+                        .and_then(|e| self.entry_int(e, 0, i64::MAX as i128))
+                        .map(|n| Spanned::new(n.value as i64, n.span));
+                    if let Some(sql) = sql {
+                        v.expects.push(Expect { sql, min });
                     }
                 }
                 _ => {}
@@ -741,14 +962,23 @@ impl Decoder<'_> {
         self.shape_block_only(node);
         let Some(children) = node.children() else {
             let span = self.node_span(node);
-            self.error_help(span, "`env` needs a block", "block missing", "write `env { NAME \"value\"; OTHER env=SOURCE }`");
+            self.error_help(
+                span,
+                "`env` needs a block",
+                "block missing",
+                "write `env { NAME \"value\"; OTHER env=SOURCE }`",
+            );
             return;
         };
         for child in children.nodes() {
             let name = child.name().value().to_string();
             let span = self.node_span(child);
             if !valid_env_name(&name) {
-                self.error(span, format!("`{name}` is not an environment variable name"), "expected letters, digits and `_`");
+                self.error(
+                    span,
+                    format!("`{name}` is not an environment variable name"),
+                    "expected letters, digits and `_`",
+                );
                 continue;
             }
             if let Some(v) = self.sourced(child) {
@@ -768,7 +998,12 @@ impl Decoder<'_> {
                     Some(m) => format!("did you mean `{m}`?"),
                     None => "expected one of: slack, webhook, command".into(),
                 };
-                self.error_help(name.span, format!("unknown alert channel `{other}`"), "unknown channel", help);
+                self.error_help(
+                    name.span,
+                    format!("unknown alert channel `{other}`"),
+                    "unknown channel",
+                    help,
+                );
                 return None;
             }
         };
@@ -854,18 +1089,36 @@ impl Decoder<'_> {
                             Some(m) => format!("did you mean `{m}`?"),
                             None => format!("expected one of: {}", PERMISSIONS.join(", ")),
                         };
-                        self.error_help(s.span, format!("unknown permission `{p}`"), "unknown permission", help);
+                        self.error_help(
+                            s.span,
+                            format!("unknown permission `{p}`"),
+                            "unknown permission",
+                            help,
+                        );
                     } else {
                         allow.push(Spanned::new(p.to_string(), s.span));
                     }
                 }
             }
         }
-        if allow.is_empty() {
+        let has_allow = node
+            .entries()
+            .iter()
+            .any(|e| e.name().is_some_and(|n| n.value() == "allow"));
+        if !has_allow {
             let span = self.node_span(node);
-            self.error_help(span, format!("token `{}` allows nothing", name.value), "no `allow`", "add allow=ops.view (or ops.execute, ops.release, *)");
+            self.error_help(
+                span,
+                format!("token `{}` allows nothing", name.value),
+                "no `allow`",
+                "add allow=ops.view (or ops.execute, ops.release, *)",
+            );
         }
-        Some(Token { name, secret, allow })
+        Some(Token {
+            name,
+            secret,
+            allow,
+        })
     }
 }
 
@@ -877,6 +1130,8 @@ pub fn valid_name(s: &str) -> bool {
 
 pub fn valid_env_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

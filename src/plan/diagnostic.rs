@@ -100,10 +100,13 @@ impl Diagnostic {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a plausible misspelling.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
-        let d = strsim::levenshtein(word, c);
+        let d = strsim::osa_distance(word, c);
         let limit = (c.len().max(word.len()) / 3).max(1);
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
@@ -122,6 +125,7 @@ mod tests {
         assert_eq!(did_you_mean("stale-afer", keys), Some("stale-after"));
         assert_eq!(did_you_mean("shedule", keys), Some("schedule"));
         assert_eq!(did_you_mean("colour", keys), None);
+        assert_eq!(did_you_mean("mian", ["main"]), Some("main"));
     }
 
     #[test]

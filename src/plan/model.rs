@@ -76,6 +76,8 @@ pub struct Database {
     pub name: Spanned<String>,
     pub span: Span,
     pub engine: Option<Spanned<Engine>>,
+    /// An `engine` node was written (even if its value was invalid and already reported).
+    pub engine_given: bool,
     pub host: Option<Spanned<String>>,
     pub port: Option<Spanned<u16>>,
     pub dbname: Option<Spanned<String>>,

@@ -20,8 +20,12 @@ pub fn validate(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
     for plan in plans {
         if let Some(first) = seen.get(plan.name.value.as_str()) {
             diags.push(
-                Diagnostic::error(plan.name.span, format!("plan `{}` is defined twice", plan.name.value), "defined again here")
-                    .with_related(first.name.span, "first defined here"),
+                Diagnostic::error(
+                    plan.name.span,
+                    format!("plan `{}` is defined twice", plan.name.value),
+                    "defined again here",
+                )
+                .with_related(first.name.span, "first defined here"),
             );
         } else {
             seen.insert(&plan.name.value, plan);
@@ -32,13 +36,21 @@ pub fn validate(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
     check_seed_numbers(env, diags);
 }
 
-fn duplicate<'a>(diags: &mut Vec<Diagnostic>, what: &str, names: impl Iterator<Item = &'a Spanned<String>>) {
+fn duplicate<'a>(
+    diags: &mut Vec<Diagnostic>,
+    what: &str,
+    names: impl Iterator<Item = &'a Spanned<String>>,
+) {
     let mut seen: HashMap<&str, Span> = HashMap::new();
     for n in names {
         if let Some(first) = seen.get(n.value.as_str()) {
             diags.push(
-                Diagnostic::error(n.span, format!("{what} `{}` is defined twice", n.value), "defined again here")
-                    .with_related(*first, "first defined here"),
+                Diagnostic::error(
+                    n.span,
+                    format!("{what} `{}` is defined twice", n.value),
+                    "defined again here",
+                )
+                .with_related(*first, "first defined here"),
             );
         } else {
             seen.insert(&n.value, n.span);
@@ -47,7 +59,11 @@ fn duplicate<'a>(diags: &mut Vec<Diagnostic>, what: &str, names: impl Iterator<I
 }
 
 fn reference_error(span: Span, what: &str, name: &str, candidates: &[&str]) -> Diagnostic {
-    let d = Diagnostic::error(span, format!("no {what} named `{name}` in this plan"), format!("unknown {what}"));
+    let d = Diagnostic::error(
+        span,
+        format!("no {what} named `{name}` in this plan"),
+        format!("unknown {what}"),
+    );
     match did_you_mean(name, candidates.iter().copied()) {
         Some(m) => d.with_help(format!("did you mean `{m}`?")),
         None if candidates.is_empty() => d.with_help(format!("this plan has no {what}")),
@@ -60,7 +76,11 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
     duplicate(diags, "step", plan.steps.iter().map(|s| &s.name));
     duplicate(diags, "alert channel", plan.alerts.iter().map(|a| &a.name));
 
-    let db_names: Vec<&str> = plan.databases.iter().map(|d| d.name.value.as_str()).collect();
+    let db_names: Vec<&str> = plan
+        .databases
+        .iter()
+        .map(|d| d.name.value.as_str())
+        .collect();
     let step_names: Vec<&str> = plan.steps.iter().map(|s| s.name.value.as_str()).collect();
     let dump_names: Vec<&str> = plan
         .steps
@@ -71,23 +91,38 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
 
     for db in &plan.databases {
         let Some(engine) = &db.engine else {
+            if db.engine_given {
+                continue;
+            }
             diags.push(
-                Diagnostic::error(db.name.span, format!("database `{}` needs `engine`", db.name.value), "engine missing")
-                    .with_help("add `engine postgres` (or mysql, mariadb, sqlite)"),
+                Diagnostic::error(
+                    db.name.span,
+                    format!("database `{}` needs `engine`", db.name.value),
+                    "engine missing",
+                )
+                .with_help("add `engine postgres` (or mysql, mariadb, sqlite)"),
             );
             continue;
         };
         if engine.value == Engine::Sqlite {
             if db.path.is_none() {
                 diags.push(
-                    Diagnostic::error(db.name.span, format!("sqlite database `{}` needs `path`", db.name.value), "path missing")
-                        .with_help("add `path \"/var/lib/app/app.sqlite\"`"),
+                    Diagnostic::error(
+                        db.name.span,
+                        format!("sqlite database `{}` needs `path`", db.name.value),
+                        "path missing",
+                    )
+                    .with_help("add `path \"/var/lib/app/app.sqlite\"`"),
                 );
             }
         } else if db.dbname.is_none() {
             diags.push(
-                Diagnostic::error(db.name.span, format!("database `{}` needs `name`", db.name.value), "database name missing")
-                    .with_help("add `name crm`: the database to dump on the server"),
+                Diagnostic::error(
+                    db.name.span,
+                    format!("database `{}` needs `name`", db.name.value),
+                    "database name missing",
+                )
+                .with_help("add `name crm`: the database to dump on the server"),
             );
         }
     }
@@ -96,7 +131,11 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
         let mut refs = step.after.iter().chain(&step.before);
         for r in &mut refs {
             if r.value == step.name.value {
-                diags.push(Diagnostic::error(r.span, format!("step `{}` refers to itself", step.name.value), "a step cannot wait for itself"));
+                diags.push(Diagnostic::error(
+                    r.span,
+                    format!("step `{}` refers to itself", step.name.value),
+                    "a step cannot wait for itself",
+                ));
             } else if !step_names.contains(&r.value.as_str()) {
                 diags.push(reference_error(r.span, "step", &r.value, &step_names));
             }
@@ -106,8 +145,12 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
             StepKind::Dump(d) => {
                 match &d.database {
                     None => diags.push(
-                        Diagnostic::error(name.span, format!("dump `{}` needs `database`", name.value), "database missing")
-                            .with_help("name one of this plan's `database` blocks: `database main`"),
+                        Diagnostic::error(
+                            name.span,
+                            format!("dump `{}` needs `database`", name.value),
+                            "database missing",
+                        )
+                        .with_help("name one of this plan's `database` blocks: `database main`"),
                     ),
                     Some(r) if !db_names.contains(&r.value.as_str()) => {
                         diags.push(reference_error(r.span, "database", &r.value, &db_names))
@@ -118,37 +161,61 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                     && fail.value <= stale.value
                 {
                     diags.push(
-                        Diagnostic::error(fail.span, "`fail-after` must be longer than `stale-after`", "not longer")
-                            .with_related(stale.span, "stale-after"),
+                        Diagnostic::error(
+                            fail.span,
+                            "`fail-after` must be longer than `stale-after`",
+                            "not longer",
+                        )
+                        .with_related(stale.span, "stale-after"),
                     );
                 }
             }
             StepKind::Snapshot(s) => {
                 if s.paths.is_empty() {
                     diags.push(
-                        Diagnostic::error(name.span, format!("snapshot `{}` needs `paths`", name.value), "paths missing")
-                            .with_help("add `paths \"/srv/app/storage\"`"),
+                        Diagnostic::error(
+                            name.span,
+                            format!("snapshot `{}` needs `paths`", name.value),
+                            "paths missing",
+                        )
+                        .with_help("add `paths \"/srv/app/storage\"`"),
                     );
                 }
                 if s.repository.is_none() && env.get("RESTIC_REPO").is_none() {
                     diags.push(
-                        Diagnostic::error(name.span, format!("snapshot `{}` needs `repository`", name.value), "repository missing")
-                            .with_help("add `repository env=RESTIC_REPO` or a path, or set RESTIC_REPO"),
+                        Diagnostic::error(
+                            name.span,
+                            format!("snapshot `{}` needs `repository`", name.value),
+                            "repository missing",
+                        )
+                        .with_help(
+                            "add `repository env=RESTIC_REPO` or a path, or set RESTIC_REPO",
+                        ),
                     );
                 }
             }
             StepKind::Verify(v) => {
                 match &v.dump {
                     None => diags.push(
-                        Diagnostic::error(name.span, format!("verify `{}` needs `dump`", name.value), "dump missing")
-                            .with_help("name the dump step whose newest artifact it restores: `dump db`"),
+                        Diagnostic::error(
+                            name.span,
+                            format!("verify `{}` needs `dump`", name.value),
+                            "dump missing",
+                        )
+                        .with_help(
+                            "name the dump step whose newest artifact it restores: `dump db`",
+                        ),
                     ),
                     Some(r) if !dump_names.contains(&r.value.as_str()) => {
                         let mut d = reference_error(r.span, "dump step", &r.value, &dump_names);
                         if let Some(other) = plan.steps.iter().find(|s| s.name.value == r.value) {
                             d = Diagnostic::error(
                                 r.span,
-                                format!("`{}` is a {} step, not a dump", r.value, other.kind.keyword()),
+                                format!(
+                                    "`{}` is a {} step, not a dump",
+                                    r.value,
+                                    other.kind.keyword()
+                                ),
                                 "not a dump",
                             );
                         }
@@ -166,20 +233,34 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
             StepKind::GitTag(g) => {
                 if g.repository.is_none() {
                     diags.push(
-                        Diagnostic::error(name.span, format!("git-tag `{}` needs `repository`", name.value), "repository missing")
-                            .with_help("add `repository \"/srv/git/app.git\"`: the bare clone ops-run keeps"),
+                        Diagnostic::error(
+                            name.span,
+                            format!("git-tag `{}` needs `repository`", name.value),
+                            "repository missing",
+                        )
+                        .with_help(
+                            "add `repository \"/srv/git/app.git\"`: the bare clone ops-run keeps",
+                        ),
                     );
                 }
                 match &g.name {
                     None => diags.push(
-                        Diagnostic::error(name.span, format!("git-tag `{}` needs `name`", name.value), "tag name missing")
-                            .with_help("add `name \"backup-{date}\"`"),
+                        Diagnostic::error(
+                            name.span,
+                            format!("git-tag `{}` needs `name`", name.value),
+                            "tag name missing",
+                        )
+                        .with_help("add `name \"backup-{date}\"`"),
                     ),
                     Some(pattern) => {
                         if let Err(why) = check_tag_pattern(&pattern.value) {
                             diags.push(
-                                Diagnostic::error(pattern.span, format!("invalid tag pattern: {why}"), "invalid pattern")
-                                    .with_help("placeholders are {date}, {time}, {plan} and {seq}"),
+                                Diagnostic::error(
+                                    pattern.span,
+                                    format!("invalid tag pattern: {why}"),
+                                    "invalid pattern",
+                                )
+                                .with_help("placeholders are {date}, {time}, {plan} and {seq}"),
                             );
                         }
                     }
@@ -187,12 +268,20 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
             }
             StepKind::Command(c) => match (&c.run, &c.shell) {
                 (None, None) => diags.push(
-                    Diagnostic::error(name.span, format!("command `{}` needs `run` or `shell`", name.value), "nothing to run")
-                        .with_help("add `run \"program\" \"arg\"` (no shell) or `shell \"…\"`"),
+                    Diagnostic::error(
+                        name.span,
+                        format!("command `{}` needs `run` or `shell`", name.value),
+                        "nothing to run",
+                    )
+                    .with_help("add `run \"program\" \"arg\"` (no shell) or `shell \"…\"`"),
                 ),
                 (Some(r), Some(s)) => diags.push(
-                    Diagnostic::error(s.span, format!("command `{}` has both `run` and `shell`", name.value), "second way to run")
-                        .with_related(r.span, "`run` is here"),
+                    Diagnostic::error(
+                        s.span,
+                        format!("command `{}` has both `run` and `shell`", name.value),
+                        "second way to run",
+                    )
+                    .with_related(r.span, "`run` is here"),
                 ),
                 _ => {}
             },
@@ -201,7 +290,10 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
 
     for alert in &plan.alerts {
         let (needed, present) = match alert.kind {
-            AlertKind::Slack => ("webhook", alert.webhook.is_some() || env.is_set("ALERT_SLACK_WEBHOOK")),
+            AlertKind::Slack => (
+                "webhook",
+                alert.webhook.is_some() || env.is_set("ALERT_SLACK_WEBHOOK"),
+            ),
             AlertKind::Webhook => ("url", alert.url.is_some()),
             AlertKind::Command => ("run", alert.run.is_some()),
         };
@@ -216,7 +308,11 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
     if let Some(ping) = &plan.ping
         && ping.url.is_none()
     {
-        diags.push(Diagnostic::error(ping.span, "`ping` needs `url`", "url missing"));
+        diags.push(Diagnostic::error(
+            ping.span,
+            "`ping` needs `url`",
+            "url missing",
+        ));
     }
 
     for sourced in sourced_values(plan) {
@@ -224,8 +320,14 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
             && env.get(var).is_none()
         {
             diags.push(
-                Diagnostic::warning(sourced.span, format!("environment variable {var} is not set"), "read from the environment")
-                    .with_help("set it (or put it in the --env-file); steps that need it fail until it is"),
+                Diagnostic::warning(
+                    sourced.span,
+                    format!("environment variable {var} is not set"),
+                    "read from the environment",
+                )
+                .with_help(
+                    "set it (or put it in the --env-file); steps that need it fail until it is",
+                ),
             );
         }
     }
@@ -243,11 +345,19 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                 _ => None,
             };
             if let Some(own) = own {
-                diags.push(Diagnostic::warning(
-                    own.span,
-                    format!("{var} overrides this `{setting}` of {keyword} `{}`", step.name.value),
-                    format!("replaced by {var}"),
-                ).with_help(format!("unset {var} to use the plan's value; it applies to every plan")));
+                diags.push(
+                    Diagnostic::warning(
+                        own.span,
+                        format!(
+                            "{var} overrides this `{setting}` of {keyword} `{}`",
+                            step.name.value
+                        ),
+                        format!("replaced by {var}"),
+                    )
+                    .with_help(format!(
+                        "unset {var} to use the plan's value; it applies to every plan"
+                    )),
+                );
             }
         }
     }
@@ -294,7 +404,10 @@ pub fn secret_values(plan: &Plan) -> Vec<&Sourced> {
         .collect();
     sourced_values(plan)
         .into_iter()
-        .filter(|s| !(matches!(s.source, ValueSource::Literal(_)) && literal_env.contains(&(*s as *const Sourced))))
+        .filter(|s| {
+            !(matches!(s.source, ValueSource::Literal(_))
+                && literal_env.contains(&(*s as *const Sourced)))
+        })
         .collect()
 }
 
@@ -321,7 +434,9 @@ pub fn check_tag_pattern(pattern: &str) -> Result<(), String> {
         || sample.ends_with(".lock")
         || sample.contains("..")
         || sample.contains("@{")
-        || sample.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+        || sample
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
     if bad {
         return Err(format!("`{sample}` is not a valid git tag name"));
     }
@@ -350,7 +465,10 @@ fn check_bases(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
             diags.push(
                 Diagnostic::error(
                     plan.name.span,
-                    format!("plans `{}` and `{}` would share the backup base {base}", first.name.value, plan.name.value),
+                    format!(
+                        "plans `{}` and `{}` would share the backup base {base}",
+                        first.name.value, plan.name.value
+                    ),
                     "shares a base",
                 )
                 .with_related(first.name.span, "the other plan")
@@ -372,7 +490,14 @@ fn check_seed_numbers(env: &Env, diags: &mut Vec<Diagnostic>) {
                 message: format!("{var}={v} is not a positive whole number"),
                 span: None,
                 label: String::new(),
-                help: Some(format!("{var} is a count of {}", if var.ends_with("HOURS") { "hours" } else { "minutes" })),
+                help: Some(format!(
+                    "{var} is a count of {}",
+                    if var.ends_with("HOURS") {
+                        "hours"
+                    } else {
+                        "minutes"
+                    }
+                )),
                 related: Vec::new(),
             });
         }

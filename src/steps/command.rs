@@ -17,9 +17,12 @@ pub fn build(ctx: &Context, c: &Command) -> Result<ProcessSpec, String> {
         (None, Some(shell)) => ProcessSpec::new("sh", ["-c".to_string(), shell.value.clone()]),
         (None, None) => return Err("nothing to run".into()),
     };
-    spec.env.push(("OPS_PLAN".into(), ctx.plan.decl.name.value.clone()));
-    spec.env.push(("OPS_STEP".into(), ctx.step.name().to_string()));
-    spec.env.push(("OPS_BACKUP_BASE".into(), ctx.plan.base.value.clone()));
+    spec.env
+        .push(("OPS_PLAN".into(), ctx.plan.decl.name.value.clone()));
+    spec.env
+        .push(("OPS_STEP".into(), ctx.step.name().to_string()));
+    spec.env
+        .push(("OPS_BACKUP_BASE".into(), ctx.plan.base.value.clone()));
     for (name, value) in &c.env {
         let v = ctx
             .env
@@ -45,10 +48,17 @@ pub fn execute(ctx: &Context, c: &Command) -> Outcome {
         Exit::Signal(s) => (Status::Failed, format!("killed by signal {s}"), None),
         Exit::TimedOut(t) => (
             Status::Timeout,
-            format!("timed out after {}; its process group was killed", crate::units::duration::format(*t)),
+            format!(
+                "timed out after {}; its process group was killed",
+                crate::units::duration::format(*t)
+            ),
             None,
         ),
-        Exit::Interrupted => (Status::Failed, "interrupted: ops-run was stopped (SIGINT/SIGTERM)".to_string(), None),
+        Exit::Interrupted => (
+            Status::Failed,
+            "interrupted: ops-run was stopped (SIGINT/SIGTERM)".to_string(),
+            None,
+        ),
         Exit::SpawnFailed(why) => (Status::Failed, why.clone(), None),
     };
     let mut log = result.tail.clone();

@@ -66,12 +66,22 @@ fn owner_alive(meta: &Value) -> bool {
         return false;
     };
     let same_boot = meta.get("boot").and_then(Value::as_str).map(str::to_string) == boot_id();
-    let start = meta.get("pid_start").and_then(Value::as_str).map(str::to_string);
+    let start = meta
+        .get("pid_start")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     same_boot && start.is_some() && process_start(pid as u32) == start
 }
 
 impl Store {
-    pub fn start(&self, plan: &str, step: &str, kind: &str, trigger: &str, started_at: &str) -> rusqlite::Result<i64> {
+    pub fn start(
+        &self,
+        plan: &str,
+        step: &str,
+        kind: &str,
+        trigger: &str,
+        started_at: &str,
+    ) -> rusqlite::Result<i64> {
         self.conn.execute(
             "INSERT INTO ops_activities (plan, step, type, status, trigger, started_at, meta)
              VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
@@ -80,7 +90,15 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn finish(&self, id: i64, status: &str, finished_at: &str, duration_ms: i64, meta: &Value, log_excerpt: &str) -> rusqlite::Result<()> {
+    pub fn finish(
+        &self,
+        id: i64,
+        status: &str,
+        finished_at: &str,
+        duration_ms: i64,
+        meta: &Value,
+        log_excerpt: &str,
+    ) -> rusqlite::Result<()> {
         self.conn.execute(
             "UPDATE ops_activities SET status = ?2, finished_at = ?3, duration_ms = ?4, meta = ?5, log_excerpt = ?6
              WHERE id = ?1",
@@ -91,7 +109,16 @@ impl Store {
 
     /// A step that did not run because something it needs failed.
     #[allow(clippy::too_many_arguments)]
-    pub fn skipped(&self, plan: &str, step: &str, kind: &str, trigger: &str, at: &str, meta: &Value, why: &str) -> rusqlite::Result<i64> {
+    pub fn skipped(
+        &self,
+        plan: &str,
+        step: &str,
+        kind: &str,
+        trigger: &str,
+        at: &str,
+        meta: &Value,
+        why: &str,
+    ) -> rusqlite::Result<i64> {
         self.conn.execute(
             "INSERT INTO ops_activities (plan, step, type, status, trigger, started_at, finished_at, duration_ms, meta, log_excerpt)
              VALUES (?1, ?2, ?3, 'skipped', ?4, ?5, ?5, 0, ?6, ?7)",
@@ -205,30 +232,63 @@ mod tests {
     #[test]
     fn history_sees_last_success_and_later_failures_only() {
         let (_d, s) = store();
-        let id = s.start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z").unwrap();
-        s.finish(id, "failed", "2026-01-01T01:00:05.000Z", 5000, &json!({}), "").unwrap();
-        let id = s.start("p", "a", "command", "schedule", "2026-01-01T02:00:00.000Z").unwrap();
-        s.finish(id, "success", "2026-01-01T02:00:05.000Z", 5000, &json!({}), "").unwrap();
+        let id = s
+            .start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z")
+            .unwrap();
+        s.finish(
+            id,
+            "failed",
+            "2026-01-01T01:00:05.000Z",
+            5000,
+            &json!({}),
+            "",
+        )
+        .unwrap();
+        let id = s
+            .start("p", "a", "command", "schedule", "2026-01-01T02:00:00.000Z")
+            .unwrap();
+        s.finish(
+            id,
+            "success",
+            "2026-01-01T02:00:05.000Z",
+            5000,
+            &json!({}),
+            "",
+        )
+        .unwrap();
         let h = s.history("p", "a").unwrap();
         assert_eq!(h.last_success, parse_stamp("2026-01-01T02:00:00.000Z"));
         assert_eq!(h.last_failure, None);
-        let id = s.start("p", "a", "command", "schedule", "2026-01-01T03:00:00.000Z").unwrap();
-        s.finish(id, "timeout", "2026-01-01T03:10:00.000Z", 1, &json!({}), "").unwrap();
-        assert_eq!(s.history("p", "a").unwrap().last_failure, parse_stamp("2026-01-01T03:10:00.000Z"));
+        let id = s
+            .start("p", "a", "command", "schedule", "2026-01-01T03:00:00.000Z")
+            .unwrap();
+        s.finish(id, "timeout", "2026-01-01T03:10:00.000Z", 1, &json!({}), "")
+            .unwrap();
+        assert_eq!(
+            s.history("p", "a").unwrap().last_failure,
+            parse_stamp("2026-01-01T03:10:00.000Z")
+        );
         assert_eq!(s.history("p", "other").unwrap(), History::default());
     }
 
     #[test]
     fn a_running_row_of_a_dead_process_becomes_abandoned() {
         let (_d, s) = store();
-        let id = s.start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z").unwrap();
+        let id = s
+            .start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z")
+            .unwrap();
         // Our own row stays: this process is alive.
         assert_eq!(s.mark_abandoned("2026-01-01T01:00:01.000Z").unwrap(), 0);
         s.conn
             .execute("UPDATE ops_activities SET meta = '{\"pid\": 999999999, \"pid_start\": \"1\"}' WHERE id = ?1", [id])
             .unwrap();
         assert_eq!(s.mark_abandoned("2026-01-01T01:00:02.000Z").unwrap(), 1);
-        let rows = s.list(&Filter { limit: 10, ..Filter::default() }).unwrap();
+        let rows = s
+            .list(&Filter {
+                limit: 10,
+                ..Filter::default()
+            })
+            .unwrap();
         assert_eq!(rows[0].status, "abandoned");
         assert_eq!(rows[0].duration_ms, Some(2000));
     }

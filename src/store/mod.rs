@@ -1,8 +1,8 @@
 //! The SQLite state database: open (WAL, migrations), activities, and abandoned-run recovery.
 
 pub mod activities;
-pub mod recorder;
 mod migrations;
+pub mod recorder;
 
 use std::path::{Path, PathBuf};
 
@@ -22,15 +22,21 @@ impl Store {
     pub fn open(path: &Path, now: &str) -> Result<Store, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                format!("cannot create the state folder {}: {e} (set --state or OPS_STATE)", dir.display())
+                format!(
+                    "cannot create the state folder {}: {e} (set --state or OPS_STATE)",
+                    dir.display()
+                )
             })?;
         }
         let conn = Connection::open(path)
             .map_err(|e| format!("cannot open the state database {}: {e}", path.display()))?;
         let err = |e: rusqlite::Error| format!("state database {}: {e}", path.display());
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         migrations::migrate(&conn).map_err(err)?;
         let store = Store {
             conn,

@@ -21,7 +21,12 @@ pub struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
-    pub fn new(store: &'a Store, compiled: &'a Compiled, clock: &'a Clock, redactor: &'a Redactor) -> Self {
+    pub fn new(
+        store: &'a Store,
+        compiled: &'a Compiled,
+        clock: &'a Clock,
+        redactor: &'a Redactor,
+    ) -> Self {
         Recorder {
             store,
             compiled,
@@ -47,12 +52,22 @@ impl Sink for Recorder<'_> {
                 let s = &self.compiled.steps[*step];
                 let plan = &self.compiled.plans[s.plan].decl.name.value;
                 self.store
-                    .start(plan, s.name(), s.decl.kind.activity_type(), trigger.as_str(), &now)
+                    .start(
+                        plan,
+                        s.name(),
+                        s.decl.kind.activity_type(),
+                        trigger.as_str(),
+                        &now,
+                    )
                     .map(|id| {
                         self.ids.insert(*step, id);
                     })
             }
-            Event::Finished { step, outcome, duration } => match self.ids.get(step) {
+            Event::Finished {
+                step,
+                outcome,
+                duration,
+            } => match self.ids.get(step) {
                 Some(&id) => self.store.finish(
                     id,
                     outcome.status.as_str(),
@@ -67,12 +82,23 @@ impl Sink for Recorder<'_> {
                 let s = &self.compiled.steps[*step];
                 let plan = &self.compiled.plans[s.plan].decl.name.value;
                 self.store
-                    .skipped(plan, s.name(), s.decl.kind.activity_type(), trigger.as_str(), &now, &serde_json::json!({}), why)
+                    .skipped(
+                        plan,
+                        s.name(),
+                        s.decl.kind.activity_type(),
+                        trigger.as_str(),
+                        &now,
+                        &serde_json::json!({}),
+                        why,
+                    )
                     .map(|_| ())
             }
         };
         if let Err(e) = result {
-            self.errors.push(format!("cannot record an activity in {}: {e}", self.store.path.display()));
+            self.errors.push(format!(
+                "cannot record an activity in {}: {e}",
+                self.store.path.display()
+            ));
         }
     }
 }

@@ -28,7 +28,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         if digits.is_empty() {
             return Err(format!("a number must come before `{c}` in `{text}`"));
         }
-        let n: u64 = digits.parse().map_err(|_| format!("`{text}` is too large"))?;
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{text}` is too large"))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
@@ -54,7 +56,7 @@ pub fn format(d: Duration) -> String {
     }
     let mut out = String::new();
     // Whole days read as days ("8d"); otherwise hours stay hours ("26h", not "1d2h").
-    let units: &[(u64, &str)] = if secs % 86_400 == 0 {
+    let units: &[(u64, &str)] = if secs.is_multiple_of(86_400) {
         &[(86_400, "d")]
     } else {
         &[(3600, "h"), (60, "m"), (1, "s")]

@@ -1,11 +1,12 @@
 //! Cron schedules (5 fields) evaluated in a plan's time zone.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
-pub const EXPECTED: &str = "a 5-field cron expression such as \"0 2 * * *\" (minute hour day-of-month month day-of-week)";
+pub const EXPECTED: &str =
+    "a 5-field cron expression such as \"0 2 * * *\" (minute hour day-of-month month day-of-week)";
 
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -17,7 +18,9 @@ impl Schedule {
     pub fn parse(expr: &str) -> Result<Schedule, String> {
         let fields = expr.split_whitespace().count();
         if !expr.trim_start().starts_with('@') && fields != 5 {
-            return Err(format!("`{expr}` has {fields} fields, a cron expression has 5"));
+            return Err(format!(
+                "`{expr}` has {fields} fields, a cron expression has 5"
+            ));
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
@@ -33,6 +36,8 @@ impl Schedule {
 
     /// The first fire time strictly after `after`, in `tz`.
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        // Fire times are whole minutes; croner would carry the fraction of `after` along.
+        let after = after.with_nanosecond(0).unwrap_or(after);
         self.cron
             .find_next_occurrence(&after.with_timezone(&tz), false)
             .ok()
@@ -41,6 +46,7 @@ impl Schedule {
 
     /// The last fire time at or before `at`, in `tz`.
     pub fn last_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        let at = at.with_nanosecond(0).unwrap_or(at);
         self.cron
             .find_previous_occurrence(&at.with_timezone(&tz), true)
             .ok()
@@ -60,7 +66,11 @@ mod tests {
     #[test]
     fn rejects_wrong_field_counts_and_values() {
         assert!(Schedule::parse("0 2 * *").unwrap_err().contains("4 fields"));
-        assert!(Schedule::parse("0 0 2 * * *").unwrap_err().contains("6 fields"));
+        assert!(
+            Schedule::parse("0 0 2 * * *")
+                .unwrap_err()
+                .contains("6 fields")
+        );
         assert!(Schedule::parse("61 2 * * *").is_err());
         assert!(Schedule::parse("0 2 * * 0").is_ok());
     }

@@ -24,7 +24,11 @@ pub fn parse(text: &str) -> Result<u64, String> {
         "GiB" => 1 << 30,
         "TB" => 1_000_000_000_000,
         "TiB" => 1 << 40,
-        "" => return Err(format!("`{text}` has no unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)")),
+        "" => {
+            return Err(format!(
+                "`{text}` has no unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
+            ));
+        }
         other => {
             return Err(format!(
                 "unknown unit `{other}` (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"

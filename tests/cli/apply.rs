@@ -1,0 +1,349 @@
+//! `plan apply` and `run`: due decisions through OPS_NOW, hooks, --only/--force, dry runs,
+//! validation errors, multi-file plans.
+
+use crate::harness::Workspace;
+
+const TWO_STEPS: &str = r#"
+plan app {
+    base "/tmp/ops-run-test-app"
+    timezone "Europe/Prague"
+    command nightly {
+        run "true"
+        schedule "0 2 * * *"
+    }
+    command on-demand {
+        run "true"
+    }
+}
+"#;
+
+#[test]
+fn a_scheduled_step_runs_once_per_fire_time() {
+    let ws = Workspace::with_plan(TWO_STEPS);
+    // Never succeeded: due at once.
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["plan", "apply"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stdout().contains("ok       app/nightly"),
+        "{}",
+        r.stdout()
+    );
+    // Ten minutes later: nothing due, nothing recorded, nothing printed.
+    let r = ws.run_at("2026-11-28T10:10:00Z", &["plan", "apply"]);
+    assert_eq!((r.code(), r.stdout().as_str()), (0, ""));
+    assert_eq!(ws.statuses().len(), 1);
+    // After 02:00 Prague (01:00 UTC) the next day: due again, one run.
+    let r = ws.run_at("2026-11-29T01:00:30Z", &["plan", "apply"]);
+    assert_eq!(r.code(), 0);
+    // Three days later (three fire times missed): still one run.
+    let r = ws.run_at("2026-12-02T12:00:00Z", &["plan", "apply"]);
+    assert_eq!(r.code(), 0);
+    let rows = ws.statuses();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|(s, st, t)| s == "nightly" && st == "success" && t == "schedule")
+    );
+}
+
+#[test]
+fn a_step_without_schedule_runs_only_when_named() {
+    let ws = Workspace::with_plan(TWO_STEPS);
+    ws.run(&["plan", "apply"]);
+    assert_eq!(
+        ws.statuses().iter().filter(|r| r.0 == "on-demand").count(),
+        0
+    );
+    let r = ws.run(&["plan", "apply", "--only", "on-demand"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let r = ws.run(&["run", "app/on-demand"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let triggers: Vec<String> = ws
+        .statuses()
+        .into_iter()
+        .filter(|r| r.0 == "on-demand")
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(triggers, ["manual", "manual"]);
+}
+
+#[test]
+fn force_runs_a_step_that_is_not_due() {
+    let ws = Workspace::with_plan(TWO_STEPS);
+    ws.run_at("2026-11-28T10:00:00Z", &["plan", "apply"]);
+    let r = ws.run_at(
+        "2026-11-28T10:01:00Z",
+        &["plan", "apply", "--only", "nightly", "--force"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let last = ws.statuses().pop().unwrap();
+    assert_eq!(last, ("nightly".into(), "success".into(), "force".into()));
+}
+
+#[test]
+fn a_failed_step_is_retried_after_retry_after() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "/tmp/ops-run-test-retry"
+            command flaky {
+                run "false"
+                schedule "0 2 * * *"
+                retry-after "30m"
+            }
+        }"#,
+    );
+    assert_eq!(
+        ws.run_at("2026-11-28T10:00:00Z", &["plan", "apply"]).code(),
+        1
+    );
+    assert_eq!(
+        ws.run_at("2026-11-28T10:20:00Z", &["plan", "apply"]).code(),
+        0
+    );
+    assert_eq!(
+        ws.run_at("2026-11-28T10:31:00Z", &["plan", "apply"]).code(),
+        1
+    );
+    let rows = ws.statuses();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "failed"));
+}
+
+#[test]
+fn hooks_run_around_their_step_in_order() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "/tmp/ops-run-test-hooks"
+            command on {
+                shell "echo on >> order.txt"
+                before work
+            }
+            command work {
+                shell "echo work >> order.txt"
+                schedule "0 2 * * *"
+            }
+            command off {
+                shell "echo off >> order.txt"
+                after work
+            }
+        }"#,
+    );
+    let r = ws.run(&["plan", "apply"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(ws.path("order.txt")).unwrap(),
+        "on\nwork\noff\n"
+    );
+}
+
+#[test]
+fn dry_run_prints_order_reasons_and_argv_and_runs_nothing() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "/tmp/ops-run-test-dry"
+            timezone "UTC"
+            command prepare {
+                run "mkdir" "-p" "out dir"
+                before work
+            }
+            command work {
+                run "touch" "out dir/x"
+                schedule "0 2 * * *"
+            }
+        }"#,
+    );
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["plan", "apply", "--dry-run"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let out = r.stdout();
+    let (header, rest) = out.split_once('\n').unwrap();
+    assert!(
+        header.starts_with("dry run at 2026-11-28T10:00:0"),
+        "{header}"
+    );
+    assert!(
+        header.ends_with("Z: 2 steps would run (jobs 2)"),
+        "{header}"
+    );
+    assert_eq!(
+        rest,
+        "  1. app/prepare  command  [schedule] hook: runs before app/work\n\
+         \x20      $ mkdir -p 'out dir'\n\
+         \x20 2. app/work  command  [schedule] due: never succeeded\n\
+         \x20      after: app/prepare\n\
+         \x20      $ touch 'out dir/x'\n"
+    );
+    assert!(!ws.path("out dir").exists());
+    assert!(!ws.path("state/ops.db").exists() || ws.statuses().is_empty());
+}
+
+#[test]
+fn an_invalid_plan_runs_nothing_and_exits_2() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "/tmp/ops-run-test-invalid"
+            command good {
+                shell "touch ran.txt"
+                schedule "* * * * *"
+            }
+            command bad {
+                run "true"
+                schedule "every day"
+            }
+        }"#,
+    );
+    let r = ws.run(&["plan", "apply"]);
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("plans/main.kdl:9:26"), "{}", r.stderr());
+    assert!(
+        r.stderr().ends_with("1 error in plans; nothing ran\n"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!ws.path("ran.txt").exists());
+    assert!(!ws.path("state/ops.db").exists());
+}
+
+#[test]
+fn errors_of_every_file_are_reported_in_one_pass() {
+    let ws = Workspace::new();
+    ws.write(
+        "plans/a.kdl",
+        "plan a {\n    base \"/tmp/a\"\n    bse \"x\"\n}\n",
+    );
+    ws.write("plans/b.kdl", "plan b {\n    base \"/tmp/b\"\n    command c {\n        run \"true\"\n        timeout 5m\n    }\n}\n");
+    ws.write(
+        "plans/c.kdl",
+        "plan c {\n    base \"/tmp/c\"\n    command d { run \"true\"; after nothing }\n}\n",
+    );
+    let r = ws.run(&["plan", "validate"]);
+    assert_eq!(r.code(), 2);
+    let err = r.stderr();
+    for want in [
+        "plans/a.kdl:3:5",
+        "plans/b.kdl:5:17",
+        "plans/c.kdl:3:35",
+        "3 errors in plans",
+    ] {
+        assert!(err.contains(want), "missing {want} in:\n{err}");
+    }
+}
+
+#[test]
+fn step_names_resolve_across_plans_or_are_ambiguous() {
+    let ws = Workspace::new();
+    ws.write("plans/a.kdl", "plan a {\n    base \"/tmp/oa\"\n    command hello { run \"true\" }\n    command only-a { run \"true\" }\n}\n");
+    ws.write(
+        "plans/b.kdl",
+        "plan b {\n    base \"/tmp/ob\"\n    command hello { run \"true\" }\n}\n",
+    );
+    let r = ws.run(&["run", "hello"]);
+    assert_eq!(r.code(), 2);
+    assert_eq!(
+        r.stderr(),
+        "error: step name `hello` is ambiguous; name one of: a/hello, b/hello\n"
+    );
+    assert_eq!(ws.run(&["run", "b/hello"]).code(), 0);
+    assert_eq!(ws.run(&["run", "only-a"]).code(), 0);
+    let r = ws.run(&["run", "only-b"]);
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains("did you mean `only-a`?"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn env_file_supplies_variables_and_the_process_environment_wins() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "/tmp/ops-run-test-envfile"
+            command show {
+                shell "echo \"$GREETING $NAME\" > out.txt"
+                env {
+                    GREETING env=FROM_FILE
+                    NAME env=FROM_BOTH
+                }
+            }
+        }"#,
+    )
+    .env("FROM_BOTH", "process");
+    ws.write("vars.env", "# comment\nFROM_FILE=hello\nFROM_BOTH=file\n");
+    let r = ws.run(&["--env-file", "vars.env", "run", "show"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(ws.path("out.txt")).unwrap(),
+        "hello process\n"
+    );
+}
+
+#[test]
+fn an_unset_variable_warns_at_validate_and_fails_its_step_only() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "/tmp/ops-run-test-unset"
+            command needs-token {
+                run "true"
+                schedule "* * * * *"
+                env { TOKEN env=OPS_TEST_NEVER_SET }
+            }
+            command other {
+                run "true"
+                schedule "* * * * *"
+            }
+        }"#,
+    );
+    let r = ws.run(&["plan", "validate"]);
+    assert_eq!(r.code(), 0);
+    assert!(
+        r.stderr()
+            .contains("warning: environment variable OPS_TEST_NEVER_SET is not set"),
+        "{}",
+        r.stderr()
+    );
+    let r = ws.run(&["plan", "apply"]);
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stdout()
+            .contains("env TOKEN: environment variable OPS_TEST_NEVER_SET is not set"),
+        "{}",
+        r.stdout()
+    );
+    let rows = ws.statuses();
+    assert!(rows.contains(&("needs-token".into(), "failed".into(), "schedule".into())));
+    assert!(rows.contains(&("other".into(), "success".into(), "schedule".into())));
+}
+
+#[test]
+fn verify_auto_false_takes_verify_steps_off_the_schedule() {
+    let plan = r#"plan app {
+        base "/tmp/ops-run-test-auto"
+        database main {
+            engine sqlite
+            path "/tmp/x.sqlite"
+        }
+        dump db {
+            database main
+        }
+        verify restore {
+            dump db
+            schedule "15 3 * * 0"
+        }
+    }"#;
+    let ws = Workspace::with_plan(plan);
+    let r = ws.run(&["plan", "apply", "--dry-run"]);
+    assert!(
+        r.stdout()
+            .contains("app/restore  verify  [schedule] due: never succeeded"),
+        "{}",
+        r.stdout()
+    );
+    let ws = ws.env("OPS_VERIFY_AUTO", "false");
+    let r = ws.run(&["plan", "apply", "--dry-run"]);
+    assert!(
+        r.stdout()
+            .contains("app/restore  off the schedule (OPS_VERIFY_AUTO=false)"),
+        "{}",
+        r.stdout()
+    );
+}

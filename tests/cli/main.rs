@@ -1,0 +1,10 @@
+//! End-to-end tests: each builds a temporary plans folder and state, runs the real binary,
+//! and checks what a user would see.
+
+mod harness;
+
+mod apply;
+mod invalid_plans;
+mod runner;
+mod shipped;
+mod show;
