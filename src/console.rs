@@ -27,8 +27,11 @@ impl<W: Write> Sink for Console<'_, W> {
             } => {
                 let id = &self.compiled.steps[*step].id;
                 let secs = duration.as_secs_f64();
-                if outcome.status == Status::Success {
-                    format!("ok       {id} ({secs:.2}s)\n")
+                let mut l = if outcome.status == Status::Success {
+                    match outcome.summary.as_str() {
+                        "" => format!("ok       {id} ({secs:.2}s)\n"),
+                        what => format!("ok       {id} ({secs:.2}s): {what}\n"),
+                    }
                 } else {
                     let mut l = format!(
                         "{:<8} {id} ({secs:.2}s): {}\n",
@@ -44,7 +47,16 @@ impl<W: Write> Sink for Console<'_, W> {
                         l.push_str(&format!("         | {tail}\n"));
                     }
                     l
+                };
+                for x in &outcome.extra {
+                    let status = if x.status == Status::Success {
+                        "ok"
+                    } else {
+                        x.status.as_str()
+                    };
+                    l.push_str(&format!("{status:<8} {id} {}: {}\n", x.kind, x.summary));
                 }
+                l
             }
             Event::Skipped { step, why, .. } => {
                 format!(

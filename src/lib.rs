@@ -1,16 +1,19 @@
 //! ops-run: plans in KDL → a step graph → steps run as subprocesses, every activity in SQLite.
 
 pub mod app;
+pub mod artifact;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod console;
 pub mod due;
+pub mod engines;
 pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod lock;
 pub mod plan;
+pub mod retention;
 pub mod runner;
 pub mod settings;
 pub mod steps;

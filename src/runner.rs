@@ -211,6 +211,7 @@ mod tests {
                     meta: serde_json::json!({}),
                     log_excerpt: String::new(),
                     summary: "ok".into(),
+                    extra: Vec::new(),
                 }
             }
         }

@@ -26,6 +26,7 @@ struct StepExecutor<'a> {
     env: &'a Env,
     redactor: &'a Redactor,
     clock: &'a Clock,
+    state: &'a std::path::Path,
 }
 
 impl StepExecutor<'_> {
@@ -38,6 +39,7 @@ impl StepExecutor<'_> {
             env: self.env,
             redactor: self.redactor,
             clock: self.clock,
+            state: Some(self.state),
         }
     }
 }
@@ -210,6 +212,7 @@ fn execute(
         env: &app.env,
         redactor,
         clock: &app.clock,
+        state: &app.state.value,
     };
     let mut recorder = Recorder::new(&store, compiled, &app.clock, redactor);
     let mut console = Console {
@@ -269,6 +272,7 @@ fn dry_run(
         env: &app.env,
         redactor,
         clock: &app.clock,
+        state: &app.state.value,
     };
     for (n, p) in planned.iter().enumerate() {
         let s = &compiled.steps[p.step];

@@ -96,36 +96,90 @@ impl ProcessResult {
 /// into one pipe of which only the tail is kept. When the main process exits, whatever it
 /// left in its group is killed too, so a step never leaves processes behind.
 pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
+    run_inner(spec, redactor, None).0
+}
+
+/// Like `run`, but stdout goes to `consumer` (on this thread) and only stderr to the tail.
+/// When the consumer fails (say, the disk is full), the process group is killed and the
+/// consumer's error is returned beside the result.
+pub fn run_streaming(
+    spec: &ProcessSpec,
+    redactor: &Redactor,
+    consumer: Consumer,
+) -> (ProcessResult, Option<std::io::Error>) {
+    run_inner(spec, redactor, Some(consumer))
+}
+
+fn reader_into_tail(
+    reader: os_pipe::PipeReader,
+    tail: Arc<Mutex<Tail>>,
+    slack: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = reader;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Ok(mut t) = tail.lock() {
+                        t.push(&buf[..n], slack);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Takes a process's stdout, chunk by chunk.
+pub type Consumer<'a> = &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>;
+
+fn run_inner(
+    spec: &ProcessSpec,
+    redactor: &Redactor,
+    consumer: Option<Consumer>,
+) -> (ProcessResult, Option<std::io::Error>) {
     let started = Instant::now();
-    let (reader, writer) = match os_pipe::pipe() {
+    let failed = |why: String| (spawn_failed(why, started), None);
+    let (err_reader, err_writer) = match os_pipe::pipe() {
         Ok(p) => p,
-        Err(e) => return spawn_failed(format!("cannot create a pipe: {e}"), started),
+        Err(e) => return failed(format!("cannot create a pipe: {e}")),
+    };
+    // With a consumer, stdout has a pipe of its own; otherwise it joins stderr.
+    let out_pipe = match consumer {
+        Some(_) => match os_pipe::pipe() {
+            Ok(p) => Some(p),
+            Err(e) => return failed(format!("cannot create a pipe: {e}")),
+        },
+        None => None,
+    };
+    let (out_reader, out_writer) = match out_pipe {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
     };
     let handle = {
-        let mut expr = duct::cmd(&spec.program, &spec.args)
-            .stdin_null()
-            .stderr_to_stdout()
-            .stdout_file(writer)
-            .unchecked()
-            .before_spawn(|cmd| {
-                cmd.process_group(0);
-                Ok(())
-            });
+        let mut expr = duct::cmd(&spec.program, &spec.args).stdin_null();
+        expr = match out_writer {
+            Some(w) => expr.stderr_file(err_writer).stdout_file(w),
+            None => expr.stderr_to_stdout().stdout_file(err_writer),
+        };
+        let mut expr = expr.unchecked().before_spawn(|cmd| {
+            cmd.process_group(0);
+            Ok(())
+        });
         for (k, v) in &spec.env {
             expr = expr.env(k, v);
         }
         if let Some(dir) = &spec.dir {
             expr = expr.dir(dir);
         }
-        // The expression (holding our copy of the pipe's write end) is dropped here, so the
-        // reader sees EOF once the children close theirs.
+        // The expression (holding our copies of the pipes' write ends) is dropped here, so
+        // the readers see EOF once the children close theirs.
         expr.start()
     };
     let handle = match handle {
         Ok(h) => h,
-        Err(e) => {
-            return spawn_failed(format!("cannot start `{}`: {e}", spec.program), started);
-        }
+        Err(e) => return failed(format!("cannot start `{}`: {e}", spec.program)),
     };
     let pgid = handle
         .pids()
@@ -134,52 +188,68 @@ pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
         .and_then(|p| Pid::from_raw(p as i32));
 
     let tail = Arc::new(Mutex::new(Tail::new(TAIL_BYTES)));
-    let slack = redactor.longest();
-    let reader_thread = {
-        let tail = Arc::clone(&tail);
-        std::thread::spawn(move || {
-            let mut reader = reader;
-            let mut buf = [0u8; 16 * 1024];
+    let tail_thread = reader_into_tail(err_reader, Arc::clone(&tail), redactor.longest());
+    let abort = std::sync::atomic::AtomicBool::new(false);
+    let deadline = spec.timeout.map(|t| started + t);
+
+    let (status, forced, consumer_error) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut forced: Option<Exit> = None;
+            let status = loop {
+                match handle.try_wait() {
+                    Ok(Some(output)) => break Some(output.status),
+                    Ok(None) => {}
+                    Err(_) => break None,
+                }
+                if forced.is_none() {
+                    if signals::interrupted() {
+                        forced = Some(Exit::Interrupted);
+                    } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                        forced = Some(Exit::TimedOut(spec.timeout.unwrap_or_default()));
+                    } else if abort.load(std::sync::atomic::Ordering::SeqCst) {
+                        forced = Some(Exit::Signal(rustix::process::Signal::TERM.as_raw()));
+                    }
+                    if forced.is_some()
+                        && let Some(pgid) = pgid
+                    {
+                        kill_group(pgid);
+                    }
+                }
+                std::thread::sleep(POLL);
+            };
+            // Whatever the main process left in its group goes with it.
+            if let Some(pgid) = pgid {
+                kill_group(pgid);
+            }
+            (status, forced)
+        });
+        let mut consumer_error = None;
+        if let (Some(consumer), Some(mut reader)) = (consumer, out_reader) {
+            let mut buf = vec![0u8; 256 * 1024];
             loop {
                 match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
                     Ok(n) => {
-                        if let Ok(mut t) = tail.lock() {
-                            t.push(&buf[..n], slack);
+                        if consumer_error.is_none()
+                            && let Err(e) = consumer(&buf[..n])
+                        {
+                            consumer_error = Some(e);
+                            abort.store(true, std::sync::atomic::Ordering::SeqCst);
                         }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        consumer_error.get_or_insert(e);
+                        abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                        break;
                     }
                 }
             }
-        })
-    };
-
-    let deadline = spec.timeout.map(|t| started + t);
-    let mut forced: Option<Exit> = None;
-    let status = loop {
-        match handle.try_wait() {
-            Ok(Some(output)) => break Some(output.status),
-            Ok(None) => {}
-            Err(_) => break None,
         }
-        if forced.is_none() {
-            if signals::interrupted() {
-                forced = Some(Exit::Interrupted);
-            } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                forced = Some(Exit::TimedOut(spec.timeout.unwrap_or_default()));
-            }
-            if forced.is_some()
-                && let Some(pgid) = pgid
-            {
-                kill_group(pgid);
-            }
-        }
-        std::thread::sleep(POLL);
-    };
-    // Whatever the main process left in its group goes with it.
-    if let Some(pgid) = pgid {
-        kill_group(pgid);
-    }
-    let _ = reader_thread.join();
+        let (status, forced) = watcher.join().unwrap_or((None, None));
+        (status, forced, consumer_error)
+    });
+    let _ = tail_thread.join();
     let tail = tail.lock().map(|t| t.render(redactor)).unwrap_or_default();
     let exit = forced.unwrap_or_else(|| match status {
         Some(s) => {
@@ -192,11 +262,14 @@ pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
         }
         None => Exit::SpawnFailed("lost track of the process".into()),
     });
-    ProcessResult {
-        exit,
-        tail,
-        duration: started.elapsed(),
-    }
+    (
+        ProcessResult {
+            exit,
+            tail,
+            duration: started.elapsed(),
+        },
+        consumer_error,
+    )
 }
 
 fn spawn_failed(why: String, started: Instant) -> ProcessResult {
@@ -241,6 +314,32 @@ mod tests {
             "{:?}",
             r.tail
         );
+    }
+
+    #[test]
+    fn streaming_separates_stdout_from_the_stderr_tail() {
+        let spec = ProcessSpec::new("sh", ["-c", "echo data; echo more; echo warn >&2"]);
+        let mut got = Vec::new();
+        let (r, err) = run_streaming(&spec, &Redactor::default(), &mut |b| {
+            got.extend_from_slice(b);
+            Ok(())
+        });
+        assert!(err.is_none());
+        assert!(r.success());
+        assert_eq!(got, b"data\nmore\n");
+        assert_eq!(r.tail, "warn\n");
+    }
+
+    #[test]
+    fn a_failing_consumer_stops_the_process() {
+        let spec = ProcessSpec::new("sh", ["-c", "yes"]);
+        let started = Instant::now();
+        let (r, err) = run_streaming(&spec, &Redactor::default(), &mut |_| {
+            Err(std::io::Error::other("disk full"))
+        });
+        assert_eq!(err.unwrap().to_string(), "disk full");
+        assert!(!r.success());
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

@@ -149,7 +149,12 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
             Some(tz) => Setting::new(tz.value, Origin::Plan(tz.span)),
             None => Setting::new(chrono_tz::UTC, Origin::Default),
         };
+        // Artifacts are recorded by absolute path: a relative base is taken from the working
+        // directory once, here.
         let base_value = effective_base(&plan, env);
+        let base_value = std::path::absolute(&base_value)
+            .map(|p| p.display().to_string())
+            .unwrap_or(base_value);
         let base = if env.get("OPS_BACKUP_BASE").is_some() {
             Setting::new(base_value, Origin::Env("OPS_BACKUP_BASE".into()))
         } else if let Some(b) = &plan.base {

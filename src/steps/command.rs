@@ -43,7 +43,7 @@ pub fn execute(ctx: &Context, c: &Command) -> Outcome {
     let result = exec::run(&spec, ctx.redactor);
     let argv = spec.display(ctx.redactor);
     let (status, summary, code) = match &result.exit {
-        Exit::Code(0) => (Status::Success, "exited 0".to_string(), Some(0)),
+        Exit::Code(0) => (Status::Success, String::new(), Some(0)),
         Exit::Code(n) => (Status::Failed, format!("exited with status {n}"), Some(*n)),
         Exit::Signal(s) => (Status::Failed, format!("killed by signal {s}"), None),
         Exit::TimedOut(t) => (
@@ -73,5 +73,6 @@ pub fn execute(ctx: &Context, c: &Command) -> Outcome {
         meta: json!({ "argv": argv, "exit_code": code }),
         log_excerpt: ctx.redactor.redact(&log),
         summary: ctx.redactor.redact(&summary),
+        extra: Vec::new(),
     }
 }

@@ -1,7 +1,9 @@
 //! Step kinds: each file builds its command as a plain value and turns a run into an outcome.
 
 pub mod command;
+pub mod dump;
 pub mod pending;
+pub mod prune;
 
 use serde_json::Value;
 
@@ -18,6 +20,8 @@ pub struct Context<'a> {
     pub env: &'a Env,
     pub redactor: &'a Redactor,
     pub clock: &'a Clock,
+    /// The state database, for steps that read history (retention's newest verified dump).
+    pub state: Option<&'a std::path::Path>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +52,20 @@ pub struct Outcome {
     pub log_excerpt: String,
     /// One line for the console: why it failed, or what it made.
     pub summary: String,
+    /// Follow-up activities the step ran as its own rows (a dump's `prune`).
+    pub extra: Vec<Extra>,
+}
+
+/// A further activity of a step, recorded as its own row after the step's.
+#[derive(Clone, Debug)]
+pub struct Extra {
+    /// The activity `type`, e.g. `prune`.
+    pub kind: &'static str,
+    pub status: Status,
+    pub meta: Value,
+    pub log_excerpt: String,
+    pub summary: String,
+    pub duration: std::time::Duration,
 }
 
 impl Outcome {
@@ -58,6 +76,7 @@ impl Outcome {
             meta: Value::Object(Default::default()),
             log_excerpt: summary.clone(),
             summary,
+            extra: Vec::new(),
         }
     }
 }
@@ -66,6 +85,7 @@ impl Outcome {
 pub fn preview(ctx: &Context) -> Result<String, String> {
     match &ctx.step.decl.kind {
         StepKind::Command(c) => command::build(ctx, c).map(|spec| spec.display(ctx.redactor)),
+        StepKind::Dump(d) => dump::preview(ctx, d),
         _ => Err(pending::message(ctx.step)),
     }
 }
@@ -73,6 +93,7 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
 pub fn execute(ctx: &Context) -> Outcome {
     match &ctx.step.decl.kind {
         StepKind::Command(c) => command::execute(ctx, c),
+        StepKind::Dump(d) => dump::execute(ctx, d),
         _ => Outcome::failed(pending::message(ctx.step)),
     }
 }

@@ -73,6 +73,31 @@ fn owner_alive(meta: &Value) -> bool {
     same_boot && start.is_some() && process_start(pid as u32) == start
 }
 
+/// The dump that the newest successful verify of `plan` restored (`meta.verify_dump`), read
+/// through a connection of its own (steps run on worker threads).
+pub fn newest_verified_dump(state: &std::path::Path, plan: &str) -> Option<std::path::PathBuf> {
+    if !state.exists() {
+        return None;
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).ok()?;
+    let meta: String = conn
+        .query_row(
+            "SELECT meta FROM ops_activities WHERE plan = ?1 AND type = 'verify_restore' AND status = 'success'
+             ORDER BY id DESC LIMIT 1",
+            params![plan],
+            |r| r.get(0),
+        )
+        .optional()
+        .ok()??;
+    let meta: Value = serde_json::from_str(&meta).ok()?;
+    meta.get("verify_dump")?
+        .as_str()
+        .map(std::path::PathBuf::from)
+}
+
 impl Store {
     pub fn start(
         &self,

@@ -16,6 +16,7 @@ pub struct Recorder<'a> {
     pub clock: &'a Clock,
     pub redactor: &'a Redactor,
     ids: HashMap<usize, i64>,
+    triggers: HashMap<usize, &'static str>,
     /// Store errors seen (the run goes on; the command fails at the end).
     pub errors: Vec<String>,
 }
@@ -33,8 +34,36 @@ impl<'a> Recorder<'a> {
             clock,
             redactor,
             ids: HashMap::new(),
+            triggers: HashMap::new(),
             errors: Vec::new(),
         }
+    }
+
+    /// A step's follow-up activities (a dump's prune), each a finished row of its own.
+    fn extras(
+        &self,
+        step: usize,
+        outcome: &crate::steps::Outcome,
+        now: &str,
+    ) -> rusqlite::Result<()> {
+        let s = &self.compiled.steps[step];
+        let plan = &self.compiled.plans[s.plan].decl.name.value;
+        let trigger = self.triggers.get(&step).copied().unwrap_or("schedule");
+        for x in &outcome.extra {
+            let started = crate::clock::stamp(self.clock.now() - x.duration);
+            let id = self
+                .store
+                .start(plan, s.name(), x.kind, trigger, &started)?;
+            self.store.finish(
+                id,
+                x.status.as_str(),
+                now,
+                x.duration.as_millis() as i64,
+                &self.redact_json(&x.meta),
+                &self.redactor.redact(&x.log_excerpt),
+            )?;
+        }
+        Ok(())
     }
 
     /// Meta goes through the redactor as text, whatever the step put in it.
@@ -61,6 +90,7 @@ impl Sink for Recorder<'_> {
                     )
                     .map(|id| {
                         self.ids.insert(*step, id);
+                        self.triggers.insert(*step, trigger.as_str());
                     })
             }
             Event::Finished {
@@ -68,14 +98,17 @@ impl Sink for Recorder<'_> {
                 outcome,
                 duration,
             } => match self.ids.get(step) {
-                Some(&id) => self.store.finish(
-                    id,
-                    outcome.status.as_str(),
-                    &now,
-                    duration.as_millis() as i64,
-                    &self.redact_json(&outcome.meta),
-                    &self.redactor.redact(&outcome.log_excerpt),
-                ),
+                Some(&id) => self
+                    .store
+                    .finish(
+                        id,
+                        outcome.status.as_str(),
+                        &now,
+                        duration.as_millis() as i64,
+                        &self.redact_json(&outcome.meta),
+                        &self.redactor.redact(&outcome.log_excerpt),
+                    )
+                    .and_then(|()| self.extras(*step, outcome, &now)),
                 None => Ok(()),
             },
             Event::Skipped { step, trigger, why } => {

@@ -4,6 +4,8 @@
 mod harness;
 
 mod apply;
+mod dump;
+mod engines;
 mod invalid_plans;
 mod runner;
 mod shipped;

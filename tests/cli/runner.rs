@@ -4,13 +4,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Workspace, processes_with, wait_for};
-
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-}
+use crate::harness::{Workspace, processes_with, signal, wait_for};
 
 /// A marker unique to this test process, put in a sleep's argument to find it in /proc.
 fn marker(tag: u32) -> String {

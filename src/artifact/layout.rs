@@ -1,0 +1,208 @@
+//! The backup layout: names in the plan's time zone, hidden temporary files, atomic renames,
+//! sidecars, and listing the dumps that are good.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use super::sha;
+
+pub const DB_DIR: &str = "db";
+const TMP_MARK: &str = ".tmp.";
+
+/// `full-YYYYmmdd-HHMM` in the plan's time zone.
+pub fn stamp_name(prefix: &str, at: DateTime<Utc>, tz: Tz) -> String {
+    format!("{prefix}-{}", at.with_timezone(&tz).format("%Y%m%d-%H%M"))
+}
+
+/// A final path that does not exist yet: `STEM.EXT`, else `STEM-2.EXT`, `STEM-3.EXT`, …
+pub fn unique_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    let first = dir.join(format!("{stem}.{ext}"));
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|n| dir.join(format!("{stem}-{n}.{ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// A hidden temporary file beside `final_path`, named with our pid so a later run can tell
+/// an orphan (its process gone) from a file still being written.
+pub fn temp_path(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!(".{name}{TMP_MARK}{}", std::process::id()))
+}
+
+/// Removes temporary files left in `dir` by processes that no longer run. Returns them.
+pub fn remove_orphans(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            continue;
+        }
+        let Some((_, pid)) = name.rsplit_once(TMP_MARK) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `text` to `path` through a temporary file, fsync and rename.
+pub fn write_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(text)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A dump file of the layout: `full-YYYYmmdd-HHMM[-N].sql.gz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpFile {
+    pub path: PathBuf,
+    pub name: String,
+    /// When the dump was taken (from its name, read in the plan's time zone).
+    pub taken: DateTime<Utc>,
+    /// Same-minute counter from the name (1 when absent).
+    pub seq: u32,
+}
+
+/// Parses a layout dump name; anything else is `None` (and is never touched).
+pub fn parse_dump_name(name: &str, tz: Tz) -> Option<(DateTime<Utc>, u32)> {
+    let rest = name.strip_prefix("full-")?.strip_suffix(".sql.gz")?;
+    let date = rest.get(..13)?;
+    let seq = match rest.get(13..)? {
+        "" => 1,
+        n => n.strip_prefix('-')?.parse().ok().filter(|&n| n >= 2)?,
+    };
+    if date.as_bytes().get(8) != Some(&b'-')
+        || !date
+            .chars()
+            .enumerate()
+            .all(|(i, c)| i == 8 || c.is_ascii_digit())
+    {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(date, "%Y%m%d-%H%M").ok()?;
+    let local = tz.from_local_datetime(&naive).earliest()?;
+    Some((local.with_timezone(&Utc), seq))
+}
+
+/// Every layout dump in `dir`, newest first (by time in the name, then counter).
+pub fn list_dumps(dir: &Path, tz: Tz) -> Vec<DumpFile> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some((taken, seq)) = parse_dump_name(&name, tz)
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
+            out.push(DumpFile {
+                path: e.path(),
+                name,
+                taken,
+                seq,
+            });
+        }
+    }
+    out.sort_by_key(|d| std::cmp::Reverse((d.taken, d.seq)));
+    out
+}
+
+pub fn sidecar_path(dump: &Path) -> PathBuf {
+    let mut s = dump.as_os_str().to_owned();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+/// A dump is good when its sidecar exists, names it, and its content matches the hash.
+pub fn is_good(dump: &DumpFile) -> bool {
+    let Ok(text) = fs::read_to_string(sidecar_path(&dump.path)) else {
+        return false;
+    };
+    let Some(claimed) = sha::parse_sidecar(&text, &dump.name) else {
+        return false;
+    };
+    sha::file_sha256(&dump.path).is_ok_and(|actual| actual == claimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_names_parse_in_the_plan_time_zone() {
+        let tz: Tz = "Europe/Prague".parse().unwrap();
+        let (t, seq) = parse_dump_name("full-20260101-0200.sql.gz", tz).unwrap();
+        assert_eq!(t, Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 0).unwrap());
+        assert_eq!(seq, 1);
+        assert_eq!(
+            parse_dump_name("full-20260101-0200-3.sql.gz", tz)
+                .unwrap()
+                .1,
+            3
+        );
+        for bad in [
+            "full-20260101-0200.sql",
+            "full-2026011-0200.sql.gz",
+            "x-20260101-0200.sql.gz",
+            "full-20261301-0200.sql.gz",
+            "full-20260101-0200-.sql.gz",
+            ".full-20260101-0200.sql.gz.tmp.1",
+        ] {
+            assert!(parse_dump_name(bad, tz).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unique_names_and_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = unique_path(dir.path(), "full-20260101-0200", "sql.gz");
+        assert!(p.ends_with("full-20260101-0200.sql.gz"));
+        fs::write(&p, "x").unwrap();
+        assert!(
+            unique_path(dir.path(), "full-20260101-0200", "sql.gz")
+                .ends_with("full-20260101-0200-2.sql.gz")
+        );
+        let orphan = dir.path().join(".full-20260101-0200.sql.gz.tmp.999999999");
+        let ours = temp_path(&p);
+        fs::write(&orphan, "half").unwrap();
+        fs::write(&ours, "in progress").unwrap();
+        assert_eq!(remove_orphans(dir.path()), vec![orphan.clone()]);
+        assert!(!orphan.exists() && ours.exists());
+    }
+}

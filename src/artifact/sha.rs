@@ -1,0 +1,102 @@
+//! SHA-256 while writing, of whole files, and the `sha256sum` sidecar format.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Passes writes through, hashing and counting them.
+pub struct HashingWriter<W: Write> {
+    pub inner: W,
+    hasher: Sha256,
+    pub written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex(&self.hasher.finalize()), self.written)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// `HASH  NAME\n`, the line `sha256sum -c` reads (the name relative to the sidecar's folder).
+pub fn sidecar_line(sha: &str, file_name: &str) -> String {
+    format!("{sha}  {file_name}\n")
+}
+
+/// The hash a sidecar claims for `file_name`, if it is well-formed and names that file.
+pub fn parse_sidecar(text: &str, file_name: &str) -> Option<String> {
+    let line = text.lines().next()?;
+    let (hash, name) = line.split_once(' ')?;
+    let name = name.trim_start_matches([' ', '*']);
+    (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()) && name == file_name)
+        .then(|| hash.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_round_trip() {
+        let sha = "a".repeat(64);
+        let line = sidecar_line(&sha, "full-20260101-0200.sql.gz");
+        assert_eq!(
+            parse_sidecar(&line, "full-20260101-0200.sql.gz"),
+            Some(sha.clone())
+        );
+        assert_eq!(parse_sidecar(&line, "other.sql.gz"), None);
+        assert_eq!(parse_sidecar("short  full.sql.gz", "full.sql.gz"), None);
+    }
+
+    #[test]
+    fn hashes_what_passes_through() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"abc").unwrap();
+        let (_, sha, n) = w.finish();
+        assert_eq!(n, 3);
+        assert_eq!(
+            sha,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

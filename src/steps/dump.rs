@@ -1,0 +1,424 @@
+//! The `dump` step: a database dump as a transaction. The tool's stdout streams through
+//! parallel gzip and SHA-256 into a hidden temporary file; only when the tool exited 0, the
+//! completion marker is there, the file decompresses cleanly and the size checks pass does it
+//! get its final name and its sidecar. Anything else removes the temporary file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::{Context, Outcome, Status};
+use crate::artifact::gzip::ParallelGzip;
+use crate::artifact::layout::{self, DumpFile};
+use crate::artifact::sha::{self, HashingWriter};
+use crate::engines::{self, DumpSource, Target};
+use crate::exec::{self, Exit};
+use crate::plan::model::{Database, Dump};
+use crate::units::size;
+
+/// How much of the end of the SQL stream is kept to look for the completion marker.
+const END_BYTES: usize = 4096;
+
+/// The last bytes of a stream.
+struct End(Vec<u8>);
+
+impl End {
+    fn push(&mut self, chunk: &[u8]) {
+        self.0.extend_from_slice(chunk);
+        if self.0.len() > 2 * END_BYTES {
+            let cut = self.0.len() - END_BYTES;
+            self.0.drain(..cut);
+        }
+    }
+
+    fn contains(&self, marker: &str) -> bool {
+        String::from_utf8_lossy(&self.0).contains(marker)
+    }
+}
+
+struct Written {
+    sha256: String,
+    compressed: u64,
+    uncompressed: u64,
+    stderr: String,
+}
+
+struct Failed {
+    reason: String,
+    stderr: String,
+}
+
+fn fail(reason: impl Into<String>) -> Failed {
+    Failed {
+        reason: reason.into(),
+        stderr: String::new(),
+    }
+}
+
+pub fn db_dir(ctx: &Context) -> PathBuf {
+    Path::new(&ctx.plan.base.value).join(layout::DB_DIR)
+}
+
+fn database<'a>(ctx: &'a Context, d: &Dump) -> Result<&'a Database, String> {
+    let name = d
+        .database
+        .as_ref()
+        .map(|n| n.value.as_str())
+        .unwrap_or_default();
+    ctx.plan
+        .decl
+        .databases
+        .iter()
+        .find(|db| db.name.value == name)
+        .ok_or_else(|| format!("no database `{name}`"))
+}
+
+fn source(ctx: &Context, db: &Database) -> Result<DumpSource, String> {
+    let password = match &db.password {
+        Some(p) => Some(
+            ctx.env
+                .resolve(&p.source)
+                .map_err(|e| format!("password: {e}"))?,
+        ),
+        None => None,
+    };
+    engines::dump_source(&Target { db, password }, &ctx.plan.tools)
+}
+
+/// `--dry-run`: the tool's argv (the password is in a file, never here), the final name, and
+/// what retention would delete now.
+pub fn preview(ctx: &Context, d: &Dump) -> Result<String, String> {
+    let db = database(ctx, d)?;
+    let dir = db_dir(ctx);
+    let now = ctx.clock.now();
+    let name = layout::stamp_name("full", now, ctx.plan.timezone.value);
+    let mut out = match source(ctx, db)? {
+        DumpSource::Process { spec, .. } => spec.display(ctx.redactor),
+        DumpSource::Sqlite { path } => format!("(built in) sqlite dump of {}", path.display()),
+    };
+    out.push_str(&format!(
+        " | gzip -{} > {}/{name}.sql.gz",
+        level(d),
+        dir.display()
+    ));
+    if let Some(keep) = &d.keep {
+        let upcoming = DumpFile {
+            path: dir.join(format!("{name}.sql.gz")),
+            name: format!("{name}.sql.gz"),
+            taken: now,
+            seq: u32::MAX,
+        };
+        let sel = super::prune::plan(
+            &dir,
+            &keep.value,
+            ctx.plan.timezone.value,
+            &newest_verified(ctx),
+            Some(upcoming),
+        );
+        if sel.delete.is_empty() {
+            out.push_str(&format!(
+                "\n       retention ({}): nothing to delete yet",
+                keep.value
+            ));
+        } else {
+            out.push_str(&format!(
+                "\n       retention ({}) would delete after a good dump:",
+                keep.value
+            ));
+            for p in &sel.delete {
+                out.push_str(&format!("\n         {}", p.display()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn level(d: &Dump) -> u32 {
+    d.compression_level.as_ref().map_or(6, |l| l.value)
+}
+
+/// The dump of the newest successful verify of this plan, which retention must keep.
+fn newest_verified(ctx: &Context) -> Vec<PathBuf> {
+    let Some(state) = ctx.state else {
+        return Vec::new();
+    };
+    crate::store::activities::newest_verified_dump(state, &ctx.plan.decl.name.value)
+        .into_iter()
+        .collect()
+}
+
+pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
+    let started = Instant::now();
+    let db = match database(ctx, d) {
+        Ok(db) => db,
+        Err(e) => return Outcome::failed(e),
+    };
+    let source = match source(ctx, db) {
+        Ok(s) => s,
+        Err(e) => return Outcome::failed(ctx.redactor.redact(&e)),
+    };
+    let dir = db_dir(ctx);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return Outcome::failed(format!("cannot create {}: {e}", dir.display()));
+    }
+    let orphans = layout::remove_orphans(&dir);
+    let tz = ctx.plan.timezone.value;
+    let final_path = layout::unique_path(
+        &dir,
+        &layout::stamp_name("full", ctx.clock.now(), tz),
+        "sql.gz",
+    );
+    let tmp = layout::temp_path(&final_path);
+    let tool_version = match &source {
+        DumpSource::Process { version, .. } => {
+            let r = exec::run(version, ctx.redactor);
+            r.tail.lines().next().unwrap_or_default().to_string()
+        }
+        DumpSource::Sqlite { .. } => format!(
+            "ops-run {} (SQLite {})",
+            env!("CARGO_PKG_VERSION"),
+            rusqlite::version()
+        ),
+    };
+
+    let result = write(ctx, d, &source, &tmp).and_then(|w| {
+        check_sizes(d, &dir, tz, w.compressed)?;
+        publish(&tmp, &final_path, &w.sha256)
+            .map_err(|e| fail(format!("cannot publish the dump: {e}")))?;
+        Ok(w)
+    });
+    match result {
+        Err(f) => {
+            let _ = std::fs::remove_file(&tmp);
+            let mut log = f.stderr;
+            if !log.is_empty() && !log.ends_with('\n') {
+                log.push('\n');
+            }
+            log.push_str(&format!("ops-run: {}; no dump was kept", f.reason));
+            Outcome {
+                status: Status::Failed,
+                meta: json!({ "engine": engines::engine_name(db), "tool_version": tool_version }),
+                log_excerpt: ctx.redactor.redact(&log),
+                summary: ctx.redactor.redact(&f.reason),
+                extra: Vec::new(),
+            }
+        }
+        Ok(w) => {
+            let mut extra = Vec::new();
+            if let Some(keep) = &d.keep {
+                extra.push(super::prune::run(
+                    &dir,
+                    &keep.value,
+                    tz,
+                    &newest_verified(ctx),
+                ));
+            }
+            Outcome {
+                status: Status::Success,
+                meta: json!({
+                    "artifact": final_path.display().to_string(),
+                    "size": w.compressed,
+                    "uncompressed_bytes": w.uncompressed,
+                    "sha256": w.sha256,
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                    "engine": engines::engine_name(db),
+                    "tool_version": tool_version,
+                    "orphans_removed": orphans.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                }),
+                log_excerpt: ctx.redactor.redact(&w.stderr),
+                summary: format!(
+                    "{} ({}, sha256 {})",
+                    final_path.display(),
+                    size::format(w.compressed),
+                    &w.sha256[..12]
+                ),
+                extra,
+            }
+        }
+    }
+}
+
+/// Streams the dump into `tmp`: tool → end-marker check → parallel gzip → SHA-256 → file.
+fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Written, Failed> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(tmp)
+        .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut gz = ParallelGzip::new(hashing, level(d), threads)
+        .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
+    let mut end = End(Vec::new());
+    let (stderr, marker) = match source {
+        DumpSource::Process { spec, marker, .. } => {
+            let mut spec = spec.clone();
+            spec.timeout = Some(ctx.step.timeout.value);
+            let (result, write_error) = exec::run_streaming(&spec, ctx.redactor, &mut |chunk| {
+                end.push(chunk);
+                gz.write_all(chunk)
+            });
+            if let Some(e) = write_error {
+                return Err(Failed {
+                    reason: format!("cannot write the dump: {e}"),
+                    stderr: result.tail,
+                });
+            }
+            let why = match &result.exit {
+                Exit::Code(0) => None,
+                Exit::Code(n) => Some(format!("{} exited with status {n}", spec.program)),
+                Exit::Signal(s) => Some(format!("{} was killed by signal {s}", spec.program)),
+                Exit::TimedOut(t) => Some(format!(
+                    "timed out after {}",
+                    crate::units::duration::format(*t)
+                )),
+                Exit::Interrupted => {
+                    Some("interrupted: ops-run was stopped (SIGINT/SIGTERM)".into())
+                }
+                Exit::SpawnFailed(w) => Some(w.clone()),
+            };
+            if let Some(reason) = why {
+                return Err(Failed {
+                    reason,
+                    stderr: result.tail,
+                });
+            }
+            (result.tail, *marker)
+        }
+        DumpSource::Sqlite { path } => {
+            let deadline = Instant::now() + ctx.step.timeout.value;
+            let check = || {
+                if crate::exec::signals::interrupted() {
+                    Err("interrupted: ops-run was stopped (SIGINT/SIGTERM)".to_string())
+                } else if Instant::now() > deadline {
+                    Err(format!(
+                        "timed out after {}",
+                        crate::units::duration::format(ctx.step.timeout.value)
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            let mut tee = TeeEnd {
+                end: &mut end,
+                inner: &mut gz,
+            };
+            engines::sqlite::dump(path, &mut tee, &check).map_err(fail)?;
+            (String::new(), engines::sqlite::MARKER)
+        }
+    };
+    if !end.contains(marker) {
+        return Err(Failed {
+            reason: format!(
+                "the dump does not end with the completion line `{marker}`: it is incomplete"
+            ),
+            stderr,
+        });
+    }
+    let uncompressed = gz.total_in();
+    let hashing = gz
+        .finish()
+        .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
+    let (buffered, sha256, compressed) = hashing.finish();
+    let file = buffered
+        .into_inner()
+        .map_err(|e| fail(format!("cannot write the dump: {}", e.error())))?;
+    file.sync_all()
+        .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
+    drop(file);
+    reread(tmp, uncompressed)?;
+    Ok(Written {
+        sha256,
+        compressed,
+        uncompressed,
+        stderr,
+    })
+}
+
+/// Writes through to the compressor while keeping the stream's end.
+struct TeeEnd<'a, W: Write> {
+    end: &'a mut End,
+    inner: &'a mut W,
+}
+
+impl<W: Write> Write for TeeEnd<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.end.push(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads the written file back through a gzip decoder: it must decompress cleanly (CRC and
+/// length included) to exactly as many bytes as went in.
+fn reread(tmp: &Path, expected: u64) -> Result<(), Failed> {
+    let file = File::open(tmp).map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
+    let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+    let n = std::io::copy(&mut decoder, &mut std::io::sink())
+        .map_err(|e| fail(format!("the written dump does not decompress: {e}")))?;
+    if n != expected {
+        return Err(fail(format!(
+            "the written dump decompresses to {n} bytes, {expected} were written"
+        )));
+    }
+    Ok(())
+}
+
+fn check_sizes(d: &Dump, dir: &Path, tz: chrono_tz::Tz, compressed: u64) -> Result<(), Failed> {
+    if let Some(min) = &d.min_size
+        && compressed < min.value
+    {
+        return Err(fail(format!(
+            "the dump is {}, smaller than min-size {}",
+            size::format(compressed),
+            size::format(min.value)
+        )));
+    }
+    if let Some(shrink) = &d.max_shrink {
+        let previous = layout::list_dumps(dir, tz)
+            .into_iter()
+            .find(|f: &DumpFile| layout::is_good(f));
+        if let Some(prev) = previous {
+            let prev_size = std::fs::metadata(&prev.path).map_or(0, |m| m.len());
+            let floor = prev_size as f64 * (1.0 - shrink.value / 100.0);
+            if (compressed as f64) < floor {
+                return Err(fail(format!(
+                    "the dump is {}, more than {}% smaller than the previous good dump {} ({})",
+                    size::format(compressed),
+                    shrink.value,
+                    prev.name,
+                    size::format(prev_size)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Final name, then the sidecar (atomically), then the directory entry made durable.
+fn publish(tmp: &Path, final_path: &Path, sha256: &str) -> std::io::Result<()> {
+    std::fs::rename(tmp, final_path)?;
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sidecar = layout::sidecar_path(final_path);
+    if let Err(e) = layout::write_atomic(&sidecar, sha::sidecar_line(sha256, &name).as_bytes()) {
+        // Without its sidecar the dump would not count as good: take it back.
+        let _ = std::fs::rename(final_path, tmp);
+        return Err(e);
+    }
+    if let Some(dir) = final_path.parent() {
+        layout::fsync_dir(dir)?;
+    }
+    Ok(())
+}
