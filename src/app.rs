@@ -22,6 +22,14 @@ pub struct App {
 /// Seed variables whose values are secrets even when no plan refers to them.
 const SECRET_VARS: [&str; 2] = ["RESTIC_PASSWORD", "ALERT_SLACK_WEBHOOK"];
 
+/// The password in `scheme://user:password@host…`, if any.
+pub fn url_password(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.find('@')?];
+    let (_, pw) = userinfo.split_once(':')?;
+    (!pw.is_empty()).then(|| pw.to_string())
+}
+
 impl App {
     pub fn new(cli: &Cli) -> Result<App, Failure> {
         let env = Env::load(cli.env_file.as_deref()).map_err(Failure::Usage)?;
@@ -73,10 +81,37 @@ impl App {
                 .filter_map(|v| self.env.get(v))
                 .map(str::to_string),
         );
+        // A repository URL may carry a password (`rest:https://user:PASSWORD@host/`).
+        let repositories = compiled.steps.iter().filter_map(|s| match &s.decl.kind {
+            crate::plan::model::StepKind::Snapshot(snap) => snap.repository.as_ref(),
+            _ => None,
+        });
+        for r in repositories
+            .filter_map(|r| self.env.resolve(&r.source).ok())
+            .chain(self.env.get("RESTIC_REPO").map(str::to_string))
+        {
+            secrets.extend(url_password(&r));
+        }
         Redactor::new(secrets)
     }
 
     pub fn open_store(&self) -> Result<Store, Failure> {
         Store::open(&self.state.value, &stamp(self.clock.now())).map_err(Failure::Runtime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_password;
+
+    #[test]
+    fn passwords_inside_repository_urls() {
+        assert_eq!(
+            url_password("rest:https://backup:s3cret@host:8000/repo").as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(url_password("s3:https://host/bucket"), None);
+        assert_eq!(url_password("/srv/restic"), None);
+        assert_eq!(url_password("sftp://user@host//repo"), None);
     }
 }

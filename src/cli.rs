@@ -39,6 +39,25 @@ pub enum Command {
     },
     /// List recorded activities, newest first
     Activities(ActivitiesArgs),
+    /// Bring existing backup files into the layout
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupsCommand {
+    /// Move dumps, snapshot markers, verify logs and reports of an older folder into the layout
+    Migrate {
+        /// The folder to migrate from [default: the plan's base]
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Print the moves; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The plan whose layout receives the files (needed when there are several)
+        #[arg(long)]
+        plan: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

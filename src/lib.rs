@@ -20,7 +20,7 @@ pub mod steps;
 pub mod store;
 pub mod units;
 
-use cli::{Cli, Command, PlanCommand};
+use cli::{BackupsCommand, Cli, Command, PlanCommand};
 
 /// Runs one command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -30,6 +30,11 @@ pub fn run(cli: Cli) -> i32 {
         Command::Plan(PlanCommand::Apply(args)) => commands::apply::run(&app, args),
         Command::Run { step, wait } => commands::apply::run_one(&app, step, wait.as_deref()),
         Command::Activities(args) => commands::activities::run(&app, args),
+        Command::Backups(BackupsCommand::Migrate {
+            from,
+            dry_run,
+            plan,
+        }) => commands::migrate::run(&app, from.as_deref(), *dry_run, plan.as_deref()),
     });
     match result {
         Ok(()) => error::EXIT_OK,

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::graph::{EdgeKind, Graph};
-use crate::steps::{Outcome, Status};
+use crate::steps::Outcome;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -89,7 +89,7 @@ pub fn run(
     let selected: BTreeSet<usize> = planned.iter().map(|p| p.step).collect();
     let trigger: HashMap<usize, Trigger> = planned.iter().map(|p| (p.step, p.trigger)).collect();
     let mut pending: Vec<usize> = planned.iter().map(|p| p.step).collect();
-    let mut done: HashMap<usize, Status> = HashMap::new();
+    let mut done: HashMap<usize, bool> = HashMap::new();
     let mut skipped: BTreeSet<usize> = BTreeSet::new();
     let mut summary = Summary::default();
     let (tx, rx) = mpsc::channel::<(usize, Outcome, Duration)>();
@@ -113,8 +113,7 @@ pub fn run(
                 }
                 let blocker = preds.iter().find(|e| {
                     e.kind == EdgeKind::Requires
-                        && (skipped.contains(&e.from)
-                            || done.get(&e.from) != Some(&Status::Success))
+                        && (skipped.contains(&e.from) || done.get(&e.from) != Some(&true))
                 });
                 if let Some(b) = blocker {
                     let why = if skipped.contains(&b.from) {
@@ -171,12 +170,12 @@ pub fn run(
                 outcome: &outcome,
                 duration,
             });
-            if outcome.status == Status::Success {
+            if outcome.passed() {
                 summary.succeeded += 1;
             } else {
                 summary.failed += 1;
             }
-            done.insert(s, outcome.status);
+            done.insert(s, outcome.passed());
         }
     });
     summary
@@ -185,6 +184,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::Status;
     use std::sync::Mutex;
 
     struct Mock {
@@ -212,6 +212,7 @@ mod tests {
                     log_excerpt: String::new(),
                     summary: "ok".into(),
                     extra: Vec::new(),
+                    tolerated: false,
                 }
             }
         }

@@ -20,13 +20,19 @@ pub fn stamp_name(prefix: &str, at: DateTime<Utc>, tz: Tz) -> String {
 
 /// A final path that does not exist yet: `STEM.EXT`, else `STEM-2.EXT`, `STEM-3.EXT`, …
 pub fn unique_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    unique_path_besides(dir, stem, ext, &[])
+}
+
+/// Like `unique_path`, also avoiding names already promised to other files (`taken`).
+pub fn unique_path_besides(dir: &Path, stem: &str, ext: &str, taken: &[PathBuf]) -> PathBuf {
+    let free = |p: &PathBuf| !p.exists() && !taken.contains(p);
     let first = dir.join(format!("{stem}.{ext}"));
-    if !first.exists() {
+    if free(&first) {
         return first;
     }
     (2..)
         .map(|n| dir.join(format!("{stem}-{n}.{ext}")))
-        .find(|p| !p.exists())
+        .find(free)
         .unwrap_or(first)
 }
 

@@ -1,5 +1,7 @@
 //! Backup artifacts on disk: the layout's names, temporary files, checksums, parallel gzip.
 
+pub mod end;
 pub mod gzip;
 pub mod layout;
+pub mod legacy;
 pub mod sha;

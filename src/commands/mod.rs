@@ -2,5 +2,6 @@
 
 pub mod activities;
 pub mod apply;
+pub mod migrate;
 pub mod show;
 pub mod validate;

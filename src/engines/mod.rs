@@ -1,6 +1,7 @@
 //! Database engines, one file each: how to dump (argv and credentials as plain values) and
 //! which line proves a dump complete.
 
+pub mod client;
 pub mod mysql;
 pub mod postgres;
 pub mod secret_file;
@@ -65,6 +66,15 @@ pub fn dump_source(
                 .map(|p| p.value.clone().into())
                 .ok_or("sqlite database has no path")?,
         }),
+    }
+}
+
+/// The line that only a complete dump of `engine` has.
+pub fn marker(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => postgres::MARKER,
+        Engine::Mysql | Engine::Mariadb => mysql::MARKER,
+        Engine::Sqlite => sqlite::MARKER,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     pub dir: Option<PathBuf>,
     pub timeout: Option<Duration>,
+    /// Cleanup commands (dropping a scratch database) must finish even after SIGTERM.
+    pub ignore_interrupt: bool,
 }
 
 impl ProcessSpec {
@@ -44,6 +46,7 @@ impl ProcessSpec {
             env: Vec::new(),
             dir: None,
             timeout: None,
+            ignore_interrupt: false,
         }
     }
 
@@ -96,7 +99,21 @@ impl ProcessResult {
 /// into one pipe of which only the tail is kept. When the main process exits, whatever it
 /// left in its group is killed too, so a step never leaves processes behind.
 pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
-    run_inner(spec, redactor, None).0
+    run_inner(spec, redactor, None, None).0
+}
+
+/// Writes a process's stdin (on a thread of its own), e.g. a decompressed dump.
+pub type Feeder<'a> = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'a>;
+
+/// Like `run`, with stdin written by `feeder`. A feeder error (an unreadable dump) kills the
+/// process group and is returned beside the result; a process that stops reading early ends
+/// the feeder with a broken pipe, which is not reported.
+pub fn run_feeding(
+    spec: &ProcessSpec,
+    redactor: &Redactor,
+    feeder: Feeder,
+) -> (ProcessResult, Option<std::io::Error>) {
+    run_inner(spec, redactor, None, Some(feeder))
 }
 
 /// Like `run`, but stdout goes to `consumer` (on this thread) and only stderr to the tail.
@@ -107,7 +124,7 @@ pub fn run_streaming(
     redactor: &Redactor,
     consumer: Consumer,
 ) -> (ProcessResult, Option<std::io::Error>) {
-    run_inner(spec, redactor, Some(consumer))
+    run_inner(spec, redactor, Some(consumer), None)
 }
 
 fn reader_into_tail(
@@ -138,6 +155,7 @@ fn run_inner(
     spec: &ProcessSpec,
     redactor: &Redactor,
     consumer: Option<Consumer>,
+    feeder: Option<Feeder>,
 ) -> (ProcessResult, Option<std::io::Error>) {
     let started = Instant::now();
     let failed = |why: String| (spawn_failed(why, started), None);
@@ -157,8 +175,18 @@ fn run_inner(
         Some((r, w)) => (Some(r), Some(w)),
         None => (None, None),
     };
+    let (in_reader, in_writer) = match &feeder {
+        Some(_) => match os_pipe::pipe() {
+            Ok((r, w)) => (Some(r), Some(w)),
+            Err(e) => return failed(format!("cannot create a pipe: {e}")),
+        },
+        None => (None, None),
+    };
     let handle = {
-        let mut expr = duct::cmd(&spec.program, &spec.args).stdin_null();
+        let mut expr = match in_reader {
+            Some(r) => duct::cmd(&spec.program, &spec.args).stdin_file(r),
+            None => duct::cmd(&spec.program, &spec.args).stdin_null(),
+        };
         expr = match out_writer {
             Some(w) => expr.stderr_file(err_writer).stdout_file(w),
             None => expr.stderr_to_stdout().stdout_file(err_writer),
@@ -202,7 +230,7 @@ fn run_inner(
                     Err(_) => break None,
                 }
                 if forced.is_none() {
-                    if signals::interrupted() {
+                    if signals::interrupted() && !spec.ignore_interrupt {
                         forced = Some(Exit::Interrupted);
                     } else if deadline.is_some_and(|d| Instant::now() >= d) {
                         forced = Some(Exit::TimedOut(spec.timeout.unwrap_or_default()));
@@ -223,6 +251,20 @@ fn run_inner(
             }
             (status, forced)
         });
+        let feeding = match (feeder, in_writer) {
+            (Some(feed), Some(mut w)) => Some(scope.spawn(|| {
+                let r = feed(&mut w);
+                drop(w);
+                match r {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Some(e)
+                    }
+                    _ => None,
+                }
+            })),
+            _ => None,
+        };
         let mut consumer_error = None;
         if let (Some(consumer), Some(mut reader)) = (consumer, out_reader) {
             let mut buf = vec![0u8; 256 * 1024];
@@ -247,6 +289,11 @@ fn run_inner(
             }
         }
         let (status, forced) = watcher.join().unwrap_or((None, None));
+        if let Some(f) = feeding
+            && let Ok(Some(e)) = f.join()
+        {
+            consumer_error.get_or_insert(e);
+        }
         (status, forced, consumer_error)
     });
     let _ = tail_thread.join();
@@ -340,6 +387,23 @@ mod tests {
         assert_eq!(err.unwrap().to_string(), "disk full");
         assert!(!r.success());
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_feeder_writes_stdin() {
+        let spec = ProcessSpec::new("sh", ["-c", "wc -l"]);
+        let (r, err) = run_feeding(
+            &spec,
+            &Redactor::default(),
+            Box::new(|w| {
+                for i in 0..1000 {
+                    writeln!(w, "line {i}")?;
+                }
+                Ok(())
+            }),
+        );
+        assert!(err.is_none());
+        assert_eq!(r.tail.trim(), "1000");
     }
 
     #[test]

@@ -50,6 +50,17 @@ pub struct CompiledStep {
     pub hook_of: Vec<(usize, HookWhen)>,
     /// Every other setting, rendered for `plan show`.
     pub settings: Vec<(String, String, Origin)>,
+    /// Health thresholds by name (`stale-after`, `fail-after`, `overdue-after`), resolved.
+    pub thresholds: Vec<(&'static str, Setting<Duration>)>,
+}
+
+impl CompiledStep {
+    pub fn threshold(&self, name: &str) -> Option<Duration> {
+        self.thresholds
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.value)
+    }
 }
 
 impl CompiledStep {
@@ -113,8 +124,14 @@ fn threshold(
     }
 }
 
-fn push_threshold(settings: &mut Vec<(String, String, Origin)>, key: &str, t: Setting<Duration>) {
-    settings.push((key.to_string(), duration::format(t.value), t.origin));
+fn push_threshold(
+    settings: &mut Vec<(String, String, Origin)>,
+    thresholds: &mut Vec<(&'static str, Setting<Duration>)>,
+    key: &'static str,
+    t: Setting<Duration>,
+) {
+    settings.push((key.to_string(), duration::format(t.value), t.origin.clone()));
+    thresholds.push((key, t));
 }
 
 fn plan_or_default<T: Clone>(own: Option<&Spanned<T>>, default: T) -> Setting<T> {
@@ -183,6 +200,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
         for step in &plan.steps {
             let me = index[step.name.value.as_str()];
             let mut settings: Vec<(String, String, Origin)> = Vec::new();
+            let mut thresholds = Vec::new();
             let mut hook_of = Vec::new();
             let mut auto = Setting::new(true, Origin::Default);
             let is_command = matches!(step.kind, StepKind::Command(_));
@@ -214,7 +232,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                         d.stale_after.as_ref(),
                         DUMP_STALE,
                     );
-                    push_threshold(&mut settings, "stale-after", stale);
+                    push_threshold(&mut settings, &mut thresholds, "stale-after", stale);
                     let fail = threshold(
                         env,
                         "OPS_DB_DUMP_FAIL_MIN",
@@ -222,7 +240,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                         d.fail_after.as_ref(),
                         DUMP_FAIL,
                     );
-                    push_threshold(&mut settings, "fail-after", fail);
+                    push_threshold(&mut settings, &mut thresholds, "fail-after", fail);
                     if let Some(k) = &d.keep {
                         settings.push(("keep".into(), k.value.to_string(), Origin::Plan(k.span)));
                     }
@@ -248,7 +266,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                         s.stale_after.as_ref(),
                         SNAPSHOT_STALE,
                     );
-                    push_threshold(&mut settings, "stale-after", stale);
+                    push_threshold(&mut settings, &mut thresholds, "stale-after", stale);
                     let paths: Vec<&str> = s.paths.iter().map(|p| p.value.as_str()).collect();
                     if let Some(p) = s.paths.first() {
                         settings.push(("paths".into(), paths.join(" "), Origin::Plan(p.span)));
@@ -294,7 +312,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                         v.overdue_after.as_ref(),
                         VERIFY_OVERDUE,
                     );
-                    push_threshold(&mut settings, "overdue-after", overdue);
+                    push_threshold(&mut settings, &mut thresholds, "overdue-after", overdue);
                     if let Some(m) = &v.min_tables {
                         settings.push((
                             "min-tables".into(),
@@ -361,6 +379,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                 auto,
                 hook_of,
                 settings,
+                thresholds,
             });
         }
         out.plans.push(CompiledPlan {

@@ -391,8 +391,17 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
 }
 
 /// The values ops-run must never print: all sourced values except a command's literal `env`
-/// entries, which are ordinary configuration written in the plan.
+/// entries, which are ordinary configuration written in the plan, and restic repositories
+/// (a location, not a secret: only a password inside a repository URL is, see `app.rs`).
 pub fn secret_values(plan: &Plan) -> Vec<&Sourced> {
+    let repositories: Vec<*const Sourced> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Snapshot(snap) => snap.repository.as_ref().map(|r| r as *const Sourced),
+            _ => None,
+        })
+        .collect();
     let literal_env: Vec<*const Sourced> = plan
         .steps
         .iter()
@@ -408,6 +417,7 @@ pub fn secret_values(plan: &Plan) -> Vec<&Sourced> {
             !(matches!(s.source, ValueSource::Literal(_))
                 && literal_env.contains(&(*s as *const Sourced)))
         })
+        .filter(|s| !repositories.contains(&(*s as *const Sourced)))
         .collect()
 }
 

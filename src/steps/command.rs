@@ -74,5 +74,6 @@ pub fn execute(ctx: &Context, c: &Command) -> Outcome {
         log_excerpt: ctx.redactor.redact(&log),
         summary: ctx.redactor.redact(&summary),
         extra: Vec::new(),
+        tolerated: false,
     }
 }

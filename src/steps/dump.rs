@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{Context, Outcome, Status};
+use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
 use crate::artifact::layout::{self, DumpFile};
 use crate::artifact::sha::{self, HashingWriter};
@@ -19,26 +20,6 @@ use crate::engines::{self, DumpSource, Target};
 use crate::exec::{self, Exit};
 use crate::plan::model::{Database, Dump};
 use crate::units::size;
-
-/// How much of the end of the SQL stream is kept to look for the completion marker.
-const END_BYTES: usize = 4096;
-
-/// The last bytes of a stream.
-struct End(Vec<u8>);
-
-impl End {
-    fn push(&mut self, chunk: &[u8]) {
-        self.0.extend_from_slice(chunk);
-        if self.0.len() > 2 * END_BYTES {
-            let cut = self.0.len() - END_BYTES;
-            self.0.drain(..cut);
-        }
-    }
-
-    fn contains(&self, marker: &str) -> bool {
-        String::from_utf8_lossy(&self.0).contains(marker)
-    }
-}
 
 struct Written {
     sha256: String,
@@ -205,6 +186,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                 log_excerpt: ctx.redactor.redact(&log),
                 summary: ctx.redactor.redact(&f.reason),
                 extra: Vec::new(),
+                tolerated: false,
             }
         }
         Ok(w) => {
@@ -237,6 +219,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                     &w.sha256[..12]
                 ),
                 extra,
+                tolerated: false,
             }
         }
     }
@@ -254,7 +237,7 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
     let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut gz = ParallelGzip::new(hashing, level(d), threads)
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
-    let mut end = End(Vec::new());
+    let mut end = StreamEnd::default();
     let (stderr, marker) = match source {
         DumpSource::Process { spec, marker, .. } => {
             let mut spec = spec.clone();
@@ -338,24 +321,6 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
         uncompressed,
         stderr,
     })
-}
-
-/// Writes through to the compressor while keeping the stream's end.
-struct TeeEnd<'a, W: Write> {
-    end: &'a mut End,
-    inner: &'a mut W,
-}
-
-impl<W: Write> Write for TeeEnd<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.end.push(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Reads the written file back through a gzip decoder: it must decompress cleanly (CRC and

@@ -4,6 +4,8 @@ pub mod command;
 pub mod dump;
 pub mod pending;
 pub mod prune;
+pub mod snapshot;
+pub mod verify;
 
 use serde_json::Value;
 
@@ -54,6 +56,9 @@ pub struct Outcome {
     pub summary: String,
     /// Follow-up activities the step ran as its own rows (a dump's `prune`).
     pub extra: Vec<Extra>,
+    /// A non-success the plan accepts (`incomplete warn`): recorded as it is, but it neither
+    /// skips dependents nor fails the apply.
+    pub tolerated: bool,
 }
 
 /// A further activity of a step, recorded as its own row after the step's.
@@ -77,7 +82,13 @@ impl Outcome {
             log_excerpt: summary.clone(),
             summary,
             extra: Vec::new(),
+            tolerated: false,
         }
+    }
+
+    /// Whether the run counts as good for what depends on it and for the exit code.
+    pub fn passed(&self) -> bool {
+        self.status == Status::Success || self.tolerated
     }
 }
 
@@ -86,6 +97,8 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
     match &ctx.step.decl.kind {
         StepKind::Command(c) => command::build(ctx, c).map(|spec| spec.display(ctx.redactor)),
         StepKind::Dump(d) => dump::preview(ctx, d),
+        StepKind::Snapshot(s) => snapshot::preview(ctx, s),
+        StepKind::Verify(v) => verify::preview(ctx, v),
         _ => Err(pending::message(ctx.step)),
     }
 }
@@ -94,6 +107,8 @@ pub fn execute(ctx: &Context) -> Outcome {
     match &ctx.step.decl.kind {
         StepKind::Command(c) => command::execute(ctx, c),
         StepKind::Dump(d) => dump::execute(ctx, d),
+        StepKind::Snapshot(s) => snapshot::execute(ctx, s),
+        StepKind::Verify(v) => verify::execute(ctx, v),
         _ => Outcome::failed(pending::message(ctx.step)),
     }
 }

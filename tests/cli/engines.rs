@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::harness::{Workspace, processes_with};
 
-fn var(name: &str) -> String {
+pub fn var(name: &str) -> String {
     std::env::var(name)
         .unwrap_or_else(|_| panic!("{name} is not set: run scripts/test, which starts the servers"))
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::AtomicUsize;
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
@@ -22,7 +22,7 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn run_ok(cmd: &mut Command) -> String {
+pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run a client");
     assert!(
         out.status.success(),
@@ -33,7 +33,7 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn psql(db: &str) -> Command {
+pub fn psql(db: &str) -> Command {
     let mut c = Command::new("psql");
     c.env("PGPASSWORD", var("OPS_TEST_PG_PASSWORD")).args([
         "-X",
@@ -54,7 +54,7 @@ fn psql(db: &str) -> Command {
     c
 }
 
-fn mariadb(db: Option<&str>) -> Command {
+pub fn mariadb(db: Option<&str>) -> Command {
     let mut c = Command::new("mariadb");
     c.env("MYSQL_PWD", var("OPS_TEST_MY_PASSWORD")).args([
         "--no-defaults",

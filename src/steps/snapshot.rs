@@ -1,0 +1,356 @@
+//! The `snapshot` step: `restic backup` of the plan's paths, the full snapshot id resolved
+//! (restic 0.14 prints only the short one), and a marker file in `snapshots/`; restic's exit 3
+//! (some files unreadable) is `incomplete`, failing or only warning as the plan says. `forget`
+//! rules run `restic forget --prune` afterwards as a `prune` activity.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::{Context, Extra, Outcome, Status};
+use crate::artifact::layout;
+use crate::engines::tool;
+use crate::exec::{self, Exit, ProcessSpec};
+use crate::plan::model::{IncompletePolicy, Snapshot, Sourced};
+use crate::units::keep::Keep;
+
+pub const DIR: &str = "snapshots";
+
+/// Repository and password: the seed's variables override the plan (`RESTIC_REPO`,
+/// `RESTIC_PASSWORD`); both reach restic through its environment, never argv.
+fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, String> {
+    let pick = |var: &str, own: &Option<Sourced>, what: &str| -> Result<String, String> {
+        if let Some(v) = ctx.env.get(var) {
+            return Ok(v.to_string());
+        }
+        match own {
+            Some(src) => ctx
+                .env
+                .resolve(&src.source)
+                .map_err(|e| format!("{what}: {e}")),
+            None => Err(format!("no {what}: set it in the plan or {var}")),
+        }
+    };
+    Ok(vec![
+        (
+            "RESTIC_REPOSITORY".into(),
+            pick("RESTIC_REPO", &s.repository, "repository")?,
+        ),
+        (
+            "RESTIC_PASSWORD".into(),
+            pick("RESTIC_PASSWORD", &s.password, "password")?,
+        ),
+    ])
+}
+
+fn restic(ctx: &Context, env: &[(String, String)], args: &[String]) -> ProcessSpec {
+    let mut spec = ProcessSpec::new(
+        tool(&ctx.plan.tools, "restic", "restic"),
+        args.iter().cloned(),
+    );
+    spec.env = env.to_vec();
+    spec.env.push(("RESTIC_PROGRESS_FPS".into(), "0".into()));
+    spec.timeout = Some(ctx.step.timeout.value);
+    spec
+}
+
+/// `restic backup --json --quiet [--exclude P]… [--tag T]… PATHS…`
+pub fn backup_args(s: &Snapshot) -> Vec<String> {
+    let mut args: Vec<String> = vec!["backup".into(), "--json".into(), "--quiet".into()];
+    for e in &s.exclude {
+        args.push(format!("--exclude={}", e.value));
+    }
+    for t in &s.tags {
+        args.push(format!("--tag={}", t.value));
+    }
+    args.extend(s.paths.iter().map(|p| absolute(&p.value)));
+    args
+}
+
+/// restic records absolute paths; `forget --path` must name them the same way.
+fn absolute(path: &str) -> String {
+    std::path::absolute(path).map_or_else(|_| path.to_string(), |p| p.display().to_string())
+}
+
+/// `restic forget --prune --keep-daily N … --path P…`: only this step's snapshots.
+pub fn forget_args(s: &Snapshot, keep: &Keep) -> Vec<String> {
+    let mut args: Vec<String> = vec!["forget".into(), "--prune".into(), "--json".into()];
+    for (flag, n) in [
+        ("--keep-last", keep.last),
+        ("--keep-hourly", keep.hourly),
+        ("--keep-daily", keep.daily),
+        ("--keep-weekly", keep.weekly),
+        ("--keep-monthly", keep.monthly),
+        ("--keep-yearly", keep.yearly),
+    ] {
+        if n > 0 {
+            args.push(format!("{flag}={n}"));
+        }
+    }
+    for p in &s.paths {
+        args.push(format!("--path={}", absolute(&p.value)));
+    }
+    args
+}
+
+pub fn preview(ctx: &Context, s: &Snapshot) -> Result<String, String> {
+    let env = credentials(ctx, s)?;
+    let mut out = restic(ctx, &env, &backup_args(s)).display(ctx.redactor);
+    out.push_str("   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)");
+    if let Some(keep) = &s.forget {
+        out.push_str(&format!(
+            "\n       then: {}",
+            restic(ctx, &env, &forget_args(s, &keep.value)).display(ctx.redactor)
+        ));
+    }
+    Ok(out)
+}
+
+/// The last JSON line of restic's output with `"message_type": "summary"`.
+fn summary_line(out: &str) -> Option<Value> {
+    out.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| v["message_type"] == "summary")
+}
+
+fn fail(ctx: &Context, reason: String, tail: &str) -> Outcome {
+    let mut log = tail.to_string();
+    if !log.is_empty() && !log.ends_with('\n') {
+        log.push('\n');
+    }
+    log.push_str(&format!("ops-run: {reason}"));
+    Outcome {
+        log_excerpt: ctx.redactor.redact(&log),
+        ..Outcome::failed(ctx.redactor.redact(&reason))
+    }
+}
+
+fn exit_reason(program: &str, exit: &Exit) -> String {
+    match exit {
+        Exit::Code(n) => format!("{program} exited with status {n}"),
+        Exit::Signal(s) => format!("{program} was killed by signal {s}"),
+        Exit::TimedOut(t) => format!("timed out after {}", crate::units::duration::format(*t)),
+        Exit::Interrupted => "interrupted: ops-run was stopped (SIGINT/SIGTERM)".into(),
+        Exit::SpawnFailed(w) => w.clone(),
+    }
+}
+
+pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
+    let started = Instant::now();
+    let env = match credentials(ctx, s) {
+        Ok(e) => e,
+        Err(e) => return Outcome::failed(ctx.redactor.redact(&e)),
+    };
+    let program = tool(&ctx.plan.tools, "restic", "restic");
+    if s.init.as_ref().is_some_and(|i| i.value) {
+        let probe = exec::run(
+            &restic(ctx, &env, &["cat".into(), "config".into()]),
+            ctx.redactor,
+        );
+        // Only a missing repository is created (restic ≥ 0.17 says so with exit 10; 0.14 in
+        // words); any other error (a wrong password) is reported as it is.
+        let missing = probe.exit == Exit::Code(10)
+            || probe
+                .tail
+                .contains("Is there a repository at the following location?");
+        if !probe.success() && !missing {
+            return fail(
+                ctx,
+                format!(
+                    "cannot open the repository: {}",
+                    exit_reason(&program, &probe.exit)
+                ),
+                &probe.tail,
+            );
+        }
+        if missing {
+            let init = exec::run(&restic(ctx, &env, &["init".into()]), ctx.redactor);
+            if !init.success() {
+                return fail(
+                    ctx,
+                    format!(
+                        "cannot create the repository: {}",
+                        exit_reason(&program, &init.exit)
+                    ),
+                    &init.tail,
+                );
+            }
+        }
+    }
+    let mut stdout = Vec::new();
+    let (result, _) = exec::run_streaming(
+        &restic(ctx, &env, &backup_args(s)),
+        ctx.redactor,
+        &mut |b| {
+            stdout.extend_from_slice(b);
+            Ok(())
+        },
+    );
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let incomplete = result.exit == Exit::Code(3);
+    if !result.success() && !incomplete {
+        return fail(ctx, exit_reason(&program, &result.exit), &result.tail);
+    }
+    let Some(summary) = summary_line(&stdout) else {
+        return fail(
+            ctx,
+            "restic printed no summary: the snapshot cannot be confirmed".into(),
+            &result.tail,
+        );
+    };
+    let short = summary["snapshot_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // restic 0.14 reports the short id only; `snapshots --json ID` gives the full one.
+    let lookup = {
+        let mut out = Vec::new();
+        let (r, _) = exec::run_streaming(
+            &restic(
+                ctx,
+                &env,
+                &["snapshots".into(), "--json".into(), short.clone()],
+            ),
+            ctx.redactor,
+            &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            },
+        );
+        (r, out)
+    };
+    let snapshots: Value = serde_json::from_slice(&lookup.1).unwrap_or(Value::Null);
+    let Some(full) = snapshots.as_array().and_then(|a| {
+        a.iter().find(|v| {
+            v["short_id"] == short.as_str()
+                || v["id"].as_str().is_some_and(|id| id.starts_with(&short))
+        })
+    }) else {
+        return fail(
+            ctx,
+            format!("snapshot {short} is not in `restic snapshots`"),
+            &lookup.0.tail,
+        );
+    };
+    let id = full["id"].as_str().unwrap_or_default().to_string();
+    let paths: Vec<String> = full["paths"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let policy = s
+        .incomplete
+        .as_ref()
+        .map_or(IncompletePolicy::Fail, |p| p.value);
+    let fields = json!({
+        "snapshot_id": short,
+        "id": id,
+        "paths": paths,
+        "files_new": summary["files_new"],
+        "files_changed": summary["files_changed"],
+        "data_added": summary["data_added"],
+        "total_bytes": summary["total_bytes_processed"],
+        "duration_ms": duration_ms,
+        "restic_exit": if incomplete { 3 } else { 0 },
+    });
+    // An incomplete snapshot under `incomplete fail` gets no marker: it is not a good one.
+    let marker = if incomplete && policy == IncompletePolicy::Fail {
+        None
+    } else {
+        match write_marker(ctx, &fields, incomplete) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                return fail(
+                    ctx,
+                    format!("cannot write the snapshot marker: {e}"),
+                    &result.tail,
+                );
+            }
+        }
+    };
+    let mut meta = fields;
+    meta["marker"] = json!(marker.as_ref().map(|p| p.display().to_string()));
+    let mut extra = Vec::new();
+    if !incomplete && let Some(keep) = &s.forget {
+        extra.push(forget(ctx, &env, s, &keep.value));
+    }
+    let (status, summary_text) = if incomplete {
+        let what = if policy == IncompletePolicy::Warn {
+            "warn"
+        } else {
+            "fail"
+        };
+        (
+            Status::Incomplete,
+            format!(
+                "snapshot {short} is incomplete: restic could not read some files (policy: {what})"
+            ),
+        )
+    } else {
+        (Status::Success, format!("snapshot {short}"))
+    };
+    Outcome {
+        status,
+        meta,
+        log_excerpt: ctx.redactor.redact(&result.tail),
+        summary: summary_text,
+        extra,
+        tolerated: incomplete && policy == IncompletePolicy::Warn,
+    }
+}
+
+fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<PathBuf> {
+    let dir = Path::new(&ctx.plan.base.value).join(DIR);
+    std::fs::create_dir_all(&dir)?;
+    let stem = layout::stamp_name("snapshot", ctx.clock.now(), ctx.plan.timezone.value);
+    let path = layout::unique_path(&dir, &stem, "txt");
+    let num = |k: &str| {
+        f[k].as_u64()
+            .map_or_else(|| "0".to_string(), |n| n.to_string())
+    };
+    let paths: Vec<&str> = f["paths"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut text = format!(
+        "{}\nid: {}\npaths: {}\nfiles_new: {}\nfiles_changed: {}\ndata_added: {}\ntotal_bytes: {}\nduration_ms: {}\n",
+        f["snapshot_id"].as_str().unwrap_or_default(),
+        f["id"].as_str().unwrap_or_default(),
+        paths.join(" "),
+        num("files_new"),
+        num("files_changed"),
+        num("data_added"),
+        num("total_bytes"),
+        num("duration_ms"),
+    );
+    if incomplete {
+        text.push_str("incomplete: true\n");
+    }
+    layout::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) -> Extra {
+    let started = Instant::now();
+    let spec = restic(ctx, env, &forget_args(s, keep));
+    let r = exec::run(&spec, ctx.redactor);
+    let ok = r.success();
+    Extra {
+        kind: "prune",
+        status: if ok { Status::Success } else { Status::Failed },
+        meta: json!({ "rule": keep.to_string(), "argv": spec.display(ctx.redactor) }),
+        log_excerpt: r.tail.clone(),
+        summary: if ok {
+            format!("restic forget --prune ({keep})")
+        } else {
+            exit_reason(&spec.program, &r.exit)
+        },
+        duration: started.elapsed(),
+    }
+}

@@ -1,0 +1,593 @@
+//! The `verify` step: restore the newest good dump into a scratch database and check it. The
+//! checksum and the dump's age are checked before anything is imported; the scratch database
+//! is always dropped (also on failure, timeout and SIGTERM); the evidence is a log file in
+//! `verify/`.
+
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{Context, Outcome, Status};
+use crate::artifact::end::{StreamEnd, TeeEnd};
+use crate::artifact::layout::{self, DumpFile};
+use crate::artifact::sha;
+use crate::engines::Target;
+use crate::engines::client::Client;
+use crate::exec::{self, Exit, ProcessResult};
+use crate::plan::model::{Database, Engine, StepKind, Verify};
+use crate::units::duration;
+
+pub const DIR: &str = "verify";
+
+/// What a verify found, line by line, for the log file and the activity.
+#[derive(Default)]
+struct Evidence {
+    lines: Vec<String>,
+    dump: Option<PathBuf>,
+    age: Option<Duration>,
+    tables: Option<u64>,
+}
+
+impl Evidence {
+    fn line(&mut self, l: impl Into<String>) {
+        self.lines.push(l.into());
+    }
+}
+
+/// `ops_verify_<plan>_<random>`: unique, and never a name an operator would use.
+fn scratch_name(plan: &str) -> String {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let plan: String = plan
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ops_verify_{plan}_{:08x}", random as u32)
+}
+
+/// The newest dump that has a sidecar: the one a verify must test (an older one would report
+/// green on yesterday's file).
+fn newest_with_sidecar(dir: &Path, tz: chrono_tz::Tz) -> Option<DumpFile> {
+    layout::list_dumps(dir, tz)
+        .into_iter()
+        .find(|d| layout::sidecar_path(&d.path).exists())
+}
+
+fn database<'a>(ctx: &'a Context, name: &str) -> Result<&'a Database, String> {
+    ctx.plan
+        .decl
+        .databases
+        .iter()
+        .find(|d| d.name.value == name)
+        .ok_or_else(|| format!("no database `{name}`"))
+}
+
+fn password(ctx: &Context, db: &Database) -> Result<Option<String>, String> {
+    db.password
+        .as_ref()
+        .map(|p| {
+            ctx.env
+                .resolve(&p.source)
+                .map_err(|e| format!("password of `{}`: {e}", db.name.value))
+        })
+        .transpose()
+}
+
+pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
+    let (source, fail_after) = dump_of(ctx, v)?;
+    let dir = Path::new(&ctx.plan.base.value).join(layout::DB_DIR);
+    let target = match &v.verify_database {
+        Some(t) => database(ctx, &t.value)?,
+        None => source,
+    };
+    let dump = newest_with_sidecar(&dir, ctx.plan.timezone.value).map_or_else(
+        || "(no dump with a sidecar yet)".to_string(),
+        |d| d.path.display().to_string(),
+    );
+    Ok(format!(
+        "restore {dump} into a scratch database on `{}` (checksum and age ≤ {} checked first), then drop it",
+        target.name.value,
+        duration::format(fail_after)
+    ))
+}
+
+/// The dump step's database and its `fail-after`.
+fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration), String> {
+    let name = v
+        .dump
+        .as_ref()
+        .map(|d| d.value.as_str())
+        .unwrap_or_default();
+    let step = ctx
+        .compiled
+        .steps
+        .iter()
+        .find(|s| s.plan == ctx.step.plan && s.name() == name)
+        .ok_or_else(|| format!("no dump step `{name}`"))?;
+    let StepKind::Dump(d) = &step.decl.kind else {
+        return Err(format!("`{name}` is not a dump step"));
+    };
+    let db = database(
+        ctx,
+        d.database
+            .as_ref()
+            .map(|n| n.value.as_str())
+            .unwrap_or_default(),
+    )?;
+    Ok((
+        db,
+        step.threshold("fail-after")
+            .unwrap_or(crate::plan::compile::DUMP_FAIL),
+    ))
+}
+
+pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
+    let started = Instant::now();
+    let mut ev = Evidence::default();
+    let result = run(ctx, v, &mut ev);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    ev.line(format!("duration_ms: {duration_ms}"));
+    let (status, summary) = match &result {
+        Ok(()) => (
+            Status::Success,
+            format!("restored {} tables", ev.tables.unwrap_or(0)),
+        ),
+        Err(why) => (Status::Failed, why.clone()),
+    };
+    ev.line(match &result {
+        Ok(()) => "result: ok".to_string(),
+        Err(why) => format!("result: failed: {why}"),
+    });
+    let text = ctx.redactor.redact(&(ev.lines.join("\n") + "\n"));
+    let log = write_log(ctx, status == Status::Success, &text);
+    let mut log_excerpt = text.clone();
+    if let Err(e) = &log {
+        log_excerpt.push_str(&format!("ops-run: cannot write the verify log: {e}\n"));
+    }
+    Outcome {
+        status: if log.is_err() { Status::Failed } else { status },
+        meta: json!({
+            "verify_dump": ev.dump.as_ref().map(|p| p.display().to_string()),
+            "verify_table_count": ev.tables,
+            "dump_age_seconds": ev.age.map(|a| a.as_secs()),
+            "verify_log": log.as_ref().ok().map(|p| p.display().to_string()),
+            "duration_ms": duration_ms,
+        }),
+        log_excerpt,
+        summary: ctx.redactor.redact(&summary),
+        extra: Vec::new(),
+        tolerated: false,
+    }
+}
+
+fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
+    let dir = Path::new(&ctx.plan.base.value).join(DIR);
+    std::fs::create_dir_all(&dir)?;
+    let mut stem = layout::stamp_name("verify", ctx.clock.now(), ctx.plan.timezone.value);
+    if !ok {
+        stem.push_str("-fail");
+    }
+    let path = layout::unique_path(&dir, &stem, "log");
+    layout::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
+    let (source, fail_after) = dump_of(ctx, v)?;
+    let tz = ctx.plan.timezone.value;
+    let dir = Path::new(&ctx.plan.base.value).join(layout::DB_DIR);
+    let dump = newest_with_sidecar(&dir, tz)
+        .ok_or_else(|| format!("no dump with a sidecar in {}", dir.display()))?;
+    ev.dump = Some(dump.path.clone());
+    ev.line(format!("dump: {}", dump.path.display()));
+    // The checksum first: a damaged dump is never imported.
+    let sidecar = std::fs::read_to_string(layout::sidecar_path(&dump.path))
+        .map_err(|e| format!("cannot read the sidecar: {e}"))?;
+    let claimed =
+        sha::parse_sidecar(&sidecar, &dump.name).ok_or("the sidecar does not name this dump")?;
+    let actual = sha::file_sha256(&dump.path)
+        .map_err(|e| format!("cannot read {}: {e}", dump.path.display()))?;
+    if actual != claimed {
+        ev.line(format!("sha256: {actual} (the sidecar says {claimed})"));
+        return Err(format!(
+            "checksum mismatch: {} is damaged; not imported",
+            dump.name
+        ));
+    }
+    ev.line(format!("sha256: {actual} (matches the sidecar)"));
+    let age = (ctx.clock.now() - dump.taken).to_std().unwrap_or_default();
+    ev.age = Some(age);
+    ev.line(format!(
+        "dump_age: {} ({} s)",
+        duration::format(Duration::from_secs(age.as_secs())),
+        age.as_secs()
+    ));
+    if age > fail_after {
+        return Err(format!(
+            "the newest dump {} is {} old, older than the dump's fail-after {}: not a current backup",
+            dump.name,
+            duration::format(Duration::from_secs(age.as_secs())),
+            duration::format(fail_after)
+        ));
+    }
+    let target = match &v.verify_database {
+        Some(t) => database(ctx, &t.value)?,
+        None => source,
+    };
+    let engine = source.engine.as_ref().map(|e| e.value).ok_or("no engine")?;
+    if target.engine.as_ref().map(|e| e.value) != Some(engine)
+        && !matches!(
+            (engine, target.engine.as_ref().map(|e| e.value)),
+            (
+                Engine::Mysql | Engine::Mariadb,
+                Some(Engine::Mysql | Engine::Mariadb)
+            )
+        )
+    {
+        return Err(format!(
+            "verify-database `{}` is not a {} server",
+            target.name.value,
+            crate::engines::engine_name(source)
+        ));
+    }
+    ev.line(format!("engine: {}", crate::engines::engine_name(source)));
+    let scratch = scratch_name(&ctx.plan.decl.name.value);
+    if Some(scratch.as_str()) == source.dbname.as_ref().map(|n| n.value.as_str()) {
+        return Err("refusing to restore into the source database".into());
+    }
+    let tables = match engine {
+        Engine::Sqlite => verify_sqlite(ctx, v, &dump, &scratch, ev)?,
+        _ => verify_server(ctx, v, target, &dump, &scratch, ev)?,
+    };
+    ev.tables = Some(tables);
+    Ok(())
+}
+
+fn exit_reason(r: &ProcessResult) -> String {
+    match &r.exit {
+        Exit::Code(n) => format!("exited with status {n}"),
+        Exit::Signal(s) => format!("was killed by signal {s}"),
+        Exit::TimedOut(t) => format!("timed out after {}", duration::format(*t)),
+        Exit::Interrupted => "was interrupted (SIGINT/SIGTERM)".into(),
+        Exit::SpawnFailed(w) => w.clone(),
+    }
+}
+
+/// A dump whose stream lacks the completion line was cut short: the import must not pass
+/// (a restore of the first half can have every table and look fine).
+fn truncated(end: &StreamEnd, marker: &str) -> std::io::Result<()> {
+    if end.contains(marker) {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "the dump does not end with the completion line `{marker}`: it is truncated"
+        )))
+    }
+}
+
+/// Drops the scratch database when it goes out of scope, whatever happened.
+struct Scratch<'a> {
+    client: &'a Client,
+    maintenance: String,
+    name: String,
+    ctx: &'a Context<'a>,
+    dropped: Option<bool>,
+}
+
+impl Scratch<'_> {
+    fn drop_now(&mut self) -> bool {
+        if let Some(d) = self.dropped {
+            return d;
+        }
+        let r = exec::run(
+            &self.client.drop_database(&self.maintenance, &self.name),
+            self.ctx.redactor,
+        );
+        self.dropped = Some(r.success());
+        r.success()
+    }
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+/// The first field of the first output line as a number.
+fn number(r: &ProcessResult) -> Option<i64> {
+    r.tail
+        .lines()
+        .next()?
+        .split(['|', '\t'])
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn verify_server(
+    ctx: &Context,
+    v: &Verify,
+    target: &Database,
+    dump: &DumpFile,
+    scratch: &str,
+    ev: &mut Evidence,
+) -> Result<u64, String> {
+    let client = Client::new(
+        &Target {
+            db: target,
+            password: password(ctx, target)?,
+        },
+        &ctx.plan.tools,
+    )?;
+    let maintenance = target
+        .dbname
+        .as_ref()
+        .map(|n| n.value.clone())
+        .unwrap_or_else(|| "postgres".into());
+    let timeout = Some(ctx.step.timeout.value);
+    let mut create = client.create(&maintenance, scratch);
+    create.timeout = timeout;
+    let r = exec::run(&create, ctx.redactor);
+    if !r.success() {
+        return Err(format!(
+            "cannot create the scratch database {scratch}: {} {}\n{}",
+            client_name(&client),
+            exit_reason(&r),
+            r.tail.trim()
+        ));
+    }
+    let mut guard = Scratch {
+        client: &client,
+        maintenance,
+        name: scratch.to_string(),
+        ctx,
+        dropped: None,
+    };
+    let host = target
+        .host
+        .as_ref()
+        .map_or("localhost".to_string(), |h| h.value.clone());
+    let result = (|| {
+        let mut import = client.import(scratch);
+        import.timeout = timeout;
+        let path = dump.path.clone();
+        let marker = crate::engines::marker(client.engine);
+        let (r, feed_error) = exec::run_feeding(
+            &import,
+            ctx.redactor,
+            Box::new(move |w| {
+                let file = File::open(&path)?;
+                let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
+                    1 << 20,
+                    file,
+                ));
+                let mut end = StreamEnd::default();
+                std::io::copy(
+                    &mut gz,
+                    &mut TeeEnd {
+                        end: &mut end,
+                        inner: w,
+                    },
+                )?;
+                truncated(&end, marker)
+            }),
+        );
+        if let Some(e) = feed_error {
+            return Err(format!("the import failed: {e}"));
+        }
+        if !r.success() {
+            return Err(format!(
+                "the import {}:\n{}",
+                exit_reason(&r),
+                r.tail.trim()
+            ));
+        }
+        let count = exec::run(
+            &client.sql(scratch, client.count_tables_sql()),
+            ctx.redactor,
+        );
+        let tables = number(&count)
+            .ok_or_else(|| format!("cannot count tables: {}", count.tail.trim()))?
+            as u64;
+        check_tables(v, tables, ev)?;
+        for e in &v.expects {
+            let r = exec::run(&client.sql(scratch, &e.sql.value), ctx.redactor);
+            let n = if r.success() { number(&r) } else { None };
+            expectation(
+                ev,
+                &e.sql.value,
+                n,
+                e.min.as_ref().map(|m| m.value),
+                &r.tail,
+            )?;
+        }
+        Ok(tables)
+    })();
+    let dropped = guard.drop_now();
+    ev.line(format!(
+        "scratch: {scratch} on {host} ({})",
+        if dropped {
+            "dropped"
+        } else {
+            "NOT dropped: drop it by hand"
+        }
+    ));
+    let tables = result?;
+    if !dropped {
+        return Err(format!(
+            "the scratch database {scratch} could not be dropped"
+        ));
+    }
+    Ok(tables)
+}
+
+fn client_name(c: &Client) -> &'static str {
+    match c.engine {
+        Engine::Postgres => "psql",
+        _ => "mariadb",
+    }
+}
+
+fn check_tables(v: &Verify, tables: u64, ev: &mut Evidence) -> Result<(), String> {
+    match &v.min_tables {
+        Some(min) => {
+            ev.line(format!("tables: {tables} (min {})", min.value));
+            if tables < min.value {
+                return Err(format!(
+                    "the restore has {tables} tables, fewer than min-tables {}",
+                    min.value
+                ));
+            }
+        }
+        None => ev.line(format!("tables: {tables}")),
+    }
+    Ok(())
+}
+
+fn expectation(
+    ev: &mut Evidence,
+    sql: &str,
+    got: Option<i64>,
+    min: Option<i64>,
+    output: &str,
+) -> Result<(), String> {
+    let min = min.unwrap_or(1);
+    match got {
+        Some(n) if n >= min => {
+            ev.line(format!("expect: {sql} → {n} (min {min}): ok"));
+            Ok(())
+        }
+        Some(n) => {
+            ev.line(format!("expect: {sql} → {n} (min {min}): FAILED"));
+            Err(format!("expect `{sql}` gave {n}, less than {min}"))
+        }
+        None => {
+            ev.line(format!("expect: {sql} → error: {}", output.trim()));
+            Err(format!("expect `{sql}` failed: {}", output.trim()))
+        }
+    }
+}
+
+/// SQLite: restore statement by statement into a scratch file, in-process.
+fn verify_sqlite(
+    ctx: &Context,
+    v: &Verify,
+    dump: &DumpFile,
+    scratch: &str,
+    ev: &mut Evidence,
+) -> Result<u64, String> {
+    let dir = Path::new(&ctx.plan.base.value).join(DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!(".{scratch}.sqlite"));
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let guard = Remove(path.clone());
+    let result = (|| {
+        let conn = rusqlite::Connection::open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let file = File::open(&dump.path).map_err(|e| format!("cannot read the dump: {e}"))?;
+        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+        let mut end = StreamEnd::default();
+        import_sqlite(&conn, gz, ctx.step.timeout.value, &mut end)?;
+        truncated(&end, crate::engines::sqlite::MARKER)
+            .map_err(|e| format!("the import failed: {e}"))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        check_tables(v, tables as u64, ev)?;
+        for e in &v.expects {
+            let got = conn.query_row(&e.sql.value, [], |r| r.get::<_, i64>(0));
+            let output = got
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            expectation(
+                ev,
+                &e.sql.value,
+                got.ok(),
+                e.min.as_ref().map(|m| m.value),
+                &output,
+            )?;
+        }
+        Ok(tables as u64)
+    })();
+    drop(guard);
+    ev.line(format!("scratch: {} (removed)", path.display()));
+    result
+}
+
+/// Executes a SQL stream one complete statement at a time, so memory stays bounded.
+fn import_sqlite(
+    conn: &rusqlite::Connection,
+    input: impl Read,
+    timeout: Duration,
+    end: &mut StreamEnd,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut reader = BufReader::new(input);
+    let mut statement = String::new();
+    let mut line = String::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the dump: {e}"))?;
+        if read == 0 {
+            break;
+        }
+        end.push(line.as_bytes());
+        statement.push_str(&line);
+        if !line.trim_end().ends_with(';') || !complete(&statement) {
+            continue;
+        }
+        conn.execute_batch(&statement).map_err(|e| {
+            let head: String = statement.chars().take(200).collect();
+            format!("the import failed: {e}\nin: {head}")
+        })?;
+        statement.clear();
+        n += 1;
+        if n.is_multiple_of(1000) {
+            if exec::signals::interrupted() {
+                return Err("interrupted: ops-run was stopped (SIGINT/SIGTERM)".into());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out after {}", duration::format(timeout)));
+            }
+        }
+    }
+    let rest_is_comment = statement
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"));
+    if !rest_is_comment {
+        return Err("the import failed: the dump ends in the middle of a statement".into());
+    }
+    Ok(())
+}
+
+/// SQLite's own test for a complete statement (quotes, comments and triggers considered).
+fn complete(sql: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(sql) else {
+        return false;
+    };
+    // SAFETY: sqlite3_complete only reads the NUL-terminated string it is given.
+    unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) != 0 }
+}

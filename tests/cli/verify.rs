@@ -1,0 +1,298 @@
+//! Verify-restore against each engine: a good dump passes with the right table count; a dump
+//! with a flipped byte fails on the checksum before import; a truncated dump (with a matching,
+//! recomputed sidecar) fails in the import; a dump older than `fail-after` fails; `min-tables`
+//! and `expect` failures fail; and no `ops_verify_*` database is ever left behind.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::engines::{mariadb, psql, run_ok, unique, var};
+use crate::harness::Workspace;
+
+const T0: &str = "2026-11-28T01:00:00Z";
+const T1: &str = "2026-11-28T02:00:00Z";
+const T_LATE: &str = "2026-12-01T12:00:00Z";
+
+fn plan(name: &str, database_block: &str, tables: u64, count_sql: &str) -> String {
+    format!(
+        r#"plan {name} {{
+            base "backups"
+            {database_block}
+            dump db {{
+                database main
+                fail-after "50h"
+            }}
+            verify restore {{
+                dump db
+                min-tables {tables}
+                expect "{count_sql}" min=1
+            }}
+            verify too-few-tables {{
+                dump db
+                min-tables {}
+            }}
+            verify empty-expect {{
+                dump db
+                expect "{count_sql} WHERE 1 = 0" min=1
+            }}
+        }}"#,
+        tables + 1
+    )
+}
+
+fn last(ws: &Workspace) -> serde_json::Value {
+    ws.activities().pop().unwrap()
+}
+
+fn dump_file(ws: &Workspace) -> PathBuf {
+    let a = ws
+        .activities()
+        .into_iter()
+        .find(|a| a["type"] == "db_backup")
+        .unwrap();
+    PathBuf::from(a["meta"]["artifact"].as_str().unwrap())
+}
+
+fn rewrite_sidecar(dump: &Path) {
+    let out = std::process::Command::new("sha256sum")
+        .arg(dump.file_name().unwrap())
+        .current_dir(dump.parent().unwrap())
+        .output()
+        .unwrap();
+    let mut side = dump.as_os_str().to_owned();
+    side.push(".sha256");
+    std::fs::write(PathBuf::from(side), out.stdout).unwrap();
+}
+
+/// The whole scenario; `scratch` lists the scratch databases of this plan left on the server.
+fn scenario(ws: &Workspace, tables: u64, scratch: &dyn Fn() -> Vec<String>) {
+    let r = ws.run_at(T0, &["run", "db"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let dump = dump_file(ws);
+
+    // A good dump restores, with the right table count and the evidence on disk.
+    let r = ws.run_at(T1, &["run", "restore"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let a = last(ws);
+    assert_eq!(a["status"], "success", "{a}");
+    assert_eq!(a["type"], "verify_restore");
+    assert_eq!(a["meta"]["verify_table_count"], tables);
+    assert_eq!(a["meta"]["verify_dump"], dump.display().to_string());
+    assert_eq!(a["meta"]["dump_age_seconds"], 3600);
+    let log = PathBuf::from(a["meta"]["verify_log"].as_str().unwrap());
+    assert!(
+        log.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("verify-20261128-"),
+        "{log:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    for want in [
+        "dump: ",
+        "sha256: ",
+        "(matches the sidecar)",
+        "dump_age: 1h (3600 s)",
+        &format!("tables: {tables} (min {tables})"),
+        "result: ok",
+    ] {
+        assert!(
+            text.contains(want),
+            "{want:?} missing from the log:\n{text}"
+        );
+    }
+    assert!(scratch().is_empty(), "left behind: {:?}", scratch());
+
+    // min-tables and expect failures fail.
+    assert_eq!(ws.run_at(T1, &["run", "too-few-tables"]).code(), 1);
+    let a = last(ws);
+    assert!(
+        a["log_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("fewer than min-tables"),
+        "{a}"
+    );
+    assert!(
+        a["meta"]["verify_log"]
+            .as_str()
+            .unwrap()
+            .ends_with("-fail.log"),
+        "{a}"
+    );
+    assert_eq!(ws.run_at(T1, &["run", "empty-expect"]).code(), 1);
+    assert!(
+        last(ws)["log_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("less than 1"),
+        "{}",
+        last(ws)
+    );
+    assert!(scratch().is_empty(), "left behind: {:?}", scratch());
+
+    // Older than fail-after: refused without importing.
+    assert_eq!(ws.run_at(T_LATE, &["run", "restore"]).code(), 1);
+    assert!(
+        last(ws)["log_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("older than the dump's fail-after 50h"),
+        "{}",
+        last(ws)
+    );
+    assert!(last(ws)["meta"]["verify_table_count"].is_null());
+
+    // A flipped byte: refused on the checksum, before any import.
+    let original = std::fs::read(&dump).unwrap();
+    let mut flipped = original.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    std::fs::write(&dump, &flipped).unwrap();
+    assert_eq!(ws.run_at(T1, &["run", "restore"]).code(), 1);
+    let a = last(ws);
+    assert!(
+        a["log_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("checksum mismatch"),
+        "{a}"
+    );
+    assert!(
+        a["meta"]["verify_table_count"].is_null()
+            && !a["log_excerpt"].as_str().unwrap().contains("scratch:"),
+        "{a}"
+    );
+
+    // Truncated, with a sidecar that matches the truncated file: fails in the import.
+    let mut sql = Vec::new();
+    flate2::read::MultiGzDecoder::new(&original[..])
+        .read_to_end(&mut sql)
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&sql[..sql.len() * 6 / 10]).unwrap();
+    std::fs::write(&dump, gz.finish().unwrap()).unwrap();
+    rewrite_sidecar(&dump);
+    assert_eq!(ws.run_at(T1, &["run", "restore"]).code(), 1);
+    let a = last(ws);
+    assert!(
+        a["log_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("the import failed"),
+        "{a}"
+    );
+    assert!(scratch().is_empty(), "left behind: {:?}", scratch());
+}
+
+#[test]
+fn sqlite_verify_scenario() {
+    let ws = Workspace::with_plan(&plan(
+        "app_sqlite",
+        r#"database main {
+                engine sqlite
+                path "app.sqlite"
+            }"#,
+        3,
+        "SELECT count(*) FROM invoices",
+    ));
+    let sql =
+        std::fs::read_to_string(crate::harness::repo_root().join("examples/quickstart/app.sql"))
+            .unwrap();
+    rusqlite::Connection::open(ws.path("app.sqlite"))
+        .unwrap()
+        .execute_batch(&sql)
+        .unwrap();
+    let verify_dir = ws.path("backups/verify");
+    scenario(&ws, 3, &|| {
+        std::fs::read_dir(&verify_dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(".ops_verify_"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn postgres_verify_scenario() {
+    let src = unique("ops_vsrc");
+    run_ok(psql("postgres").args([
+        "-c",
+        &format!(
+            "CREATE DATABASE {src} TEMPLATE {}",
+            var("OPS_TEST_PG_FIXTURE")
+        ),
+    ]));
+    let ws = Workspace::with_plan(&plan(
+        "app_pg",
+        &format!(
+            r#"database main {{
+                engine postgres
+                host "{}"
+                port {}
+                name {src}
+                user {}
+                password env=APP_DB_PASSWORD
+            }}"#,
+            var("OPS_TEST_PG_HOST"),
+            var("OPS_TEST_PG_PORT"),
+            var("OPS_TEST_PG_USER")
+        ),
+        44,
+        "SELECT count(*) FROM contacts",
+    ))
+    .env("APP_DB_PASSWORD", &var("OPS_TEST_PG_PASSWORD"));
+    scenario(&ws, 44, &|| {
+        run_ok(psql("postgres").args([
+            "-c",
+            "SELECT datname FROM pg_database WHERE datname LIKE 'ops_verify_app_pg_%'",
+        ]))
+        .lines()
+        .map(str::to_string)
+        .collect()
+    });
+    run_ok(psql("postgres").args(["-c", &format!("DROP DATABASE {src}")]));
+}
+
+#[test]
+#[ignore = "needs MariaDB; run scripts/test"]
+fn mariadb_verify_scenario() {
+    let src = unique("ops_vsrc");
+    run_ok(mariadb(None).args(["-e", &format!(
+        "CREATE DATABASE {src}; USE {src};
+         CREATE TABLE users (id INT AUTO_INCREMENT PRIMARY KEY, email VARCHAR(200));
+         CREATE TABLE invoices (id INT AUTO_INCREMENT PRIMARY KEY, user_id INT, amount DECIMAL(10,2));
+         INSERT INTO users (email) SELECT CONCAT('u', seq, '@example.com') FROM seq_1_to_3000;
+         INSERT INTO invoices (user_id, amount) SELECT 1 + seq % 3000, seq / 3 FROM seq_1_to_20000;"
+    )]));
+    let ws = Workspace::with_plan(&plan(
+        "app_my",
+        &format!(
+            r#"database main {{
+                engine mariadb
+                host "{}"
+                port {}
+                name {src}
+                user {}
+                password env=APP_DB_PASSWORD
+            }}"#,
+            var("OPS_TEST_MY_HOST"),
+            var("OPS_TEST_MY_PORT"),
+            var("OPS_TEST_MY_USER")
+        ),
+        2,
+        "SELECT count(*) FROM invoices",
+    ))
+    .env("APP_DB_PASSWORD", &var("OPS_TEST_MY_PASSWORD"));
+    scenario(&ws, 2, &|| {
+        run_ok(mariadb(None).args(["-e", "SHOW DATABASES LIKE 'ops_verify_app_my_%'"]))
+            .lines()
+            .map(str::to_string)
+            .collect()
+    });
+    run_ok(mariadb(None).args(["-e", &format!("DROP DATABASE {src}")]));
+}
