@@ -144,7 +144,12 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
         Err(e) => return Outcome::failed(ctx.redactor.redact(&e)),
     };
     let program = tool(&ctx.plan.tools, "restic", "restic");
-    if s.init.as_ref().is_some_and(|i| i.value) {
+    let local = local_repository(&env);
+    // A local repository with a config file exists: no need for a restic run to ask.
+    let exists_locally = local
+        .as_ref()
+        .is_some_and(|dir| dir.join("config").exists());
+    if s.init.as_ref().is_some_and(|i| i.value) && !exists_locally {
         let probe = exec::run(
             &restic(ctx, &env, &["cat".into(), "config".into()]),
             ctx.redactor,
@@ -200,42 +205,60 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
             &result.tail,
         );
     };
-    let short = summary["snapshot_id"]
+    let reported = summary["snapshot_id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    // restic 0.14 reports the short id only; `snapshots --json ID` gives the full one.
-    let lookup = {
-        let mut out = Vec::new();
-        let (r, _) = exec::run_streaming(
-            &restic(
-                ctx,
-                &env,
-                &["snapshots".into(), "--json".into(), short.clone()],
-            ),
-            ctx.redactor,
-            &mut |b| {
-                out.extend_from_slice(b);
-                Ok(())
-            },
-        );
-        (r, out)
+    let short: String = reported.chars().take(8).collect();
+    // restic 0.14 reports the short id only. A local repository names its snapshot files by
+    // the full id (no second restic run, no second key derivation); otherwise
+    // `restic snapshots --json ID` gives it.
+    let (id, paths) = match full_id_locally(local.as_deref(), &reported) {
+        Some(id) => {
+            let paths = s.paths.iter().map(|p| absolute(&p.value)).collect();
+            (id, paths)
+        }
+        None => match lookup(ctx, &env, &short) {
+            Ok(found) => found,
+            Err(outcome) => return *outcome,
+        },
     };
-    let snapshots: Value = serde_json::from_slice(&lookup.1).unwrap_or(Value::Null);
+    finish(ctx, s, &env, started, &result, &summary, &short, id, paths)
+}
+
+/// The full id and paths of snapshot `short` from `restic snapshots --json`.
+fn lookup(
+    ctx: &Context,
+    env: &[(String, String)],
+    short: &str,
+) -> Result<(String, Vec<String>), Box<Outcome>> {
+    let mut out = Vec::new();
+    let (r, _) = exec::run_streaming(
+        &restic(
+            ctx,
+            env,
+            &["snapshots".into(), "--json".into(), short.to_string()],
+        ),
+        ctx.redactor,
+        &mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        },
+    );
+    let snapshots: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
     let Some(full) = snapshots.as_array().and_then(|a| {
         a.iter().find(|v| {
-            v["short_id"] == short.as_str()
-                || v["id"].as_str().is_some_and(|id| id.starts_with(&short))
+            v["short_id"] == short || v["id"].as_str().is_some_and(|id| id.starts_with(short))
         })
     }) else {
-        return fail(
+        return Err(Box::new(fail(
             ctx,
             format!("snapshot {short} is not in `restic snapshots`"),
-            &lookup.0.tail,
-        );
+            &r.tail,
+        )));
     };
     let id = full["id"].as_str().unwrap_or_default().to_string();
-    let paths: Vec<String> = full["paths"]
+    let paths = full["paths"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -243,6 +266,51 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
                 .collect()
         })
         .unwrap_or_default();
+    Ok((id, paths))
+}
+
+/// The folder of a local repository (`/srv/restic`, `local:/srv/restic`), None for remote ones.
+fn local_repository(env: &[(String, String)]) -> Option<PathBuf> {
+    let repo = env
+        .iter()
+        .find(|(k, _)| k == "RESTIC_REPOSITORY")?
+        .1
+        .as_str();
+    let path = repo.strip_prefix("local:").unwrap_or(repo);
+    let scheme = path.split_once(':').is_some_and(|(s, _)| !s.contains('/'));
+    (!scheme).then(|| PathBuf::from(path))
+}
+
+/// The full id: as reported (restic ≥ 0.15), or the one snapshot file of a local repository
+/// whose name starts with the short id.
+fn full_id_locally(local: Option<&Path>, reported: &str) -> Option<String> {
+    if reported.len() == 64 {
+        return Some(reported.to_string());
+    }
+    let dir = local?.join("snapshots");
+    let mut found = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64 && n.starts_with(reported));
+    let id = found.next()?;
+    found.next().is_none().then_some(id)
+}
+
+/// Marker, meta, `forget`, and the outcome of a snapshot restic made.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    ctx: &Context,
+    s: &Snapshot,
+    env: &[(String, String)],
+    started: Instant,
+    result: &exec::ProcessResult,
+    summary: &Value,
+    short: &str,
+    id: String,
+    paths: Vec<String>,
+) -> Outcome {
+    let incomplete = result.exit == Exit::Code(3);
     let duration_ms = started.elapsed().as_millis() as u64;
     let policy = s
         .incomplete
@@ -278,7 +346,7 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
     meta["marker"] = json!(marker.as_ref().map(|p| p.display().to_string()));
     let mut extra = Vec::new();
     if !incomplete && let Some(keep) = &s.forget {
-        extra.push(forget(ctx, &env, s, &keep.value));
+        extra.push(forget(ctx, env, s, &keep.value));
     }
     let (status, summary_text) = if incomplete {
         let what = if policy == IncompletePolicy::Warn {
@@ -352,5 +420,40 @@ fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) ->
             exit_reason(&spec.program, &r.exit)
         },
         duration: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(repo: &str) -> Vec<(String, String)> {
+        vec![("RESTIC_REPOSITORY".into(), repo.into())]
+    }
+
+    #[test]
+    fn local_repositories_are_told_from_remote_ones() {
+        assert_eq!(local_repository(&env("/srv/restic")), Some(PathBuf::from("/srv/restic")));
+        assert_eq!(local_repository(&env("local:/srv/restic")), Some(PathBuf::from("/srv/restic")));
+        assert_eq!(local_repository(&env("repo")), Some(PathBuf::from("repo")));
+        assert_eq!(local_repository(&env("sftp:user@host:/srv/restic")), None);
+        assert_eq!(local_repository(&env("rest:https://host/")), None);
+        assert_eq!(local_repository(&env("s3:s3.amazonaws.com/bucket")), None);
+    }
+
+    #[test]
+    fn the_full_id_comes_from_the_snapshot_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("snapshots")).unwrap();
+        let id = format!("abcd1234{}", "0".repeat(56));
+        std::fs::write(dir.path().join("snapshots").join(&id), "").unwrap();
+        assert_eq!(full_id_locally(Some(dir.path()), "abcd1234"), Some(id.clone()));
+        assert_eq!(full_id_locally(Some(dir.path()), "ffff0000"), None);
+        assert_eq!(full_id_locally(None, "abcd1234"), None);
+        // restic ≥ 0.15 reports the full id itself.
+        assert_eq!(full_id_locally(None, &id), Some(id.clone()));
+        // Two files with the same prefix: ambiguous, ask restic instead.
+        std::fs::write(dir.path().join("snapshots").join(format!("abcd1234{}", "1".repeat(56))), "").unwrap();
+        assert_eq!(full_id_locally(Some(dir.path()), "abcd1234"), None);
     }
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Benchmarks of issue 4, each beside its baseline in the same hyperfine run:
+#  - verify of the CRM fixture's dump at scale=1 vs
+#    `createdb t && gunzip -c dump | psql -v ON_ERROR_STOP=1 t && dropdb t`;
+#  - a snapshot of a 10,000-file tree vs the bare `restic backup` of it (a fresh repository
+#    before every run of either, so both do the same full backup).
+# Starts its own throwaway PostgreSQL unless OPS_TEST_PG_PORT points at one. Writes under
+# bench/out/ (git-ignored). SCALE=0.1 for a quicker run; ONLY=verify or ONLY=snapshot for one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)"; exit 1; }
+scale=${SCALE:-1}
+runs=${RUNS:-3}
+cargo build --release --quiet
+bin=$PWD/target/release/ops-run
+out=$PWD/bench/out/restore
+rm -rf "$out" && mkdir -p "$out"
+
+if [ "${ONLY:-verify}" = verify ]; then
+    if [ -z "${OPS_TEST_PG_PORT:-}" ]; then
+        source scripts/services.sh
+        trap stop_services EXIT
+        start_postgres
+    fi
+    export PGPASSWORD=$OPS_TEST_PG_PASSWORD
+    pg=(-h "$OPS_TEST_PG_HOST" -p "$OPS_TEST_PG_PORT" -U "$OPS_TEST_PG_USER")
+    db=crm_bench_$(echo "$scale" | tr . _)
+    if ! psql "${pg[@]}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+        echo "==> loading the CRM fixture at scale=$scale into $db"
+        psql "${pg[@]}" -d postgres -qc "CREATE DATABASE $db"
+        psql "${pg[@]}" -d "$db" -q -v ON_ERROR_STOP=1 -v scale="$scale" -f ../shared/bench/crm-fixture.pg.sql >/dev/null 2>&1
+    fi
+    cat > "$out/plan.kdl" <<KDL
+plan bench {
+    base "$out/backups"
+    database main {
+        engine postgres
+        host "$OPS_TEST_PG_HOST"
+        port $OPS_TEST_PG_PORT
+        name $db
+        user $OPS_TEST_PG_USER
+        password env=PGPASSWORD
+    }
+    dump db {
+        database main
+    }
+    verify restore {
+        dump db
+        min-tables 44
+        expect "SELECT count(*) FROM activities" min=1
+    }
+}
+KDL
+    ops=("$bin" --plans "$out/plan.kdl" --state "$out/state.db")
+    "${ops[@]}" run db >/dev/null
+    dump=$(ls "$out"/backups/db/full-*.sql.gz)
+    echo "==> dump: $dump ($(du -h "$dump" | cut -f1))"
+    hyperfine --runs "$runs" --export-markdown "$out/verify.md" --export-json "$out/verify.json" \
+        -n "createdb + gunzip | psql + dropdb" \
+        "createdb ${pg[*]} ops_bench_t && gunzip -c $dump | psql ${pg[*]} -q -o /dev/null -v ON_ERROR_STOP=1 ops_bench_t && dropdb ${pg[*]} ops_bench_t" \
+        -n "ops-run run restore" "${ops[*]} run restore"
+fi
+
+if [ "${ONLY:-snapshot}" = snapshot ]; then
+    command -v restic >/dev/null || { echo "needs restic (apt-get install restic)"; exit 1; }
+    tree=$out/tree
+    echo "==> building a 10,000-file tree"
+    python3 - "$tree" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rnd = random.Random(7)
+for i in range(10000):
+    d = os.path.join(root, f"d{i % 100:02d}", f"e{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"file{i}.bin"), "wb") as f:
+        f.write(rnd.randbytes(rnd.randint(200, 8000)))
+PY
+    export RESTIC_PASSWORD=bench-restic-pw
+    repo=$out/repo
+    cat > "$out/snap.kdl" <<KDL
+plan snap {
+    base "$out/snap-backups"
+    snapshot tree {
+        paths "$tree"
+        repository "$repo"
+        password env=RESTIC_PASSWORD
+    }
+}
+KDL
+    snap=("$bin" --plans "$out/snap.kdl" --state "$out/snap-state.db")
+    hyperfine --runs "$runs" --export-markdown "$out/snapshot.md" --export-json "$out/snapshot.json" \
+        --prepare "rm -rf $repo $out/snap-backups && RESTIC_REPOSITORY=$repo restic init -q" \
+        -n "restic backup (bare)" "env RESTIC_REPOSITORY=$repo restic backup --json --quiet $tree" \
+        -n "ops-run run tree" "${snap[*]} run tree"
+fi
+
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+for name in ("verify", "snapshot"):
+    path = os.path.join(out, f"{name}.json")
+    if not os.path.exists(path):
+        continue
+    base, ops = json.load(open(path))["results"]
+    for r in (base, ops):
+        print(f"{name}: {r['command']:40} median {r['median']:7.3f} s  mean {r['mean']:7.3f} ± {r['stddev'] or 0:.3f} s")
+    print(f"{name}: ratio ops-run / baseline (medians) {ops['median'] / base['median']:.3f}")
+PY
