@@ -1,0 +1,313 @@
+//! Backup health (pure): what is on disk and in the activity log, the thresholds and "now" →
+//! one check per dump, snapshot and verify step. `status`, reports, metrics and alerts all
+//! read this one evaluation, so they never disagree.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warn,
+    Crit,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warn => "warn",
+            Severity::Crit => "crit",
+        }
+    }
+
+    /// Monitoring-plugin exit code: 0 OK, 1 WARNING, 2 CRITICAL.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Severity::Ok => 0,
+            Severity::Warn => 1,
+            Severity::Crit => 2,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Ok,
+    Stale,
+    Overdue,
+    Incomplete,
+    Fail,
+    Missing,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ok => "ok",
+            State::Stale => "stale",
+            State::Overdue => "overdue",
+            State::Incomplete => "incomplete",
+            State::Fail => "fail",
+            State::Missing => "missing",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Dump,
+    Snapshot,
+    Verify,
+}
+
+/// The newest finished run of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub at: DateTime<Utc>,
+    pub status: String,
+    pub excerpt: String,
+}
+
+/// What is known of one step, gathered from disk and the store.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// The newest good artifact (dump with its sidecar, snapshot marker): path and time taken.
+    pub artifact: Option<(String, DateTime<Utc>)>,
+    pub artifact_size: Option<u64>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_attempt: Option<Run>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Thresholds {
+    /// Dump and snapshot: warn past this age.
+    pub stale_after: Option<Duration>,
+    /// Dump: critical past this age.
+    pub fail_after: Option<Duration>,
+    /// Verify: warn when the last success is older.
+    pub overdue_after: Option<Duration>,
+    /// Snapshot: `incomplete fail` makes an incomplete run critical, `warn` a warning.
+    pub incomplete_is_crit: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    /// `plan/step`.
+    pub id: String,
+    pub plan: String,
+    pub step: String,
+    pub kind: CheckKind,
+    pub state: State,
+    pub severity: Severity,
+    /// Seconds since the newest good artifact (dump, snapshot) or last success (verify).
+    pub age_seconds: Option<u64>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub last_attempt_status: Option<String>,
+    pub artifact: Option<String>,
+    pub artifact_size: Option<u64>,
+    pub detail: String,
+    pub stale_after_seconds: Option<u64>,
+    pub fail_after_seconds: Option<u64>,
+    pub overdue_after_seconds: Option<u64>,
+    /// The failed run's output tail, for reports (never sent by alerts unless asked).
+    #[serde(skip)]
+    pub excerpt: Option<String>,
+}
+
+fn secs(d: Duration) -> String {
+    crate::units::duration::format(Duration::from_secs(d.as_secs()))
+}
+
+fn failed(status: &str) -> bool {
+    matches!(status, "failed" | "timeout" | "abandoned")
+}
+
+/// Evaluates one step. Boundaries: exactly at a threshold is still inside it; one second past
+/// is over.
+pub fn evaluate(id: &str, plan: &str, step: &str, kind: CheckKind, facts: &Facts, t: &Thresholds, now: DateTime<Utc>) -> Check {
+    let age = |at: DateTime<Utc>| (now - at).to_std().unwrap_or_default();
+    let over = |age: Duration, limit: Option<Duration>| limit.is_some_and(|l| age > l);
+    let attempt_failed = facts.last_attempt.as_ref().filter(|r| failed(&r.status));
+    let incomplete = facts.last_attempt.as_ref().filter(|r| r.status == "incomplete");
+    let reference = match kind {
+        CheckKind::Verify => facts.last_success,
+        _ => facts.artifact.as_ref().map(|(_, at)| *at),
+    };
+    let age_now = reference.map(age);
+    let (state, severity, detail) = match kind {
+        CheckKind::Dump | CheckKind::Snapshot => match (&facts.artifact, age_now) {
+            (None, _) | (_, None) => (
+                State::Missing,
+                Severity::Crit,
+                match kind {
+                    CheckKind::Dump => "no good dump (a file with its sidecar) on disk".to_string(),
+                    _ => "no snapshot marker on disk".to_string(),
+                },
+            ),
+            (Some(_), Some(a)) => {
+                if let Some(run) = attempt_failed {
+                    (State::Fail, Severity::Crit, format!("the newest run {} at {}", run.status, run.at.format("%Y-%m-%d %H:%M UTC")))
+                } else if kind == CheckKind::Dump && over(a, t.fail_after) {
+                    (State::Fail, Severity::Crit, format!("newest dump is {} old, past fail-after {}", secs(a), secs(t.fail_after.unwrap_or_default())))
+                } else if let Some(run) = incomplete.filter(|_| kind == CheckKind::Snapshot) {
+                    let sev = if t.incomplete_is_crit { Severity::Crit } else { Severity::Warn };
+                    (State::Incomplete, sev, format!("the newest run at {} could not read some files", run.at.format("%Y-%m-%d %H:%M UTC")))
+                } else if over(a, t.stale_after) {
+                    (State::Stale, Severity::Warn, format!("newest is {} old, past stale-after {}", secs(a), secs(t.stale_after.unwrap_or_default())))
+                } else {
+                    (State::Ok, Severity::Ok, format!("newest is {} old", secs(a)))
+                }
+            }
+        },
+        CheckKind::Verify => {
+            if let Some(run) = attempt_failed {
+                (State::Fail, Severity::Crit, format!("the newest restore test {} at {}", run.status, run.at.format("%Y-%m-%d %H:%M UTC")))
+            } else {
+                match age_now {
+                    None => (State::Overdue, Severity::Warn, "never verified".to_string()),
+                    Some(a) if over(a, t.overdue_after) => (
+                        State::Overdue,
+                        Severity::Warn,
+                        format!("last successful restore {} ago, past overdue-after {}", secs(a), secs(t.overdue_after.unwrap_or_default())),
+                    ),
+                    Some(a) => (State::Ok, Severity::Ok, format!("last successful restore {} ago", secs(a))),
+                }
+            }
+        }
+    };
+    Check {
+        id: id.to_string(),
+        plan: plan.to_string(),
+        step: step.to_string(),
+        kind,
+        state,
+        severity,
+        age_seconds: age_now.map(|a| a.as_secs()),
+        last_success: facts.last_success,
+        last_attempt: facts.last_attempt.as_ref().map(|r| r.at),
+        last_attempt_status: facts.last_attempt.as_ref().map(|r| r.status.clone()),
+        artifact: facts.artifact.as_ref().map(|(p, _)| p.clone()),
+        artifact_size: facts.artifact_size,
+        detail,
+        stale_after_seconds: t.stale_after.map(|d| d.as_secs()),
+        fail_after_seconds: t.fail_after.map(|d| d.as_secs()),
+        overdue_after_seconds: t.overdue_after.map(|d| d.as_secs()),
+        excerpt: facts
+            .last_attempt
+            .as_ref()
+            .filter(|r| r.status != "success")
+            .map(|r| r.excerpt.clone()),
+    }
+}
+
+/// The worst severity of all checks (ok when there are none).
+pub fn overall(checks: &[Check]) -> Severity {
+    checks.iter().map(|c| c.severity).max().unwrap_or(Severity::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const H: u64 = 3600;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
+    }
+
+    fn ago(secs: u64) -> DateTime<Utc> {
+        now() - chrono::Duration::seconds(secs as i64)
+    }
+
+    fn dump_thresholds() -> Thresholds {
+        Thresholds {
+            stale_after: Some(Duration::from_secs(26 * H)),
+            fail_after: Some(Duration::from_secs(50 * H)),
+            overdue_after: None,
+            incomplete_is_crit: true,
+        }
+    }
+
+    fn facts(artifact_age: Option<u64>, last: Option<(&str, u64)>) -> Facts {
+        Facts {
+            artifact: artifact_age.map(|a| ("/b/db/full.sql.gz".to_string(), ago(a))),
+            artifact_size: Some(10),
+            last_success: artifact_age.map(ago),
+            last_attempt: last.map(|(s, a)| Run { at: ago(a), status: s.into(), excerpt: "boom".into() }),
+        }
+    }
+
+    #[test]
+    fn dump_table() {
+        let cases: [(&str, Option<u64>, Option<(&str, u64)>, State, Severity); 9] = [
+            ("fresh", Some(H), Some(("success", H)), State::Ok, Severity::Ok),
+            ("exactly at stale-after", Some(26 * H), None, State::Ok, Severity::Ok),
+            ("one second past stale-after", Some(26 * H + 1), None, State::Stale, Severity::Warn),
+            ("exactly at fail-after", Some(50 * H), None, State::Stale, Severity::Warn),
+            ("one second past fail-after", Some(50 * H + 1), None, State::Fail, Severity::Crit),
+            ("newest run failed, old dump fresh", Some(H), Some(("failed", 60)), State::Fail, Severity::Crit),
+            ("newest run abandoned", Some(H), Some(("abandoned", 60)), State::Fail, Severity::Crit),
+            ("no dump on disk (deleted by hand)", None, Some(("success", H)), State::Missing, Severity::Crit),
+            ("no dump and the run failed", None, Some(("failed", 60)), State::Missing, Severity::Crit),
+        ];
+        for (name, age, last, state, sev) in cases {
+            let c = evaluate("p/db", "p", "db", CheckKind::Dump, &facts(age, last), &dump_thresholds(), now());
+            assert_eq!((c.state, c.severity), (state, sev), "{name}: {}", c.detail);
+        }
+    }
+
+    #[test]
+    fn snapshot_table() {
+        let mut t = Thresholds { stale_after: Some(Duration::from_secs(26 * H)), fail_after: None, overdue_after: None, incomplete_is_crit: false };
+        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(2 * H), Some(("incomplete", 60))), &t, now());
+        assert_eq!((c.state, c.severity), (State::Incomplete, Severity::Warn));
+        t.incomplete_is_crit = true;
+        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(2 * H), Some(("incomplete", 60))), &t, now());
+        assert_eq!((c.state, c.severity), (State::Incomplete, Severity::Crit));
+        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(26 * H + 1), None), &t, now());
+        assert_eq!(c.state, State::Stale);
+        // Snapshots have no fail-after: old is stale, never fail by age.
+        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(900 * H), None), &t, now());
+        assert_eq!((c.state, c.severity), (State::Stale, Severity::Warn));
+        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(None, None), &t, now());
+        assert_eq!((c.state, c.severity), (State::Missing, Severity::Crit));
+    }
+
+    #[test]
+    fn verify_table() {
+        let t = Thresholds { stale_after: None, fail_after: None, overdue_after: Some(Duration::from_secs(192 * H)), incomplete_is_crit: true };
+        let verify = |success: Option<u64>, last: Option<(&str, u64)>| {
+            let f = Facts {
+                artifact: None,
+                artifact_size: None,
+                last_success: success.map(ago),
+                last_attempt: last.map(|(s, a)| Run { at: ago(a), status: s.into(), excerpt: String::new() }),
+            };
+            let c = evaluate("p/v", "p", "v", CheckKind::Verify, &f, &t, now());
+            (c.state, c.severity)
+        };
+        assert_eq!(verify(Some(192 * H), None), (State::Ok, Severity::Ok));
+        assert_eq!(verify(Some(192 * H + 1), None), (State::Overdue, Severity::Warn));
+        assert_eq!(verify(None, None), (State::Overdue, Severity::Warn));
+        assert_eq!(verify(Some(H), Some(("failed", 60))), (State::Fail, Severity::Crit));
+        assert_eq!(verify(Some(2 * H), Some(("success", 2 * H))), (State::Ok, Severity::Ok));
+    }
+
+    #[test]
+    fn overall_is_the_worst() {
+        let t = dump_thresholds();
+        let ok = evaluate("a", "p", "a", CheckKind::Dump, &facts(Some(H), None), &t, now());
+        let warn = evaluate("b", "p", "b", CheckKind::Dump, &facts(Some(30 * H), None), &t, now());
+        assert_eq!(overall(&[]), Severity::Ok);
+        assert_eq!(overall(&[ok.clone()]), Severity::Ok);
+        assert_eq!(overall(&[ok, warn]), Severity::Warn);
+    }
+}
