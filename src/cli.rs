@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "ops-run",
     version,
-    about = "Keeps an application's backups honest."
+    about = "Keeps an application's backups honest.",
+    // `ops-run help [KEY]` is the help registry; `--help` still prints the usage.
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// Folder of plan files (*.kdl), or one plan file
@@ -37,11 +39,41 @@ pub enum Command {
         #[arg(long)]
         wait: Option<String>,
     },
+    /// Health of every check; exit code as a monitoring plugin (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate health without running steps; --alert sends alerts on changes
+    Health {
+        #[arg(long)]
+        alert: bool,
+    },
+    /// Send a test message through one alert channel (PLAN/NAME or NAME) or all of them
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+    /// Write the Markdown backup report of a plan
+    Report {
+        /// The plan (needed when there are several)
+        #[arg(long)]
+        plan: Option<String>,
+        /// Where to write it [default: BASE/reports/backup-report-YYYYmmdd.md]
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The contextual help registry: every key, or one
+    Help { key: Option<String> },
     /// List recorded activities, newest first
     Activities(ActivitiesArgs),
     /// Bring existing backup files into the layout
     #[command(subcommand)]
     Backups(BackupsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Send a test message
+    Test { channel: Option<String> },
 }
 
 #[derive(Subcommand, Debug)]

@@ -57,3 +57,14 @@ pub fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
+
+/// serde: an optional instant in the store's format (`2026-11-28T01:00:00.000Z`).
+pub fn ser_opt_stamp<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&stamp(*t)),
+        None => s.serialize_none(),
+    }
+}

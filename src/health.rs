@@ -107,7 +107,9 @@ pub struct Check {
     pub severity: Severity,
     /// Seconds since the newest good artifact (dump, snapshot) or last success (verify).
     pub age_seconds: Option<u64>,
+    #[serde(serialize_with = "crate::clock::ser_opt_stamp")]
     pub last_success: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::clock::ser_opt_stamp")]
     pub last_attempt: Option<DateTime<Utc>>,
     pub last_attempt_status: Option<String>,
     pub artifact: Option<String>,
@@ -131,11 +133,22 @@ fn failed(status: &str) -> bool {
 
 /// Evaluates one step. Boundaries: exactly at a threshold is still inside it; one second past
 /// is over.
-pub fn evaluate(id: &str, plan: &str, step: &str, kind: CheckKind, facts: &Facts, t: &Thresholds, now: DateTime<Utc>) -> Check {
+pub fn evaluate(
+    id: &str,
+    plan: &str,
+    step: &str,
+    kind: CheckKind,
+    facts: &Facts,
+    t: &Thresholds,
+    now: DateTime<Utc>,
+) -> Check {
     let age = |at: DateTime<Utc>| (now - at).to_std().unwrap_or_default();
     let over = |age: Duration, limit: Option<Duration>| limit.is_some_and(|l| age > l);
     let attempt_failed = facts.last_attempt.as_ref().filter(|r| failed(&r.status));
-    let incomplete = facts.last_attempt.as_ref().filter(|r| r.status == "incomplete");
+    let incomplete = facts
+        .last_attempt
+        .as_ref()
+        .filter(|r| r.status == "incomplete");
     let reference = match kind {
         CheckKind::Verify => facts.last_success,
         _ => facts.artifact.as_ref().map(|(_, at)| *at),
@@ -153,31 +166,86 @@ pub fn evaluate(id: &str, plan: &str, step: &str, kind: CheckKind, facts: &Facts
             ),
             (Some(_), Some(a)) => {
                 if let Some(run) = attempt_failed {
-                    (State::Fail, Severity::Crit, format!("the newest run {} at {}", run.status, run.at.format("%Y-%m-%d %H:%M UTC")))
+                    (
+                        State::Fail,
+                        Severity::Crit,
+                        format!(
+                            "the newest run {} at {}",
+                            run.status,
+                            run.at.format("%Y-%m-%d %H:%M UTC")
+                        ),
+                    )
                 } else if kind == CheckKind::Dump && over(a, t.fail_after) {
-                    (State::Fail, Severity::Crit, format!("newest dump is {} old, past fail-after {}", secs(a), secs(t.fail_after.unwrap_or_default())))
+                    (
+                        State::Fail,
+                        Severity::Crit,
+                        format!(
+                            "newest dump is {} old, past fail-after {}",
+                            secs(a),
+                            secs(t.fail_after.unwrap_or_default())
+                        ),
+                    )
                 } else if let Some(run) = incomplete.filter(|_| kind == CheckKind::Snapshot) {
-                    let sev = if t.incomplete_is_crit { Severity::Crit } else { Severity::Warn };
-                    (State::Incomplete, sev, format!("the newest run at {} could not read some files", run.at.format("%Y-%m-%d %H:%M UTC")))
+                    let sev = if t.incomplete_is_crit {
+                        Severity::Crit
+                    } else {
+                        Severity::Warn
+                    };
+                    (
+                        State::Incomplete,
+                        sev,
+                        format!(
+                            "the newest run at {} could not read some files",
+                            run.at.format("%Y-%m-%d %H:%M UTC")
+                        ),
+                    )
                 } else if over(a, t.stale_after) {
-                    (State::Stale, Severity::Warn, format!("newest is {} old, past stale-after {}", secs(a), secs(t.stale_after.unwrap_or_default())))
+                    (
+                        State::Stale,
+                        Severity::Warn,
+                        format!(
+                            "newest is {} old, past stale-after {}",
+                            secs(a),
+                            secs(t.stale_after.unwrap_or_default())
+                        ),
+                    )
                 } else {
-                    (State::Ok, Severity::Ok, format!("newest is {} old", secs(a)))
+                    (
+                        State::Ok,
+                        Severity::Ok,
+                        format!("newest is {} old", secs(a)),
+                    )
                 }
             }
         },
         CheckKind::Verify => {
             if let Some(run) = attempt_failed {
-                (State::Fail, Severity::Crit, format!("the newest restore test {} at {}", run.status, run.at.format("%Y-%m-%d %H:%M UTC")))
+                (
+                    State::Fail,
+                    Severity::Crit,
+                    format!(
+                        "the newest restore test {} at {}",
+                        run.status,
+                        run.at.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                )
             } else {
                 match age_now {
                     None => (State::Overdue, Severity::Warn, "never verified".to_string()),
                     Some(a) if over(a, t.overdue_after) => (
                         State::Overdue,
                         Severity::Warn,
-                        format!("last successful restore {} ago, past overdue-after {}", secs(a), secs(t.overdue_after.unwrap_or_default())),
+                        format!(
+                            "last successful restore {} ago, past overdue-after {}",
+                            secs(a),
+                            secs(t.overdue_after.unwrap_or_default())
+                        ),
                     ),
-                    Some(a) => (State::Ok, Severity::Ok, format!("last successful restore {} ago", secs(a))),
+                    Some(a) => (
+                        State::Ok,
+                        Severity::Ok,
+                        format!("last successful restore {} ago", secs(a)),
+                    ),
                 }
             }
         }
@@ -209,7 +277,11 @@ pub fn evaluate(id: &str, plan: &str, step: &str, kind: CheckKind, facts: &Facts
 
 /// The worst severity of all checks (ok when there are none).
 pub fn overall(checks: &[Check]) -> Severity {
-    checks.iter().map(|c| c.severity).max().unwrap_or(Severity::Ok)
+    checks
+        .iter()
+        .map(|c| c.severity)
+        .max()
+        .unwrap_or(Severity::Ok)
 }
 
 #[cfg(test)]
@@ -241,73 +313,225 @@ mod tests {
             artifact: artifact_age.map(|a| ("/b/db/full.sql.gz".to_string(), ago(a))),
             artifact_size: Some(10),
             last_success: artifact_age.map(ago),
-            last_attempt: last.map(|(s, a)| Run { at: ago(a), status: s.into(), excerpt: "boom".into() }),
+            last_attempt: last.map(|(s, a)| Run {
+                at: ago(a),
+                status: s.into(),
+                excerpt: "boom".into(),
+            }),
         }
     }
 
     #[test]
     fn dump_table() {
-        let cases: [(&str, Option<u64>, Option<(&str, u64)>, State, Severity); 9] = [
-            ("fresh", Some(H), Some(("success", H)), State::Ok, Severity::Ok),
-            ("exactly at stale-after", Some(26 * H), None, State::Ok, Severity::Ok),
-            ("one second past stale-after", Some(26 * H + 1), None, State::Stale, Severity::Warn),
-            ("exactly at fail-after", Some(50 * H), None, State::Stale, Severity::Warn),
-            ("one second past fail-after", Some(50 * H + 1), None, State::Fail, Severity::Crit),
-            ("newest run failed, old dump fresh", Some(H), Some(("failed", 60)), State::Fail, Severity::Crit),
-            ("newest run abandoned", Some(H), Some(("abandoned", 60)), State::Fail, Severity::Crit),
-            ("no dump on disk (deleted by hand)", None, Some(("success", H)), State::Missing, Severity::Crit),
-            ("no dump and the run failed", None, Some(("failed", 60)), State::Missing, Severity::Crit),
+        type Case<'a> = (
+            &'a str,
+            Option<u64>,
+            Option<(&'a str, u64)>,
+            State,
+            Severity,
+        );
+        let cases: [Case; 9] = [
+            (
+                "fresh",
+                Some(H),
+                Some(("success", H)),
+                State::Ok,
+                Severity::Ok,
+            ),
+            (
+                "exactly at stale-after",
+                Some(26 * H),
+                None,
+                State::Ok,
+                Severity::Ok,
+            ),
+            (
+                "one second past stale-after",
+                Some(26 * H + 1),
+                None,
+                State::Stale,
+                Severity::Warn,
+            ),
+            (
+                "exactly at fail-after",
+                Some(50 * H),
+                None,
+                State::Stale,
+                Severity::Warn,
+            ),
+            (
+                "one second past fail-after",
+                Some(50 * H + 1),
+                None,
+                State::Fail,
+                Severity::Crit,
+            ),
+            (
+                "newest run failed, old dump fresh",
+                Some(H),
+                Some(("failed", 60)),
+                State::Fail,
+                Severity::Crit,
+            ),
+            (
+                "newest run abandoned",
+                Some(H),
+                Some(("abandoned", 60)),
+                State::Fail,
+                Severity::Crit,
+            ),
+            (
+                "no dump on disk (deleted by hand)",
+                None,
+                Some(("success", H)),
+                State::Missing,
+                Severity::Crit,
+            ),
+            (
+                "no dump and the run failed",
+                None,
+                Some(("failed", 60)),
+                State::Missing,
+                Severity::Crit,
+            ),
         ];
         for (name, age, last, state, sev) in cases {
-            let c = evaluate("p/db", "p", "db", CheckKind::Dump, &facts(age, last), &dump_thresholds(), now());
+            let c = evaluate(
+                "p/db",
+                "p",
+                "db",
+                CheckKind::Dump,
+                &facts(age, last),
+                &dump_thresholds(),
+                now(),
+            );
             assert_eq!((c.state, c.severity), (state, sev), "{name}: {}", c.detail);
         }
     }
 
     #[test]
     fn snapshot_table() {
-        let mut t = Thresholds { stale_after: Some(Duration::from_secs(26 * H)), fail_after: None, overdue_after: None, incomplete_is_crit: false };
-        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(2 * H), Some(("incomplete", 60))), &t, now());
+        let mut t = Thresholds {
+            stale_after: Some(Duration::from_secs(26 * H)),
+            fail_after: None,
+            overdue_after: None,
+            incomplete_is_crit: false,
+        };
+        let c = evaluate(
+            "p/s",
+            "p",
+            "s",
+            CheckKind::Snapshot,
+            &facts(Some(2 * H), Some(("incomplete", 60))),
+            &t,
+            now(),
+        );
         assert_eq!((c.state, c.severity), (State::Incomplete, Severity::Warn));
         t.incomplete_is_crit = true;
-        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(2 * H), Some(("incomplete", 60))), &t, now());
+        let c = evaluate(
+            "p/s",
+            "p",
+            "s",
+            CheckKind::Snapshot,
+            &facts(Some(2 * H), Some(("incomplete", 60))),
+            &t,
+            now(),
+        );
         assert_eq!((c.state, c.severity), (State::Incomplete, Severity::Crit));
-        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(26 * H + 1), None), &t, now());
+        let c = evaluate(
+            "p/s",
+            "p",
+            "s",
+            CheckKind::Snapshot,
+            &facts(Some(26 * H + 1), None),
+            &t,
+            now(),
+        );
         assert_eq!(c.state, State::Stale);
         // Snapshots have no fail-after: old is stale, never fail by age.
-        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(Some(900 * H), None), &t, now());
+        let c = evaluate(
+            "p/s",
+            "p",
+            "s",
+            CheckKind::Snapshot,
+            &facts(Some(900 * H), None),
+            &t,
+            now(),
+        );
         assert_eq!((c.state, c.severity), (State::Stale, Severity::Warn));
-        let c = evaluate("p/s", "p", "s", CheckKind::Snapshot, &facts(None, None), &t, now());
+        let c = evaluate(
+            "p/s",
+            "p",
+            "s",
+            CheckKind::Snapshot,
+            &facts(None, None),
+            &t,
+            now(),
+        );
         assert_eq!((c.state, c.severity), (State::Missing, Severity::Crit));
     }
 
     #[test]
     fn verify_table() {
-        let t = Thresholds { stale_after: None, fail_after: None, overdue_after: Some(Duration::from_secs(192 * H)), incomplete_is_crit: true };
+        let t = Thresholds {
+            stale_after: None,
+            fail_after: None,
+            overdue_after: Some(Duration::from_secs(192 * H)),
+            incomplete_is_crit: true,
+        };
         let verify = |success: Option<u64>, last: Option<(&str, u64)>| {
             let f = Facts {
                 artifact: None,
                 artifact_size: None,
                 last_success: success.map(ago),
-                last_attempt: last.map(|(s, a)| Run { at: ago(a), status: s.into(), excerpt: String::new() }),
+                last_attempt: last.map(|(s, a)| Run {
+                    at: ago(a),
+                    status: s.into(),
+                    excerpt: String::new(),
+                }),
             };
             let c = evaluate("p/v", "p", "v", CheckKind::Verify, &f, &t, now());
             (c.state, c.severity)
         };
         assert_eq!(verify(Some(192 * H), None), (State::Ok, Severity::Ok));
-        assert_eq!(verify(Some(192 * H + 1), None), (State::Overdue, Severity::Warn));
+        assert_eq!(
+            verify(Some(192 * H + 1), None),
+            (State::Overdue, Severity::Warn)
+        );
         assert_eq!(verify(None, None), (State::Overdue, Severity::Warn));
-        assert_eq!(verify(Some(H), Some(("failed", 60))), (State::Fail, Severity::Crit));
-        assert_eq!(verify(Some(2 * H), Some(("success", 2 * H))), (State::Ok, Severity::Ok));
+        assert_eq!(
+            verify(Some(H), Some(("failed", 60))),
+            (State::Fail, Severity::Crit)
+        );
+        assert_eq!(
+            verify(Some(2 * H), Some(("success", 2 * H))),
+            (State::Ok, Severity::Ok)
+        );
     }
 
     #[test]
     fn overall_is_the_worst() {
         let t = dump_thresholds();
-        let ok = evaluate("a", "p", "a", CheckKind::Dump, &facts(Some(H), None), &t, now());
-        let warn = evaluate("b", "p", "b", CheckKind::Dump, &facts(Some(30 * H), None), &t, now());
+        let ok = evaluate(
+            "a",
+            "p",
+            "a",
+            CheckKind::Dump,
+            &facts(Some(H), None),
+            &t,
+            now(),
+        );
+        let warn = evaluate(
+            "b",
+            "p",
+            "b",
+            CheckKind::Dump,
+            &facts(Some(30 * H), None),
+            &t,
+            now(),
+        );
         assert_eq!(overall(&[]), Severity::Ok);
-        assert_eq!(overall(&[ok.clone()]), Severity::Ok);
+        assert_eq!(overall(std::slice::from_ref(&ok)), Severity::Ok);
         assert_eq!(overall(&[ok, warn]), Severity::Warn);
     }
 }

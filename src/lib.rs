@@ -1,5 +1,26 @@
 //! ops-run: plans in KDL → a step graph → steps run as subprocesses, every activity in SQLite.
 
+/// `println!` that does not panic when stdout is closed (`ops-run status --json | head`).
+/// SIGPIPE stays ignored, as Rust sets it, so a tool that stops reading a dump fed to it is an
+/// error to handle, not a signal that kills ops-run.
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `print!` that does not panic when stdout is closed.
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+pub mod alert;
 pub mod app;
 pub mod artifact;
 pub mod cli;
@@ -10,9 +31,13 @@ pub mod due;
 pub mod engines;
 pub mod error;
 pub mod exec;
+pub mod facts;
 pub mod graph;
+pub mod health;
+pub mod help;
 pub mod lock;
 pub mod plan;
+pub mod report;
 pub mod retention;
 pub mod runner;
 pub mod settings;
@@ -20,16 +45,39 @@ pub mod steps;
 pub mod store;
 pub mod units;
 
-use cli::{BackupsCommand, Cli, Command, PlanCommand};
+use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand};
 
 /// Runs one command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    // `status` speaks the monitoring-plugin convention even when it cannot start.
+    if let Command::Status { json } = &cli.command {
+        return match app::App::new(&cli) {
+            Ok(app) => commands::status::run(&app, *json),
+            Err(f) => {
+                eprint!("{}", f.message());
+                println!(
+                    "UNKNOWN: {}",
+                    f.message().trim_start_matches("error: ").trim()
+                );
+                commands::status::UNKNOWN
+            }
+        };
+    }
     let result = app::App::new(&cli).and_then(|app| match &cli.command {
         Command::Plan(PlanCommand::Validate) => commands::validate::run(&app),
         Command::Plan(PlanCommand::Show { json }) => commands::show::run(&app, *json),
         Command::Plan(PlanCommand::Apply(args)) => commands::apply::run(&app, args),
         Command::Run { step, wait } => commands::apply::run_one(&app, step, wait.as_deref()),
         Command::Activities(args) => commands::activities::run(&app, args),
+        Command::Status { .. } => unreachable!("handled above"),
+        Command::Health { alert } => commands::status::health(&app, *alert),
+        Command::Alerts(AlertsCommand::Test { channel }) => {
+            commands::alerts::test(&app, channel.as_deref())
+        }
+        Command::Report { plan, out } => {
+            commands::alerts::report(&app, plan.as_deref(), out.as_deref())
+        }
+        Command::Help { key } => help::run(key.as_deref()),
         Command::Backups(BackupsCommand::Migrate {
             from,
             dry_run,

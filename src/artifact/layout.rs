@@ -107,7 +107,17 @@ pub struct DumpFile {
 
 /// Parses a layout dump name; anything else is `None` (and is never touched).
 pub fn parse_dump_name(name: &str, tz: Tz) -> Option<(DateTime<Utc>, u32)> {
-    let rest = name.strip_prefix("full-")?.strip_suffix(".sql.gz")?;
+    parse_stamped(name, "full-", ".sql.gz", tz)
+}
+
+/// Parses `PREFIX` + `YYYYmmdd-HHMM` [+ `-N`] + `SUFFIX` in the plan's time zone.
+pub fn parse_stamped(
+    name: &str,
+    prefix: &str,
+    suffix: &str,
+    tz: Tz,
+) -> Option<(DateTime<Utc>, u32)> {
+    let rest = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
     let date = rest.get(..13)?;
     let seq = match rest.get(13..)? {
         "" => 1,
@@ -128,13 +138,18 @@ pub fn parse_dump_name(name: &str, tz: Tz) -> Option<(DateTime<Utc>, u32)> {
 
 /// Every layout dump in `dir`, newest first (by time in the name, then counter).
 pub fn list_dumps(dir: &Path, tz: Tz) -> Vec<DumpFile> {
+    list_stamped(dir, "full-", ".sql.gz", tz)
+}
+
+/// Every `PREFIX…SUFFIX` file of the layout in `dir`, newest first.
+pub fn list_stamped(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Vec<DumpFile> {
     let mut out = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return out;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some((taken, seq)) = parse_dump_name(&name, tz)
+        if let Some((taken, seq)) = parse_stamped(&name, prefix, suffix, tz)
             && e.file_type().is_ok_and(|t| t.is_file())
         {
             out.push(DumpFile {
@@ -153,6 +168,15 @@ pub fn sidecar_path(dump: &Path) -> PathBuf {
     let mut s = dump.as_os_str().to_owned();
     s.push(".sha256");
     PathBuf::from(s)
+}
+
+/// A dump with a sidecar that names it: good enough for health, which must stay cheap (the
+/// hash itself is checked by verify and retention).
+pub fn has_sidecar(dump: &DumpFile) -> bool {
+    fs::read_to_string(sidecar_path(&dump.path))
+        .ok()
+        .and_then(|t| sha::parse_sidecar(&t, &dump.name))
+        .is_some()
 }
 
 /// A dump is good when its sidecar exists, names it, and its content matches the hash.

@@ -19,11 +19,11 @@ pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
     if args.json {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| Failure::Runtime(e.to_string()))?;
-        println!("{text}");
+        crate::outln!("{text}");
         return Ok(());
     }
     if rows.is_empty() {
-        println!("no activities recorded in {}", app.state.value.display());
+        crate::outln!("no activities recorded in {}", app.state.value.display());
         return Ok(());
     }
     let table: Vec<[String; 7]> = rows
@@ -45,7 +45,7 @@ pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
     let header = [
         "ID", "STEP", "TYPE", "STATUS", "TRIGGER", "STARTED", "DURATION",
     ];
-    print!("{}", format_table(&header, &table));
+    crate::out!("{}", format_table(&header, &table));
     Ok(())
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use crate::alert::ping;
 use crate::app::App;
 use crate::cli::ApplyArgs;
 use crate::clock::{Clock, stamp};
@@ -27,6 +28,7 @@ struct StepExecutor<'a> {
     redactor: &'a Redactor,
     clock: &'a Clock,
     state: &'a std::path::Path,
+    plans: &'a std::path::Path,
 }
 
 impl StepExecutor<'_> {
@@ -40,6 +42,7 @@ impl StepExecutor<'_> {
             redactor: self.redactor,
             clock: self.clock,
             state: Some(self.state),
+            plans: self.plans,
         }
     }
 }
@@ -143,7 +146,7 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     if args.dry_run {
         let decisions = crate::commands::show::decisions(app, &compiled)?;
         let planned = select(&compiled, &decisions, &only, args.force);
-        print!(
+        crate::out!(
             "{}",
             dry_run(app, &compiled, &decisions, &planned, &redactor, args.jobs)
         );
@@ -152,13 +155,30 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     let _lock = take_lock(app, wait)?;
     let decisions = crate::commands::show::decisions(app, &compiled)?;
     let planned = select(&compiled, &decisions, &only, args.force);
-    if planned.is_empty() {
+    ping::send(app, &compiled, ping::Signal::Start, &redactor);
+    let result = if planned.is_empty() {
         if std::io::stdout().is_terminal() {
-            println!("nothing due");
+            crate::outln!("nothing due");
         }
-        return Ok(());
+        Ok(())
+    } else {
+        execute(app, &compiled, &redactor, &planned, args.jobs as usize)
+    };
+    // Health and alerts at the end of every apply, whatever ran; they never change its result.
+    match app.open_store() {
+        Ok(store) => match crate::facts::checks(&compiled, Some(&store), app.clock.now()) {
+            Ok(checks) => crate::alert::notify(app, &compiled, &store, &checks, &redactor),
+            Err(e) => eprintln!("warning: cannot evaluate health: {e}"),
+        },
+        Err(f) => eprint!("{}", f.message()),
     }
-    execute(app, &compiled, &redactor, &planned, args.jobs as usize)
+    let signal = if result.is_ok() {
+        ping::Signal::Success
+    } else {
+        ping::Signal::Fail
+    };
+    ping::send(app, &compiled, signal, &redactor);
+    result
 }
 
 pub fn run_one(app: &App, name: &str, wait: Option<&str>) -> Result<(), Failure> {
@@ -213,6 +233,7 @@ fn execute(
         redactor,
         clock: &app.clock,
         state: &app.state.value,
+        plans: &app.plans,
     };
     let mut recorder = Recorder::new(&store, compiled, &app.clock, redactor);
     let mut console = Console {
@@ -236,9 +257,11 @@ fn execute(
     for e in &recorder.errors {
         eprintln!("error: {e}");
     }
-    println!(
+    crate::outln!(
         "{} succeeded, {} failed, {} skipped",
-        summary.succeeded, summary.failed, summary.skipped
+        summary.succeeded,
+        summary.failed,
+        summary.skipped
     );
     if !recorder.errors.is_empty() {
         return Err(Failure::Runtime(
@@ -273,6 +296,7 @@ fn dry_run(
         redactor,
         clock: &app.clock,
         state: &app.state.value,
+        plans: &app.plans,
     };
     for (n, p) in planned.iter().enumerate() {
         let s = &compiled.steps[p.step];

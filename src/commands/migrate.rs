@@ -163,7 +163,7 @@ pub fn run(
             .map_or_else(|_| p.display().to_string(), |r| r.display().to_string())
     };
     if moves.is_empty() {
-        println!("nothing to migrate in {}", from.display());
+        crate::outln!("nothing to migrate in {}", from.display());
     } else {
         let rows: Vec<[String; 4]> = moves
             .iter()
@@ -179,19 +179,19 @@ pub fn run(
                 ]
             })
             .collect();
-        print!(
+        crate::out!(
             "{}",
             format_table(&["FROM", "TO", "KIND", "DATED BY"], &rows)
         );
     }
     if !unknown.is_empty() {
-        println!("left alone (not recognised):");
+        crate::outln!("left alone (not recognised):");
         for u in &unknown {
-            println!("  {}", u.display());
+            crate::outln!("  {}", u.display());
         }
     }
     if dry_run {
-        println!("dry run: nothing was changed");
+        crate::outln!("dry run: nothing was changed");
         return Ok(());
     }
     let store = app.open_store()?;
@@ -258,7 +258,7 @@ pub fn run(
         return Err(Failure::StepsFailed);
     }
     if !moves.is_empty() {
-        println!("moved {} file(s) into {}", moves.len(), base.display());
+        crate::outln!("moved {} file(s) into {}", moves.len(), base.display());
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! One file per command: each reads the shared `App`, does its job, prints, returns a Failure.
 
 pub mod activities;
+pub mod alerts;
 pub mod apply;
 pub mod migrate;
 pub mod show;
+pub mod status;
 pub mod validate;

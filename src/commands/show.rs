@@ -135,7 +135,7 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
             .collect();
         let out =
             json!({ "now": crate::clock::stamp(app.clock.now()), "plans": plans, "steps": steps });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
 
@@ -265,6 +265,6 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
             }
         }
     }
-    print!("{out}");
+    crate::out!("{out}");
     Ok(())
 }

@@ -4,8 +4,54 @@ use crate::app::App;
 use crate::error::Failure;
 use crate::plan;
 
+/// Renders every report template against a sample context in strict mode, so a typo fails
+/// validation, not the 06:00 report.
+fn check_templates(app: &App, loaded: &mut plan::Loaded) {
+    let Some(compiled) = &loaded.compiled else {
+        return;
+    };
+    let registry = match crate::help::registry() {
+        Ok(r) => r,
+        Err(e) => {
+            loaded.diagnostics.push(plan::diagnostic::Diagnostic {
+                severity: plan::diagnostic::Severity::Error,
+                message: e,
+                span: None,
+                label: String::new(),
+                help: None,
+                related: Vec::new(),
+            });
+            return;
+        }
+    };
+    let mut found = Vec::new();
+    for step in &compiled.steps {
+        let crate::plan::model::StepKind::Report(r) = &step.decl.kind else {
+            continue;
+        };
+        let name = r
+            .template
+            .as_ref()
+            .map_or("backup-report", |t| t.value.as_str());
+        let span = r.template.as_ref().map_or(step.decl.name.span, |t| t.span);
+        let result = crate::report::template(name, &app.plans).and_then(|text| {
+            crate::report::render::render(&text, &crate::report::sample_context(), &registry)
+        });
+        if let Err(e) = result {
+            found.push(plan::diagnostic::Diagnostic::error(span, format!("template `{name}` does not render: {e}"), "this template").with_help(
+                "templates are rendered in strict mode: every variable must exist (see README, Reports)",
+            ));
+        }
+    }
+    loaded.diagnostics.extend(found);
+    if loaded.diagnostics.iter().any(|d| d.is_error()) {
+        loaded.compiled = None;
+    }
+}
+
 pub fn run(app: &App) -> Result<(), Failure> {
-    let loaded = plan::load(&app.plans, &app.env).map_err(Failure::Usage)?;
+    let mut loaded = plan::load(&app.plans, &app.env).map_err(Failure::Usage)?;
+    check_templates(app, &mut loaded);
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;
     if !loaded.diagnostics.is_empty() {
@@ -34,6 +80,6 @@ pub fn run(app: &App) -> Result<(), Failure> {
     if warnings > 0 {
         line.push_str(&format!(" ({})", plural(warnings, "warning")));
     }
-    println!("{line}");
+    crate::outln!("{line}");
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod command;
 pub mod dump;
 pub mod pending;
 pub mod prune;
+pub mod report;
 pub mod snapshot;
 pub mod verify;
 
@@ -24,6 +25,8 @@ pub struct Context<'a> {
     pub clock: &'a Clock,
     /// The state database, for steps that read history (retention's newest verified dump).
     pub state: Option<&'a std::path::Path>,
+    /// The plans folder (or file): report templates are named relative to it.
+    pub plans: &'a std::path::Path,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +102,7 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
         StepKind::Dump(d) => dump::preview(ctx, d),
         StepKind::Snapshot(s) => snapshot::preview(ctx, s),
         StepKind::Verify(v) => verify::preview(ctx, v),
+        StepKind::Report(r) => report::preview(ctx, r),
         _ => Err(pending::message(ctx.step)),
     }
 }
@@ -109,6 +113,7 @@ pub fn execute(ctx: &Context) -> Outcome {
         StepKind::Dump(d) => dump::execute(ctx, d),
         StepKind::Snapshot(s) => snapshot::execute(ctx, s),
         StepKind::Verify(v) => verify::execute(ctx, v),
+        StepKind::Report(r) => report::execute(ctx, r),
         _ => Outcome::failed(pending::message(ctx.step)),
     }
 }

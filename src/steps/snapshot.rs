@@ -433,8 +433,14 @@ mod tests {
 
     #[test]
     fn local_repositories_are_told_from_remote_ones() {
-        assert_eq!(local_repository(&env("/srv/restic")), Some(PathBuf::from("/srv/restic")));
-        assert_eq!(local_repository(&env("local:/srv/restic")), Some(PathBuf::from("/srv/restic")));
+        assert_eq!(
+            local_repository(&env("/srv/restic")),
+            Some(PathBuf::from("/srv/restic"))
+        );
+        assert_eq!(
+            local_repository(&env("local:/srv/restic")),
+            Some(PathBuf::from("/srv/restic"))
+        );
         assert_eq!(local_repository(&env("repo")), Some(PathBuf::from("repo")));
         assert_eq!(local_repository(&env("sftp:user@host:/srv/restic")), None);
         assert_eq!(local_repository(&env("rest:https://host/")), None);
@@ -447,13 +453,22 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("snapshots")).unwrap();
         let id = format!("abcd1234{}", "0".repeat(56));
         std::fs::write(dir.path().join("snapshots").join(&id), "").unwrap();
-        assert_eq!(full_id_locally(Some(dir.path()), "abcd1234"), Some(id.clone()));
+        assert_eq!(
+            full_id_locally(Some(dir.path()), "abcd1234"),
+            Some(id.clone())
+        );
         assert_eq!(full_id_locally(Some(dir.path()), "ffff0000"), None);
         assert_eq!(full_id_locally(None, "abcd1234"), None);
         // restic ≥ 0.15 reports the full id itself.
         assert_eq!(full_id_locally(None, &id), Some(id.clone()));
         // Two files with the same prefix: ambiguous, ask restic instead.
-        std::fs::write(dir.path().join("snapshots").join(format!("abcd1234{}", "1".repeat(56))), "").unwrap();
+        std::fs::write(
+            dir.path()
+                .join("snapshots")
+                .join(format!("abcd1234{}", "1".repeat(56))),
+            "",
+        )
+        .unwrap();
         assert_eq!(full_id_locally(Some(dir.path()), "abcd1234"), None);
     }
 }

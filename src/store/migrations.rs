@@ -22,6 +22,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ops_activities_type ON ops_activities (type, id);
     CREATE INDEX ops_activities_status ON ops_activities (status, id);
     CREATE INDEX ops_activities_plan ON ops_activities (plan, id);",
+    // 2: what each alert channel last delivered for each check (no row: ok, nothing owed).
+    "CREATE TABLE ops_alert_state (
+        channel     TEXT NOT NULL,
+        check_id    TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        notified_at TEXT NOT NULL,
+        PRIMARY KEY (channel, check_id)
+    );",
 ];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -48,6 +48,12 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// An age for people: exact under an hour, to the minute beyond.
+pub fn age(secs: u64) -> String {
+    let secs = if secs < 3600 { secs } else { secs - secs % 60 };
+    format(Duration::from_secs(secs))
+}
+
 /// Formats the way the plan language writes it: `26h`, `1h30m`, `0s`.
 pub fn format(d: Duration) -> String {
     let mut secs = d.as_secs();

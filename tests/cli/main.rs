@@ -2,12 +2,15 @@
 //! and checks what a user would see.
 
 mod harness;
+mod receiver;
 
+mod alerts;
 mod apply;
 mod dump;
 mod engines;
 mod invalid_plans;
 mod migrate;
+mod report;
 mod runner;
 mod shipped;
 mod show;

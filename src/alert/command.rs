@@ -1,0 +1,49 @@
+//! `alert command { run … }`: a program gets the message in its environment
+//! (`OPS_ALERT_TEXT`, `OPS_ALERT_JSON`, `OPS_ALERT_PLAN`, `OPS_ALERT_SEVERITY`); exit 0 means
+//! delivered.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::exec::redact::Redactor;
+use crate::exec::{self, ProcessSpec};
+
+pub fn run(
+    argv: &[String],
+    body: &Value,
+    budget: Duration,
+    redactor: &Redactor,
+) -> Result<(), String> {
+    let mut spec = ProcessSpec::new(
+        argv.first().cloned().unwrap_or_default(),
+        argv.iter().skip(1).cloned(),
+    );
+    spec.env = vec![
+        (
+            "OPS_ALERT_TEXT".into(),
+            body["text"].as_str().unwrap_or_default().to_string(),
+        ),
+        ("OPS_ALERT_JSON".into(), body.to_string()),
+        (
+            "OPS_ALERT_PLAN".into(),
+            body["plan"].as_str().unwrap_or_default().to_string(),
+        ),
+        (
+            "OPS_ALERT_SEVERITY".into(),
+            body["severity"].as_str().unwrap_or_default().to_string(),
+        ),
+    ];
+    spec.timeout = Some(budget);
+    let r = exec::run(&spec, redactor);
+    if r.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed ({:?}): {}",
+            spec.program,
+            r.exit,
+            r.tail.trim()
+        ))
+    }
+}

@@ -1,0 +1,441 @@
+//! Alerts that speak only on change: per channel, what was last delivered for each check is
+//! kept in SQLite; a change to warn or crit is an alert, a problem that persists past
+//! `renotify-after` a reminder, a return to ok a recovery. All changes of one evaluation go out
+//! as one message per channel. A delivery has a time budget and bounded retries; what could not
+//! be delivered is owed, and retried at the next evaluation. A failing channel never fails the
+//! apply. One file per channel.
+
+pub mod command;
+pub mod http;
+pub mod ping;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::clock::{parse_stamp, stamp};
+use crate::exec::redact::Redactor;
+use crate::health::{Check, Severity};
+use crate::plan::compile::{Compiled, CompiledPlan};
+use crate::plan::model::{Alert, AlertKind};
+use crate::store::Store;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_RENOTIFY: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Alert,
+    Reminder,
+    Recovered,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Alert => "alert",
+            ChangeKind::Reminder => "reminder",
+            ChangeKind::Recovered => "recovered",
+        }
+    }
+}
+
+/// What a channel last delivered for a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    pub state: String,
+    pub severity: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The decision for one check (pure): what, if anything, to say about it now.
+pub fn change(
+    check: &Check,
+    last: Option<&Delivered>,
+    renotify: Duration,
+    now: DateTime<Utc>,
+) -> Option<ChangeKind> {
+    let bad = check.severity != Severity::Ok;
+    match (bad, last) {
+        (true, None) => Some(ChangeKind::Alert),
+        (true, Some(d)) if d.state != check.state.as_str() => Some(ChangeKind::Alert),
+        (true, Some(d)) if (now - d.at).to_std().unwrap_or_default() >= renotify => {
+            Some(ChangeKind::Reminder)
+        }
+        (false, Some(d)) if d.severity != "ok" => Some(ChangeKind::Recovered),
+        _ => None,
+    }
+}
+
+/// A channel ready to deliver: its name and how.
+pub struct Channel<'a> {
+    pub name: String,
+    pub alert: &'a Alert,
+    pub target: Target,
+}
+
+pub enum Target {
+    Slack(String),
+    Webhook(String),
+    Command(Vec<String>),
+}
+
+/// The channels of a plan that are switched on, with their secrets resolved. An empty
+/// `ALERT_SLACK_WEBHOOK` turns Slack off (the seed's rule); a set one replaces the plan's.
+pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>, String>> {
+    let mut out = Vec::new();
+    for a in &plan.decl.alerts {
+        let name = format!("{}/{}", plan.decl.name.value, a.name.value);
+        let resolve =
+            |s: &Option<crate::plan::model::Sourced>, what: &str| -> Result<String, String> {
+                let s = s
+                    .as_ref()
+                    .ok_or_else(|| format!("alert {name} has no {what}"))?;
+                app.env
+                    .resolve(&s.source)
+                    .map_err(|e| format!("alert {name}: {e}"))
+            };
+        let target = match a.kind {
+            AlertKind::Slack => {
+                if app.env.is_set("ALERT_SLACK_WEBHOOK")
+                    && app.env.get("ALERT_SLACK_WEBHOOK").is_none()
+                {
+                    continue;
+                }
+                match app.env.get("ALERT_SLACK_WEBHOOK") {
+                    Some(url) => Ok(Target::Slack(url.to_string())),
+                    None => resolve(&a.webhook, "webhook").map(Target::Slack),
+                }
+            }
+            AlertKind::Webhook => resolve(&a.url, "url").map(Target::Webhook),
+            AlertKind::Command => a
+                .run
+                .as_ref()
+                .map(|r| Target::Command(r.value.clone()))
+                .ok_or_else(|| format!("alert {name} has no run")),
+        };
+        out.push(target.map(|target| Channel {
+            name,
+            alert: a,
+            target,
+        }));
+    }
+    out
+}
+
+fn delivered(store: &Store, channel: &str) -> rusqlite::Result<Vec<(String, Delivered)>> {
+    let mut stmt = store.conn.prepare(
+        "SELECT check_id, state, severity, notified_at FROM ops_alert_state WHERE channel = ?1",
+    )?;
+    let rows = stmt.query_map(params![channel], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, state, severity, at) = row?;
+        if let Some(at) = parse_stamp(&at) {
+            out.push((
+                id,
+                Delivered {
+                    state,
+                    severity,
+                    at,
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The message of one evaluation for one channel: JSON for webhooks and commands; the Slack
+/// body and the plain text are made from it.
+pub fn payload(
+    plan: &str,
+    changes: &[(ChangeKind, &Check)],
+    include_logs: bool,
+    now: DateTime<Utc>,
+    test: bool,
+) -> Value {
+    let items: Vec<Value> = changes
+        .iter()
+        .map(|(k, c)| {
+            let mut v = json!({
+                "change": k.as_str(),
+                "check": c.id,
+                "kind": c.kind,
+                "state": c.state.as_str(),
+                "severity": c.severity.as_str(),
+                "detail": c.detail,
+                "age_seconds": c.age_seconds,
+                "artifact": c.artifact,
+                "last_success": c.last_success.map(stamp),
+            });
+            if include_logs && let Some(e) = &c.excerpt {
+                v["log_excerpt"] = json!(e);
+            }
+            v
+        })
+        .collect();
+    let worst = changes
+        .iter()
+        .filter(|(k, _)| *k != ChangeKind::Recovered)
+        .map(|(_, c)| c.severity)
+        .max()
+        .unwrap_or(Severity::Ok);
+    json!({
+        "source": "ops-run",
+        "test": test,
+        "plan": plan,
+        "severity": worst.as_str(),
+        "text": text(plan, changes, test),
+        "changes": items,
+        "sent_at": stamp(now),
+    })
+}
+
+/// A plain-text summary: one line per change.
+pub fn text(plan: &str, changes: &[(ChangeKind, &Check)], test: bool) -> String {
+    if test {
+        return format!("ops-run test message for plan {plan}: this channel works.");
+    }
+    let problems = changes
+        .iter()
+        .filter(|(k, _)| *k != ChangeKind::Recovered)
+        .count();
+    let recovered = changes.len() - problems;
+    let mut head = format!("ops-run {plan}:");
+    if problems > 0 {
+        head.push_str(&format!(
+            " {problems} backup problem{}",
+            if problems == 1 { "" } else { "s" }
+        ));
+    }
+    if recovered > 0 {
+        head.push_str(&format!(
+            "{} {recovered} recovered",
+            if problems > 0 { "," } else { "" }
+        ));
+    }
+    let lines: Vec<String> = changes
+        .iter()
+        .map(|(k, c)| match k {
+            ChangeKind::Recovered => format!("• {} recovered: {}", c.id, c.detail),
+            ChangeKind::Reminder => format!(
+                "• {} still {} ({}): {}",
+                c.id,
+                c.state.as_str().to_uppercase(),
+                c.severity.as_str(),
+                c.detail
+            ),
+            ChangeKind::Alert => format!(
+                "• {} is {} ({}): {}",
+                c.id,
+                c.state.as_str().to_uppercase(),
+                c.severity.as_str(),
+                c.detail
+            ),
+        })
+        .collect();
+    format!("{head}\n{}", lines.join("\n"))
+}
+
+/// Sends `body` through `channel` within its time budget. Returns how many attempts it took.
+pub fn deliver(channel: &Channel, body: &Value, redactor: &Redactor) -> Result<u32, String> {
+    let budget = channel
+        .alert
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_TIMEOUT, |t| t.value);
+    match &channel.target {
+        Target::Slack(url) => http::post_json(url, &http::slack_body(body), budget, redactor),
+        Target::Webhook(url) => http::post_json(url, body, budget, redactor),
+        Target::Command(argv) => command::run(argv, body, budget, redactor).map(|()| 1),
+    }
+}
+
+/// Evaluates what changed for every channel of every plan, sends one message per channel, and
+/// records each delivery as an `alert` activity. Never fails: problems are printed and recorded.
+pub fn notify(
+    app: &App,
+    compiled: &Compiled,
+    store: &Store,
+    checks: &[Check],
+    redactor: &Redactor,
+) {
+    let now = app.clock.now();
+    for plan in &compiled.plans {
+        let plan_name = &plan.decl.name.value;
+        let plan_checks: Vec<&Check> = checks.iter().filter(|c| &c.plan == plan_name).collect();
+        for channel in channels(app, plan) {
+            let channel = match channel {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("warning: {}", redactor.redact(&e));
+                    continue;
+                }
+            };
+            let last = match delivered(store, &channel.name) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("warning: cannot read the alert state: {e}");
+                    continue;
+                }
+            };
+            let renotify = channel
+                .alert
+                .renotify_after
+                .as_ref()
+                .map_or(DEFAULT_RENOTIFY, |r| r.value);
+            let changes: Vec<(ChangeKind, &Check)> = plan_checks
+                .iter()
+                .filter_map(|c| {
+                    let prev = last.iter().find(|(id, _)| id == &c.id).map(|(_, d)| d);
+                    change(c, prev, renotify, now).map(|k| (k, *c))
+                })
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let include_logs = channel.alert.include_logs.as_ref().is_some_and(|b| b.value);
+            let body = payload(plan_name, &changes, include_logs, now, false);
+            let body: Value =
+                serde_json::from_str(&redactor.redact(&body.to_string())).unwrap_or(body);
+            let result = deliver(&channel, &body, redactor);
+            record(app, store, plan_name, &channel, &changes, &result, redactor);
+            if result.is_ok() {
+                remember(store, &channel.name, &changes, now);
+            } else if let Err(e) = &result {
+                eprintln!(
+                    "warning: alert {} not delivered (retried at the next apply): {e}",
+                    channel.name
+                );
+            }
+        }
+    }
+}
+
+fn remember(store: &Store, channel: &str, changes: &[(ChangeKind, &Check)], now: DateTime<Utc>) {
+    for (kind, c) in changes {
+        let r = if *kind == ChangeKind::Recovered {
+            store.conn.execute(
+                "DELETE FROM ops_alert_state WHERE channel = ?1 AND check_id = ?2",
+                params![channel, c.id],
+            )
+        } else {
+            store.conn.execute(
+                "INSERT INTO ops_alert_state (channel, check_id, state, severity, notified_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (channel, check_id) DO UPDATE SET state = ?3, severity = ?4, notified_at = ?5",
+                params![channel, c.id, c.state.as_str(), c.severity.as_str(), stamp(now)],
+            )
+        };
+        if let Err(e) = r {
+            eprintln!("warning: cannot record the alert state: {e}");
+        }
+    }
+}
+
+fn record(
+    app: &App,
+    store: &Store,
+    plan: &str,
+    channel: &Channel,
+    changes: &[(ChangeKind, &Check)],
+    result: &Result<u32, String>,
+    redactor: &Redactor,
+) {
+    let now = stamp(app.clock.now());
+    let meta = json!({
+        "channel": channel.name,
+        "changes": changes.iter().map(|(k, c)| json!({ "check": c.id, "change": k.as_str(), "state": c.state.as_str() })).collect::<Vec<_>>(),
+        "attempts": result.as_ref().ok(),
+    });
+    let (status, log) = match result {
+        Ok(_) => ("success", String::new()),
+        Err(e) => ("failed", redactor.redact(e)),
+    };
+    let r = store
+        .start(plan, &channel.alert.name.value, "alert", "schedule", &now)
+        .and_then(|id| store.finish(id, status, &now, 0, &meta, &log));
+    if let Err(e) = r {
+        eprintln!("warning: cannot record the alert: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{CheckKind, State};
+    use chrono::TimeZone;
+
+    fn check(state: State, severity: Severity) -> Check {
+        Check {
+            id: "p/db".into(),
+            plan: "p".into(),
+            step: "db".into(),
+            kind: CheckKind::Dump,
+            state,
+            severity,
+            age_seconds: Some(60),
+            last_success: None,
+            last_attempt: None,
+            last_attempt_status: None,
+            artifact: None,
+            artifact_size: None,
+            detail: "d".into(),
+            stale_after_seconds: None,
+            fail_after_seconds: None,
+            overdue_after_seconds: None,
+            excerpt: None,
+        }
+    }
+
+    #[test]
+    fn the_state_machine() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let day = Duration::from_secs(86_400);
+        let sent = |state: &str, sev: &str, at| Delivered {
+            state: state.into(),
+            severity: sev.into(),
+            at,
+        };
+        let ok = check(State::Ok, Severity::Ok);
+        let stale = check(State::Stale, Severity::Warn);
+        let fail = check(State::Fail, Severity::Crit);
+        assert_eq!(change(&ok, None, day, t0), None);
+        assert_eq!(change(&stale, None, day, t0), Some(ChangeKind::Alert));
+        assert_eq!(
+            change(
+                &stale,
+                Some(&sent("stale", "warn", t0)),
+                day,
+                t0 + chrono::Duration::hours(1)
+            ),
+            None
+        );
+        assert_eq!(
+            change(&fail, Some(&sent("stale", "warn", t0)), day, t0),
+            Some(ChangeKind::Alert)
+        );
+        assert_eq!(
+            change(
+                &fail,
+                Some(&sent("fail", "crit", t0)),
+                day,
+                t0 + chrono::Duration::hours(24)
+            ),
+            Some(ChangeKind::Reminder)
+        );
+        assert_eq!(
+            change(&ok, Some(&sent("fail", "crit", t0)), day, t0),
+            Some(ChangeKind::Recovered)
+        );
+    }
+}

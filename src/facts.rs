@@ -1,0 +1,133 @@
+//! Gathers what health needs for each step: the newest good artifact on disk (the file is the
+//! truth, whatever the store remembers) and the newest runs from the activity log.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use crate::artifact::layout;
+use crate::clock::parse_stamp;
+use crate::health::{self, Check, CheckKind, Facts, Run, Thresholds};
+use crate::plan::compile::{Compiled, CompiledStep};
+use crate::plan::model::{IncompletePolicy, StepKind};
+use crate::store::Store;
+
+fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
+    match step.decl.kind {
+        StepKind::Dump(_) => Some(CheckKind::Dump),
+        StepKind::Snapshot(_) => Some(CheckKind::Snapshot),
+        StepKind::Verify(_) => Some(CheckKind::Verify),
+        _ => None,
+    }
+}
+
+fn last_run(
+    store: Option<&Store>,
+    plan: &str,
+    step: &str,
+    kind: &str,
+) -> rusqlite::Result<(Option<DateTime<Utc>>, Option<Run>)> {
+    let Some(store) = store else {
+        return Ok((None, None));
+    };
+    let success: Option<String> = store
+        .conn
+        .query_row(
+            "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status = 'success'",
+            params![plan, step, kind],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let last: Option<(String, String, String)> = store
+        .conn
+        .query_row(
+            "SELECT coalesce(finished_at, started_at), status, log_excerpt FROM ops_activities
+             WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status NOT IN ('running', 'skipped')
+             ORDER BY id DESC LIMIT 1",
+            params![plan, step, kind],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok((
+        success.as_deref().and_then(parse_stamp),
+        last.and_then(|(at, status, excerpt)| {
+            parse_stamp(&at).map(|at| Run {
+                at,
+                status,
+                excerpt,
+            })
+        }),
+    ))
+}
+
+/// One check per dump, snapshot and verify step, in graph order. `store` may be absent (no
+/// state database yet): then only the files speak.
+pub fn checks(
+    compiled: &Compiled,
+    store: Option<&Store>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Vec<Check>> {
+    let mut out = Vec::new();
+    for &i in &compiled.order {
+        let step = &compiled.steps[i];
+        let Some(kind) = kind_of(step) else { continue };
+        let plan = &compiled.plans[step.plan];
+        let plan_name = &plan.decl.name.value;
+        let tz = plan.timezone.value;
+        let base = Path::new(&plan.base.value);
+        let (last_success, last_attempt) = last_run(
+            store,
+            plan_name,
+            step.name(),
+            step.decl.kind.activity_type(),
+        )?;
+        let artifact = match kind {
+            CheckKind::Dump => layout::list_dumps(&base.join(layout::DB_DIR), tz)
+                .into_iter()
+                .find(layout::has_sidecar),
+            CheckKind::Snapshot => layout::list_stamped(
+                &base.join(crate::steps::snapshot::DIR),
+                "snapshot-",
+                ".txt",
+                tz,
+            )
+            .into_iter()
+            .next(),
+            CheckKind::Verify => None,
+        };
+        let facts = Facts {
+            artifact_size: artifact
+                .as_ref()
+                .and_then(|a| std::fs::metadata(&a.path).ok())
+                .map(|m| m.len()),
+            artifact: artifact.map(|a| (a.path.display().to_string(), a.taken)),
+            last_success,
+            last_attempt,
+        };
+        let incomplete_is_crit = match &step.decl.kind {
+            StepKind::Snapshot(s) => s
+                .incomplete
+                .as_ref()
+                .is_none_or(|p| p.value == IncompletePolicy::Fail),
+            _ => true,
+        };
+        let thresholds = Thresholds {
+            stale_after: step.threshold("stale-after"),
+            fail_after: step.threshold("fail-after"),
+            overdue_after: step.threshold("overdue-after"),
+            incomplete_is_crit,
+        };
+        out.push(health::evaluate(
+            &step.id,
+            plan_name,
+            step.name(),
+            kind,
+            &facts,
+            &thresholds,
+            now,
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,272 @@
+//! Markdown backup reports: the dated evidence that backups were made and tested. The context
+//! is built from the one health evaluation, the files and the activity log.
+
+pub mod render;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::artifact::{layout, sha};
+use crate::clock::parse_stamp;
+use crate::exec::redact::Redactor;
+use crate::health::Check;
+use crate::plan::compile::{Compiled, CompiledPlan};
+use crate::plan::model::StepKind;
+use crate::store::Store;
+use crate::store::activities::Filter;
+use crate::units::{duration, size};
+
+pub const PERIOD: Duration = Duration::from_secs(7 * 86_400);
+
+fn local(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// The template a report step (or `ops-run report`) uses: the built-in `backup-report`, or a
+/// file named relative to the plans folder.
+pub fn template(name: &str, plans_dir: &Path) -> Result<String, String> {
+    if name == "backup-report" {
+        return Ok(render::BACKUP_REPORT.to_string());
+    }
+    let base = if plans_dir.is_dir() {
+        plans_dir
+    } else {
+        plans_dir.parent().unwrap_or(Path::new("."))
+    };
+    let path = base.join(name);
+    std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the template {}: {e}", path.display()))
+}
+
+/// A context with every field filled, for checking templates at `plan validate`.
+pub fn sample_context() -> Value {
+    json!({
+        "plan": "sample",
+        "timezone": "UTC",
+        "generated_at": "2026-01-05 06:00",
+        "period": { "from": "2025-12-29 06:00", "to": "2026-01-05 06:00" },
+        "overall": "OK",
+        "checks": [{ "id": "sample/db", "state": "ok", "state_help": "state-ok", "age": "4h", "thresholds": "stale 26h, fail 50h", "detail": "newest is 4h old" }],
+        "dumps": [{ "step": "db", "name": "full-20260105-0200.sql.gz", "taken": "2026-01-05 02:00", "size": "1.0 MiB", "sha256": "0".repeat(64) }],
+        "snapshots": [{ "step": "uploads", "taken": "2026-01-05 02:30", "id": "0123abcd" }],
+        "verifies": [{ "step": "restore", "at": "2026-01-04 03:15", "dump": "full-20260104-0200.sql.gz", "dump_age": "1h15m", "tables": 44, "duration": "12s", "result": "ok" }],
+        "failures": [{ "at": "2026-01-03 02:00", "step": "db", "type": "db_backup", "status": "failed", "excerpt": "pg_dump: error" }],
+        "deletions": [{ "at": "2026-01-05 02:01", "file": "full-20251201-0200.sql.gz" }],
+        "next_runs": [{ "step": "sample/db", "next": "2026-01-06 02:00" }],
+    })
+}
+
+/// The report context of one plan.
+pub fn context(
+    compiled: &Compiled,
+    plan: &CompiledPlan,
+    store: Option<&Store>,
+    checks: &[Check],
+    now: DateTime<Utc>,
+    redactor: &Redactor,
+) -> Value {
+    let tz = plan.timezone.value;
+    let name = &plan.decl.name.value;
+    let since = now - PERIOD;
+    let mine: Vec<&Check> = checks.iter().filter(|c| &c.plan == name).collect();
+    let overall = mine
+        .iter()
+        .map(|c| c.severity)
+        .max()
+        .unwrap_or(crate::health::Severity::Ok);
+    let checks_json: Vec<Value> = mine
+        .iter()
+        .map(|c| {
+            let mut t = Vec::new();
+            for (label, v) in [
+                ("stale", c.stale_after_seconds),
+                ("fail", c.fail_after_seconds),
+                ("overdue", c.overdue_after_seconds),
+            ] {
+                if let Some(s) = v {
+                    t.push(format!(
+                        "{label} {}",
+                        duration::format(Duration::from_secs(s))
+                    ));
+                }
+            }
+            json!({
+                "id": c.id,
+                "state": c.state.as_str(),
+                "state_help": format!("state-{}", c.state.as_str()),
+                "age": c.age_seconds.map_or_else(|| "-".to_string(), duration::age),
+                "thresholds": t.join(", "),
+                "detail": c.detail,
+            })
+        })
+        .collect();
+    let base = Path::new(&plan.base.value);
+    let mut dumps = Vec::new();
+    let mut snapshots = Vec::new();
+    for step in compiled
+        .steps
+        .iter()
+        .filter(|s| compiled.plans[s.plan].decl.name.value == *name)
+    {
+        match step.decl.kind {
+            StepKind::Dump(_) => {
+                for d in layout::list_dumps(&base.join(layout::DB_DIR), tz)
+                    .into_iter()
+                    .filter(layout::has_sidecar)
+                    .take(3)
+                {
+                    let sum = std::fs::read_to_string(layout::sidecar_path(&d.path))
+                        .ok()
+                        .and_then(|t| sha::parse_sidecar(&t, &d.name))
+                        .unwrap_or_default();
+                    dumps.push(json!({
+                        "step": step.name(),
+                        "name": d.name,
+                        "taken": local(d.taken, tz),
+                        "size": std::fs::metadata(&d.path).map(|m| size::format(m.len())).unwrap_or_default(),
+                        "sha256": sum,
+                    }));
+                }
+            }
+            StepKind::Snapshot(_) => {
+                if let Some(m) = layout::list_stamped(
+                    &base.join(crate::steps::snapshot::DIR),
+                    "snapshot-",
+                    ".txt",
+                    tz,
+                )
+                .into_iter()
+                .next()
+                {
+                    let text = std::fs::read_to_string(&m.path).unwrap_or_default();
+                    let id = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("id: "))
+                        .unwrap_or_else(|| text.lines().next().unwrap_or_default());
+                    snapshots.push(
+                        json!({ "step": step.name(), "taken": local(m.taken, tz), "id": id }),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let activities = store
+        .and_then(|s| {
+            s.list(&Filter {
+                limit: 5000,
+                plan: Some(name.clone()),
+                ..Filter::default()
+            })
+            .ok()
+        })
+        .unwrap_or_default();
+    let in_period: Vec<_> = activities
+        .iter()
+        .filter(|a| parse_stamp(&a.started_at).is_some_and(|t| t >= since))
+        .collect();
+    let at = |s: &str| parse_stamp(s).map(|t| local(t, tz)).unwrap_or_default();
+    let verifies: Vec<Value> = in_period
+        .iter()
+        .filter(|a| a.kind == "verify_restore" && a.status != "running")
+        .take(10)
+        .map(|a| {
+            let m = &a.meta;
+            json!({
+                "step": a.step,
+                "at": at(&a.started_at),
+                "dump": m["verify_dump"].as_str().and_then(|p| Path::new(p).file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "-".into()),
+                "dump_age": m["dump_age_seconds"].as_u64().map_or_else(|| "-".into(), duration::age),
+                "tables": m["verify_table_count"].as_u64().map_or_else(|| "-".into(), |n| n.to_string()),
+                "duration": a.duration_ms.map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+                "result": if a.status == "success" { "ok".to_string() } else { a.status.clone() },
+            })
+        })
+        .collect();
+    let failures: Vec<Value> = in_period
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.status.as_str(),
+                "failed" | "timeout" | "abandoned" | "incomplete"
+            )
+        })
+        .take(20)
+        .map(|a| {
+            let lines: Vec<&str> = a.log_excerpt.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            json!({
+                "at": at(&a.started_at),
+                "step": a.step,
+                "type": a.kind,
+                "status": a.status,
+                // Inside a code fence: only a fence of its own could break out.
+                "excerpt": redactor.redact(&tail).replace("```", "'''"),
+            })
+        })
+        .collect();
+    let deletions: Vec<Value> = in_period
+        .iter()
+        .filter(|a| a.kind == "prune")
+        .flat_map(|a| {
+            let when = at(&a.started_at);
+            a.meta["deleted"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |d| d.as_str().map(|p| json!({ "at": when.clone(), "file": Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() })))
+        })
+        .collect();
+    let next_runs: Vec<Value> = compiled
+        .steps
+        .iter()
+        .filter(|s| compiled.plans[s.plan].decl.name.value == *name && s.schedule.is_some())
+        .filter_map(|s| {
+            let sch = &s.schedule.as_ref()?.value;
+            sch.next_after(now, tz)
+                .map(|n| json!({ "step": s.id, "next": local(n, tz) }))
+        })
+        .collect();
+    json!({
+        "plan": name,
+        "timezone": tz.name(),
+        "generated_at": local(now, tz),
+        "period": { "from": local(since, tz), "to": local(now, tz) },
+        "overall": match overall { crate::health::Severity::Ok => "OK", crate::health::Severity::Warn => "WARNING", crate::health::Severity::Crit => "CRITICAL" },
+        "checks": checks_json,
+        "dumps": dumps,
+        "snapshots": snapshots,
+        "verifies": verifies,
+        "failures": failures,
+        "deletions": deletions,
+        "next_runs": next_runs,
+    })
+}
+
+/// Writes a rendered report to `reports/backup-report-YYYYmmdd.md` (a second one the same
+/// day gets `-2`), atomically.
+pub fn write(
+    plan: &CompiledPlan,
+    text: &str,
+    now: DateTime<Utc>,
+    out: Option<&Path>,
+) -> std::io::Result<PathBuf> {
+    let path = match out {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let dir = Path::new(&plan.base.value).join("reports");
+            std::fs::create_dir_all(&dir)?;
+            let stem = format!(
+                "backup-report-{}",
+                now.with_timezone(&plan.timezone.value).format("%Y%m%d")
+            );
+            layout::unique_path(&dir, &stem, "md")
+        }
+    };
+    layout::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}

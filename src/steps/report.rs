@@ -1,0 +1,69 @@
+//! The `report` step: renders the plan's report template with the current health and the
+//! period's activity, and writes it to `reports/`.
+
+use serde_json::json;
+
+use super::{Context, Outcome, Status};
+use crate::plan::model::Report;
+use crate::report;
+
+fn template_name(r: &Report) -> &str {
+    r.template
+        .as_ref()
+        .map_or("backup-report", |t| t.value.as_str())
+}
+
+pub fn preview(ctx: &Context, r: &Report) -> Result<String, String> {
+    Ok(format!(
+        "render `{}` into {}/reports/backup-report-YYYYmmdd.md",
+        template_name(r),
+        ctx.plan.base.value
+    ))
+}
+
+/// Renders and writes the report for the plan of `ctx`; returns its path.
+pub fn make(
+    ctx: &Context,
+    template: &str,
+    out: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf, String> {
+    let text = report::template(template, ctx.plans)?;
+    let store = match ctx.state {
+        Some(p) if p.exists() => Some(crate::store::Store::open(
+            p,
+            &crate::clock::stamp(ctx.clock.now()),
+        )?),
+        _ => None,
+    };
+    let now = ctx.clock.now();
+    let checks = crate::facts::checks(ctx.compiled, store.as_ref(), now)
+        .map_err(|e| format!("cannot read the activity log: {e}"))?;
+    let context = report::context(
+        ctx.compiled,
+        ctx.plan,
+        store.as_ref(),
+        &checks,
+        now,
+        ctx.redactor,
+    );
+    let registry = crate::help::registry()?;
+    let markdown = report::render::render(&text, &context, &registry)
+        .map_err(|e| format!("template `{template}`: {e}"))?;
+    let markdown = ctx.redactor.redact(&markdown);
+    report::write(ctx.plan, &markdown, now, out)
+        .map_err(|e| format!("cannot write the report: {e}"))
+}
+
+pub fn execute(ctx: &Context, r: &Report) -> Outcome {
+    match make(ctx, template_name(r), None) {
+        Ok(path) => Outcome {
+            status: Status::Success,
+            meta: json!({ "report": path.display().to_string(), "template": template_name(r) }),
+            log_excerpt: String::new(),
+            summary: path.display().to_string(),
+            extra: Vec::new(),
+            tolerated: false,
+        },
+        Err(e) => Outcome::failed(ctx.redactor.redact(&e)),
+    }
+}

@@ -1,0 +1,367 @@
+//! Alerts through a real HTTP receiver, driven by OPS_NOW: ok → stale → fail → (renotify) → ok
+//! gives exactly alert, alert, reminder, recovery; nothing when nothing changed; a 500 is
+//! retried and delivered later; a hanging receiver costs at most the timeout; secrets and log
+//! bodies stay out of the payloads. Also `status` exit codes and pings.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::harness::Workspace;
+use crate::receiver::{Mode, Receiver};
+
+const GOOD_DUMP: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'INSERT INTO t VALUES (1);'\necho '-- PostgreSQL database dump complete'\n";
+const BAD_DUMP: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'pg_dump: error: SECRET-LOG-BODY connection refused' >&2\nexit 1\n";
+
+fn workspace(rx: &Receiver, extra_alert: &str) -> Workspace {
+    let ws = Workspace::with_plan(&format!(
+        r#"plan crm {{
+            base "backups"
+            tools {{
+                pg-dump "./fake-pg-dump"
+            }}
+            database main {{
+                engine postgres
+                name crm
+            }}
+            dump db {{
+                database main
+                stale-after "26h"
+                fail-after "50h"
+            }}
+            alert webhook {{
+                url env=HOOK_URL
+                renotify-after "24h"
+                timeout "2s"
+                {extra_alert}
+            }}
+            alert slack {{
+                webhook env=SLACK_URL
+            }}
+        }}"#
+    ))
+    .env("HOOK_URL", &rx.url("/hook/SECRET-TOKEN-123"))
+    .env("SLACK_URL", &rx.url("/slack/T000/SECRET-SLACK-456"));
+    fake(&ws, GOOD_DUMP);
+    ws
+}
+
+fn fake(ws: &Workspace, script: &str) {
+    ws.write("fake-pg-dump", script);
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(ws.path("fake-pg-dump"))
+        .status()
+        .unwrap();
+}
+
+/// The changes of each webhook message received, as (change, state) pairs.
+fn hook_messages(rx: &Receiver) -> Vec<Vec<(String, String)>> {
+    rx.take()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/hook"))
+        .map(|r| {
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            v["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["change"].as_str().unwrap().to_string(),
+                        c["state"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn pair(a: &str, b: &str) -> Vec<(String, String)> {
+    vec![(a.to_string(), b.to_string())]
+}
+
+#[test]
+fn alerts_speak_only_on_change() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    assert_eq!(
+        ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--only", "db"])
+            .code(),
+        0
+    );
+    assert!(rx.take().is_empty(), "an ok check says nothing");
+
+    let health = |at: &str| {
+        let r = ws.run_at(at, &["health", "--alert"]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+    };
+    health("2026-11-29T04:00:01Z"); // 27h: stale
+    let got = rx.take();
+    let slack: Vec<_> = got
+        .iter()
+        .filter(|r| r.path.starts_with("/slack"))
+        .collect();
+    assert_eq!(slack.len(), 1);
+    let s: Value = serde_json::from_str(&slack[0].body).unwrap();
+    assert!(
+        s["text"]
+            .as_str()
+            .unwrap()
+            .contains("crm/db is STALE (warn)"),
+        "{s}"
+    );
+    assert!(s["blocks"][0]["text"]["text"].is_string());
+    let hooks: Vec<_> = got.iter().filter(|r| r.path.starts_with("/hook")).collect();
+    assert_eq!(hooks.len(), 1);
+    let v: Value = serde_json::from_str(&hooks[0].body).unwrap();
+    assert_eq!(v["changes"][0]["change"], "alert");
+    assert_eq!(v["changes"][0]["state"], "stale");
+
+    health("2026-11-29T05:00:00Z"); // still stale: nothing
+    assert!(hook_messages(&rx).is_empty());
+    health("2026-11-30T04:00:01Z"); // 51h: fail
+    assert_eq!(hook_messages(&rx), [pair("alert", "fail")]);
+    health("2026-11-30T12:00:00Z"); // still failing, within renotify-after
+    assert!(hook_messages(&rx).is_empty());
+    health("2026-12-01T04:00:02Z"); // 24h after the fail alert: a reminder
+    assert_eq!(hook_messages(&rx), [pair("reminder", "fail")]);
+    // A new dump: the apply that made it says "recovered".
+    assert_eq!(
+        ws.run_at("2026-12-01T05:00:00Z", &["plan", "apply", "--only", "db"])
+            .code(),
+        0
+    );
+    assert_eq!(hook_messages(&rx), [pair("recovered", "ok")]);
+    health("2026-12-01T06:00:00Z");
+    assert!(hook_messages(&rx).is_empty());
+
+    let alerts: Vec<Value> = ws
+        .activities()
+        .into_iter()
+        .filter(|a| a["type"] == "alert")
+        .collect();
+    // Four webhook deliveries and four Slack ones, each recorded.
+    assert_eq!(alerts.len(), 8, "{alerts:?}");
+    assert!(alerts.iter().all(|a| a["status"] == "success"));
+    let all = serde_json::to_string(&ws.activities()).unwrap();
+    assert!(!all.contains("SECRET-TOKEN-123") && !all.contains("SECRET-SLACK-456"));
+}
+
+#[test]
+fn payloads_carry_no_secrets_and_no_log_bodies_unless_asked() {
+    for (include, expect_body) in [("", false), ("include-logs #true", true)] {
+        let rx = Receiver::start();
+        let ws = workspace(&rx, include);
+        fake(&ws, BAD_DUMP);
+        assert_eq!(
+            ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--only", "db"])
+                .code(),
+            1
+        );
+        let got = rx.take();
+        assert_eq!(got.len(), 2, "{got:?}");
+        for r in &got {
+            assert!(
+                !r.body.contains("SECRET-TOKEN-123") && !r.body.contains("SECRET-SLACK-456"),
+                "{}",
+                r.body
+            );
+        }
+        let hook = got.iter().find(|r| r.path.starts_with("/hook")).unwrap();
+        assert_eq!(
+            hook.body.contains("SECRET-LOG-BODY"),
+            expect_body,
+            "{}",
+            hook.body
+        );
+        let slack = got.iter().find(|r| r.path.starts_with("/slack")).unwrap();
+        assert!(!slack.body.contains("SECRET-LOG-BODY"), "{}", slack.body);
+    }
+}
+
+#[test]
+fn an_undelivered_alert_is_retried_at_the_next_evaluation() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    assert_eq!(
+        ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--only", "db"])
+            .code(),
+        0
+    );
+    rx.set(Mode::Error500);
+    let r = ws.run_at("2026-11-29T04:00:01Z", &["health", "--alert"]);
+    assert_eq!(r.code(), 0, "a failing channel never fails the command");
+    assert!(
+        r.stderr()
+            .contains("not delivered (retried at the next apply)"),
+        "{}",
+        r.stderr()
+    );
+    let attempts = rx
+        .take()
+        .iter()
+        .filter(|r| r.path.starts_with("/hook"))
+        .count();
+    assert!(
+        (2..=3).contains(&attempts),
+        "bounded retries, got {attempts}"
+    );
+    let failed: Vec<Value> = ws
+        .activities()
+        .into_iter()
+        .filter(|a| a["type"] == "alert" && a["status"] == "failed")
+        .collect();
+    assert!(!failed.is_empty());
+    assert!(
+        !serde_json::to_string(&failed)
+            .unwrap()
+            .contains("SECRET-TOKEN-123")
+    );
+    rx.set(Mode::Ok);
+    ws.run_at("2026-11-29T04:10:00Z", &["health", "--alert"]);
+    assert_eq!(hook_messages(&rx), [pair("alert", "stale")]);
+}
+
+#[test]
+fn a_hanging_receiver_costs_at_most_the_timeout() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    assert_eq!(
+        ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--only", "db"])
+            .code(),
+        0
+    );
+    rx.set(Mode::Hang);
+    let started = Instant::now();
+    let r = ws.run_at("2026-11-29T04:00:01Z", &["health", "--alert"]);
+    let took = started.elapsed();
+    assert_eq!(r.code(), 0);
+    // The webhook's budget is 2 s; Slack's is the default 10 s and hangs too.
+    assert!(took.as_secs_f64() < 2.0 + 10.0 + 2.0, "took {took:?}");
+    assert!(took.as_secs_f64() >= 2.0, "took {took:?}");
+}
+
+#[test]
+fn an_empty_slack_variable_turns_slack_off() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "").env("ALERT_SLACK_WEBHOOK", "");
+    fake(&ws, BAD_DUMP);
+    ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--only", "db"]);
+    let got = rx.take();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].path.starts_with("/hook"));
+}
+
+#[test]
+fn pings_mark_start_and_end_of_every_apply() {
+    let rx = Receiver::start();
+    let ws = Workspace::with_plan(&format!(
+        r#"plan crm {{
+            base "backups"
+            command ok {{
+                run "true"
+                schedule "0 2 * * *"
+            }}
+            ping {{
+                url "{}"
+            }}
+        }}"#,
+        rx.url("/ping/abc")
+    ));
+    assert_eq!(ws.run(&["plan", "apply"]).code(), 0);
+    let got = rx.take();
+    assert!(got.iter().all(|r| r.method == "POST"), "{got:?}");
+    let paths: Vec<String> = got.into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/ping/abc/start", "/ping/abc"]);
+    ws.write(
+        "plans/main.kdl",
+        &std::fs::read_to_string(ws.path("plans/main.kdl"))
+            .unwrap()
+            .replace("\"true\"", "\"false\""),
+    );
+    assert_eq!(ws.run(&["plan", "apply", "--force"]).code(), 1);
+    let paths: Vec<String> = rx.take().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/ping/abc/start", "/ping/abc/fail"]);
+}
+
+#[test]
+fn alerts_test_sends_through_every_channel() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    let r = ws.run(&["alerts", "test"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(
+        r.stdout(),
+        "ok      crm/webhook (attempts: 1)\nok      crm/slack (attempts: 1)\n"
+    );
+    let got = rx.take();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.body.contains("test message")));
+    let r = ws.run(&["alerts", "test", "slack"]);
+    assert_eq!(r.stdout(), "ok      crm/slack (attempts: 1)\n");
+    assert_eq!(ws.run(&["alerts", "test", "pager"]).code(), 2);
+}
+
+#[test]
+fn status_exit_codes_follow_the_monitoring_plugin_convention() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    let status = |at: &str| {
+        let r = ws.run_at(at, &["status", "--json"]);
+        let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+        (r.code(), v)
+    };
+    // No dump yet: missing, critical.
+    let (code, v) = status("2026-11-28T00:00:00Z");
+    assert_eq!(code, 2);
+    assert_eq!(v["overall"], "crit");
+    assert_eq!(v["checks"][0]["state"], "missing");
+    ws.run_at("2026-11-28T01:00:00Z", &["run", "db"]);
+    let (code, v) = status("2026-11-28T02:00:00Z");
+    assert_eq!((code, v["overall"].as_str().unwrap()), (0, "ok"));
+    let c = &v["checks"][0];
+    for key in [
+        "id",
+        "plan",
+        "step",
+        "kind",
+        "state",
+        "severity",
+        "age_seconds",
+        "last_success",
+        "last_attempt",
+        "last_attempt_status",
+        "artifact",
+        "artifact_size",
+        "detail",
+        "stale_after_seconds",
+        "fail_after_seconds",
+        "overdue_after_seconds",
+    ] {
+        assert!(c.get(key).is_some(), "{key} missing from {c}");
+    }
+    assert_eq!(c["id"], "crm/db");
+    assert_eq!(c["age_seconds"], 3600);
+    assert_eq!(c["stale_after_seconds"], 26 * 3600);
+    assert_eq!(status("2026-11-29T04:00:01Z").0, 1);
+    assert_eq!(status("2026-11-30T04:00:01Z").0, 2);
+    // A plan that does not load: UNKNOWN.
+    ws.write("plans/main.kdl", "plan crm {\n    bse \"x\"\n}\n");
+    let r = ws.run(&["status"]);
+    assert_eq!(r.code(), 3);
+    assert!(r.stdout().starts_with("UNKNOWN"), "{}", r.stdout());
+}
+
+#[test]
+fn a_dump_deleted_by_hand_is_missing_even_if_the_log_remembers_it() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    ws.run_at("2026-11-28T01:00:00Z", &["run", "db"]);
+    for e in std::fs::read_dir(ws.path("backups/db")).unwrap().flatten() {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    let r = ws.run_at("2026-11-28T02:00:00Z", &["status"]);
+    assert_eq!(r.code(), 2);
+    assert!(r.stdout().contains("crm/db  missing"), "{}", r.stdout());
+}
