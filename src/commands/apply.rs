@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::alert::ping;
 use crate::app::App;
+use crate::artifact::layout;
 use crate::cli::ApplyArgs;
 use crate::clock::{Clock, stamp};
 use crate::console::{Console, Tee};
@@ -153,6 +154,7 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let _lock = take_lock(app, wait)?;
+    remove_orphans(&compiled);
     let decisions = crate::commands::show::decisions(app, &compiled)?;
     let planned = select(&compiled, &decisions, &only, args.force);
     ping::send(app, &compiled, ping::Signal::Start, &redactor);
@@ -187,6 +189,7 @@ pub fn run_one(app: &App, name: &str, wait: Option<&str>) -> Result<(), Failure>
     let wait = parse_wait(wait)?;
     let redactor = app.redactor(&compiled);
     let _lock = take_lock(app, wait)?;
+    remove_orphans(&compiled);
     let planned = with_hooks(
         &compiled,
         vec![Planned {
@@ -196,6 +199,27 @@ pub fn run_one(app: &App, name: &str, wait: Option<&str>) -> Result<(), Failure>
         }],
     );
     execute(app, &compiled, &redactor, &planned, 1)
+}
+
+/// Temporary files left by a killed ops-run (a half-written dump, marker, log or report) are
+/// removed by the next apply, under the lock, whether or not their step runs now.
+fn remove_orphans(compiled: &Compiled) {
+    for plan in &compiled.plans {
+        let base = std::path::Path::new(&plan.base.value);
+        for dir in [
+            layout::DB_DIR,
+            crate::steps::snapshot::DIR,
+            crate::steps::verify::DIR,
+            "reports",
+        ] {
+            for p in layout::remove_orphans(&base.join(dir)) {
+                eprintln!(
+                    "removed {} (left by an ops-run that was stopped)",
+                    p.display()
+                );
+            }
+        }
+    }
 }
 
 fn take_lock(app: &App, wait: Duration) -> Result<lock::ApplyLock, Failure> {

@@ -296,3 +296,125 @@ fn mariadb_verify_scenario() {
     });
     run_ok(mariadb(None).args(["-e", &format!("DROP DATABASE {src}")]));
 }
+
+/// A plan whose `psql` runs statements at once but hangs on an import, as a huge restore
+/// would; the verify's timeout or a SIGTERM must still drop the scratch database.
+fn slow_import(plan: &str, timeout: &str, sleep: &str) -> Workspace {
+    let src = unique("ops_vslow");
+    run_ok(psql("postgres").args([
+        "-c",
+        &format!(
+            "CREATE DATABASE {src} TEMPLATE {}",
+            var("OPS_TEST_PG_FIXTURE")
+        ),
+    ]));
+    let ws = Workspace::with_plan(&format!(
+        r#"plan {plan} {{
+            base "backups"
+            tools {{
+                psql "./slow-psql"
+            }}
+            database main {{
+                engine postgres
+                host "{}"
+                port {}
+                name {src}
+                user {}
+                password env=APP_DB_PASSWORD
+            }}
+            dump db {{
+                database main
+            }}
+            verify restore {{
+                dump db
+                timeout "{timeout}"
+            }}
+        }}"#,
+        var("OPS_TEST_PG_HOST"),
+        var("OPS_TEST_PG_PORT"),
+        var("OPS_TEST_PG_USER")
+    ))
+    .env("APP_DB_PASSWORD", &var("OPS_TEST_PG_PASSWORD"));
+    ws.write("slow-psql", &format!("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -c ] && exec psql \"$@\"; done\nexec {sleep}\n"));
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(ws.path("slow-psql"))
+        .status()
+        .unwrap();
+    assert_eq!(ws.run_at(T0, &["run", "db"]).code(), 0);
+    ws
+}
+
+fn pg_scratch(plan: &str) -> Vec<String> {
+    run_ok(psql("postgres").args([
+        "-c",
+        &format!("SELECT datname FROM pg_database WHERE datname LIKE 'ops_verify_{plan}_%'"),
+    ]))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn a_verify_that_times_out_still_drops_its_scratch_database() {
+    let sleep = format!("sleep 28.{}", std::process::id());
+    let ws = slow_import("app_pgt", "2s", &sleep);
+    let started = std::time::Instant::now();
+    let r = ws.run_at(T1, &["run", "restore"]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    let a = last(&ws);
+    assert!(
+        a["log_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 2s"),
+        "{a}"
+    );
+    assert!(
+        a["log_excerpt"].as_str().unwrap().contains("(dropped)"),
+        "{a}"
+    );
+    assert!(
+        pg_scratch("app_pgt").is_empty(),
+        "left behind: {:?}",
+        pg_scratch("app_pgt")
+    );
+    assert!(crate::harness::processes_with(&sleep).is_empty());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn sigterm_during_a_verify_still_drops_its_scratch_database() {
+    let sleep = format!("sleep 27.{}", std::process::id());
+    let ws = slow_import("app_pgs", "1h", &sleep);
+    let child = ws
+        .command(&["run", "restore"])
+        .env("OPS_NOW", T1)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        crate::harness::wait_for(20, || !crate::harness::processes_with(&sleep).is_empty()),
+        "the import never started"
+    );
+    assert_eq!(
+        pg_scratch("app_pgs").len(),
+        1,
+        "the scratch database exists during the import"
+    );
+    crate::harness::signal(child.id(), rustix::process::Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        pg_scratch("app_pgs").is_empty(),
+        "left behind: {:?}",
+        pg_scratch("app_pgs")
+    );
+    let a = last(&ws);
+    assert!(
+        a["log_excerpt"].as_str().unwrap().contains("interrupted"),
+        "{a}"
+    );
+}
