@@ -32,6 +32,10 @@ start_postgres() {
         -c "CREATE DATABASE ops_fixture OWNER ops_test"
     # The CRM-shaped fixture at a test size, as a template the tests copy.
     local fixture=../shared/bench/crm-fixture.pg.sql
+    if [ ! -f "$fixture" ]; then
+        echo "cannot find $fixture (the shared folder beside this checkout): the PostgreSQL tests need it"
+        return 1
+    fi
     if [ -f "$fixture" ]; then
         PGPASSWORD=$OPS_TEST_PG_PASSWORD psql -q -h 127.0.0.1 -p "$port" -U ops_test -d ops_fixture \
             -v ON_ERROR_STOP=1 -v scale=0.01 -f "$fixture" >"$OPS_TEST_TMP/pg-fixture.log" 2>&1 \

@@ -63,6 +63,18 @@ pub enum Command {
     },
     /// The contextual help registry: every key, or one
     Help { key: Option<String> },
+    /// The status page, /api/status, /api/activities, /metrics and /healthz (read-only)
+    Serve {
+        /// Address to listen on [default: the plan's serve { listen }, else 127.0.0.1:9180]
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// The Prometheus metrics, to stdout or atomically to a file
+    Metrics {
+        /// Write to this file (node_exporter's textfile collector) instead of stdout
+        #[arg(long, value_name = "FILE")]
+        textfile: Option<PathBuf>,
+    },
     /// List recorded activities, newest first
     Activities(ActivitiesArgs),
     /// Bring existing backup files into the layout
@@ -122,6 +134,9 @@ pub struct ApplyArgs {
     /// Wait up to this long for another apply to finish (e.g. "5m") instead of exiting 75
     #[arg(long)]
     pub wait: Option<String>,
+    /// At the end, write the Prometheus metrics to this file (node_exporter textfile collector)
+    #[arg(long, value_name = "FILE")]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -44,6 +44,7 @@ pub mod settings;
 pub mod steps;
 pub mod store;
 pub mod units;
+pub mod web;
 
 use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand};
 
@@ -78,6 +79,8 @@ pub fn run(cli: Cli) -> i32 {
             commands::alerts::report(&app, plan.as_deref(), out.as_deref())
         }
         Command::Help { key } => help::run(key.as_deref()),
+        Command::Serve { listen } => web::serve(&app, listen.as_deref()),
+        Command::Metrics { textfile } => commands::status::metrics(&app, textfile.as_deref()),
         Command::Backups(BackupsCommand::Migrate {
             from,
             dry_run,

@@ -169,7 +169,19 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     // Health and alerts at the end of every apply, whatever ran; they never change its result.
     match app.open_store() {
         Ok(store) => match crate::facts::checks(&compiled, Some(&store), app.clock.now()) {
-            Ok(checks) => crate::alert::notify(app, &compiled, &store, &checks, &redactor),
+            Ok(checks) => {
+                crate::alert::notify(app, &compiled, &store, &checks, &redactor);
+                record_applies(app, &compiled, &store);
+                if let Some(path) = &args.metrics_textfile
+                    && let Err(e) =
+                        crate::web::metrics::write_textfile(&compiled, &store, &checks, path)
+                {
+                    eprintln!(
+                        "warning: cannot write the metrics textfile {}: {e}",
+                        path.display()
+                    );
+                }
+            }
             Err(e) => eprintln!("warning: cannot evaluate health: {e}"),
         },
         Err(f) => eprint!("{}", f.message()),
@@ -199,6 +211,15 @@ pub fn run_one(app: &App, name: &str, wait: Option<&str>) -> Result<(), Failure>
         }],
     );
     execute(app, &compiled, &redactor, &planned, 1)
+}
+
+fn record_applies(app: &App, compiled: &Compiled, store: &crate::store::Store) {
+    let now = stamp(app.clock.now());
+    for p in &compiled.plans {
+        if let Err(e) = store.record_apply(&p.decl.name.value, &now) {
+            eprintln!("warning: cannot record the apply: {e}");
+        }
+    }
 }
 
 /// Temporary files left by a killed ops-run (a half-written dump, marker, log or report) are

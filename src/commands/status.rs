@@ -130,3 +130,19 @@ pub fn health(app: &App, alert: bool) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// `metrics [--textfile FILE]`.
+pub fn metrics(app: &App, textfile: Option<&std::path::Path>) -> Result<(), Failure> {
+    let (compiled, checks) = evaluate(app)?;
+    let store = app.open_store()?;
+    match textfile {
+        Some(path) => crate::web::metrics::write_textfile(&compiled, &store, &checks, path)
+            .map_err(Failure::Runtime),
+        None => {
+            let text = crate::web::metrics::render(&compiled, &store, &checks)
+                .map_err(|e| Failure::Runtime(format!("cannot read the activity log: {e}")))?;
+            crate::out!("{text}");
+            Ok(())
+        }
+    }
+}

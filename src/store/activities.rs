@@ -205,6 +205,16 @@ impl Store {
         })
     }
 
+    /// Notes the end of an apply of `plan` (for the `last apply` metric).
+    pub fn record_apply(&self, plan: &str, at: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO ops_applies (plan, finished_at) VALUES (?1, ?2)
+             ON CONFLICT (plan) DO UPDATE SET finished_at = ?2",
+            params![plan, at],
+        )?;
+        Ok(())
+    }
+
     pub fn list(&self, f: &Filter) -> rusqlite::Result<Vec<Activity>> {
         let mut sql = String::from(
             "SELECT id, plan, step, type, status, trigger, started_at, finished_at, duration_ms, meta, log_excerpt

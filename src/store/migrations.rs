@@ -31,6 +31,31 @@ const MIGRATIONS: &[&str] = &[
         notified_at TEXT NOT NULL,
         PRIMARY KEY (channel, check_id)
     );",
+    // 3: counters of finished activities by type and status, kept by triggers so /metrics
+    // never scans the log; and the end of the last apply of each plan.
+    "CREATE TABLE ops_activity_counts (
+        type   TEXT NOT NULL,
+        status TEXT NOT NULL,
+        count  INTEGER NOT NULL,
+        PRIMARY KEY (type, status)
+    );
+    INSERT INTO ops_activity_counts (type, status, count)
+        SELECT type, status, count(*) FROM ops_activities WHERE status != 'running' GROUP BY type, status;
+    CREATE TRIGGER ops_activity_counts_insert AFTER INSERT ON ops_activities WHEN NEW.status != 'running'
+    BEGIN
+        INSERT INTO ops_activity_counts (type, status, count) VALUES (NEW.type, NEW.status, 1)
+            ON CONFLICT (type, status) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TRIGGER ops_activity_counts_finish AFTER UPDATE OF status ON ops_activities
+        WHEN OLD.status = 'running' AND NEW.status != 'running'
+    BEGIN
+        INSERT INTO ops_activity_counts (type, status, count) VALUES (NEW.type, NEW.status, 1)
+            ON CONFLICT (type, status) DO UPDATE SET count = count + 1;
+    END;
+    CREATE TABLE ops_applies (
+        plan TEXT PRIMARY KEY,
+        finished_at TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -12,6 +12,7 @@ mod invalid_plans;
 mod migrate;
 mod report;
 mod runner;
+mod serve;
 mod shipped;
 mod show;
 mod snapshot;

@@ -246,15 +246,8 @@ fn postgres_verify_scenario() {
         "SELECT count(*) FROM contacts",
     ))
     .env("APP_DB_PASSWORD", &var("OPS_TEST_PG_PASSWORD"));
-    scenario(&ws, 44, &|| {
-        run_ok(psql("postgres").args([
-            "-c",
-            "SELECT datname FROM pg_database WHERE datname LIKE 'ops_verify_app_pg_%'",
-        ]))
-        .lines()
-        .map(str::to_string)
-        .collect()
-    });
+    // Filtered by prefix: in LIKE, `_` matches any character (app_pgt_ would match app_pg_).
+    scenario(&ws, 44, &|| pg_scratch("app_pg"));
     run_ok(psql("postgres").args(["-c", &format!("DROP DATABASE {src}")]));
 }
 
@@ -289,8 +282,9 @@ fn mariadb_verify_scenario() {
     ))
     .env("APP_DB_PASSWORD", &var("OPS_TEST_MY_PASSWORD"));
     scenario(&ws, 2, &|| {
-        run_ok(mariadb(None).args(["-e", "SHOW DATABASES LIKE 'ops_verify_app_my_%'"]))
+        run_ok(mariadb(None).args(["-e", "SHOW DATABASES"]))
             .lines()
+            .filter(|n| n.starts_with("ops_verify_app_my_"))
             .map(str::to_string)
             .collect()
     });
@@ -346,13 +340,12 @@ fn slow_import(plan: &str, timeout: &str, sleep: &str) -> Workspace {
 }
 
 fn pg_scratch(plan: &str) -> Vec<String> {
-    run_ok(psql("postgres").args([
-        "-c",
-        &format!("SELECT datname FROM pg_database WHERE datname LIKE 'ops_verify_{plan}_%'"),
-    ]))
-    .lines()
-    .map(str::to_string)
-    .collect()
+    let prefix = format!("ops_verify_{plan}_");
+    run_ok(psql("postgres").args(["-c", "SELECT datname FROM pg_database"]))
+        .lines()
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]

@@ -1,0 +1,268 @@
+//! Prometheus metrics, computed from SQLite and the files (so a restart changes nothing), in
+//! the text exposition format; `ops-run metrics --textfile` writes them atomically for the
+//! node_exporter textfile collector.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rusqlite::params;
+
+use crate::clock::parse_stamp;
+use crate::health::{Check, CheckKind, Severity};
+use crate::plan::compile::Compiled;
+use crate::store::Store;
+
+/// Label values escaped as the exposition format wants (`\\`, `\"`, `\n`).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
+        let _ = writeln!(self.out, "{name}{{{}}} {value}", labels.join(","));
+    }
+}
+
+fn seconds(stamp: &str) -> Option<f64> {
+    parse_stamp(stamp).map(|t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+/// Everything `/metrics` shows.
+pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite::Result<String> {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    f.head(
+        "ops_run_build_info",
+        "gauge",
+        "The running ops-run, as labels; always 1.",
+    );
+    f.sample(
+        "ops_run_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+
+    f.head(
+        "ops_run_last_apply_timestamp_seconds",
+        "gauge",
+        "When the last plan apply of the plan ended (Unix time).",
+    );
+    {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT plan, finished_at FROM ops_applies ORDER BY plan")?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (plan, at) in rows {
+            if compiled.plans.iter().any(|p| p.decl.name.value == plan)
+                && let Some(s) = seconds(&at)
+            {
+                f.sample(
+                    "ops_run_last_apply_timestamp_seconds",
+                    &[("plan", &plan)],
+                    s,
+                );
+            }
+        }
+    }
+
+    // Per step: last success and last attempt apart, so a failing step never looks fresh.
+    let mut success = Vec::new();
+    let mut attempt = Vec::new();
+    let mut duration = Vec::new();
+    for step in &compiled.steps {
+        let plan = &compiled.plans[step.plan].decl.name.value;
+        let kind = step.decl.kind.activity_type();
+        let last_success: Option<String> = store.conn.query_row(
+            "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status = 'success'",
+            params![plan, step.name(), kind],
+            |r| r.get(0),
+        )?;
+        let last: Option<(String, Option<i64>)> = store
+            .conn
+            .query_row(
+                "SELECT started_at, duration_ms FROM ops_activities
+                 WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status NOT IN ('running', 'skipped')
+                 ORDER BY id DESC LIMIT 1",
+                params![plan, step.name(), kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let labels = (plan.clone(), step.name().to_string(), kind.to_string());
+        if let Some(s) = last_success.as_deref().and_then(seconds) {
+            success.push((labels.clone(), s));
+        }
+        if let Some((at, ms)) = last {
+            if let Some(s) = seconds(&at) {
+                attempt.push((labels.clone(), s));
+            }
+            if let Some(ms) = ms {
+                duration.push((labels, ms as f64 / 1000.0));
+            }
+        }
+    }
+    for (name, help, rows) in [
+        (
+            "ops_run_step_last_success_timestamp_seconds",
+            "When the newest successful run of the step started (Unix time).",
+            &success,
+        ),
+        (
+            "ops_run_step_last_attempt_timestamp_seconds",
+            "When the newest finished run of the step started, whatever its result (Unix time).",
+            &attempt,
+        ),
+        (
+            "ops_run_step_last_duration_seconds",
+            "How long the newest finished run of the step took.",
+            &duration,
+        ),
+    ] {
+        f.head(name, "gauge", help);
+        for ((plan, step, kind), v) in rows {
+            f.sample(name, &[("plan", plan), ("step", step), ("type", kind)], *v);
+        }
+    }
+
+    f.head(
+        "ops_run_check_state",
+        "gauge",
+        "Health of the check: 0 ok, 1 warn, 2 crit.",
+    );
+    for c in checks {
+        let v = match c.severity {
+            Severity::Ok => 0.0,
+            Severity::Warn => 1.0,
+            Severity::Crit => 2.0,
+        };
+        f.sample(
+            "ops_run_check_state",
+            &[
+                ("plan", &c.plan),
+                ("check", &c.id),
+                ("kind", kind_name(c.kind)),
+                ("state", c.state.as_str()),
+            ],
+            v,
+        );
+    }
+    f.head(
+        "ops_run_artifact_size_bytes",
+        "gauge",
+        "Size of the newest good artifact (dump) of the step.",
+    );
+    for c in checks
+        .iter()
+        .filter(|c| c.artifact_size.is_some() && c.kind == CheckKind::Dump)
+    {
+        f.sample(
+            "ops_run_artifact_size_bytes",
+            &[("plan", &c.plan), ("step", &c.step)],
+            c.artifact_size.unwrap_or(0) as f64,
+        );
+    }
+    f.head(
+        "ops_run_artifact_age_seconds",
+        "gauge",
+        "Age of the newest good artifact (dump, snapshot marker) of the step.",
+    );
+    for c in checks.iter().filter(|c| c.kind != CheckKind::Verify) {
+        if let Some(a) = c.age_seconds {
+            f.sample(
+                "ops_run_artifact_age_seconds",
+                &[("plan", &c.plan), ("step", &c.step)],
+                a as f64,
+            );
+        }
+    }
+    f.head(
+        "ops_run_verify_tables",
+        "gauge",
+        "Tables found by the newest successful restore test.",
+    );
+    for step in compiled
+        .steps
+        .iter()
+        .filter(|s| s.decl.kind.activity_type() == "verify_restore")
+    {
+        let plan = &compiled.plans[step.plan].decl.name.value;
+        let meta: Option<String> = store
+            .conn
+            .query_row(
+                "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = 'verify_restore' AND status = 'success'
+                 ORDER BY id DESC LIMIT 1",
+                params![plan, step.name()],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(n) = meta
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+            .and_then(|m| m["verify_table_count"].as_u64())
+        {
+            f.sample(
+                "ops_run_verify_tables",
+                &[("plan", plan), ("step", step.name())],
+                n as f64,
+            );
+        }
+    }
+    f.head(
+        "ops_run_activities_total",
+        "counter",
+        "Finished activities by type and status.",
+    );
+    {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT type, status, count FROM ops_activity_counts ORDER BY type, status")?;
+        let rows: Vec<(String, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (kind, status, n) in rows {
+            f.sample(
+                "ops_run_activities_total",
+                &[("type", &kind), ("status", &status)],
+                n as f64,
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn kind_name(k: CheckKind) -> &'static str {
+    match k {
+        CheckKind::Dump => "dump",
+        CheckKind::Snapshot => "snapshot",
+        CheckKind::Verify => "verify",
+    }
+}
+
+/// Writes the metrics to `path` atomically (temporary file, rename), as node_exporter wants.
+pub fn write_textfile(
+    compiled: &Compiled,
+    store: &Store,
+    checks: &[Check],
+    path: &Path,
+) -> Result<(), String> {
+    let text = render(compiled, store, checks).map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    crate::artifact::layout::write_atomic(path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,323 @@
+//! `ops-run serve`: the read-only status page, `/api/*`, `/metrics` and `/healthz` on
+//! tiny_http. Several workers share the server; when tiny_http's accept loop dies (its first
+//! accept error, such as EMFILE, ends it for good) a worker notices and rebuilds the server on
+//! the same address. Everything shown is computed from SQLite and the files on each request.
+
+pub mod metrics;
+pub mod page;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::json;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::app::App;
+use crate::error::Failure;
+use crate::plan::compile::Compiled;
+use crate::store::Store;
+use crate::store::activities::Filter;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
+const WORKERS: usize = 4;
+/// Larger request heads are refused (431): nothing here needs more.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+const STYLE: &str = include_str!("../../templates/static/style.css");
+
+struct Shared {
+    server: RwLock<Arc<Server>>,
+    generation: AtomicU64,
+    addr: String,
+    /// When the server was last rebuilt and whether that was said: while file descriptors
+    /// stay exhausted, rebuilds back off and the log is not flooded.
+    last_rebuild: std::sync::Mutex<(std::time::Instant, std::time::Instant)>,
+}
+
+impl Shared {
+    fn current(&self) -> (Arc<Server>, u64) {
+        let s = self
+            .server
+            .read()
+            .map(|s| Arc::clone(&s))
+            .unwrap_or_else(|e| Arc::clone(&e.into_inner()));
+        (s, self.generation.load(Ordering::SeqCst))
+    }
+
+    /// Replaces a server whose accept loop ended; the first worker to notice does it.
+    fn rebuild(&self, seen: u64) {
+        let Ok(mut slot) = self.server.write() else {
+            return;
+        };
+        if self.generation.load(Ordering::SeqCst) != seen {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let (last, said) = self.last_rebuild.lock().map(|g| *g).unwrap_or((now, now));
+        // Rebuilt less than a second ago: accept keeps failing (EMFILE); give it time.
+        if now.duration_since(last) < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match Server::http(&self.addr) {
+                Ok(s) => {
+                    *slot = Arc::new(s);
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    let now = std::time::Instant::now();
+                    let mut said = said;
+                    if now.duration_since(said) >= Duration::from_secs(10) || said == last {
+                        eprintln!(
+                            "serve: the accept loop stopped (too many open files?); listening again on {}",
+                            self.addr
+                        );
+                        said = now;
+                    }
+                    if let Ok(mut g) = self.last_rebuild.lock() {
+                        *g = (now, said);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+/// What a worker needs to answer: the plans (loaded once) and its own store connection.
+pub struct Site<'a> {
+    pub app: &'a App,
+    pub compiled: &'a Compiled,
+    pub store: Store,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.into(),
+            extra: Vec::new(),
+        }
+    }
+
+    fn text(status: u16, body: &str) -> Reply {
+        Reply::new(status, "text/plain; charset=utf-8", format!("{body}\n"))
+    }
+
+    fn json(v: &serde_json::Value) -> Reply {
+        Reply::new(
+            200,
+            "application/json",
+            serde_json::to_vec_pretty(v).unwrap_or_default(),
+        )
+    }
+}
+
+/// `?a=b&c=d`, percent-decoded.
+pub fn query(url: &str) -> Vec<(String, String)> {
+    let Some((_, q)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The activity filter of `/api/activities` and the page: `limit` (≤ 500), `before` (an id),
+/// `type`, `status`, `plan`.
+pub fn activity_filter(q: &[(String, String)], default_limit: usize) -> Filter {
+    let get = |k: &str| {
+        q.iter()
+            .find(|(n, v)| n == k && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    Filter {
+        limit: get("limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default_limit)
+            .clamp(1, 500),
+        kind: get("type"),
+        status: get("status"),
+        plan: get("plan"),
+        before_id: get("before").and_then(|v| v.parse().ok()),
+    }
+}
+
+/// Routes one request (GET and HEAD only).
+pub fn route(site: &Site, method: &Method, url: &str) -> Reply {
+    if !matches!(method, Method::Get | Method::Head) {
+        let mut r = Reply::text(405, "method not allowed: this server is read-only");
+        r.extra.push(("Allow", "GET, HEAD".into()));
+        return r;
+    }
+    let path = url.split('?').next().unwrap_or("/");
+    let result = match path {
+        "/healthz" => Ok(Reply::text(200, "ok")),
+        "/static/style.css" => Ok(Reply::new(200, "text/css; charset=utf-8", STYLE)),
+        "/" => page::render(site, &query(url))
+            .map(|html| Reply::new(200, "text/html; charset=utf-8", html)),
+        "/api/status" => {
+            crate::facts::checks(site.compiled, Some(&site.store), site.app.clock.now())
+                .map(|checks| {
+                    Reply::json(&crate::commands::status::to_json(
+                        &checks,
+                        site.app.clock.now(),
+                    ))
+                })
+                .map_err(|e| e.to_string())
+        }
+        "/api/activities" => site
+            .store
+            .list(&activity_filter(&query(url), 50))
+            .map(|rows| Reply::json(&json!(rows)))
+            .map_err(|e| e.to_string()),
+        "/metrics" => crate::facts::checks(site.compiled, Some(&site.store), site.app.clock.now())
+            .and_then(|checks| metrics::render(site.compiled, &site.store, &checks))
+            .map(|text| Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
+            .map_err(|e| e.to_string()),
+        _ => Ok(Reply::text(404, "not found")),
+    };
+    result.unwrap_or_else(|e| Reply::text(500, &format!("error: {e}")))
+}
+
+fn respond(site: &Site, request: Request) {
+    let head_bytes: usize = request.url().len()
+        + request
+            .headers()
+            .iter()
+            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+            .sum::<usize>();
+    let method = request.method().clone();
+    let reply = if head_bytes > MAX_HEAD_BYTES {
+        Reply::text(431, "request header fields too large")
+    } else {
+        route(site, &method, request.url())
+    };
+    let body = if method == Method::Head {
+        Vec::new()
+    } else {
+        reply.body
+    };
+    let mut response = Response::from_data(body).with_status_code(reply.status);
+    let mut headers: Vec<(&str, String)> = vec![
+        ("Content-Type", reply.content_type.to_string()),
+        (
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'".into(),
+        ),
+        ("X-Content-Type-Options", "nosniff".into()),
+        ("X-Frame-Options", "DENY".into()),
+        ("Referrer-Policy", "no-referrer".into()),
+        ("Cache-Control", "no-store".into()),
+    ];
+    headers.extend(reply.extra);
+    for (k, v) in headers {
+        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+/// Runs the server until the process is stopped.
+pub fn serve(app: &App, listen: Option<&str>) -> Result<(), Failure> {
+    let (_loaded, compiled) = app.load()?;
+    let addr = listen
+        .map(str::to_string)
+        .or_else(|| {
+            compiled.plans.iter().find_map(|p| {
+                p.decl
+                    .serve
+                    .as_ref()?
+                    .listen
+                    .as_ref()
+                    .map(|l| l.value.clone())
+            })
+        })
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    // The store exists before the first request, so workers can open it.
+    drop(app.open_store()?);
+    let server = Server::http(&addr)
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
+    eprintln!("serve: listening on http://{addr}");
+    let shared = Arc::new(Shared {
+        server: RwLock::new(Arc::new(server)),
+        generation: AtomicU64::new(0),
+        addr,
+        last_rebuild: std::sync::Mutex::new((
+            std::time::Instant::now() - Duration::from_secs(60),
+            std::time::Instant::now() - Duration::from_secs(60),
+        )),
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            let shared = Arc::clone(&shared);
+            let compiled = &compiled;
+            scope.spawn(move || {
+                let store =
+                    match Store::open(&app.state.value, &crate::clock::stamp(app.clock.now())) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("serve: {e}");
+                            return;
+                        }
+                    };
+                let site = Site {
+                    app,
+                    compiled,
+                    store,
+                };
+                loop {
+                    let (server, generation) = shared.current();
+                    match server.recv_timeout(Duration::from_secs(1)) {
+                        Ok(Some(request)) => respond(&site, request),
+                        Ok(None) => {}
+                        Err(_) => shared.rebuild(generation),
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}

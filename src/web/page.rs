@@ -1,0 +1,217 @@
+//! The status page: one card per check (state, age against thresholds, last success and
+//! attempt, artifact, a size/duration chart for dumps), the recent activity with filters and
+//! pagination, "?" tooltips from the help registry. Handlebars escapes everything for HTML;
+//! the only unescaped part is the chart, which holds numbers only.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Site;
+use crate::clock::parse_stamp;
+use crate::health::{CheckKind, Severity};
+use crate::store::activities::Filter;
+use crate::units::{duration, size};
+
+pub const TEMPLATE: &str = include_str!("../../templates/status-page.html.hbs");
+/// Dumps shown in a card's chart.
+const CHART_RUNS: usize = 30;
+
+fn local(t: Option<chrono::DateTime<chrono::Utc>>, tz: chrono_tz::Tz) -> String {
+    t.map_or_else(
+        || "never".into(),
+        |t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
+/// A small SVG of the last dumps: size (solid) and duration (dashed), each scaled to its max.
+pub fn chart(points: &[(f64, f64)]) -> Option<String> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (w, h) = (300.0, 60.0);
+    let max_s = points.iter().map(|p| p.0).fold(0.0, f64::max).max(1.0);
+    let max_d = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
+    let step = w / (points.len() - 1) as f64;
+    let line = |f: &dyn Fn(&(f64, f64)) -> f64, max: f64| {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                format!(
+                    "{:.1},{:.1}",
+                    i as f64 * step,
+                    h - 2.0 - (f(p) / max) * (h - 4.0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Some(format!(
+        "<svg class=\"chart\" viewBox=\"0 0 300 60\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"dump size and duration\"><polyline class=\"size\" points=\"{}\"/><polyline class=\"duration\" points=\"{}\"/></svg>",
+        line(&|p| p.0, max_s),
+        line(&|p| p.1, max_d)
+    ))
+}
+
+pub fn render(site: &Site, q: &[(String, String)]) -> Result<String, String> {
+    let now = site.app.clock.now();
+    let checks =
+        crate::facts::checks(site.compiled, Some(&site.store), now).map_err(|e| e.to_string())?;
+    let registry = crate::help::registry()?;
+    let overall = crate::health::overall(&checks);
+    let mut plans = Vec::new();
+    for plan in &site.compiled.plans {
+        let tz = plan.timezone.value;
+        let name = &plan.decl.name.value;
+        let mut cards = Vec::new();
+        for c in checks.iter().filter(|c| &c.plan == name) {
+            let mut limits = Vec::new();
+            for (label, v) in [
+                ("stale", c.stale_after_seconds),
+                ("fail", c.fail_after_seconds),
+                ("overdue", c.overdue_after_seconds),
+            ] {
+                if let Some(s) = v {
+                    limits.push(format!(
+                        "{label} {}",
+                        duration::format(Duration::from_secs(s))
+                    ));
+                }
+            }
+            let help = registry
+                .get(&format!("state-{}", c.state.as_str()))
+                .map(|e| format!("{}: {}", e.title, e.body))
+                .unwrap_or_default();
+            let mut card = json!({
+                "id": c.id,
+                "severity": c.severity.as_str(),
+                "state": c.state.as_str(),
+                "help": help,
+                "age": c.age_seconds.map_or_else(|| "-".into(), duration::age),
+                "limits": limits.join(", "),
+                "last_success": local(c.last_success, tz),
+                "last_attempt": match (&c.last_attempt, &c.last_attempt_status) {
+                    (Some(t), Some(s)) => format!("{} ({s})", local(Some(*t), tz)),
+                    _ => "never".into(),
+                },
+                "artifact": c.artifact.as_deref().map_or_else(|| "-".to_string(), |a| {
+                    let size = c.artifact_size.map(|s| format!(", {}", size::format(s))).unwrap_or_default();
+                    format!("{a}{size}")
+                }),
+                "detail": c.detail,
+                "chart": Value::Null,
+            });
+            if c.kind == CheckKind::Dump {
+                let runs = site
+                    .store
+                    .list(&Filter {
+                        limit: CHART_RUNS,
+                        kind: Some("db_backup".into()),
+                        status: Some("success".into()),
+                        plan: Some(name.clone()),
+                        before_id: None,
+                    })
+                    .map_err(|e| e.to_string())?;
+                let mut points: Vec<(f64, f64)> = runs
+                    .iter()
+                    .filter(|a| a.step == c.step)
+                    .map(|a| {
+                        (
+                            a.meta["size"].as_f64().unwrap_or(0.0),
+                            a.duration_ms.unwrap_or(0) as f64,
+                        )
+                    })
+                    .collect();
+                points.reverse();
+                if let Some(svg) = chart(&points) {
+                    let max_s = points.iter().map(|p| p.0).fold(0.0, f64::max);
+                    let max_d = points.iter().map(|p| p.1).fold(0.0, f64::max);
+                    card["chart"] = json!(svg);
+                    card["chart_runs"] = json!(points.len());
+                    card["chart_max_size"] = json!(size::format(max_s as u64));
+                    card["chart_max_duration"] = json!(format!("{:.1}s", max_d / 1000.0));
+                }
+            }
+            cards.push(card);
+        }
+        plans.push(json!({ "name": name, "timezone": tz.name(), "checks": cards }));
+    }
+    let filter = super::activity_filter(q, 50);
+    let rows = site.store.list(&filter).map_err(|e| e.to_string())?;
+    let tz_of = |plan: &str| {
+        site.compiled
+            .plans
+            .iter()
+            .find(|p| p.decl.name.value == plan)
+            .map_or(chrono_tz::UTC, |p| p.timezone.value)
+    };
+    let activities: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            // The tool's own last words say more than ops-run's closing line.
+            let lines: Vec<&str> = a.log_excerpt.lines().filter(|l| !l.trim().is_empty()).collect();
+            let line = lines.iter().rev().find(|l| !l.starts_with("ops-run: ")).or(lines.last()).copied().unwrap_or_default();
+            let excerpt: String = line.chars().take(160).collect();
+            json!({
+                "id": a.id,
+                "step": format!("{}/{}", a.plan, a.step),
+                "type": a.kind,
+                "status": a.status,
+                "trigger": a.trigger,
+                "started": local(parse_stamp(&a.started_at), tz_of(&a.plan)),
+                "duration": a.duration_ms.map_or_else(|| "-".into(), |ms| format!("{:.2}s", ms as f64 / 1000.0)),
+                "excerpt": excerpt,
+            })
+        })
+        .collect();
+    // "Older" continues below the last row shown, keeping the filters.
+    let older = (rows.len() == filter.limit).then(|| {
+        let mut parts = vec![
+            format!("before={}", rows.last().map_or(0, |a| a.id)),
+            format!("limit={}", filter.limit),
+        ];
+        for (k, v) in [
+            ("plan", &filter.plan),
+            ("type", &filter.kind),
+            ("status", &filter.status),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={}", encode(v)));
+            }
+        }
+        format!("/?{}", parts.join("&"))
+    });
+    let count = |s: Severity| checks.iter().filter(|c| c.severity == s).count();
+    let context = json!({
+        "overall": overall.as_str(),
+        "overall_word": match overall { Severity::Ok => "OK", Severity::Warn => "WARNING", Severity::Crit => "CRITICAL" },
+        "checks_count": checks.len(),
+        "warn_count": count(Severity::Warn),
+        "crit_count": count(Severity::Crit),
+        "generated_at": crate::clock::stamp(now),
+        "plans": plans,
+        "activities": activities,
+        "filter": {
+            "plan": filter.plan.clone().unwrap_or_default(),
+            "type": filter.kind.clone().unwrap_or_default(),
+            "status": filter.status.clone().unwrap_or_default(),
+        },
+        "older": older,
+    });
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(false);
+    hb.render_template(TEMPLATE, &context)
+        .map_err(|e| e.to_string())
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

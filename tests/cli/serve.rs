@@ -1,0 +1,488 @@
+//! `ops-run serve`: the page, the API and the metrics tell what `status --json` tells; the
+//! server stays up under idle connections, refuses huge headers and recovers when its accept
+//! loop dies; metrics survive a restart. Real Prometheus (promtool and a scrape) and real
+//! Chromium where the feature touches them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Workspace, wait_for};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(ws: &Workspace, prefix: Option<&str>) -> Served {
+    let port = free_port();
+    let mut cmd = match prefix {
+        Some(shell) => {
+            let mut c = Command::new("sh");
+            c.current_dir(ws.path(""))
+                .env("OPS_STATE", ws.path("state/ops.db"))
+                .env("OPS_NOW", "2026-11-28T12:00:00Z")
+                .args([
+                    "-c",
+                    &format!(
+                        "{shell}; exec {} serve --listen 127.0.0.1:{port}",
+                        crate::harness::BIN
+                    ),
+                ]);
+            c
+        }
+        None => {
+            let mut c = ws.command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+            c.env("OPS_NOW", "2026-11-28T12:00:00Z");
+            c
+        }
+    };
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served { child, port };
+    assert!(
+        wait_for(10, || get(&served, "/healthz").0 == 200),
+        "serve did not start"
+    );
+    served
+}
+
+/// A plain HTTP/1.0 request: (status, headers, body).
+fn request(port: u16, raw: &str) -> (u16, String, String) {
+    request_within(port, raw, Duration::from_secs(10))
+}
+
+fn request_within(port: u16, raw: &str, timeout: Duration) -> (u16, String, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new(), String::new());
+    };
+    s.set_read_timeout(Some(timeout)).unwrap();
+    if s.write_all(raw.as_bytes()).is_err() {
+        return (0, String::new(), String::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+fn get(s: &Served, path: &str) -> (u16, String, String) {
+    request(
+        s.port,
+        &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"),
+    )
+}
+
+const PLAN: &str = r#"plan crm {
+    base "backups"
+    tools {
+        pg-dump "./fake-pg-dump"
+    }
+    database main {
+        engine postgres
+        name crm
+    }
+    dump db {
+        database main
+    }
+    command noisy {
+        shell "echo '<script>alert(1)</script>'; exit 1"
+    }
+}"#;
+
+fn workspace() -> Workspace {
+    let ws = Workspace::with_plan(PLAN);
+    ws.write("fake-pg-dump", "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'INSERT INTO t VALUES (1);'\necho '-- PostgreSQL database dump complete'\n");
+    Command::new("chmod")
+        .arg("+x")
+        .arg(ws.path("fake-pg-dump"))
+        .status()
+        .unwrap();
+    assert_eq!(ws.run_at("2026-11-27T10:00:00Z", &["run", "db"]).code(), 0);
+    assert_eq!(
+        ws.run_at("2026-11-27T11:00:00Z", &["run", "noisy"]).code(),
+        1
+    );
+    ws
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn page_api_and_metrics_agree_with_status() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let cli: Value = serde_json::from_str(
+        &ws.run_at("2026-11-28T12:00:00Z", &["status", "--json"])
+            .stdout(),
+    )
+    .unwrap();
+    let (code, headers, body) = get(&s, "/api/status");
+    assert_eq!(code, 200);
+    assert!(
+        headers.contains("Content-Type: application/json"),
+        "{headers}"
+    );
+    let mut api: Value = serde_json::from_str(&body).unwrap();
+    let mut cli = cli;
+    api["generated_at"] = Value::Null;
+    cli["generated_at"] = Value::Null;
+    assert_eq!(api, cli);
+    // 26h after the dump: stale, a warning; the page and the metrics say the same.
+    assert_eq!(cli["checks"][0]["state"], "stale");
+    let (_, _, page) = get(&s, "/");
+    assert!(
+        page.contains("<h3>crm/db</h3>") && page.contains("class=\"state\">stale"),
+        "{page}"
+    );
+    assert!(page.contains("ops-run: WARNING"));
+    let (_, headers, metrics) = get(&s, "/metrics");
+    assert!(headers.contains("text/plain; version=0.0.4"), "{headers}");
+    assert_eq!(
+        metric(
+            &metrics,
+            "ops_run_check_state{plan=\"crm\",check=\"crm/db\""
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // A step that failed: its last attempt is newer than its last success (never, here).
+    assert!(
+        metric(
+            &metrics,
+            "ops_run_step_last_attempt_timestamp_seconds{plan=\"crm\",step=\"noisy\""
+        )
+        .is_some()
+    );
+    assert!(
+        metric(
+            &metrics,
+            "ops_run_step_last_success_timestamp_seconds{plan=\"crm\",step=\"noisy\""
+        )
+        .is_none()
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "ops_run_activities_total{type=\"command\",status=\"failed\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "ops_run_activities_total{type=\"db_backup\",status=\"success\"}"
+        ),
+        Some(1.0)
+    );
+    // /api/activities filters.
+    let (_, _, acts) = get(&s, "/api/activities?status=failed&limit=5");
+    let acts: Value = serde_json::from_str(&acts).unwrap();
+    assert_eq!(acts.as_array().unwrap().len(), 1);
+    assert_eq!(acts[0]["step"], "noisy");
+}
+
+#[test]
+fn a_failed_run_after_a_success_does_not_look_fresh() {
+    let ws = workspace();
+    ws.write(
+        "fake-pg-dump",
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\nexit 1\n",
+    );
+    assert_eq!(ws.run_at("2026-11-28T11:00:00Z", &["run", "db"]).code(), 1);
+    let s = serve(&ws, None);
+    let (_, _, metrics) = get(&s, "/metrics");
+    let success = metric(
+        &metrics,
+        "ops_run_step_last_success_timestamp_seconds{plan=\"crm\",step=\"db\"",
+    )
+    .unwrap();
+    let attempt = metric(
+        &metrics,
+        "ops_run_step_last_attempt_timestamp_seconds{plan=\"crm\",step=\"db\"",
+    )
+    .unwrap();
+    assert!(attempt > success, "{attempt} vs {success}");
+    assert_eq!(
+        metric(
+            &metrics,
+            "ops_run_check_state{plan=\"crm\",check=\"crm/db\""
+        ),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn markup_in_output_is_rendered_inert() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let (_, headers, page) = get(&s, "/");
+    assert!(!page.contains("<script>"), "live markup on the page");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(
+        headers.contains("Content-Security-Policy: default-src 'none'"),
+        "{headers}"
+    );
+    assert!(headers.contains("X-Content-Type-Options: nosniff"));
+    assert!(headers.contains("X-Frame-Options: DENY"));
+    // Filters from the query string are escaped too.
+    let (_, _, page) = get(&s, "/?plan=%22%3E%3Cscript%3E");
+    assert!(
+        !page.contains("\"><script>"),
+        "a filter broke out of its attribute"
+    );
+}
+
+#[test]
+fn only_get_and_head_are_served() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let (code, headers, _) = request(s.port, "POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(code, 405);
+    assert!(headers.contains("Allow: GET, HEAD"), "{headers}");
+    let (code, _, body) = request(s.port, "HEAD /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!((code, body.as_str()), (200, ""));
+    assert_eq!(get(&s, "/nope").0, 404);
+}
+
+#[test]
+fn idle_connections_and_huge_headers_do_not_stop_it() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let idle: Vec<TcpStream> = (0..500)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok())
+        .collect();
+    assert!(idle.len() >= 450, "only {} connections opened", idle.len());
+    assert_eq!(
+        get(&s, "/healthz").0,
+        200,
+        "a flood of idle connections blocked a request"
+    );
+    drop(idle);
+    let big = "x".repeat(1024 * 1024);
+    let (code, _, _) = request(s.port, &format!("GET / HTTP/1.0\r\nX-Big: {big}\r\n\r\n"));
+    assert_ne!(code, 200, "a 1 MB header was served");
+    assert_eq!(get(&s, "/healthz").0, 200);
+}
+
+#[test]
+fn the_server_recovers_when_its_accept_loop_dies() {
+    let ws = workspace();
+    // Few file descriptors: enough connections make accept() fail with EMFILE, which ends
+    // tiny_http's accept loop for good; the server must notice and listen again.
+    let s = serve(&ws, Some("ulimit -n 64"));
+    let flood: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(flood);
+    // A request sent while no loop accepts waits in the old backlog: ask briefly, often.
+    let quick = || {
+        request_within(
+            s.port,
+            "GET /healthz HTTP/1.0\r\n\r\n",
+            Duration::from_secs(2),
+        )
+        .0 == 200
+    };
+    assert!(wait_for(40, quick), "the server did not recover");
+    assert_eq!(get(&s, "/api/status").0, 200);
+}
+
+#[test]
+fn metrics_are_the_same_after_a_restart() {
+    let ws = workspace();
+    let before = {
+        let s = serve(&ws, None);
+        get(&s, "/metrics").2
+    };
+    let s = serve(&ws, None);
+    assert_eq!(get(&s, "/metrics").2, before);
+    // And `ops-run metrics` prints the same, `--textfile` writes it atomically.
+    let r = ws.run_at("2026-11-28T12:00:00Z", &["metrics"]);
+    assert_eq!(r.stdout(), before);
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &["metrics", "--textfile", "node/ops-run.prom"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(ws.path("node/ops-run.prom")).unwrap(),
+        before
+    );
+}
+
+#[test]
+#[ignore = "needs promtool (Debian prometheus); run scripts/test"]
+fn promtool_accepts_the_metrics_and_the_shipped_rules() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let (_, _, metrics) = get(&s, "/metrics");
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = crate::harness::repo_root().join("examples/prometheus/ops-run-rules.yml");
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+#[ignore = "needs prometheus; run scripts/test"]
+fn a_real_prometheus_scrapes_the_server() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let prom_port = free_port();
+    ws.write(
+        "prometheus.yml",
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: ops-run\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n", s.port),
+    );
+    let mut prom = Command::new("prometheus")
+        .current_dir(ws.path(""))
+        .args([
+            "--config.file=prometheus.yml",
+            &format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--storage.tsdb.path=tsdb",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let query = |q: &str| {
+        let (_, _, body) = request(
+            prom_port,
+            &format!("GET /api/v1/query?query={q} HTTP/1.0\r\n\r\n"),
+        );
+        serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)
+    };
+    let up = wait_for(30, || query("up")["data"]["result"][0]["value"][1] == "1");
+    let state = query("ops_run_check_state");
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(up, "prometheus never saw the target up");
+    let results = state["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let db = results
+        .iter()
+        .find(|r| r["metric"]["check"] == "crm/db")
+        .expect("ops_run_check_state for crm/db");
+    assert_eq!(db["value"][1], "1", "{db}");
+}
+
+#[test]
+#[ignore = "needs chromium; run scripts/test"]
+fn a_real_browser_renders_the_page() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let url = format!("http://127.0.0.1:{}/", s.port);
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ];
+    let profile = format!("--user-data-dir={}", ws.path("chromium").display());
+    let dom = Command::new("chromium")
+        .args(flags)
+        .arg(&profile)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for want in [
+        "crm/db",
+        "stale",
+        "ops-run: WARNING",
+        "Recent activity",
+        "crm/noisy",
+    ] {
+        assert!(
+            dom.contains(want),
+            "{want} not in the rendered page:\n{dom}"
+        );
+    }
+    let shot = ws.path("page.png");
+    let out = Command::new("chromium")
+        .args(flags)
+        .arg(&profile)
+        .arg("--window-size=1280,900")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "no screenshot"
+    );
+}
