@@ -15,8 +15,13 @@ pub struct Entry {
     pub link: Option<String>,
 }
 
+/// The registry, parsed once per process.
 pub fn registry() -> Result<BTreeMap<String, Entry>, String> {
-    toml::from_str(REGISTRY).map_err(|e| format!("templates/help.toml: {e}"))
+    static PARSED: std::sync::OnceLock<Result<BTreeMap<String, Entry>, String>> =
+        std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| toml::from_str(REGISTRY).map_err(|e| format!("templates/help.toml: {e}")))
+        .clone()
 }
 
 /// `ops-run help [KEY]`.

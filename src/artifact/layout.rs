@@ -1,9 +1,12 @@
 //! The backup layout: names in the plan's time zone, hidden temporary files, atomic renames,
 //! sidecars, and listing the dumps that are good.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -141,8 +144,35 @@ pub fn list_dumps(dir: &Path, tz: Tz) -> Vec<DumpFile> {
     list_stamped(dir, "full-", ".sql.gz", tz)
 }
 
-/// Every `PREFIX…SUFFIX` file of the layout in `dir`, newest first.
+type ListingCache = HashMap<(PathBuf, String, String), (SystemTime, Tz, Vec<DumpFile>)>;
+
+/// Every `PREFIX…SUFFIX` file of the layout in `dir`, newest first. A listing is reused while
+/// the folder's modification time is unchanged (adding, removing or renaming a file changes
+/// it), so a status page over 10,000 dumps does not re-read the folder on every request.
 pub fn list_stamped(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Vec<DumpFile> {
+    static CACHE: OnceLock<Mutex<ListingCache>> = OnceLock::new();
+    let Ok(mtime) = fs::metadata(dir).and_then(|m| m.modified()) else {
+        return Vec::new();
+    };
+    let key = (dir.to_path_buf(), prefix.to_string(), suffix.to_string());
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(c) = cache.lock()
+        && let Some((seen, seen_tz, files)) = c.get(&key)
+        && *seen == mtime
+        && *seen_tz == tz
+        // A folder changed within the clock's granularity could change again unseen.
+        && SystemTime::now().duration_since(mtime).is_ok_and(|d| d.as_secs() >= 2)
+    {
+        return files.clone();
+    }
+    let files = read_stamped(dir, prefix, suffix, tz);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, (mtime, tz, files.clone()));
+    }
+    files
+}
+
+fn read_stamped(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Vec<DumpFile> {
     let mut out = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
         return out;

@@ -56,6 +56,9 @@ const MIGRATIONS: &[&str] = &[
         plan TEXT PRIMARY KEY,
         finished_at TEXT NOT NULL
     );",
+    // 4: "the newest finished run of a step" (health, metrics) walks this index backwards
+    // instead of sorting a step's whole history.
+    "CREATE INDEX ops_activities_step_type ON ops_activities (plan, step, type, id);",
 ];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
