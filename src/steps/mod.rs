@@ -2,7 +2,7 @@
 
 pub mod command;
 pub mod dump;
-pub mod pending;
+pub mod git_tag;
 pub mod prune;
 pub mod report;
 pub mod snapshot;
@@ -103,7 +103,7 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
         StepKind::Snapshot(s) => snapshot::preview(ctx, s),
         StepKind::Verify(v) => verify::preview(ctx, v),
         StepKind::Report(r) => report::preview(ctx, r),
-        _ => Err(pending::message(ctx.step)),
+        StepKind::GitTag(g) => git_tag::preview(ctx, g),
     }
 }
 
@@ -114,6 +114,6 @@ pub fn execute(ctx: &Context) -> Outcome {
         StepKind::Snapshot(s) => snapshot::execute(ctx, s),
         StepKind::Verify(v) => verify::execute(ctx, v),
         StepKind::Report(r) => report::execute(ctx, r),
-        _ => Outcome::failed(pending::message(ctx.step)),
+        StepKind::GitTag(g) => git_tag::execute(ctx, g),
     }
 }

@@ -8,6 +8,7 @@ mod alerts;
 mod apply;
 mod dump;
 mod engines;
+mod git_tag;
 mod invalid_plans;
 mod migrate;
 mod report;

@@ -1,0 +1,299 @@
+//! The `git-tag` step: a release tag on a bare clone kept beside the application (so the
+//! application's own checkout and credentials are never touched). The clone is created from
+//! `remote` when missing and fetched on every run; the annotated tag carries the backup
+//! evidence; an existing tag is never moved (a failure, not a silent skip); the push uses the
+//! deploy key through `GIT_SSH_COMMAND`.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::{Context, Outcome, Status};
+use crate::artifact::{layout, sha};
+use crate::engines::tool;
+use crate::exec::{self, ProcessSpec};
+use crate::plan::model::GitTag;
+
+fn git(ctx: &Context, g: &GitTag, args: &[&str]) -> ProcessSpec {
+    let mut spec = ProcessSpec::new(
+        tool(&ctx.plan.tools, "git", "git"),
+        args.iter().map(|a| a.to_string()),
+    );
+    if let Some(key) = &g.deploy_key {
+        spec.env.push((
+            "GIT_SSH_COMMAND".into(),
+            format!(
+                "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes",
+                exec::shell_quote(&key.value)
+            ),
+        ));
+    }
+    // Never ask on a terminal: a cron job has none.
+    spec.env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
+    spec.timeout = Some(ctx.step.timeout.value);
+    spec
+}
+
+/// `{date}` `{time}` `{plan}` in the plan's time zone; `{seq}` is filled by the caller.
+pub fn tag_name(pattern: &str, ctx: &Context, seq: u32) -> String {
+    let now = ctx.clock.now().with_timezone(&ctx.plan.timezone.value);
+    pattern
+        .replace("{date}", &now.format("%Y%m%d").to_string())
+        .replace("{time}", &now.format("%H%M").to_string())
+        .replace("{plan}", &ctx.plan.decl.name.value)
+        .replace("{seq}", &seq.to_string())
+}
+
+fn run(ctx: &Context, spec: &ProcessSpec) -> Result<String, String> {
+    let r = exec::run(spec, ctx.redactor);
+    if r.success() {
+        Ok(r.tail)
+    } else {
+        Err(format!(
+            "`git {}` failed ({:?}):\n{}",
+            spec.args.join(" "),
+            r.exit,
+            r.tail.trim()
+        ))
+    }
+}
+
+/// The evidence the tag message carries: the newest good dump and its sha256, the newest
+/// restore test, the newest snapshot.
+fn evidence(ctx: &Context) -> String {
+    let base = Path::new(&ctx.plan.base.value);
+    let tz = ctx.plan.timezone.value;
+    let mut lines = Vec::new();
+    match layout::list_dumps(&base.join(layout::DB_DIR), tz)
+        .into_iter()
+        .find(layout::has_sidecar)
+    {
+        Some(d) => {
+            let sum = std::fs::read_to_string(layout::sidecar_path(&d.path))
+                .ok()
+                .and_then(|t| sha::parse_sidecar(&t, &d.name))
+                .unwrap_or_default();
+            lines.push(format!("dump: {} sha256 {sum}", d.name));
+        }
+        None => lines.push("dump: none".into()),
+    }
+    let verify = ctx.state.filter(|p| p.exists()).and_then(|state| {
+        let conn = rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        conn.query_row(
+            "SELECT status, started_at, meta FROM ops_activities WHERE plan = ?1 AND type = 'verify_restore'
+             AND status NOT IN ('running', 'skipped') ORDER BY id DESC LIMIT 1",
+            [&ctx.plan.decl.name.value],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+        )
+        .ok()
+    });
+    match verify {
+        Some((status, at, meta)) => {
+            let meta: serde_json::Value = serde_json::from_str(&meta).unwrap_or_default();
+            let dump = meta["verify_dump"]
+                .as_str()
+                .and_then(|p| Path::new(p).file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+            lines.push(format!(
+                "verify: {status} at {at} (dump {}, {} tables)",
+                dump.unwrap_or_else(|| "-".into()),
+                meta["verify_table_count"]
+            ));
+        }
+        None => lines.push("verify: never".into()),
+    }
+    match layout::list_stamped(&base.join(super::snapshot::DIR), "snapshot-", ".txt", tz)
+        .into_iter()
+        .next()
+    {
+        Some(m) => {
+            let text = std::fs::read_to_string(&m.path).unwrap_or_default();
+            let id = text
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or_default()
+                .to_string();
+            lines.push(format!("snapshot: {id}"));
+        }
+        None => lines.push("snapshot: none".into()),
+    }
+    lines.join("\n")
+}
+
+pub fn preview(ctx: &Context, g: &GitTag) -> Result<String, String> {
+    let repo = g
+        .repository
+        .as_ref()
+        .map(|r| r.value.clone())
+        .unwrap_or_default();
+    let name = tag_name(g.name.as_ref().map_or("", |n| n.value.as_str()), ctx, 1);
+    Ok(format!(
+        "{} (then tag {name}, push to {})",
+        git(
+            ctx,
+            g,
+            &["--git-dir", &repo, "fetch", "--prune", "--tags", "origin"]
+        )
+        .display(ctx.redactor),
+        g.remote.as_ref().map_or("origin", |r| r.value.as_str())
+    ))
+}
+
+pub fn execute(ctx: &Context, g: &GitTag) -> Outcome {
+    match tag(ctx, g) {
+        Ok((name, commit, remote)) => Outcome {
+            status: Status::Success,
+            meta: json!({ "tag": name, "commit": commit, "remote": remote }),
+            log_excerpt: String::new(),
+            summary: format!("tagged {commit:.12} as {name} and pushed it"),
+            extra: Vec::new(),
+            tolerated: false,
+        },
+        Err(e) => Outcome::failed(ctx.redactor.redact(&e)),
+    }
+}
+
+fn tag(ctx: &Context, g: &GitTag) -> Result<(String, String, String), String> {
+    let repo = g
+        .repository
+        .as_ref()
+        .map(|r| r.value.clone())
+        .ok_or("no repository")?;
+    let pattern = g
+        .name
+        .as_ref()
+        .map(|n| n.value.clone())
+        .ok_or("no tag name")?;
+    let remote = g.remote.as_ref().map(|r| r.value.clone());
+    if !Path::new(&repo).join("HEAD").exists() {
+        let remote = remote.as_deref().ok_or_else(|| {
+            format!("{repo} does not exist and the plan names no remote to clone")
+        })?;
+        run(
+            ctx,
+            &git(ctx, g, &["clone", "--bare", "--quiet", remote, &repo]),
+        )?;
+    } else {
+        run(
+            ctx,
+            &git(
+                ctx,
+                g,
+                &[
+                    "--git-dir",
+                    &repo,
+                    "fetch",
+                    "--quiet",
+                    "--prune",
+                    "--tags",
+                    "origin",
+                    "+refs/heads/*:refs/heads/*",
+                ],
+            ),
+        )?;
+    }
+    let target = g
+        .git_ref
+        .as_ref()
+        .map_or("HEAD".to_string(), |r| r.value.clone());
+    let commit = run(
+        ctx,
+        &git(
+            ctx,
+            g,
+            &[
+                "--git-dir",
+                &repo,
+                "rev-parse",
+                "--verify",
+                &format!("{target}^{{commit}}"),
+            ],
+        ),
+    )?
+    .trim()
+    .to_string();
+    // {seq}: the first free counter of the day; without it, the one name.
+    let exists = |name: &str| {
+        exec::run(
+            &git(
+                ctx,
+                g,
+                &[
+                    "--git-dir",
+                    &repo,
+                    "rev-parse",
+                    "-q",
+                    "--verify",
+                    &format!("refs/tags/{name}"),
+                ],
+            ),
+            ctx.redactor,
+        )
+        .success()
+    };
+    let name = if pattern.contains("{seq}") {
+        (1..10_000)
+            .map(|n| tag_name(&pattern, ctx, n))
+            .find(|n| !exists(n))
+            .ok_or("no free {seq}")?
+    } else {
+        let name = tag_name(&pattern, ctx, 1);
+        if exists(&name) {
+            return Err(format!(
+                "the tag {name} exists already: tags are never moved or overwritten (add {{seq}} or {{time}} to the pattern to tag more than once a day)"
+            ));
+        }
+        name
+    };
+    run(
+        ctx,
+        &git(ctx, g, &["check-ref-format", &format!("refs/tags/{name}")]),
+    )
+    .map_err(|_| format!("`{name}` is not a valid tag name"))?;
+    let message = format!("ops-run backup release {name}\n\n{}\n", evidence(ctx));
+    run(
+        ctx,
+        &git(
+            ctx,
+            g,
+            &[
+                "--git-dir",
+                &repo,
+                "-c",
+                "user.name=ops-run",
+                "-c",
+                "user.email=ops-run@localhost",
+                "tag",
+                "-a",
+                &name,
+                &commit,
+                "-m",
+                &message,
+            ],
+        ),
+    )?;
+    let push_to = remote.clone().unwrap_or_else(|| "origin".into());
+    if let Err(e) = run(
+        ctx,
+        &git(
+            ctx,
+            g,
+            &[
+                "--git-dir",
+                &repo,
+                "push",
+                "--quiet",
+                &push_to,
+                &format!("refs/tags/{name}"),
+            ],
+        ),
+    ) {
+        // A tag that did not reach the remote is not a release: take it back locally.
+        let _ = exec::run(
+            &git(ctx, g, &["--git-dir", &repo, "tag", "-d", &name]),
+            ctx.redactor,
+        );
+        return Err(e);
+    }
+    Ok((name, commit, push_to))
+}
