@@ -68,7 +68,12 @@ pub enum Command {
         /// Address to listen on [default: the plan's serve { listen }, else 127.0.0.1:9180]
         #[arg(long)]
         listen: Option<String>,
+        /// How long an action waits for a running apply before answering 409
+        #[arg(long, default_value = "30s")]
+        action_wait: String,
     },
+    /// The permission set and which tokens hold what (never their secrets)
+    Permissions,
     /// The Prometheus metrics, to stdout or atomically to a file
     Metrics {
         /// Write to this file (node_exporter's textfile collector) instead of stdout

@@ -79,7 +79,13 @@ pub fn run(cli: Cli) -> i32 {
             commands::alerts::report(&app, plan.as_deref(), out.as_deref())
         }
         Command::Help { key } => help::run(key.as_deref()),
-        Command::Serve { listen } => web::serve(&app, listen.as_deref()),
+        Command::Serve {
+            listen,
+            action_wait,
+        } => crate::units::duration::parse(action_wait)
+            .map_err(|e| error::Failure::Usage(format!("--action-wait: {e}")))
+            .and_then(|wait| web::serve(&app, listen.as_deref(), wait)),
+        Command::Permissions => app.load().map(|(_, compiled)| web::auth::print(&compiled)),
         Command::Metrics { textfile } => commands::status::metrics(&app, textfile.as_deref()),
         Command::Backups(BackupsCommand::Migrate {
             from,

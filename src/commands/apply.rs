@@ -23,13 +23,13 @@ use crate::store::recorder::Recorder;
 use crate::units::duration;
 
 /// The real executor: builds each step's context and runs its kind.
-struct StepExecutor<'a> {
-    compiled: &'a Compiled,
-    env: &'a Env,
-    redactor: &'a Redactor,
-    clock: &'a Clock,
-    state: &'a std::path::Path,
-    plans: &'a std::path::Path,
+pub struct StepExecutor<'a> {
+    pub compiled: &'a Compiled,
+    pub env: &'a Env,
+    pub redactor: &'a Redactor,
+    pub clock: &'a Clock,
+    pub state: &'a std::path::Path,
+    pub plans: &'a std::path::Path,
 }
 
 impl StepExecutor<'_> {
@@ -55,7 +55,7 @@ impl Executor for StepExecutor<'_> {
 }
 
 /// Adds the hooks of every planned step (and their hooks), then sorts in graph order.
-fn with_hooks(compiled: &Compiled, mut planned: Vec<Planned>) -> Vec<Planned> {
+pub fn with_hooks(compiled: &Compiled, mut planned: Vec<Planned>) -> Vec<Planned> {
     let mut chosen: BTreeSet<usize> = planned.iter().map(|p| p.step).collect();
     let mut i = 0;
     while i < planned.len() {

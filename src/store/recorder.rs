@@ -19,6 +19,8 @@ pub struct Recorder<'a> {
     triggers: HashMap<usize, &'static str>,
     /// Store errors seen (the run goes on; the command fails at the end).
     pub errors: Vec<String>,
+    /// Added to every row's `meta` (who asked, for actions over HTTP).
+    pub extra_meta: Option<Value>,
 }
 
 impl<'a> Recorder<'a> {
@@ -36,7 +38,13 @@ impl<'a> Recorder<'a> {
             ids: HashMap::new(),
             triggers: HashMap::new(),
             errors: Vec::new(),
+            extra_meta: None,
         }
+    }
+
+    /// The activity id of a step that has started.
+    pub fn id_of(&self, step: usize) -> Option<i64> {
+        self.ids.get(&step).copied()
     }
 
     /// A step's follow-up activities (a dump's prune), each a finished row of its own.
@@ -66,8 +74,15 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// Meta goes through the redactor as text, whatever the step put in it.
+    /// Meta goes through the redactor as text, whatever the step put in it; `extra_meta` is
+    /// merged in.
     fn redact_json(&self, v: &Value) -> Value {
+        let mut v = v.clone();
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra_meta, &mut v) {
+            for (k, x) in extra {
+                map.insert(k.clone(), x.clone());
+            }
+        }
         let text = self.redactor.redact(&v.to_string());
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
@@ -121,7 +136,7 @@ impl Sink for Recorder<'_> {
                         s.decl.kind.activity_type(),
                         trigger.as_str(),
                         &now,
-                        &serde_json::json!({}),
+                        &self.redact_json(&serde_json::json!({})),
                         why,
                     )
                     .map(|_| ())

@@ -3,6 +3,8 @@
 //! accept error, such as EMFILE, ends it for good) a worker notices and rebuilds the server on
 //! the same address. Everything shown is computed from SQLite and the files on each request.
 
+pub mod actions;
+pub mod auth;
 pub mod metrics;
 pub mod page;
 
@@ -87,12 +89,19 @@ impl Shared {
     }
 }
 
-/// What a worker needs to answer: the plans (loaded once) and its own store connection.
+/// What a worker needs to answer: the plans (loaded once), the tokens, its own store
+/// connection.
 pub struct Site<'a> {
     pub app: &'a App,
     pub compiled: &'a Compiled,
     pub store: Store,
+    pub tokens: &'a auth::Tokens,
+    /// How long an action waits for a running apply's lock before answering 409.
+    pub action_wait: Duration,
 }
+
+/// Largest form or JSON body an action may carry.
+const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub struct Reply {
     pub status: u16,
@@ -111,11 +120,11 @@ impl Reply {
         }
     }
 
-    fn text(status: u16, body: &str) -> Reply {
+    pub(crate) fn text(status: u16, body: &str) -> Reply {
         Reply::new(status, "text/plain; charset=utf-8", format!("{body}\n"))
     }
 
-    fn json(v: &serde_json::Value) -> Reply {
+    pub(crate) fn json(v: &serde_json::Value) -> Reply {
         Reply::new(
             200,
             "application/json",
@@ -184,10 +193,13 @@ pub fn activity_filter(q: &[(String, String)], default_limit: usize) -> Filter {
     }
 }
 
-/// Routes one request (GET and HEAD only).
-pub fn route(site: &Site, method: &Method, url: &str) -> Reply {
+/// Routes one read request (GET and HEAD; POST is for actions, see `respond`).
+pub fn route(site: &Site, method: &Method, url: &str, token: Option<&auth::Token>) -> Reply {
     if !matches!(method, Method::Get | Method::Head) {
-        let mut r = Reply::text(405, "method not allowed: this server is read-only");
+        let mut r = Reply::text(
+            405,
+            "method not allowed: only actions (POST /api/actions/STEP) change anything",
+        );
         r.extra.push(("Allow", "GET, HEAD".into()));
         return r;
     }
@@ -195,7 +207,7 @@ pub fn route(site: &Site, method: &Method, url: &str) -> Reply {
     let result = match path {
         "/healthz" => Ok(Reply::text(200, "ok")),
         "/static/style.css" => Ok(Reply::new(200, "text/css; charset=utf-8", STYLE)),
-        "/" => page::render(site, &query(url))
+        "/" => page::render(site, &query(url), token)
             .map(|html| Reply::new(200, "text/html; charset=utf-8", html)),
         "/api/status" => {
             crate::facts::checks(site.compiled, Some(&site.store), site.app.clock.now())
@@ -221,20 +233,29 @@ pub fn route(site: &Site, method: &Method, url: &str) -> Reply {
     result.unwrap_or_else(|e| Reply::text(500, &format!("error: {e}")))
 }
 
-fn respond(site: &Site, request: Request) {
-    let head_bytes: usize = request.url().len()
-        + request
-            .headers()
-            .iter()
-            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-            .sum::<usize>();
-    let method = request.method().clone();
-    let reply = if head_bytes > MAX_HEAD_BYTES {
-        Reply::text(431, "request header fields too large")
-    } else {
-        route(site, &method, request.url())
-    };
-    let body = if method == Method::Head {
+fn header<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+fn unauthorized() -> Reply {
+    let mut r = Reply::text(
+        401,
+        "authentication required: a token as Bearer or as the Basic password",
+    );
+    r.extra.push((
+        "WWW-Authenticate",
+        "Basic realm=\"ops-run\", charset=\"UTF-8\"".into(),
+    ));
+    r
+}
+
+/// Sends a reply with the security headers every response carries.
+pub(crate) fn send(request: Request, method: &Method, reply: Reply) {
+    let body = if *method == Method::Head {
         Vec::new()
     } else {
         reply.body
@@ -260,9 +281,126 @@ fn respond(site: &Site, request: Request) {
     let _ = request.respond(response);
 }
 
+fn respond(site: &Site, mut request: Request) {
+    let head_bytes: usize = request.url().len()
+        + request
+            .headers()
+            .iter()
+            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+            .sum::<usize>();
+    let method = request.method().clone();
+    if head_bytes > MAX_HEAD_BYTES {
+        return send(
+            request,
+            &method,
+            Reply::text(431, "request header fields too large"),
+        );
+    }
+    let url = request.url().to_string();
+    let path = url.split('?').next().unwrap_or("/").to_string();
+    let open = matches!(path.as_str(), "/healthz" | "/static/style.css");
+    let token = site
+        .tokens
+        .authenticate(header(&request, "Authorization"))
+        .cloned();
+    // With tokens configured, everything but /healthz needs a token (ops.view to read).
+    if site.tokens.configured() && !open {
+        match &token {
+            None => return send(request, &method, unauthorized()),
+            Some(t) if method != Method::Post && !t.grants("ops.view") => {
+                return send(
+                    request,
+                    &method,
+                    Reply::text(403, "this token may not view"),
+                );
+            }
+            _ => {}
+        }
+    }
+    if method == Method::Post
+        && let Some(step_name) = path.strip_prefix("/api/actions/")
+    {
+        let step_name = decode(step_name);
+        let Some(token) = token else {
+            let reply = if site.tokens.configured() {
+                unauthorized()
+            } else {
+                Reply::text(
+                    403,
+                    "actions are off: no token is configured in any plan's serve block",
+                )
+            };
+            return send(request, &method, reply);
+        };
+        let Ok(step) = site.compiled.find(&step_name) else {
+            return send(
+                request,
+                &method,
+                Reply::text(404, &format!("no step `{step_name}`")),
+            );
+        };
+        let is_release = matches!(
+            site.compiled.steps[step].decl.kind,
+            crate::plan::model::StepKind::GitTag(_)
+        );
+        let needed = if is_release {
+            "ops.release"
+        } else {
+            "ops.execute"
+        };
+        if !token.grants(needed) {
+            return send(
+                request,
+                &method,
+                Reply::text(403, &format!("this token does not hold {needed}")),
+            );
+        }
+        // Cross-site requests are refused: a browser says where a form came from.
+        let host = header(&request, "Host").unwrap_or_default().to_string();
+        if let Some(origin) = header(&request, "Origin")
+            && origin != format!("http://{host}")
+            && origin != format!("https://{host}")
+        {
+            return send(
+                request,
+                &method,
+                Reply::text(403, "cross-site request refused"),
+            );
+        }
+        let form = header(&request, "Content-Type")
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            let mut body = Vec::new();
+            let _ = std::io::Read::read_to_end(
+                &mut std::io::Read::take(request.as_reader(), MAX_BODY_BYTES as u64 + 1),
+                &mut body,
+            );
+            let fields = query(&format!("?{}", String::from_utf8_lossy(&body)));
+            let sent = fields
+                .iter()
+                .find(|(k, _)| k == "csrf")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            if body.len() > MAX_BODY_BYTES
+                || !auth::constant_time_eq(sent.as_bytes(), site.tokens.form_key(&token).as_bytes())
+            {
+                return send(
+                    request,
+                    &method,
+                    Reply::text(403, "the form's anti-forgery field is missing or wrong"),
+                );
+            }
+        }
+        return actions::run(site, request, step, &token.name, form);
+    }
+    let reply = route(site, &method, &url, token.as_ref());
+    send(request, &method, reply)
+}
+
 /// Runs the server until the process is stopped.
-pub fn serve(app: &App, listen: Option<&str>) -> Result<(), Failure> {
+pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
+    let tokens = auth::Tokens::load(app, &compiled);
     let addr = listen
         .map(str::to_string)
         .or_else(|| {
@@ -294,6 +432,7 @@ pub fn serve(app: &App, listen: Option<&str>) -> Result<(), Failure> {
         for _ in 0..WORKERS {
             let shared = Arc::clone(&shared);
             let compiled = &compiled;
+            let tokens = &tokens;
             scope.spawn(move || {
                 let store =
                     match Store::open(&app.state.value, &crate::clock::stamp(app.clock.now())) {
@@ -303,10 +442,14 @@ pub fn serve(app: &App, listen: Option<&str>) -> Result<(), Failure> {
                             return;
                         }
                     };
+                // A small page cache per worker keeps serve's memory flat (four workers).
+                let _ = store.conn.pragma_update(None, "cache_size", -1024);
                 let site = Site {
                     app,
                     compiled,
                     store,
+                    tokens,
+                    action_wait,
                 };
                 loop {
                     let (server, generation) = shared.current();

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::Site;
 use crate::clock::parse_stamp;
 use crate::health::{CheckKind, Severity};
+use crate::plan::model::StepKind;
 use crate::store::activities::Filter;
 use crate::units::{duration, size};
 
@@ -54,7 +55,37 @@ pub fn chart(points: &[(f64, f64)]) -> Option<String> {
     ))
 }
 
-pub fn render(site: &Site, q: &[(String, String)]) -> Result<String, String> {
+/// The manual actions a token may start from the page: dump, snapshot, verify, report with
+/// ops.execute; git-tag with ops.release. None without a token.
+fn actions(site: &Site, token: Option<&super::auth::Token>) -> Vec<Value> {
+    let Some(token) = token else {
+        return Vec::new();
+    };
+    let csrf = site.tokens.form_key(token);
+    site.compiled
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let (label, needed) = match s.decl.kind {
+                StepKind::Dump(_) => ("DB backup", "ops.execute"),
+                StepKind::Snapshot(_) => ("Storage snapshot", "ops.execute"),
+                StepKind::Verify(_) => ("Verify restore", "ops.execute"),
+                StepKind::Report(_) => ("Report", "ops.execute"),
+                StepKind::GitTag(_) => ("Create git tag", "ops.release"),
+                StepKind::Command(_) => return None,
+            };
+            token
+                .grants(needed)
+                .then(|| json!({ "step": s.id, "label": label, "csrf": csrf }))
+        })
+        .collect()
+}
+
+pub fn render(
+    site: &Site,
+    q: &[(String, String)],
+    token: Option<&super::auth::Token>,
+) -> Result<String, String> {
     let now = site.app.clock.now();
     let checks =
         crate::facts::checks(site.compiled, Some(&site.store), now).map_err(|e| e.to_string())?;
@@ -198,6 +229,7 @@ pub fn render(site: &Site, q: &[(String, String)]) -> Result<String, String> {
             "status": filter.status.clone().unwrap_or_default(),
         },
         "older": older,
+        "actions": actions(site, token),
     });
     let mut hb = handlebars::Handlebars::new();
     hb.set_strict_mode(false);

@@ -4,6 +4,7 @@
 mod harness;
 mod receiver;
 
+mod actions;
 mod alerts;
 mod apply;
 mod dump;

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::harness::{Workspace, wait_for};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -20,9 +20,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Served {
+pub struct Served {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Drop for Served {
@@ -32,7 +32,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(ws: &Workspace, prefix: Option<&str>) -> Served {
+pub fn serve(ws: &Workspace, prefix: Option<&str>) -> Served {
     let port = free_port();
     let mut cmd = match prefix {
         Some(shell) => {
@@ -69,7 +69,7 @@ fn serve(ws: &Workspace, prefix: Option<&str>) -> Served {
 }
 
 /// A plain HTTP/1.0 request: (status, headers, body).
-fn request(port: u16, raw: &str) -> (u16, String, String) {
+pub fn request(port: u16, raw: &str) -> (u16, String, String) {
     request_within(port, raw, Duration::from_secs(10))
 }
 
