@@ -31,6 +31,10 @@ struct Shared {
     server: RwLock<Arc<Server>>,
     generation: AtomicU64,
     addr: String,
+    /// Our own handle on the listening socket: when tiny_http's accept loop dies and drops its
+    /// copy, the socket stays open, so no other program can take the port in between and
+    /// connections waiting in the backlog are served by the next loop.
+    listener: std::net::TcpListener,
     /// When the server was last rebuilt and whether that was said: while file descriptors
     /// stay exhausted, rebuilds back off and the log is not flooded.
     last_rebuild: std::sync::Mutex<(std::time::Instant, std::time::Instant)>,
@@ -58,11 +62,16 @@ impl Shared {
         let (last, said) = self.last_rebuild.lock().map(|g| *g).unwrap_or((now, now));
         // Rebuilt less than a second ago: accept keeps failing (EMFILE); give it time.
         if now.duration_since(last) < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(200));
         }
         let mut pause = Duration::from_millis(50);
         loop {
-            match Server::http(&self.addr) {
+            let server = self
+                .listener
+                .try_clone()
+                .map_err(|e| e.to_string())
+                .and_then(|l| Server::from_listener(l, None).map_err(|e| e.to_string()));
+            match server {
                 Ok(s) => {
                     *slot = Arc::new(s);
                     self.generation.fetch_add(1, Ordering::SeqCst);
@@ -397,6 +406,24 @@ fn respond(site: &Site, mut request: Request) {
     send(request, &method, reply)
 }
 
+/// Whether the server at `addr` answers `GET /healthz` within a second.
+fn alive(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let Some(target) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return true;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
 /// Runs the server until the process is stopped.
 pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
@@ -416,19 +443,45 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     // The store exists before the first request, so workers can open it.
     drop(app.open_store()?);
-    let server = Server::http(&addr)
-        .map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
+    let cannot = |e: String| Failure::Runtime(format!("cannot listen on {addr}: {e}"));
+    let listener = std::net::TcpListener::bind(&addr).map_err(|e| cannot(e.to_string()))?;
+    let server = listener
+        .try_clone()
+        .map_err(|e| e.to_string())
+        .and_then(|l| Server::from_listener(l, None).map_err(|e| e.to_string()))
+        .map_err(cannot)?;
     eprintln!("serve: listening on http://{addr}");
     let shared = Arc::new(Shared {
         server: RwLock::new(Arc::new(server)),
         generation: AtomicU64::new(0),
         addr,
+        listener,
         last_rebuild: std::sync::Mutex::new((
             std::time::Instant::now() - Duration::from_secs(60),
             std::time::Instant::now() - Duration::from_secs(60),
         )),
     });
     std::thread::scope(|scope| {
+        // The watchdog: tiny_http's accept loop can also die without telling anyone (it
+        // panics when it cannot duplicate an accepted socket). Ask /healthz over loopback;
+        // two failures in a row mean nobody is accepting, and the server is rebuilt.
+        let watched = Arc::clone(&shared);
+        scope.spawn(move || {
+            let mut failures = 0;
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                if alive(&watched.addr) {
+                    failures = 0;
+                    continue;
+                }
+                failures += 1;
+                if failures >= 2 {
+                    let (_, generation) = watched.current();
+                    watched.rebuild(generation);
+                    failures = 0;
+                }
+            }
+        });
         for _ in 0..WORKERS {
             let shared = Arc::clone(&shared);
             let compiled = &compiled;

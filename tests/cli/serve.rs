@@ -319,7 +319,7 @@ fn the_server_recovers_when_its_accept_loop_dies() {
         )
         .0 == 200
     };
-    assert!(wait_for(40, quick), "the server did not recover");
+    assert!(wait_for(90, quick), "the server did not recover");
     assert_eq!(get(&s, "/api/status").0, 200);
 }
 
