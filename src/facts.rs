@@ -84,17 +84,20 @@ pub fn checks(
             step.decl.kind.activity_type(),
         )?;
         let artifact = match kind {
-            CheckKind::Dump => layout::list_dumps(&base.join(layout::DB_DIR), tz)
-                .into_iter()
-                .find(layout::has_sidecar),
-            CheckKind::Snapshot => layout::list_stamped(
+            CheckKind::Dump => layout::newest_stamped(
+                &base.join(layout::DB_DIR),
+                "full-",
+                ".sql.gz",
+                tz,
+                layout::has_sidecar,
+            ),
+            CheckKind::Snapshot => layout::newest_stamped(
                 &base.join(crate::steps::snapshot::DIR),
                 "snapshot-",
                 ".txt",
                 tz,
-            )
-            .into_iter()
-            .next(),
+                |_| true,
+            ),
             CheckKind::Verify => None,
         };
         let facts = Facts {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -144,15 +144,34 @@ pub fn list_dumps(dir: &Path, tz: Tz) -> Vec<DumpFile> {
     list_stamped(dir, "full-", ".sql.gz", tz)
 }
 
-type ListingCache = HashMap<(PathBuf, String, String), (SystemTime, Tz, Vec<DumpFile>)>;
+type ListingCache = HashMap<(PathBuf, String, String), (SystemTime, Tz, Arc<Vec<DumpFile>>)>;
 
 /// Every `PREFIX…SUFFIX` file of the layout in `dir`, newest first. A listing is reused while
 /// the folder's modification time is unchanged (adding, removing or renaming a file changes
 /// it), so a status page over 10,000 dumps does not re-read the folder on every request.
 pub fn list_stamped(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Vec<DumpFile> {
+    listing(dir, prefix, suffix, tz).as_ref().clone()
+}
+
+/// The newest file of a listing that passes `keep`, without copying the listing: the status
+/// page and the metrics ask this of a folder of thousands of dumps on every request.
+pub fn newest_stamped(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+    tz: Tz,
+    keep: impl Fn(&DumpFile) -> bool,
+) -> Option<DumpFile> {
+    listing(dir, prefix, suffix, tz)
+        .iter()
+        .find(|d| keep(d))
+        .cloned()
+}
+
+fn listing(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Arc<Vec<DumpFile>> {
     static CACHE: OnceLock<Mutex<ListingCache>> = OnceLock::new();
     let Ok(mtime) = fs::metadata(dir).and_then(|m| m.modified()) else {
-        return Vec::new();
+        return Arc::new(Vec::new());
     };
     let key = (dir.to_path_buf(), prefix.to_string(), suffix.to_string());
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
@@ -163,11 +182,11 @@ pub fn list_stamped(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Vec<DumpF
         // A folder changed within the clock's granularity could change again unseen.
         && SystemTime::now().duration_since(mtime).is_ok_and(|d| d.as_secs() >= 2)
     {
-        return files.clone();
+        return Arc::clone(files);
     }
-    let files = read_stamped(dir, prefix, suffix, tz);
+    let files = Arc::new(read_stamped(dir, prefix, suffix, tz));
     if let Ok(mut c) = cache.lock() {
-        c.insert(key, (mtime, tz, files.clone()));
+        c.insert(key, (mtime, tz, Arc::clone(&files)));
     }
     files
 }
