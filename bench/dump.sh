@@ -13,36 +13,8 @@ bin=$PWD/target/release/ops-run
 out=$PWD/bench/out/dump
 rm -rf "$out" && mkdir -p "$out"
 
-if [ -z "${OPS_TEST_PG_PORT:-}" ]; then
-    source scripts/services.sh
-    trap stop_services EXIT
-    start_postgres
-fi
-export PGPASSWORD=$OPS_TEST_PG_PASSWORD
-pg=(-h "$OPS_TEST_PG_HOST" -p "$OPS_TEST_PG_PORT" -U "$OPS_TEST_PG_USER")
-db=crm_bench_$(echo "$scale" | tr . _)
-if ! psql "${pg[@]}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
-    echo "==> loading the CRM fixture at scale=$scale into $db"
-    psql "${pg[@]}" -d postgres -qc "CREATE DATABASE $db"
-    psql "${pg[@]}" -d "$db" -q -v ON_ERROR_STOP=1 -v scale="$scale" -f ../shared/bench/crm-fixture.pg.sql >/dev/null 2>&1
-fi
-
-cat > "$out/plan.kdl" <<KDL
-plan bench {
-    base "$out/backups"
-    database main {
-        engine postgres
-        host "$OPS_TEST_PG_HOST"
-        port $OPS_TEST_PG_PORT
-        name $db
-        user $OPS_TEST_PG_USER
-        password env=PGPASSWORD
-    }
-    dump db {
-        database main
-    }
-}
-KDL
+source bench/crm-db.sh
+bench_plan "$out"
 ops=("$bin" --plans "$out/plan.kdl" --state "$out/state.db")
 
 hyperfine --runs "${RUNS:-3}" --export-markdown "$out/dump.md" --export-json "$out/dump.json" \

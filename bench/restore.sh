@@ -17,40 +17,12 @@ out=$PWD/bench/out/restore
 rm -rf "$out" && mkdir -p "$out"
 
 if [ "${ONLY:-verify}" = verify ]; then
-    if [ -z "${OPS_TEST_PG_PORT:-}" ]; then
-        source scripts/services.sh
-        trap stop_services EXIT
-        start_postgres
-    fi
-    export PGPASSWORD=$OPS_TEST_PG_PASSWORD
-    pg=(-h "$OPS_TEST_PG_HOST" -p "$OPS_TEST_PG_PORT" -U "$OPS_TEST_PG_USER")
-    db=crm_bench_$(echo "$scale" | tr . _)
-    if ! psql "${pg[@]}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
-        echo "==> loading the CRM fixture at scale=$scale into $db"
-        psql "${pg[@]}" -d postgres -qc "CREATE DATABASE $db"
-        psql "${pg[@]}" -d "$db" -q -v ON_ERROR_STOP=1 -v scale="$scale" -f ../shared/bench/crm-fixture.pg.sql >/dev/null 2>&1
-    fi
-    cat > "$out/plan.kdl" <<KDL
-plan bench {
-    base "$out/backups"
-    database main {
-        engine postgres
-        host "$OPS_TEST_PG_HOST"
-        port $OPS_TEST_PG_PORT
-        name $db
-        user $OPS_TEST_PG_USER
-        password env=PGPASSWORD
-    }
-    dump db {
-        database main
-    }
-    verify restore {
+    source bench/crm-db.sh
+    bench_plan "$out" '    verify restore {
         dump db
         min-tables 44
         expect "SELECT count(*) FROM activities" min=1
-    }
-}
-KDL
+    }'
     ops=("$bin" --plans "$out/plan.kdl" --state "$out/state.db")
     "${ops[@]}" run db >/dev/null
     dump=$(ls "$out"/backups/db/full-*.sql.gz)
