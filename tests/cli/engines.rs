@@ -240,9 +240,9 @@ fn postgres_dump_restores_to_the_same_tables_and_counts() {
     }
 }
 
-#[test]
-#[ignore = "needs MariaDB; run scripts/test"]
-fn mariadb_dump_restores_to_the_same_tables_and_counts() {
+/// The MySQL family: `engine` is `mariadb` (mariadb-dump) or `mysql` (mysqldump, the name
+/// MySQL installs), both against the MariaDB test server.
+fn mysql_family_dump_restores(engine: &str, tool: &str) {
     let src = unique("ops_src");
     let dst = unique("ops_dst");
     run_ok(mariadb(None).args(["-e", &format!(
@@ -260,7 +260,7 @@ fn mariadb_dump_restores_to_the_same_tables_and_counts() {
         r#"plan app {{
             base "backups"
             database main {{
-                engine mariadb
+                engine {engine}
                 host "{}"
                 port {}
                 name {src}
@@ -277,7 +277,7 @@ fn mariadb_dump_restores_to_the_same_tables_and_counts() {
         var("OPS_TEST_MY_USER"),
     ))
     .env("APP_DB_PASSWORD", &password);
-    apply_watching_argv(&ws, "mariadb-dump", &password);
+    apply_watching_argv(&ws, tool, &password);
     let artifact = the_artifact(&ws);
     check_files(&artifact);
     run_ok(mariadb(None).args(["-e", &format!("CREATE DATABASE {dst}")]));
@@ -294,6 +294,18 @@ fn mariadb_dump_restores_to_the_same_tables_and_counts() {
     );
     assert_eq!(a, b);
     run_ok(mariadb(None).args(["-e", &format!("DROP DATABASE {src}; DROP DATABASE {dst}")]));
+}
+
+#[test]
+#[ignore = "needs MariaDB; run scripts/test"]
+fn mariadb_dump_restores_to_the_same_tables_and_counts() {
+    mysql_family_dump_restores("mariadb", "mariadb-dump");
+}
+
+#[test]
+#[ignore = "needs MariaDB; run scripts/test"]
+fn mysql_engine_dumps_with_mysqldump() {
+    mysql_family_dump_restores("mysql", "mysqldump");
 }
 
 #[test]
