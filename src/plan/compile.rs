@@ -159,7 +159,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
     // (from, to) → span of the reference that made the edge, for cycle diagnostics.
     let mut edge_spans: HashMap<(usize, usize), Span> = HashMap::new();
     let mut implicit: Vec<(usize, usize, EdgeKind)> = Vec::new();
-    let mut explicit: Vec<(usize, usize)> = Vec::new();
+    let mut explicit: Vec<(usize, usize, EdgeKind)> = Vec::new();
 
     for (pi, plan) in plans.into_iter().enumerate() {
         let timezone = match &plan.timezone {
@@ -204,9 +204,16 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
             let mut hook_of = Vec::new();
             let mut auto = Setting::new(true, Origin::Default);
             let is_command = matches!(step.kind, StepKind::Command(_));
+            // An `always` command only waits for what it follows; it runs whatever happened.
+            let after_kind = match &step.kind {
+                StepKind::Command(c) if c.always.as_ref().is_some_and(|a| a.value) => {
+                    EdgeKind::Order
+                }
+                _ => EdgeKind::Requires,
+            };
             for r in &step.after {
                 if let Some(&dep) = index.get(r.value.as_str()) {
-                    explicit.push((dep, me));
+                    explicit.push((dep, me, after_kind));
                     edge_spans.insert((dep, me), r.span);
                     if is_command {
                         hook_of.push((dep, HookWhen::After));
@@ -215,7 +222,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
             }
             for r in &step.before {
                 if let Some(&target) = index.get(r.value.as_str()) {
-                    explicit.push((me, target));
+                    explicit.push((me, target, EdgeKind::Requires));
                     edge_spans.insert((me, target), r.span);
                     hook_of.push((target, HookWhen::Before));
                 }
@@ -391,8 +398,8 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
     }
 
     let mut graph = Graph::new(out.steps.len());
-    for &(a, b) in &explicit {
-        graph.add(a, b, EdgeKind::Requires);
+    for &(a, b, kind) in &explicit {
+        graph.add(a, b, kind);
     }
     // Implicit edges never override what the plan says: one that would close a loop is dropped.
     for (a, b, kind) in implicit {

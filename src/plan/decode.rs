@@ -71,7 +71,7 @@ const VERIFY_KEYS: [&str; 5] = [
 ];
 const REPORT_KEYS: [&str; 1] = ["template"];
 const GIT_TAG_KEYS: [&str; 5] = ["repository", "remote", "deploy-key", "name", "ref"];
-const COMMAND_KEYS: [&str; 5] = ["run", "shell", "env", "dir", "before"];
+const COMMAND_KEYS: [&str; 6] = ["run", "shell", "env", "dir", "before", "always"];
 const ALERT_KEYS: [&str; 6] = [
     "webhook",
     "url",
@@ -951,6 +951,7 @@ impl Decoder<'_> {
                 "run" => c.run = self.strings(node),
                 "shell" => c.shell = self.string(node),
                 "dir" => c.dir = self.string(node),
+                "always" => c.always = self.boolean(node),
                 "env" => self.command_env(node, c),
                 _ => {}
             },

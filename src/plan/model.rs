@@ -203,6 +203,9 @@ pub struct Command {
     pub shell: Option<Spanned<String>>,
     pub env: Vec<(Spanned<String>, Sourced)>,
     pub dir: Option<Spanned<String>>,
+    /// `always #true`: as an `after` hook, run even when the step it follows failed (to undo
+    /// what a `before` hook did, such as maintenance mode).
+    pub always: Option<Spanned<bool>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -347,3 +347,46 @@ fn verify_auto_false_takes_verify_steps_off_the_schedule() {
         r.stdout()
     );
 }
+
+#[test]
+fn an_always_hook_runs_after_a_failed_step_and_a_plain_one_does_not() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "/tmp/ops-run-test-always"
+            command on {
+                shell "echo on >> order.txt"
+                before work
+            }
+            command work {
+                shell "echo work >> order.txt; exit 1"
+                schedule "0 2 * * *"
+            }
+            command off {
+                shell "echo off >> order.txt"
+                after work
+                always #true
+            }
+            command notify {
+                shell "echo notify >> order.txt"
+                after work
+            }
+        }"#,
+    );
+    let r = ws.run(&["plan", "apply"]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert_eq!(
+        std::fs::read_to_string(ws.path("order.txt")).unwrap(),
+        "on\nwork\noff\n"
+    );
+    let mut rows = ws.statuses();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("notify".into(), "skipped".into(), "schedule".into()),
+            ("off".into(), "success".into(), "schedule".into()),
+            ("on".into(), "success".into(), "schedule".into()),
+            ("work".into(), "failed".into(), "schedule".into()),
+        ]
+    );
+}
