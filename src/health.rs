@@ -275,6 +275,21 @@ pub fn evaluate(
     }
 }
 
+impl Check {
+    /// The thresholds that apply, as people read them: `stale 26h, fail 50h`.
+    pub fn limits(&self) -> String {
+        [
+            ("stale", self.stale_after_seconds),
+            ("fail", self.fail_after_seconds),
+            ("overdue", self.overdue_after_seconds),
+        ]
+        .into_iter()
+        .filter_map(|(label, v)| v.map(|s| format!("{label} {}", secs(Duration::from_secs(s)))))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
 /// The worst severity of all checks (ok when there are none).
 pub fn overall(checks: &[Check]) -> Severity {
     checks

@@ -5,7 +5,6 @@ use std::path::Path;
 use crate::alert;
 use crate::app::App;
 use crate::error::Failure;
-use crate::plan::compile::{Compiled, CompiledPlan};
 
 pub fn test(app: &App, only: Option<&str>) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
@@ -54,29 +53,9 @@ pub fn test(app: &App, only: Option<&str>) -> Result<(), Failure> {
     }
 }
 
-fn one_plan<'a>(compiled: &'a Compiled, name: Option<&str>) -> Result<&'a CompiledPlan, Failure> {
-    match name {
-        Some(n) => compiled
-            .plans
-            .iter()
-            .find(|p| p.decl.name.value == n)
-            .ok_or_else(|| Failure::Usage(format!("no plan named `{n}`"))),
-        None => match compiled.plans.as_slice() {
-            [one] => Ok(one),
-            many => {
-                let names: Vec<&str> = many.iter().map(|p| p.decl.name.value.as_str()).collect();
-                Err(Failure::Usage(format!(
-                    "several plans: name one with --plan ({})",
-                    names.join(", ")
-                )))
-            }
-        },
-    }
-}
-
 pub fn report(app: &App, plan: Option<&str>, out: Option<&Path>) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
-    let plan = one_plan(&compiled, plan)?;
+    let plan = compiled.plan_named(plan).map_err(Failure::Usage)?;
     let redactor = app.redactor(&compiled);
     // The plan's own report step names its template; otherwise the built-in one.
     let template = compiled
@@ -91,18 +70,14 @@ pub fn report(app: &App, plan: Option<&str>, out: Option<&Path>) -> Result<(), F
     let step = compiled
         .steps
         .iter()
-        .find(|s| std::ptr::eq(&compiled.plans[s.plan], plan))
+        .position(|s| std::ptr::eq(&compiled.plans[s.plan], plan))
         .ok_or_else(|| Failure::Usage("the plan has no steps to report on".into()))?;
-    let ctx = crate::steps::Context {
+    let executor = crate::commands::apply::StepExecutor {
+        app,
         compiled: &compiled,
-        plan,
-        step,
-        env: &app.env,
         redactor: &redactor,
-        clock: &app.clock,
-        state: Some(&app.state.value),
-        plans: &app.plans,
     };
+    let ctx = executor.context(step);
     let path = crate::steps::report::make(&ctx, &template, out).map_err(Failure::Runtime)?;
     crate::outln!("{}", path.display());
     Ok(())

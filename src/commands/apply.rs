@@ -8,7 +8,7 @@ use crate::alert::ping;
 use crate::app::App;
 use crate::artifact::layout;
 use crate::cli::ApplyArgs;
-use crate::clock::{Clock, stamp};
+use crate::clock::stamp;
 use crate::console::{Console, Tee};
 use crate::due::{self, Decision};
 use crate::error::Failure;
@@ -17,33 +17,30 @@ use crate::exec::signals;
 use crate::lock::{self, LockError};
 use crate::plan::compile::{Compiled, HookWhen};
 use crate::runner::{self, Executor, Planned, Trigger};
-use crate::settings::Env;
 use crate::steps::{self, Context, Outcome};
 use crate::store::recorder::Recorder;
 use crate::units::duration;
 
 /// The real executor: builds each step's context and runs its kind.
 pub struct StepExecutor<'a> {
+    pub app: &'a App,
     pub compiled: &'a Compiled,
-    pub env: &'a Env,
     pub redactor: &'a Redactor,
-    pub clock: &'a Clock,
-    pub state: &'a std::path::Path,
-    pub plans: &'a std::path::Path,
 }
 
 impl StepExecutor<'_> {
-    fn context(&self, step: usize) -> Context<'_> {
+    /// What a step of kind `step` sees of the world.
+    pub fn context(&self, step: usize) -> Context<'_> {
         let s = &self.compiled.steps[step];
         Context {
             compiled: self.compiled,
             plan: &self.compiled.plans[s.plan],
             step: s,
-            env: self.env,
+            env: &self.app.env,
             redactor: self.redactor,
-            clock: self.clock,
-            state: Some(self.state),
-            plans: self.plans,
+            clock: &self.app.clock,
+            state: Some(&self.app.state.value),
+            plans: &self.app.plans,
         }
     }
 }
@@ -155,7 +152,10 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     }
     let _lock = take_lock(app, wait)?;
     remove_orphans(&compiled);
-    let decisions = crate::commands::show::decisions(app, &compiled)?;
+    // One connection for the whole apply: the due decisions, the run, health and alerts.
+    let store = app.open_store()?;
+    let decisions =
+        crate::commands::show::decisions_from(&compiled, Some(&store), app.clock.now())?;
     let planned = select(&compiled, &decisions, &only, args.force);
     ping::send(app, &compiled, ping::Signal::Start, &redactor);
     let result = if planned.is_empty() {
@@ -164,27 +164,31 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
         }
         Ok(())
     } else {
-        execute(app, &compiled, &redactor, &planned, args.jobs as usize)
+        execute(
+            app,
+            &compiled,
+            &redactor,
+            &planned,
+            args.jobs as usize,
+            &store,
+        )
     };
     // Health and alerts at the end of every apply, whatever ran; they never change its result.
-    match app.open_store() {
-        Ok(store) => match crate::facts::checks(&compiled, Some(&store), app.clock.now()) {
-            Ok(checks) => {
-                crate::alert::notify(app, &compiled, &store, &checks, &redactor);
-                record_applies(app, &compiled, &store);
-                if let Some(path) = &args.metrics_textfile
-                    && let Err(e) =
-                        crate::web::metrics::write_textfile(&compiled, &store, &checks, path)
-                {
-                    eprintln!(
-                        "warning: cannot write the metrics textfile {}: {e}",
-                        path.display()
-                    );
-                }
+    match crate::facts::checks(&compiled, Some(&store), app.clock.now()) {
+        Ok(checks) => {
+            crate::alert::notify(app, &compiled, &store, &checks, &redactor);
+            record_applies(app, &compiled, &store);
+            if let Some(path) = &args.metrics_textfile
+                && let Err(e) =
+                    crate::web::metrics::write_textfile(&compiled, &store, &checks, path)
+            {
+                eprintln!(
+                    "warning: cannot write the metrics textfile {}: {e}",
+                    path.display()
+                );
             }
-            Err(e) => eprintln!("warning: cannot evaluate health: {e}"),
-        },
-        Err(f) => eprint!("{}", f.message()),
+        }
+        Err(e) => eprintln!("warning: cannot evaluate health: {e}"),
     }
     let signal = if result.is_ok() {
         ping::Signal::Success
@@ -210,7 +214,8 @@ pub fn run_one(app: &App, name: &str, wait: Option<&str>) -> Result<(), Failure>
             reason: "run by hand".into(),
         }],
     );
-    execute(app, &compiled, &redactor, &planned, 1)
+    let store = app.open_store()?;
+    execute(app, &compiled, &redactor, &planned, 1, &store)
 }
 
 fn record_applies(app: &App, compiled: &Compiled, store: &crate::store::Store) {
@@ -269,18 +274,15 @@ fn execute(
     redactor: &Redactor,
     planned: &[Planned],
     jobs: usize,
+    store: &crate::store::Store,
 ) -> Result<(), Failure> {
     signals::install();
-    let store = app.open_store()?;
     let executor = StepExecutor {
+        app,
         compiled,
-        env: &app.env,
         redactor,
-        clock: &app.clock,
-        state: &app.state.value,
-        plans: &app.plans,
     };
-    let mut recorder = Recorder::new(&store, compiled, &app.clock, redactor);
+    let mut recorder = Recorder::new(store, compiled, &app.clock, redactor);
     let mut console = Console {
         out: std::io::stdout(),
         compiled,
@@ -336,12 +338,9 @@ fn dry_run(
         if planned.len() == 1 { "" } else { "s" }
     );
     let executor = StepExecutor {
+        app,
         compiled,
-        env: &app.env,
         redactor,
-        clock: &app.clock,
-        state: &app.state.value,
-        plans: &app.plans,
     };
     for (n, p) in planned.iter().enumerate() {
         let s = &compiled.steps[p.step];

@@ -138,23 +138,7 @@ pub fn run(
     plan_name: Option<&str>,
 ) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
-    let plan = match plan_name {
-        Some(name) => compiled
-            .plans
-            .iter()
-            .find(|p| p.decl.name.value == name)
-            .ok_or_else(|| Failure::Usage(format!("no plan named `{name}`")))?,
-        None => match compiled.plans.as_slice() {
-            [one] => one,
-            many => {
-                let names: Vec<&str> = many.iter().map(|p| p.decl.name.value.as_str()).collect();
-                return Err(Failure::Usage(format!(
-                    "several plans: name one with --plan ({})",
-                    names.join(", ")
-                )));
-            }
-        },
-    };
+    let plan = compiled.plan_named(plan_name).map_err(Failure::Usage)?;
     let base = PathBuf::from(&plan.base.value);
     let from = from.map_or_else(|| base.clone(), Path::to_path_buf);
     let (moves, unknown) = survey(&from, &base, plan).map_err(Failure::Runtime)?;

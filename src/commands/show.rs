@@ -36,13 +36,21 @@ pub fn decisions(app: &App, compiled: &Compiled) -> Result<Vec<Decision>, Failur
     } else {
         None
     };
-    let now = app.clock.now();
+    decisions_from(compiled, store.as_ref(), app.clock.now())
+}
+
+/// The due decision for every step, from an open store (or none: nothing ran yet).
+pub fn decisions_from(
+    compiled: &Compiled,
+    store: Option<&crate::store::Store>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Decision>, Failure> {
     compiled
         .steps
         .iter()
         .map(|s| {
             let plan = &compiled.plans[s.plan];
-            let history = match &store {
+            let history = match store {
                 Some(st) => st
                     .history(&plan.decl.name.value, s.name())
                     .map_err(|e| Failure::Runtime(format!("cannot read history: {e}")))?,

@@ -24,10 +24,7 @@ pub fn evaluate(app: &App) -> Result<(crate::plan::compile::Compiled, Vec<Check>
 }
 
 fn when(t: Option<chrono::DateTime<chrono::Utc>>, tz: chrono_tz::Tz) -> String {
-    t.map_or_else(
-        || "-".into(),
-        |t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
-    )
+    t.map_or_else(|| "-".into(), |t| crate::clock::local_minute(t, tz))
 }
 
 pub fn render_table(compiled: &crate::plan::compile::Compiled, checks: &[Check]) -> String {

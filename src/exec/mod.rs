@@ -81,6 +81,20 @@ pub enum Exit {
     SpawnFailed(String),
 }
 
+impl Exit {
+    /// Why a run of `program` did not succeed, in the words every step uses; None for exit 0.
+    pub fn reason(&self, program: &str) -> Option<String> {
+        Some(match self {
+            Exit::Code(0) => return None,
+            Exit::Code(n) => format!("{program} exited with status {n}"),
+            Exit::Signal(s) => format!("{program} was killed by signal {s}"),
+            Exit::TimedOut(t) => format!("timed out after {}", crate::units::duration::format(*t)),
+            Exit::Interrupted => "interrupted: ops-run was stopped (SIGINT/SIGTERM)".into(),
+            Exit::SpawnFailed(why) => why.clone(),
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ProcessResult {
     pub exit: Exit,

@@ -79,6 +79,28 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The plan named by `--plan`, or the only one when there is only one.
+    pub fn plan_named(&self, name: Option<&str>) -> Result<&CompiledPlan, String> {
+        match name {
+            Some(n) => self
+                .plans
+                .iter()
+                .find(|p| p.decl.name.value == n)
+                .ok_or_else(|| format!("no plan named `{n}`")),
+            None => match self.plans.as_slice() {
+                [one] => Ok(one),
+                many => {
+                    let names: Vec<&str> =
+                        many.iter().map(|p| p.decl.name.value.as_str()).collect();
+                    Err(format!(
+                        "several plans: name one with --plan ({})",
+                        names.join(", ")
+                    ))
+                }
+            },
+        }
+    }
+
     /// Finds `PLAN/STEP`, or `STEP` when exactly one plan has it.
     pub fn find(&self, name: &str) -> Result<usize, String> {
         if let Some(i) = self.steps.iter().position(|s| s.id == name) {

@@ -21,9 +21,7 @@ use crate::units::{duration, size};
 
 pub const PERIOD: Duration = Duration::from_secs(7 * 86_400);
 
-fn local(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
-}
+use crate::clock::local_minute as local;
 
 /// The template a report step (or `ops-run report`) uses: the built-in `backup-report`, or a
 /// file named relative to the plans folder.
@@ -80,25 +78,12 @@ pub fn context(
     let checks_json: Vec<Value> = mine
         .iter()
         .map(|c| {
-            let mut t = Vec::new();
-            for (label, v) in [
-                ("stale", c.stale_after_seconds),
-                ("fail", c.fail_after_seconds),
-                ("overdue", c.overdue_after_seconds),
-            ] {
-                if let Some(s) = v {
-                    t.push(format!(
-                        "{label} {}",
-                        duration::format(Duration::from_secs(s))
-                    ));
-                }
-            }
             json!({
                 "id": c.id,
                 "state": c.state.as_str(),
                 "state_help": format!("state-{}", c.state.as_str()),
                 "age": c.age_seconds.map_or_else(|| "-".to_string(), duration::age),
-                "thresholds": t.join(", "),
+                "thresholds": c.limits(),
                 "detail": c.detail,
             })
         })

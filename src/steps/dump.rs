@@ -16,8 +16,8 @@ use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
 use crate::artifact::layout::{self, DumpFile};
 use crate::artifact::sha::{self, HashingWriter};
-use crate::engines::{self, DumpSource, Target};
-use crate::exec::{self, Exit};
+use crate::engines::{self, DumpSource};
+use crate::exec;
 use crate::plan::model::{Database, Dump};
 use crate::units::size;
 
@@ -44,30 +44,12 @@ pub fn db_dir(ctx: &Context) -> PathBuf {
     Path::new(&ctx.plan.base.value).join(layout::DB_DIR)
 }
 
-fn database<'a>(ctx: &'a Context, d: &Dump) -> Result<&'a Database, String> {
-    let name = d
-        .database
-        .as_ref()
-        .map(|n| n.value.as_str())
-        .unwrap_or_default();
-    ctx.plan
-        .decl
-        .databases
-        .iter()
-        .find(|db| db.name.value == name)
-        .ok_or_else(|| format!("no database `{name}`"))
+fn database<'a>(ctx: &Context<'a>, d: &Dump) -> Result<&'a Database, String> {
+    ctx.database(d.database.as_ref().map_or("", |n| n.value.as_str()))
 }
 
 fn source(ctx: &Context, db: &Database) -> Result<DumpSource, String> {
-    let password = match &db.password {
-        Some(p) => Some(
-            ctx.env
-                .resolve(&p.source)
-                .map_err(|e| format!("password: {e}"))?,
-        ),
-        None => None,
-    };
-    engines::dump_source(&Target { db, password }, &ctx.plan.tools)
+    engines::dump_source(&ctx.target(db)?, &ctx.plan.tools)
 }
 
 /// `--dry-run`: the tool's argv (the password is in a file, never here), the final name, and
@@ -252,19 +234,7 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
                     stderr: result.tail,
                 });
             }
-            let why = match &result.exit {
-                Exit::Code(0) => None,
-                Exit::Code(n) => Some(format!("{} exited with status {n}", spec.program)),
-                Exit::Signal(s) => Some(format!("{} was killed by signal {s}", spec.program)),
-                Exit::TimedOut(t) => Some(format!(
-                    "timed out after {}",
-                    crate::units::duration::format(*t)
-                )),
-                Exit::Interrupted => {
-                    Some("interrupted: ops-run was stopped (SIGINT/SIGTERM)".into())
-                }
-                Exit::SpawnFailed(w) => Some(w.clone()),
-            };
+            let why = result.exit.reason(&spec.program);
             if let Some(reason) = why {
                 return Err(Failed {
                     reason,

@@ -29,6 +29,35 @@ pub struct Context<'a> {
     pub plans: &'a std::path::Path,
 }
 
+impl<'a> Context<'a> {
+    /// The plan's `database NAME` block.
+    pub fn database(&self, name: &str) -> Result<&'a crate::plan::model::Database, String> {
+        self.plan
+            .decl
+            .databases
+            .iter()
+            .find(|d| d.name.value == name)
+            .ok_or_else(|| format!("no database `{name}`"))
+    }
+
+    /// A database with its password resolved, ready for a tool.
+    pub fn target(
+        &self,
+        db: &'a crate::plan::model::Database,
+    ) -> Result<crate::engines::Target<'a>, String> {
+        let password = db
+            .password
+            .as_ref()
+            .map(|p| {
+                self.env
+                    .resolve(&p.source)
+                    .map_err(|e| format!("password of `{}`: {e}", db.name.value))
+            })
+            .transpose()?;
+        Ok(crate::engines::Target { db, password })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Success,

@@ -128,13 +128,8 @@ fn fail(ctx: &Context, reason: String, tail: &str) -> Outcome {
 }
 
 fn exit_reason(program: &str, exit: &Exit) -> String {
-    match exit {
-        Exit::Code(n) => format!("{program} exited with status {n}"),
-        Exit::Signal(s) => format!("{program} was killed by signal {s}"),
-        Exit::TimedOut(t) => format!("timed out after {}", crate::units::duration::format(*t)),
-        Exit::Interrupted => "interrupted: ops-run was stopped (SIGINT/SIGTERM)".into(),
-        Exit::SpawnFailed(w) => w.clone(),
-    }
+    exit.reason(program)
+        .unwrap_or_else(|| format!("{program} succeeded"))
 }
 
 pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {

@@ -15,9 +15,8 @@ use super::{Context, Outcome, Status};
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::layout::{self, DumpFile};
 use crate::artifact::sha;
-use crate::engines::Target;
 use crate::engines::client::Client;
-use crate::exec::{self, Exit, ProcessResult};
+use crate::exec::{self, ProcessResult};
 use crate::plan::model::{Database, Engine, StepKind, Verify};
 use crate::units::duration;
 
@@ -64,31 +63,11 @@ fn newest_with_sidecar(dir: &Path, tz: chrono_tz::Tz) -> Option<DumpFile> {
         .find(|d| layout::sidecar_path(&d.path).exists())
 }
 
-fn database<'a>(ctx: &'a Context, name: &str) -> Result<&'a Database, String> {
-    ctx.plan
-        .decl
-        .databases
-        .iter()
-        .find(|d| d.name.value == name)
-        .ok_or_else(|| format!("no database `{name}`"))
-}
-
-fn password(ctx: &Context, db: &Database) -> Result<Option<String>, String> {
-    db.password
-        .as_ref()
-        .map(|p| {
-            ctx.env
-                .resolve(&p.source)
-                .map_err(|e| format!("password of `{}`: {e}", db.name.value))
-        })
-        .transpose()
-}
-
 pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
     let (source, fail_after) = dump_of(ctx, v)?;
     let dir = Path::new(&ctx.plan.base.value).join(layout::DB_DIR);
     let target = match &v.verify_database {
-        Some(t) => database(ctx, &t.value)?,
+        Some(t) => ctx.database(&t.value)?,
         None => source,
     };
     let dump = newest_with_sidecar(&dir, ctx.plan.timezone.value).map_or_else(
@@ -118,13 +97,7 @@ fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration),
     let StepKind::Dump(d) = &step.decl.kind else {
         return Err(format!("`{name}` is not a dump step"));
     };
-    let db = database(
-        ctx,
-        d.database
-            .as_ref()
-            .map(|n| n.value.as_str())
-            .unwrap_or_default(),
-    )?;
+    let db = ctx.database(d.database.as_ref().map_or("", |n| n.value.as_str()))?;
     Ok((
         db,
         step.threshold("fail-after")
@@ -222,7 +195,7 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
         ));
     }
     let target = match &v.verify_database {
-        Some(t) => database(ctx, &t.value)?,
+        Some(t) => ctx.database(&t.value)?,
         None => source,
     };
     let engine = source.engine.as_ref().map(|e| e.value).ok_or("no engine")?;
@@ -254,14 +227,11 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
     Ok(())
 }
 
-fn exit_reason(r: &ProcessResult) -> String {
-    match &r.exit {
-        Exit::Code(n) => format!("exited with status {n}"),
-        Exit::Signal(s) => format!("was killed by signal {s}"),
-        Exit::TimedOut(t) => format!("timed out after {}", duration::format(*t)),
-        Exit::Interrupted => "was interrupted (SIGINT/SIGTERM)".into(),
-        Exit::SpawnFailed(w) => w.clone(),
-    }
+/// Why a client run failed, naming the program that ran.
+fn exit_reason(spec: &exec::ProcessSpec, r: &ProcessResult) -> String {
+    r.exit
+        .reason(&spec.program)
+        .unwrap_or_else(|| format!("{} succeeded", spec.program))
 }
 
 /// A dump whose stream lacks the completion line was cut short: the import must not pass
@@ -325,13 +295,7 @@ fn verify_server(
     scratch: &str,
     ev: &mut Evidence,
 ) -> Result<u64, String> {
-    let client = Client::new(
-        &Target {
-            db: target,
-            password: password(ctx, target)?,
-        },
-        &ctx.plan.tools,
-    )?;
+    let client = Client::new(&ctx.target(target)?, &ctx.plan.tools)?;
     let maintenance = target
         .dbname
         .as_ref()
@@ -343,9 +307,8 @@ fn verify_server(
     let r = exec::run(&create, ctx.redactor);
     if !r.success() {
         return Err(format!(
-            "cannot create the scratch database {scratch}: {} {}\n{}",
-            client_name(&client),
-            exit_reason(&r),
+            "cannot create the scratch database {scratch}: {}\n{}",
+            exit_reason(&create, &r),
             r.tail.trim()
         ));
     }
@@ -390,8 +353,8 @@ fn verify_server(
         }
         if !r.success() {
             return Err(format!(
-                "the import {}:\n{}",
-                exit_reason(&r),
+                "the import failed: {}\n{}",
+                exit_reason(&import, &r),
                 r.tail.trim()
             ));
         }
@@ -432,13 +395,6 @@ fn verify_server(
         ));
     }
     Ok(tables)
-}
-
-fn client_name(c: &Client) -> &'static str {
-    match c.engine {
-        Engine::Postgres => "psql",
-        _ => "mariadb",
-    }
 }
 
 fn check_tables(v: &Verify, tables: u64, ev: &mut Evidence) -> Result<(), String> {

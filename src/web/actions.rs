@@ -44,12 +44,9 @@ pub fn run(site: &Site, request: Request, step: usize, token: &str, as_form: boo
         }],
     );
     let executor = crate::commands::apply::StepExecutor {
+        app,
         compiled,
-        env: &app.env,
         redactor: &redactor,
-        clock: &app.clock,
-        state: &app.state.value,
-        plans: &app.plans,
     };
     let mut recorder = Recorder::new(&site.store, compiled, &app.clock, &redactor);
     recorder.extra_meta = Some(json!({ "token": token }));

@@ -3,8 +3,6 @@
 //! pagination, "?" tooltips from the help registry. Handlebars escapes everything for HTML;
 //! the only unescaped part is the chart, which holds numbers only.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::Site;
@@ -19,10 +17,7 @@ pub const TEMPLATE: &str = include_str!("../../templates/status-page.html.hbs");
 const CHART_RUNS: usize = 30;
 
 fn local(t: Option<chrono::DateTime<chrono::Utc>>, tz: chrono_tz::Tz) -> String {
-    t.map_or_else(
-        || "never".into(),
-        |t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string(),
-    )
+    t.map_or_else(|| "never".into(), |t| crate::clock::local_minute(t, tz))
 }
 
 /// A small SVG of the last dumps: size (solid) and duration (dashed), each scaled to its max.
@@ -97,19 +92,6 @@ pub fn render(
         let name = &plan.decl.name.value;
         let mut cards = Vec::new();
         for c in checks.iter().filter(|c| &c.plan == name) {
-            let mut limits = Vec::new();
-            for (label, v) in [
-                ("stale", c.stale_after_seconds),
-                ("fail", c.fail_after_seconds),
-                ("overdue", c.overdue_after_seconds),
-            ] {
-                if let Some(s) = v {
-                    limits.push(format!(
-                        "{label} {}",
-                        duration::format(Duration::from_secs(s))
-                    ));
-                }
-            }
             let help = registry
                 .get(&format!("state-{}", c.state.as_str()))
                 .map(|e| format!("{}: {}", e.title, e.body))
@@ -120,7 +102,7 @@ pub fn render(
                 "state": c.state.as_str(),
                 "help": help,
                 "age": c.age_seconds.map_or_else(|| "-".into(), duration::age),
-                "limits": limits.join(", "),
+                "limits": c.limits(),
                 "last_success": local(c.last_success, tz),
                 "last_attempt": match (&c.last_attempt, &c.last_attempt_status) {
                     (Some(t), Some(s)) => format!("{} ({s})", local(Some(*t), tz)),
