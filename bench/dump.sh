@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)"; exit 1; }
 scale=${SCALE:-1}
-cargo build --release --quiet
+cargo build --locked --release --quiet
 bin=$PWD/target/release/ops-run
 out=$PWD/bench/out/dump
 rm -rf "$out" && mkdir -p "$out"

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)"; exit 1; }
 scale=${SCALE:-1}
 runs=${RUNS:-3}
-cargo build --release --quiet
+cargo build --locked --release --quiet
 bin=$PWD/target/release/ops-run
 out=$PWD/bench/out/restore
 rm -rf "$out" && mkdir -p "$out"

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
-cargo build --release --quiet
+cargo build --locked --release --quiet
 bin=$PWD/target/release/ops-run
 out=$PWD/bench/out/serve
 rm -rf "$out" && mkdir -p "$out/backups/db"
