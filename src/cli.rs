@@ -106,6 +106,10 @@ pub enum BackupsCommand {
         /// The plan whose layout receives the files (needed when there are several)
         #[arg(long)]
         plan: Option<String>,
+        /// The step whose files an older folder holds (needed when the plan has several
+        /// steps of that kind)
+        #[arg(long)]
+        step: Option<String>,
     },
 }
 

@@ -1,12 +1,9 @@
 //! Gathers what health needs for each step: the newest good artifact on disk (the file is the
 //! truth, whatever the store remembers) and the newest runs from the activity log.
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 
-use crate::artifact::layout;
+use crate::artifact::layout::{self, Area};
 use crate::clock::parse_stamp;
 use crate::health::{self, Check, CheckKind, Facts, Run, Thresholds};
 use crate::plan::compile::{Compiled, CompiledStep};
@@ -31,32 +28,14 @@ fn last_run(
     let Some(store) = store else {
         return Ok((None, None));
     };
-    let success: Option<String> = store
-        .conn
-        .query_row(
-            "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status = 'success'",
-            params![plan, step, kind],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    let last: Option<(String, String, String)> = store
-        .conn
-        .query_row(
-            "SELECT coalesce(finished_at, started_at), status, log_excerpt FROM ops_activities
-             WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status NOT IN ('running', 'skipped')
-             ORDER BY id DESC LIMIT 1",
-            params![plan, step, kind],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    let (success, last) = store.last_runs(plan, step, kind)?;
     Ok((
         success.as_deref().and_then(parse_stamp),
-        last.and_then(|(at, status, excerpt)| {
-            parse_stamp(&at).map(|at| Run {
+        last.and_then(|f| {
+            parse_stamp(&f.at).map(|at| Run {
                 at,
-                status,
-                excerpt,
+                status: f.status,
+                excerpt: f.log_excerpt,
             })
         }),
     ))
@@ -76,7 +55,6 @@ pub fn checks(
         let plan = &compiled.plans[step.plan];
         let plan_name = &plan.decl.name.value;
         let tz = plan.timezone.value;
-        let base = Path::new(&plan.base.value);
         let (last_success, last_attempt) = last_run(
             store,
             plan_name,
@@ -85,14 +63,14 @@ pub fn checks(
         )?;
         let artifact = match kind {
             CheckKind::Dump => layout::newest_stamped(
-                &base.join(layout::DB_DIR),
+                &plan.dir(step.name(), Area::Dumps),
                 "full-",
                 ".sql.gz",
                 tz,
                 layout::has_sidecar,
             ),
             CheckKind::Snapshot => layout::newest_stamped(
-                &base.join(crate::steps::snapshot::DIR),
+                &plan.dir(step.name(), Area::Snapshots),
                 "snapshot-",
                 ".txt",
                 tz,

@@ -91,7 +91,14 @@ pub fn run(cli: Cli) -> i32 {
             from,
             dry_run,
             plan,
-        }) => commands::migrate::run(&app, from.as_deref(), *dry_run, plan.as_deref()),
+            step,
+        }) => commands::migrate::run(
+            &app,
+            from.as_deref(),
+            *dry_run,
+            plan.as_deref(),
+            step.as_deref(),
+        ),
     });
     match result {
         Ok(()) => error::EXIT_OK,

@@ -248,7 +248,10 @@ pub fn text(plan: &str, changes: &[(ChangeKind, &Check)], test: bool) -> String 
 }
 
 /// Sends `body` through `channel` within its time budget. Returns how many attempts it took.
+/// Every string of the body is redacted here, on the one path out, so no caller can send an
+/// unredacted message.
 pub fn deliver(channel: &Channel, body: &Value, redactor: &Redactor) -> Result<u32, String> {
+    let body = &redactor.redact_json(body);
     let budget = channel
         .alert
         .timeout
@@ -306,8 +309,6 @@ pub fn notify(
             }
             let include_logs = channel.alert.include_logs.as_ref().is_some_and(|b| b.value);
             let body = payload(plan_name, &changes, include_logs, now, false);
-            let body: Value =
-                serde_json::from_str(&redactor.redact(&body.to_string())).unwrap_or(body);
             let result = deliver(&channel, &body, redactor);
             record(app, store, plan_name, &channel, &changes, &result, redactor);
             if result.is_ok() {

@@ -12,9 +12,65 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::sha;
+use crate::plan::model::{Step, StepKind};
 
-pub const DB_DIR: &str = "db";
 const TMP_MARK: &str = ".tmp.";
+
+/// The folders of the layout that hold a step's own artifacts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Area {
+    /// `db/`: dumps and their sidecars.
+    Dumps,
+    /// `snapshots/`: one marker per restic snapshot.
+    Snapshots,
+    /// `verify/`: the evidence log of each restore test (and a SQLite scratch copy).
+    VerifyLogs,
+}
+
+impl Area {
+    pub const ALL: [Area; 3] = [Area::Dumps, Area::Snapshots, Area::VerifyLogs];
+
+    pub fn folder(self) -> &'static str {
+        match self {
+            Area::Dumps => "db",
+            Area::Snapshots => "snapshots",
+            Area::VerifyLogs => "verify",
+        }
+    }
+
+    /// The area a step kind writes into, if any.
+    pub fn of(kind: &StepKind) -> Option<Area> {
+        match kind {
+            StepKind::Dump(_) => Some(Area::Dumps),
+            StepKind::Snapshot(_) => Some(Area::Snapshots),
+            StepKind::Verify(_) => Some(Area::VerifyLogs),
+            StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) => None,
+        }
+    }
+}
+
+/// Where `step` keeps its files of `area`: the area's folder itself when it is the plan's
+/// only step writing there (the layout of the product brief, `db/full-…`), else a folder
+/// named after the step (`db/<step>/full-…`), so two dumps never see each other's files.
+pub fn step_dir(base: &Path, steps: &[Step], step: &str, area: Area) -> PathBuf {
+    let root = base.join(area.folder());
+    let writers = steps
+        .iter()
+        .filter(|s| Area::of(&s.kind) == Some(area))
+        .count();
+    if writers > 1 { root.join(step) } else { root }
+}
+
+/// Every folder of `area` the plan's steps write into (for the orphan sweep).
+pub fn area_dirs(base: &Path, steps: &[Step], area: Area) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = steps
+        .iter()
+        .filter(|s| Area::of(&s.kind) == Some(area))
+        .map(|s| step_dir(base, steps, &s.name.value, area))
+        .collect();
+    dirs.dedup();
+    dirs
+}
 
 /// `full-YYYYmmdd-HHMM` in the plan's time zone.
 pub fn stamp_name(prefix: &str, at: DateTime<Utc>, tz: Tz) -> String {
@@ -40,13 +96,16 @@ pub fn unique_path_besides(dir: &Path, stem: &str, ext: &str, taken: &[PathBuf])
 }
 
 /// A hidden temporary file beside `final_path`, named with our pid so a later run can tell
-/// an orphan (its process gone) from a file still being written.
+/// an orphan (its process gone) from a file still being written, and a counter so two threads
+/// of one process never share one: `.NAME.tmp.PID.N`.
 pub fn temp_path(final_path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    final_path.with_file_name(format!(".{name}{TMP_MARK}{}", std::process::id()))
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    final_path.with_file_name(format!(".{name}{TMP_MARK}{}.{n}", std::process::id()))
 }
 
 /// Removes temporary files left in `dir` by processes that no longer run. Returns them.
@@ -60,10 +119,12 @@ pub fn remove_orphans(dir: &Path) -> Vec<PathBuf> {
         if !name.starts_with('.') {
             continue;
         }
-        let Some((_, pid)) = name.rsplit_once(TMP_MARK) else {
+        let Some((_, owner)) = name.rsplit_once(TMP_MARK) else {
             continue;
         };
-        let Ok(pid) = pid.parse::<u32>() else {
+        // `PID.N`, or `PID` as older versions wrote it.
+        let (pid, n) = owner.split_once('.').unwrap_or((owner, "1"));
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else {
             continue;
         };
         let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();

@@ -232,13 +232,14 @@ fn record_applies(app: &App, compiled: &Compiled, store: &crate::store::Store) {
 fn remove_orphans(compiled: &Compiled) {
     for plan in &compiled.plans {
         let base = std::path::Path::new(&plan.base.value);
-        for dir in [
-            layout::DB_DIR,
-            crate::steps::snapshot::DIR,
-            crate::steps::verify::DIR,
-            "reports",
-        ] {
-            for p in layout::remove_orphans(&base.join(dir)) {
+        let mut dirs = vec![base.join("reports")];
+        for area in layout::Area::ALL {
+            dirs.push(base.join(area.folder()));
+            dirs.extend(layout::area_dirs(base, &plan.decl.steps, area));
+        }
+        dirs.dedup();
+        for dir in dirs {
+            for p in layout::remove_orphans(&dir) {
                 eprintln!(
                     "removed {} (left by an ops-run that was stopped)",
                     p.display()

@@ -1,6 +1,9 @@
 //! `backups migrate`: moves the dumps, snapshot markers, verify logs and reports of an older
-//! folder into the layout, writing missing sidecars. Never overwrites; a second run finds
-//! nothing to do; each move is a `migrate` activity; `--dry-run` only prints the table.
+//! folder into the layout, writing missing sidecars; and when a plan has several steps of one
+//! kind, moves the files in the shared folder (`db/full-…`) into the folder of the step that
+//! made them (`db/<step>/full-…`, the owner read from the activity log). Never overwrites; a
+//! second run finds nothing to do; each move is a `migrate` activity; `--dry-run` only prints
+//! the table.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 use crate::app::App;
-use crate::artifact::layout;
+use crate::artifact::layout::{self, Area};
 use crate::artifact::legacy::{self, Kind};
 use crate::artifact::sha;
 use crate::clock::stamp;
@@ -16,49 +19,162 @@ use crate::commands::activities::format_table;
 use crate::error::Failure;
 use crate::plan::compile::CompiledPlan;
 
+const NOT_RECOGNISED: &str = "not recognised";
+
+/// A file left where it is, and why.
+type LeftAlone = (PathBuf, String);
+
 struct Move {
     from: PathBuf,
     to: PathBuf,
     kind: Kind,
-    /// `name` or `mtime`: where the time in the new name came from.
+    /// `name` or `mtime`: where the time in the new name came from; `record` for a file of
+    /// the layout moving into its step's folder under its own name.
     dated_by: &'static str,
 }
 
-/// The layout name for a file of `kind` made at `at`, avoiding existing files and `taken`.
+impl Move {
+    /// A layout file changing folders keeps its sidecar as it is (re-hashing would bless a
+    /// damaged file); a file of an older layout gets a new one.
+    fn keeps_sidecar(&self) -> bool {
+        self.dated_by == "record"
+    }
+}
+
+fn area_of(kind: Kind) -> Option<Area> {
+    match kind {
+        Kind::Dump => Some(Area::Dumps),
+        Kind::Snapshot => Some(Area::Snapshots),
+        Kind::Verify { .. } => Some(Area::VerifyLogs),
+        Kind::Report => None,
+    }
+}
+
+/// The folder an older file of `kind` goes to: that of the step named by `--step`, or of the
+/// plan's only step of the kind. `Err` says why the file is left alone.
+fn folder_for(plan: &CompiledPlan, kind: Kind, step: Option<&str>) -> Result<PathBuf, String> {
+    let base = Path::new(&plan.base.value);
+    let Some(area) = area_of(kind) else {
+        return Ok(base.join("reports"));
+    };
+    let writers: Vec<&str> = plan
+        .steps_where(|k| Area::of(k) == Some(area))
+        .map(|s| s.name.value.as_str())
+        .collect();
+    match step {
+        Some(s) if writers.contains(&s) => Ok(plan.dir(s, area)),
+        Some(s) => Err(format!(
+            "a {}, and `{s}` is not a step that makes those",
+            kind.name()
+        )),
+        None if writers.len() > 1 => Err(format!(
+            "a {}, and the plan has several steps that make those ({}): name one with --step",
+            kind.name(),
+            writers.join(", ")
+        )),
+        None => Ok(plan.dir(writers.first().copied().unwrap_or_default(), area)),
+    }
+}
+
+/// The layout name in `dir` for a file of `kind` made at `at`, avoiding existing files and
+/// `taken`.
 fn target(
-    base: &Path,
+    dir: &Path,
     kind: Kind,
     at: DateTime<Utc>,
     plan: &CompiledPlan,
     taken: &[PathBuf],
 ) -> PathBuf {
     let tz = plan.timezone.value;
-    let (dir, stem, ext) = match kind {
-        Kind::Dump => (layout::DB_DIR, layout::stamp_name("full", at, tz), "sql.gz"),
-        Kind::Snapshot => ("snapshots", layout::stamp_name("snapshot", at, tz), "txt"),
+    let (stem, ext) = match kind {
+        Kind::Dump => (layout::stamp_name("full", at, tz), "sql.gz"),
+        Kind::Snapshot => (layout::stamp_name("snapshot", at, tz), "txt"),
         Kind::Verify { failed } => {
             let stem = layout::stamp_name("verify", at, tz);
-            (
-                "verify",
-                if failed { format!("{stem}-fail") } else { stem },
-                "log",
-            )
+            (if failed { format!("{stem}-fail") } else { stem }, "log")
         }
         Kind::Report => (
-            "reports",
             format!("backup-report-{}", at.with_timezone(&tz).format("%Y%m%d")),
             "md",
         ),
     };
-    layout::unique_path_besides(&base.join(dir), &stem, ext, taken)
+    layout::unique_path_besides(dir, &stem, ext, taken)
+}
+
+/// Files of the layout in a folder that several steps now share (`db/` of a plan that gained a
+/// second dump): each moves, under its own name, into the folder of the step the activity log
+/// says made it. A file no record names is left alone, with the reason.
+fn split(
+    plan: &CompiledPlan,
+    owners: &std::collections::HashMap<PathBuf, String>,
+) -> (Vec<Move>, Vec<LeftAlone>) {
+    let base = Path::new(&plan.base.value);
+    let mut moves = Vec::new();
+    let mut left = Vec::new();
+    for area in Area::ALL {
+        let root = base.join(area.folder());
+        let writers: Vec<&str> = plan
+            .steps_where(|k| Area::of(k) == Some(area))
+            .map(|s| s.name.value.as_str())
+            .collect();
+        if writers.len() < 2 {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // Hidden files are temporary; a sidecar travels with its dump.
+            if name.starts_with('.') || name.ends_with(".sha256") {
+                continue;
+            }
+            let Some(kind) = legacy::classify(&name).filter(|k| area_of(*k) == Some(area)) else {
+                continue;
+            };
+            let owner = owners
+                .iter()
+                .find(|(p, _)| {
+                    p.parent() == Some(root.as_path()) && p.file_name() == path.file_name()
+                })
+                .map(|(_, step)| step.as_str())
+                .filter(|s| writers.contains(s));
+            match owner {
+                Some(step) => moves.push(Move {
+                    to: plan.dir(step, area).join(&name),
+                    from: path,
+                    kind,
+                    dated_by: "record",
+                }),
+                None => left.push((
+                    path,
+                    format!(
+                        "no activity says which of {} made it: move it into {}/<step>/ by hand",
+                        writers.join(", "),
+                        area.folder()
+                    ),
+                )),
+            }
+        }
+    }
+    (moves, left)
 }
 
 /// Files of `from` (top level only: the layout's own folders are never read), classified.
 fn survey(
     from: &Path,
-    base: &Path,
     plan: &CompiledPlan,
-) -> Result<(Vec<Move>, Vec<PathBuf>), String> {
+    step: Option<&str>,
+) -> Result<(Vec<Move>, Vec<LeftAlone>), String> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(from)
         .map_err(|e| format!("cannot read {}: {e}", from.display()))?
         .flatten()
@@ -79,8 +195,15 @@ fn survey(
             continue;
         }
         let Some(kind) = legacy::classify(&name) else {
-            unknown.push(path);
+            unknown.push((path, NOT_RECOGNISED.to_string()));
             continue;
+        };
+        let dir = match folder_for(plan, kind, step) {
+            Ok(dir) => dir,
+            Err(why) => {
+                unknown.push((path, why));
+                continue;
+            }
         };
         let (at, dated_by) =
             match legacy::date_in_name(&name).and_then(|n| tz.from_local_datetime(&n).earliest()) {
@@ -93,7 +216,7 @@ fn survey(
                 }
             };
         let taken: Vec<PathBuf> = moves.iter().map(|m| m.to.clone()).collect();
-        let to = target(base, kind, at, plan, &taken);
+        let to = target(&dir, kind, at, plan, &taken);
         moves.push(Move {
             from: path,
             to,
@@ -136,12 +259,28 @@ pub fn run(
     from: Option<&Path>,
     dry_run: bool,
     plan_name: Option<&str>,
+    step: Option<&str>,
 ) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
     let plan = compiled.plan_named(plan_name).map_err(Failure::Usage)?;
     let base = PathBuf::from(&plan.base.value);
     let from = from.map_or_else(|| base.clone(), Path::to_path_buf);
-    let (moves, unknown) = survey(&from, &base, plan).map_err(Failure::Runtime)?;
+    let (mut moves, mut unknown) = survey(&from, plan, step).map_err(Failure::Runtime)?;
+    // A dry run reads the log when there is one, and creates none.
+    let store = if dry_run && !app.state.value.exists() {
+        None
+    } else {
+        Some(app.open_store()?)
+    };
+    let owners = match &store {
+        Some(s) => s
+            .artifact_owners(&plan.decl.name.value)
+            .map_err(|e| Failure::Runtime(format!("cannot read the activity log: {e}")))?,
+        None => Default::default(),
+    };
+    let (split_moves, split_left) = split(plan, &owners);
+    moves.extend(split_moves);
+    unknown.extend(split_left);
     let rel = |p: &Path| {
         p.strip_prefix(&base)
             .map_or_else(|_| p.display().to_string(), |r| r.display().to_string())
@@ -168,17 +307,27 @@ pub fn run(
             format_table(&["FROM", "TO", "KIND", "DATED BY"], &rows)
         );
     }
-    if !unknown.is_empty() {
+    let (unrecognised, held): (Vec<_>, Vec<_>) =
+        unknown.iter().partition(|(_, why)| why == NOT_RECOGNISED);
+    if !unrecognised.is_empty() {
         crate::outln!("left alone (not recognised):");
-        for u in &unknown {
+        for (u, _) in &unrecognised {
             crate::outln!("  {}", u.display());
+        }
+    }
+    if !held.is_empty() {
+        crate::outln!("left alone:");
+        for (u, why) in &held {
+            crate::outln!("  {}: {why}", u.display());
         }
     }
     if dry_run {
         crate::outln!("dry run: nothing was changed");
         return Ok(());
     }
-    let store = app.open_store()?;
+    let Some(store) = store else {
+        return Ok(());
+    };
     let plan_id = &plan.decl.name.value;
     let mut failures = 0;
     for m in &moves {
@@ -186,6 +335,13 @@ pub fn run(
         let result = (|| -> std::io::Result<Option<String>> {
             move_file(&m.from, &m.to)?;
             if m.kind != Kind::Dump {
+                return Ok(None);
+            }
+            if m.keeps_sidecar() {
+                let from = layout::sidecar_path(&m.from);
+                if from.exists() {
+                    move_file(&from, &layout::sidecar_path(&m.to))?;
+                }
                 return Ok(None);
             }
             let sum = sha::file_sha256(&m.to)?;

@@ -1,6 +1,7 @@
 //! `plan validate`: every diagnostic of every file, then a one-line verdict.
 
 use crate::app::App;
+use crate::artifact::layout::Area;
 use crate::error::Failure;
 use crate::plan;
 
@@ -49,9 +50,57 @@ fn check_templates(app: &App, loaded: &mut plan::Loaded) {
     }
 }
 
+/// A plan with several steps of one kind keeps each step's files in `AREA/<step>/`: files
+/// still in the shared folder (made when the plan had one such step) are named, with the
+/// command that moves them.
+fn check_shared_folders(loaded: &mut plan::Loaded) {
+    let Some(compiled) = &loaded.compiled else {
+        return;
+    };
+    let mut found = Vec::new();
+    for p in &compiled.plans {
+        for area in Area::ALL {
+            let writers: Vec<_> = p.steps_where(|k| Area::of(k) == Some(area)).collect();
+            let [_, second, ..] = writers.as_slice() else {
+                continue;
+            };
+            let root = std::path::Path::new(&p.base.value).join(area.folder());
+            let waiting = std::fs::read_dir(&root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count();
+            if waiting == 0 {
+                continue;
+            }
+            let names: Vec<&str> = writers.iter().map(|s| s.name.value.as_str()).collect();
+            found.push(
+                plan::diagnostic::Diagnostic::warning(
+                    second.name.span,
+                    format!(
+                        "{waiting} file(s) in {} were made when the plan had one such step: \
+                         steps {} keep their files in {}/<step>/ now",
+                        root.display(),
+                        names.join(", "),
+                        area.folder()
+                    ),
+                    "a second step of this kind",
+                )
+                .with_help(
+                    "`ops-run backups migrate --dry-run` shows which step's folder each file moves to; without --dry-run it moves them",
+                ),
+            );
+        }
+    }
+    loaded.diagnostics.extend(found);
+}
+
 pub fn run(app: &App) -> Result<(), Failure> {
     let mut loaded = plan::load(&app.plans, &app.env).map_err(Failure::Usage)?;
     check_templates(app, &mut loaded);
+    check_shared_folders(&mut loaded);
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = loaded.diagnostics.len() - errors;
     if !loaded.diagnostics.is_empty() {

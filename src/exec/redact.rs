@@ -39,6 +39,23 @@ impl Redactor {
         out
     }
 
+    /// Redacts every string (and key) of a JSON value. Walking the tree, not the JSON text, is
+    /// what makes it total: a secret holding `"` or `\` is escaped in the text and would slip
+    /// past a textual replacement, and a replacement inside an escape could break the JSON.
+    pub fn redact_json(&self, v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_json(x)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (self.redact(k), self.redact_json(x)))
+                    .collect(),
+            ),
+            Value::Null | Value::Bool(_) | Value::Number(_) => v.clone(),
+        }
+    }
+
     /// The length of the longest secret: a tail cut may hold at most that much of a split one.
     pub fn longest(&self) -> usize {
         self.secrets.first().map_or(0, String::len)
@@ -52,6 +69,28 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_is_redacted_value_by_value_even_with_quotes_and_backslashes() {
+        let secret = r#"pa"ss\word{"#.to_string();
+        let r = Redactor::new([secret.clone()]);
+        let v = serde_json::json!({
+            "detail": format!("login with {secret} failed"),
+            "nested": [{ "log": secret.clone() }, 3, null],
+            secret.clone(): true,
+        });
+        // The textual way misses it: in JSON text the quote and backslash are escaped.
+        assert!(r.redact(&v.to_string()).contains(r#"pa\"ss"#));
+        let out = r.redact_json(&v).to_string();
+        assert!(
+            !out.contains("pa\\\"ss") && !out.contains("ss\\\\word"),
+            "{out}"
+        );
+        assert_eq!(r.redact_json(&v)["detail"], "login with *** failed");
+        assert_eq!(r.redact_json(&v)["nested"][0]["log"], "***");
+        assert_eq!(r.redact_json(&v)["***"], true);
+        assert_eq!(r.redact_json(&v)["nested"][1], 3);
+    }
 
     #[test]
     fn replaces_every_occurrence_longest_first() {

@@ -1,6 +1,7 @@
 //! Validated plans → the step graph: resolved settings (with origins), hooks and edges.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -9,6 +10,7 @@ use super::diagnostic::Diagnostic;
 use super::model::*;
 use super::source::Span;
 use super::validate::effective_base;
+use crate::artifact::layout::{self, Area};
 use crate::graph::{EdgeKind, Graph};
 use crate::settings::{Env, Origin, Setting};
 use crate::units::{duration, schedule::Schedule};
@@ -27,6 +29,18 @@ pub struct CompiledPlan {
     pub base: Setting<String>,
     /// Program paths by tool name (`pg-dump`, `git`, …); unset tools are looked up on PATH.
     pub tools: HashMap<String, Setting<String>>,
+}
+
+impl CompiledPlan {
+    /// The folder where step `step` of this plan keeps its files of `area`.
+    pub fn dir(&self, step: &str, area: Area) -> PathBuf {
+        layout::step_dir(Path::new(&self.base.value), &self.decl.steps, step, area)
+    }
+
+    /// The steps of this plan of one kind, in declaration order.
+    pub fn steps_where(&self, keep: impl Fn(&StepKind) -> bool) -> impl Iterator<Item = &Step> {
+        self.decl.steps.iter().filter(move |s| keep(&s.kind))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -88,7 +88,6 @@ pub fn context(
             })
         })
         .collect();
-    let base = Path::new(&plan.base.value);
     let mut dumps = Vec::new();
     let mut snapshots = Vec::new();
     for step in compiled
@@ -98,7 +97,7 @@ pub fn context(
     {
         match step.decl.kind {
             StepKind::Dump(_) => {
-                for d in layout::list_dumps(&base.join(layout::DB_DIR), tz)
+                for d in layout::list_dumps(&plan.dir(step.name(), layout::Area::Dumps), tz)
                     .into_iter()
                     .filter(layout::has_sidecar)
                     .take(3)
@@ -118,7 +117,7 @@ pub fn context(
             }
             StepKind::Snapshot(_) => {
                 if let Some(m) = layout::list_stamped(
-                    &base.join(crate::steps::snapshot::DIR),
+                    &plan.dir(step.name(), layout::Area::Snapshots),
                     "snapshot-",
                     ".txt",
                     tz,

@@ -14,11 +14,11 @@ use serde_json::json;
 use super::{Context, Outcome, Status};
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
-use crate::artifact::layout::{self, DumpFile};
+use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha::{self, HashingWriter};
 use crate::engines::{self, DumpSource};
 use crate::exec;
-use crate::plan::model::{Database, Dump};
+use crate::plan::model::{Database, Dump, StepKind};
 use crate::units::size;
 
 struct Written {
@@ -40,8 +40,9 @@ fn fail(reason: impl Into<String>) -> Failed {
     }
 }
 
+/// This dump step's folder: `db/`, or `db/<step>/` when the plan has several dumps.
 pub fn db_dir(ctx: &Context) -> PathBuf {
-    Path::new(&ctx.plan.base.value).join(layout::DB_DIR)
+    ctx.plan.dir(ctx.step.name(), Area::Dumps)
 }
 
 fn database<'a>(ctx: &Context<'a>, d: &Dump) -> Result<&'a Database, String> {
@@ -79,7 +80,7 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, String> {
             &dir,
             &keep.value,
             ctx.plan.timezone.value,
-            &newest_verified(ctx),
+            &newest_verified(ctx)?,
             Some(upcoming),
         );
         if sel.delete.is_empty() {
@@ -105,13 +106,26 @@ fn level(d: &Dump) -> u32 {
 }
 
 /// The dump of the newest successful verify of this plan, which retention must keep.
-fn newest_verified(ctx: &Context) -> Vec<PathBuf> {
+/// The dumps of this step that its verify steps restored last: retention never deletes them.
+/// A store that cannot answer is an error (retention then deletes nothing).
+fn newest_verified(ctx: &Context) -> Result<Vec<PathBuf>, String> {
     let Some(state) = ctx.state else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    crate::store::activities::newest_verified_dump(state, &ctx.plan.decl.name.value)
-        .into_iter()
-        .collect()
+    let me = ctx.step.name();
+    let verifies: Vec<&str> = ctx
+        .plan
+        .steps_where(
+            |k| matches!(k, StepKind::Verify(v) if v.dump.as_ref().is_some_and(|d| d.value == me)),
+        )
+        .map(|s| s.name.value.as_str())
+        .collect();
+    crate::store::Store::open_read_only(state)
+        .and_then(|store| match store {
+            Some(s) => s.newest_verified_dumps(&ctx.plan.decl.name.value, &verifies),
+            None => Ok(Vec::new()),
+        })
+        .map_err(|e| format!("cannot read which dump was verified last: {e}"))
 }
 
 pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
@@ -178,7 +192,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                     &dir,
                     &keep.value,
                     tz,
-                    &newest_verified(ctx),
+                    newest_verified(ctx),
                 ));
             }
             Outcome {

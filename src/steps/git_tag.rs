@@ -9,10 +9,11 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{Context, Outcome, Status};
-use crate::artifact::{layout, sha};
+use crate::artifact::layout::{self, Area};
+use crate::artifact::sha;
 use crate::engines::tool;
 use crate::exec::{self, ProcessSpec};
-use crate::plan::model::GitTag;
+use crate::plan::model::{GitTag, StepKind};
 
 fn git(ctx: &Context, g: &GitTag, args: &[&str]) -> ProcessSpec {
     let mut spec = ProcessSpec::new(
@@ -58,65 +59,106 @@ fn run(ctx: &Context, spec: &ProcessSpec) -> Result<String, String> {
     }
 }
 
-/// The evidence the tag message carries: the newest good dump and its sha256, the newest
-/// restore test, the newest snapshot.
+/// One evidence line per step of the plan whose kind `word` names (`dump: …`, or `dump NAME:
+/// …` when there are several); `dump: none` when the plan has none. `newest` reads a step's
+/// newest evidence, `None` when it has none.
+fn per_step(
+    ctx: &Context,
+    word: &str,
+    of_kind: impl Fn(&StepKind) -> bool,
+    newest: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let steps: Vec<&str> = ctx
+        .plan
+        .steps_where(of_kind)
+        .map(|s| s.name.value.as_str())
+        .collect();
+    if steps.is_empty() {
+        return vec![format!("{word}: {}", none_for(word))];
+    }
+    steps
+        .iter()
+        .map(|step| {
+            let label = if steps.len() > 1 {
+                format!("{word} {step}")
+            } else {
+                word.to_string()
+            };
+            let found = newest(step);
+            format!("{label}: {}", found.as_deref().unwrap_or(none_for(word)))
+        })
+        .collect()
+}
+
+fn none_for(word: &str) -> &'static str {
+    if word == "verify" { "never" } else { "none" }
+}
+
+/// The evidence the tag message carries: the newest good dump of each dump step and its
+/// sha256, the newest restore test of each verify step, the newest snapshot of each snapshot
+/// step.
 fn evidence(ctx: &Context) -> String {
-    let base = Path::new(&ctx.plan.base.value);
     let tz = ctx.plan.timezone.value;
-    let mut lines = Vec::new();
-    match layout::list_dumps(&base.join(layout::DB_DIR), tz)
-        .into_iter()
-        .find(layout::has_sidecar)
-    {
-        Some(d) => {
+    let store = ctx
+        .state
+        .and_then(|p| crate::store::Store::open_read_only(p).ok().flatten());
+    let mut lines = per_step(
+        ctx,
+        "dump",
+        |k| matches!(k, StepKind::Dump(_)),
+        |step| {
+            let d = layout::list_dumps(&ctx.plan.dir(step, Area::Dumps), tz)
+                .into_iter()
+                .find(layout::has_sidecar)?;
             let sum = std::fs::read_to_string(layout::sidecar_path(&d.path))
                 .ok()
                 .and_then(|t| sha::parse_sidecar(&t, &d.name))
                 .unwrap_or_default();
-            lines.push(format!("dump: {} sha256 {sum}", d.name));
-        }
-        None => lines.push("dump: none".into()),
-    }
-    let verify = ctx.state.filter(|p| p.exists()).and_then(|state| {
-        let conn = rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-        conn.query_row(
-            "SELECT status, started_at, meta FROM ops_activities WHERE plan = ?1 AND type = 'verify_restore'
-             AND status NOT IN ('running', 'skipped') ORDER BY id DESC LIMIT 1",
-            [&ctx.plan.decl.name.value],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
-        )
-        .ok()
-    });
-    match verify {
-        Some((status, at, meta)) => {
-            let meta: serde_json::Value = serde_json::from_str(&meta).unwrap_or_default();
-            let dump = meta["verify_dump"]
+            Some(format!("{} sha256 {sum}", d.name))
+        },
+    );
+    lines.extend(per_step(
+        ctx,
+        "verify",
+        |k| matches!(k, StepKind::Verify(_)),
+        |step| {
+            let (_, last) = store
+                .as_ref()?
+                .last_runs(&ctx.plan.decl.name.value, step, "verify_restore")
+                .ok()?;
+            let f = last?;
+            let dump = f.meta["verify_dump"]
                 .as_str()
                 .and_then(|p| Path::new(p).file_name())
-                .map(|n| n.to_string_lossy().into_owned());
-            lines.push(format!(
-                "verify: {status} at {at} (dump {}, {} tables)",
-                dump.unwrap_or_else(|| "-".into()),
-                meta["verify_table_count"]
-            ));
-        }
-        None => lines.push("verify: never".into()),
-    }
-    match layout::list_stamped(&base.join(super::snapshot::DIR), "snapshot-", ".txt", tz)
-        .into_iter()
-        .next()
-    {
-        Some(m) => {
+                .map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned());
+            Some(format!(
+                "{} at {} (dump {dump}, {} tables)",
+                f.status, f.at, f.meta["verify_table_count"]
+            ))
+        },
+    ));
+    lines.extend(per_step(
+        ctx,
+        "snapshot",
+        |k| matches!(k, StepKind::Snapshot(_)),
+        |step| {
+            let m = layout::list_stamped(
+                &ctx.plan.dir(step, Area::Snapshots),
+                "snapshot-",
+                ".txt",
+                tz,
+            )
+            .into_iter()
+            .next()?;
             let text = std::fs::read_to_string(&m.path).unwrap_or_default();
-            let id = text
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .unwrap_or_default()
-                .to_string();
-            lines.push(format!("snapshot: {id}"));
-        }
-        None => lines.push("snapshot: none".into()),
-    }
+            Some(
+                text.lines()
+                    .find_map(|l| l.strip_prefix("id: "))
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        },
+    ));
     lines.join("\n")
 }
 

@@ -37,9 +37,25 @@ pub fn plan(
     sel
 }
 
-pub fn run(dir: &Path, keep: &Keep, tz: Tz, protected: &[PathBuf]) -> Extra {
+/// Retention after a good dump. `protected` is what must survive whatever the rule says (the
+/// newest verified dumps); when it cannot be known, nothing is deleted and the prune fails.
+pub fn run(dir: &Path, keep: &Keep, tz: Tz, protected: Result<Vec<PathBuf>, String>) -> Extra {
     let started = Instant::now();
-    let sel = plan(dir, keep, tz, protected, None);
+    let protected = match protected {
+        Ok(p) => p,
+        Err(e) => {
+            let summary = format!("{e}; nothing was deleted");
+            return Extra {
+                kind: "prune",
+                status: Status::Failed,
+                meta: json!({ "rule": keep.to_string(), "deleted": [], "kept": [] }),
+                log_excerpt: summary.clone(),
+                summary,
+                duration: started.elapsed(),
+            };
+        }
+    };
+    let sel = plan(dir, keep, tz, &protected, None);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for path in &sel.delete {
@@ -85,5 +101,59 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, protected: &[PathBuf]) -> Extra {
             errors.join("; ")
         },
         duration: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::sha;
+
+    /// Three good dumps under `keep last=1`.
+    fn three_good_dumps() -> (tempfile::TempDir, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for hour in ["0100", "0200", "0300"] {
+            let name = format!("full-20261128-{hour}.sql.gz");
+            let path = dir.path().join(&name);
+            std::fs::write(&path, hour).unwrap();
+            let sum = sha::file_sha256(&path).unwrap();
+            std::fs::write(layout::sidecar_path(&path), sha::sidecar_line(&sum, &name)).unwrap();
+            paths.push(path);
+        }
+        (dir, paths)
+    }
+
+    /// `keep last=1` over three good dumps: the prune, and which dumps are left.
+    fn prune(
+        protected: impl FnOnce(&[PathBuf]) -> Result<Vec<PathBuf>, String>,
+    ) -> (Extra, Vec<bool>) {
+        let (dir, paths) = three_good_dumps();
+        let keep = Keep {
+            last: 1,
+            ..Keep::default()
+        };
+        let extra = run(dir.path(), &keep, chrono_tz::UTC, protected(&paths));
+        (extra, paths.iter().map(|p| p.exists()).collect())
+    }
+
+    #[test]
+    fn when_the_verified_dumps_cannot_be_read_nothing_is_deleted() {
+        let (extra, left) =
+            prune(|_| Err("cannot read which dump was verified last: locked".into()));
+        assert_eq!(extra.status, Status::Failed);
+        assert!(
+            extra.summary.contains("nothing was deleted"),
+            "{}",
+            extra.summary
+        );
+        assert_eq!(left, [true, true, true]);
+    }
+
+    #[test]
+    fn the_verified_dump_survives_the_rule() {
+        let (extra, left) = prune(|paths| Ok(vec![paths[0].clone()]));
+        assert_eq!(extra.status, Status::Success, "{}", extra.summary);
+        assert_eq!(left, [true, false, true]);
     }
 }

@@ -15,8 +15,6 @@ use crate::exec::{self, Exit, ProcessSpec};
 use crate::plan::model::{IncompletePolicy, Snapshot, Sourced};
 use crate::units::keep::Keep;
 
-pub const DIR: &str = "snapshots";
-
 /// Repository and password: the seed's variables override the plan (`RESTIC_REPO`,
 /// `RESTIC_PASSWORD`); both reach restic through its environment, never argv.
 fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, String> {
@@ -369,7 +367,7 @@ fn finish(
 }
 
 fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<PathBuf> {
-    let dir = Path::new(&ctx.plan.base.value).join(DIR);
+    let dir = ctx.plan.dir(ctx.step.name(), layout::Area::Snapshots);
     std::fs::create_dir_all(&dir)?;
     let stem = layout::stamp_name("snapshot", ctx.clock.now(), ctx.plan.timezone.value);
     let path = layout::unique_path(&dir, &stem, "txt");

@@ -13,14 +13,12 @@ use serde_json::json;
 
 use super::{Context, Outcome, Status};
 use crate::artifact::end::{StreamEnd, TeeEnd};
-use crate::artifact::layout::{self, DumpFile};
+use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha;
 use crate::engines::client::Client;
 use crate::exec::{self, ProcessResult};
 use crate::plan::model::{Database, Engine, StepKind, Verify};
 use crate::units::duration;
-
-pub const DIR: &str = "verify";
 
 /// What a verify found, line by line, for the log file and the activity.
 #[derive(Default)]
@@ -64,8 +62,7 @@ fn newest_with_sidecar(dir: &Path, tz: chrono_tz::Tz) -> Option<DumpFile> {
 }
 
 pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
-    let (source, fail_after) = dump_of(ctx, v)?;
-    let dir = Path::new(&ctx.plan.base.value).join(layout::DB_DIR);
+    let (source, fail_after, dir) = dump_of(ctx, v)?;
     let target = match &v.verify_database {
         Some(t) => ctx.database(&t.value)?,
         None => source,
@@ -82,7 +79,8 @@ pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
 }
 
 /// The dump step's database and its `fail-after`.
-fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration), String> {
+/// The dump step a verify tests: its database, its `fail-after`, and its folder.
+fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration, PathBuf), String> {
     let name = v
         .dump
         .as_ref()
@@ -102,6 +100,7 @@ fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration),
         db,
         step.threshold("fail-after")
             .unwrap_or(crate::plan::compile::DUMP_FAIL),
+        ctx.plan.dir(name, Area::Dumps),
     ))
 }
 
@@ -145,7 +144,7 @@ pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
 }
 
 fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
-    let dir = Path::new(&ctx.plan.base.value).join(DIR);
+    let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     std::fs::create_dir_all(&dir)?;
     let mut stem = layout::stamp_name("verify", ctx.clock.now(), ctx.plan.timezone.value);
     if !ok {
@@ -157,9 +156,8 @@ fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
 }
 
 fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
-    let (source, fail_after) = dump_of(ctx, v)?;
+    let (source, fail_after, dir) = dump_of(ctx, v)?;
     let tz = ctx.plan.timezone.value;
-    let dir = Path::new(&ctx.plan.base.value).join(layout::DB_DIR);
     let dump = newest_with_sidecar(&dir, tz)
         .ok_or_else(|| format!("no dump with a sidecar in {}", dir.display()))?;
     ev.dump = Some(dump.path.clone());
@@ -445,7 +443,7 @@ fn verify_sqlite(
     scratch: &str,
     ev: &mut Evidence,
 ) -> Result<u64, String> {
-    let dir = Path::new(&ctx.plan.base.value).join(DIR);
+    let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(format!(".{scratch}.sqlite"));
     struct Remove(PathBuf);

@@ -73,32 +73,78 @@ fn owner_alive(meta: &Value) -> bool {
     same_boot && start.is_some() && process_start(pid as u32) == start
 }
 
-/// The dump that the newest successful verify of `plan` restored (`meta.verify_dump`), read
-/// through a connection of its own (steps run on worker threads).
-pub fn newest_verified_dump(state: &std::path::Path, plan: &str) -> Option<std::path::PathBuf> {
-    if !state.exists() {
-        return None;
-    }
-    let conn =
-        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .ok()?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).ok()?;
-    let meta: String = conn
-        .query_row(
-            "SELECT meta FROM ops_activities WHERE plan = ?1 AND type = 'verify_restore' AND status = 'success'
-             ORDER BY id DESC LIMIT 1",
-            params![plan],
-            |r| r.get(0),
-        )
-        .optional()
-        .ok()??;
-    let meta: Value = serde_json::from_str(&meta).ok()?;
-    meta.get("verify_dump")?
-        .as_str()
-        .map(std::path::PathBuf::from)
+/// The newest finished run of a step (not running, not skipped).
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub at: String,
+    pub status: String,
+    pub log_excerpt: String,
+    pub meta: Value,
 }
 
 impl Store {
+    /// When `step` last succeeded (its start), and its newest finished run, of activity
+    /// type `kind`.
+    pub fn last_runs(
+        &self,
+        plan: &str,
+        step: &str,
+        kind: &str,
+    ) -> rusqlite::Result<(Option<String>, Option<Finished>)> {
+        let success: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status = 'success'",
+                params![plan, step, kind],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let last = self
+            .conn
+            .query_row(
+                "SELECT coalesce(finished_at, started_at), status, log_excerpt, meta FROM ops_activities
+                 WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status NOT IN ('running', 'skipped')
+                 ORDER BY id DESC LIMIT 1",
+                params![plan, step, kind],
+                |r| {
+                    Ok(Finished {
+                        at: r.get(0)?,
+                        status: r.get(1)?,
+                        log_excerpt: r.get(2)?,
+                        meta: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    })
+                },
+            )
+            .optional()?;
+        Ok((success, last))
+    }
+
+    /// The dumps that the newest successful run of each of `verify_steps` restored
+    /// (`meta.verify_dump`). An error is an error: retention must not guess that nothing was
+    /// verified.
+    pub fn newest_verified_dumps(
+        &self,
+        plan: &str,
+        verify_steps: &[&str],
+    ) -> rusqlite::Result<Vec<std::path::PathBuf>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = 'verify_restore'
+             AND status = 'success' ORDER BY id DESC LIMIT 1",
+        )?;
+        let mut out = Vec::new();
+        for step in verify_steps {
+            let meta: Option<String> = stmt
+                .query_row(params![plan, step], |r| r.get(0))
+                .optional()?;
+            let dump = meta
+                .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+                .and_then(|m| m.get("verify_dump")?.as_str().map(std::path::PathBuf::from));
+            out.extend(dump);
+        }
+        Ok(out)
+    }
+
     pub fn start(
         &self,
         plan: &str,
@@ -203,6 +249,35 @@ impl Store {
             last_success: last_success.as_deref().and_then(parse_stamp),
             last_failure: last_failure.as_deref().and_then(parse_stamp),
         })
+    }
+
+    /// Which step made each file a successful run of `plan` recorded (a dump's `artifact`, a
+    /// snapshot's `marker`, a verify's `verify_log`): `backups migrate` moves the files of a
+    /// shared folder into the folder of the step that made them.
+    pub fn artifact_owners(
+        &self,
+        plan: &str,
+    ) -> rusqlite::Result<std::collections::HashMap<std::path::PathBuf, String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT step, meta FROM ops_activities WHERE plan = ?1 AND status IN ('success', 'incomplete')
+             AND type IN ('db_backup', 'storage_snapshot', 'verify_restore')",
+        )?;
+        let rows = stmt.query_map(params![plan], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (step, meta) = row?;
+            let Ok(meta) = serde_json::from_str::<Value>(&meta) else {
+                continue;
+            };
+            for key in ["artifact", "marker", "verify_log"] {
+                if let Some(p) = meta.get(key).and_then(Value::as_str) {
+                    out.insert(std::path::PathBuf::from(p), step.clone());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Notes the end of an apply of `plan` (for the `last apply` metric).

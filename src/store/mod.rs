@@ -45,4 +45,18 @@ impl Store {
         store.mark_abandoned(now).map_err(err)?;
         Ok(store)
     }
+
+    /// Opens an existing database only to read it (a step on a worker thread, a reader without
+    /// write permission); `None` when there is none yet. Nothing is migrated or written.
+    pub fn open_read_only(path: &Path) -> rusqlite::Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Some(Store {
+            conn,
+            path: path.to_path_buf(),
+        }))
+    }
 }

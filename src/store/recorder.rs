@@ -74,8 +74,8 @@ impl<'a> Recorder<'a> {
         Ok(())
     }
 
-    /// Meta goes through the redactor as text, whatever the step put in it; `extra_meta` is
-    /// merged in.
+    /// Meta goes through the redactor value by value, whatever the step put in it;
+    /// `extra_meta` is merged in.
     fn redact_json(&self, v: &Value) -> Value {
         let mut v = v.clone();
         if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra_meta, &mut v) {
@@ -83,8 +83,7 @@ impl<'a> Recorder<'a> {
                 map.insert(k.clone(), x.clone());
             }
         }
-        let text = self.redactor.redact(&v.to_string());
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        self.redactor.redact_json(&v)
     }
 }
 

@@ -18,4 +18,5 @@ mod serve;
 mod shipped;
 mod show;
 mod snapshot;
+mod two_dumps;
 mod verify;

@@ -203,16 +203,22 @@ fn sqlite_verify_scenario() {
         .unwrap()
         .execute_batch(&sql)
         .unwrap();
+    // Three verify steps: each keeps its log and scratch copy in `verify/<step>/`.
     let verify_dir = ws.path("backups/verify");
     scenario(&ws, 3, &|| {
-        std::fs::read_dir(&verify_dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(".ops_verify_"))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut dirs = vec![verify_dir.clone()];
+        let mut left = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                } else if name.starts_with(".ops_verify_") {
+                    left.push(name);
+                }
+            }
+        }
+        left
     });
 }
 
