@@ -15,7 +15,7 @@ fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
         StepKind::Dump(_) => Some(CheckKind::Dump),
         StepKind::Snapshot(_) => Some(CheckKind::Snapshot),
         StepKind::Verify(_) => Some(CheckKind::Verify),
-        _ => None,
+        StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) => None,
     }
 }
 

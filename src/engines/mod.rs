@@ -1,5 +1,6 @@
-//! Database engines, one file each: how to dump (argv and credentials as plain values) and
-//! which line proves a dump complete.
+//! Database engines, one file each: how to log in, dump (argv and credentials as plain
+//! values), talk to the server with its client, and which line proves a dump complete. A
+//! server engine implements `Server`; `server` is the one place an engine is mapped to it.
 
 pub mod client;
 pub mod mysql;
@@ -36,6 +37,66 @@ pub enum DumpSource {
     Sqlite { path: std::path::PathBuf },
 }
 
+/// How to reach a server: options for its tools, their environment, and the 0600 file that
+/// holds the password (removed when this value is dropped).
+pub struct Login {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub secret: Option<SecretFile>,
+}
+
+/// What ops-run knows of a database server engine, in one file per engine.
+pub trait Server: Sync {
+    /// Options and credentials file every tool of the engine takes first.
+    fn login(&self, target: &Target) -> Result<Login, String>;
+    /// The dump: its program and the argv after the login options, and the completion line.
+    fn dump(
+        &self,
+        target: &Target,
+        tools: &HashMap<String, Setting<String>>,
+    ) -> Result<DumpSource, String>;
+    /// The command-line client (`psql`, `mariadb`).
+    fn client(&self, tools: &HashMap<String, Setting<String>>) -> String;
+    /// Client argv (after the login) running one statement in `db`, unaligned, no headers.
+    fn sql_args(&self, db: &str, sql: &str) -> Vec<String>;
+    /// Client argv reading SQL from stdin into `db`, stopping at the first error.
+    fn import_args(&self, db: &str) -> Vec<String>;
+    /// An identifier, quoted.
+    fn quote(&self, name: &str) -> String;
+    /// Drops a (scratch) database.
+    fn drop_sql(&self, name: &str) -> String {
+        format!("DROP DATABASE IF EXISTS {}", self.quote(name))
+    }
+    /// The number of base tables in the current database.
+    fn count_tables_sql(&self) -> &'static str;
+    /// The line only a complete dump has.
+    fn marker(&self) -> &'static str;
+}
+
+/// `--host`, `--port` and the user option (`--username` for psql, `--user` for MariaDB) of a
+/// database block, as far as it names them.
+pub fn address_args(db: &Database, user_option: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    args.extend(db.host.as_ref().map(|h| format!("--host={}", h.value)));
+    args.extend(db.port.as_ref().map(|p| format!("--port={}", p.value)));
+    args.extend(
+        db.user
+            .as_ref()
+            .map(|u| format!("--{user_option}={}", u.value)),
+    );
+    args
+}
+
+/// The server behind an engine; `None` for SQLite, which ops-run reads in-process.
+pub fn server(engine: Engine) -> Option<&'static dyn Server> {
+    match engine {
+        Engine::Postgres => Some(&postgres::Postgres),
+        Engine::Mysql => Some(&mysql::MySql { mariadb: false }),
+        Engine::Mariadb => Some(&mysql::MySql { mariadb: true }),
+        Engine::Sqlite => None,
+    }
+}
+
 /// The program for a tool: the plan's `tools` entry, else its usual name on PATH.
 pub fn tool(tools: &HashMap<String, Setting<String>>, key: &str, default: &str) -> String {
     tools
@@ -54,11 +115,9 @@ pub fn dump_source(
         .as_ref()
         .map(|e| e.value)
         .ok_or("database has no engine")?;
-    match engine {
-        Engine::Postgres => postgres::dump(target, &tool(tools, "pg-dump", "pg_dump")),
-        Engine::Mariadb => mysql::dump(target, &tool(tools, "mariadb-dump", "mariadb-dump")),
-        Engine::Mysql => mysql::dump(target, &tool(tools, "mariadb-dump", "mysqldump")),
-        Engine::Sqlite => Ok(DumpSource::Sqlite {
+    match server(engine) {
+        Some(server) => server.dump(target, tools),
+        None => Ok(DumpSource::Sqlite {
             path: target
                 .db
                 .path
@@ -69,21 +128,6 @@ pub fn dump_source(
     }
 }
 
-/// The line that only a complete dump of `engine` has.
-pub fn marker(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Postgres => postgres::MARKER,
-        Engine::Mysql | Engine::Mariadb => mysql::MARKER,
-        Engine::Sqlite => sqlite::MARKER,
-    }
-}
-
 pub fn engine_name(db: &Database) -> &'static str {
-    match db.engine.as_ref().map(|e| e.value) {
-        Some(Engine::Postgres) => "postgres",
-        Some(Engine::Mysql) => "mysql",
-        Some(Engine::Mariadb) => "mariadb",
-        Some(Engine::Sqlite) => "sqlite",
-        None => "unknown",
-    }
+    db.engine.as_ref().map_or("unknown", |e| e.value.name())
 }

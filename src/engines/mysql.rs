@@ -1,9 +1,12 @@
 //! MySQL and MariaDB: `mariadb-dump` (or `mysqldump`) with a temporary `--defaults-extra-file`
 //! holding the password.
 
+use std::collections::HashMap;
+
 use super::secret_file::SecretFile;
-use super::{DumpSource, Target};
+use super::{DumpSource, Login, Server, Target, address_args, tool};
 use crate::exec::ProcessSpec;
+use crate::settings::Setting;
 
 /// mariadb-dump's closing comment (unless --skip-comments, which ops-run never passes).
 pub const MARKER: &str = "-- Dump completed";
@@ -13,48 +16,92 @@ fn option_file(password: &str) -> String {
     format!("[client]\npassword=\"{escaped}\"\n")
 }
 
-/// The argv after the defaults file (which must come first).
-pub fn dump_args(target: &Target) -> Vec<String> {
-    let db = target.db;
-    let mut args = vec![
-        "--single-transaction".to_string(),
-        "--routines".to_string(),
-        "--events".to_string(),
-        "--triggers".to_string(),
-        "--hex-blob".to_string(),
-    ];
-    if let Some(h) = &db.host {
-        args.push(format!("--host={}", h.value));
-    }
-    if let Some(p) = &db.port {
-        args.push(format!("--port={}", p.value));
-    }
-    if let Some(u) = &db.user {
-        args.push(format!("--user={}", u.value));
-    }
-    // The database as a plain argument (not --databases): no CREATE DATABASE / USE in the
-    // dump, so it restores into any database, a scratch one included.
-    if let Some(n) = &db.dbname {
-        args.push(n.value.clone());
-    }
-    args
+/// MySQL (`mysqldump`, `mysql`) or MariaDB (`mariadb-dump`, `mariadb`): one dialect.
+pub struct MySql {
+    pub mariadb: bool,
 }
 
-pub fn dump(target: &Target, program: &str) -> Result<DumpSource, String> {
-    let mut args = Vec::new();
-    let secret = match &target.password {
-        Some(pw) => {
-            let f = SecretFile::create("my", &option_file(pw))?;
-            args.push(format!("--defaults-extra-file={}", f.path().display()));
-            Some(f)
+impl Server for MySql {
+    fn login(&self, target: &Target) -> Result<Login, String> {
+        let mut args = Vec::new();
+        let secret = match &target.password {
+            Some(pw) => {
+                let f = SecretFile::create("my", &option_file(pw))?;
+                // Must be the first option.
+                args.push(format!("--defaults-extra-file={}", f.path().display()));
+                Some(f)
+            }
+            None => None,
+        };
+        args.extend(address_args(target.db, "user"));
+        Ok(Login {
+            args,
+            env: Vec::new(),
+            secret,
+        })
+    }
+
+    fn dump(
+        &self,
+        target: &Target,
+        tools: &HashMap<String, Setting<String>>,
+    ) -> Result<DumpSource, String> {
+        let default = if self.mariadb {
+            "mariadb-dump"
+        } else {
+            "mysqldump"
+        };
+        let program = tool(tools, "mariadb-dump", default);
+        let login = self.login(target)?;
+        let mut args = login.args;
+        args.extend(
+            [
+                "--single-transaction",
+                "--routines",
+                "--events",
+                "--triggers",
+                "--hex-blob",
+            ]
+            .map(String::from),
+        );
+        // The database as a plain argument (not --databases): no CREATE DATABASE / USE in the
+        // dump, so it restores into any database, a scratch one included.
+        if let Some(n) = &target.db.dbname {
+            args.push(n.value.clone());
         }
-        None => None,
-    };
-    args.extend(dump_args(target));
-    Ok(DumpSource::Process {
-        spec: Box::new(ProcessSpec::new(program, args)),
-        secret,
-        marker: MARKER,
-        version: ProcessSpec::new(program, ["--version"]),
-    })
+        Ok(DumpSource::Process {
+            spec: Box::new(ProcessSpec::new(&program, args)),
+            secret: login.secret,
+            marker: MARKER,
+            version: ProcessSpec::new(&program, ["--version"]),
+        })
+    }
+
+    fn client(&self, tools: &HashMap<String, Setting<String>>) -> String {
+        tool(
+            tools,
+            "mariadb",
+            if self.mariadb { "mariadb" } else { "mysql" },
+        )
+    }
+
+    fn sql_args(&self, db: &str, sql: &str) -> Vec<String> {
+        vec!["-N".into(), "-B".into(), "-e".into(), sql.into(), db.into()]
+    }
+
+    fn import_args(&self, db: &str) -> Vec<String> {
+        vec![db.into()]
+    }
+
+    fn quote(&self, name: &str) -> String {
+        format!("`{}`", name.replace('`', "``"))
+    }
+
+    fn count_tables_sql(&self) -> &'static str {
+        "SELECT count(*) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema = DATABASE()"
+    }
+
+    fn marker(&self) -> &'static str {
+        MARKER
+    }
 }

@@ -1,8 +1,11 @@
 //! PostgreSQL: `pg_dump` in plain SQL; the password through a temporary PGPASSFILE.
 
+use std::collections::HashMap;
+
 use super::secret_file::SecretFile;
-use super::{DumpSource, Target};
+use super::{DumpSource, Login, Server, Target, address_args, tool};
 use crate::exec::ProcessSpec;
+use crate::settings::Setting;
 
 /// pg_dump's last comment block in a plain dump.
 pub const MARKER: &str = "-- PostgreSQL database dump complete";
@@ -13,41 +16,82 @@ fn pgpass_line(password: &str) -> String {
     format!("*:*:*:*:{escaped}\n")
 }
 
-pub fn dump_args(target: &Target) -> Vec<String> {
-    let db = target.db;
-    let mut args = vec!["--format=plain".to_string(), "--no-password".to_string()];
-    if let Some(h) = &db.host {
-        args.push(format!("--host={}", h.value));
-    }
-    if let Some(p) = &db.port {
-        args.push(format!("--port={}", p.value));
-    }
-    if let Some(u) = &db.user {
-        args.push(format!("--username={}", u.value));
-    }
-    if let Some(n) = &db.dbname {
-        args.push(format!("--dbname={}", n.value));
-    }
-    args
-}
+pub struct Postgres;
 
-pub fn dump(target: &Target, program: &str) -> Result<DumpSource, String> {
-    let mut spec = ProcessSpec::new(program, dump_args(target));
-    let secret = match &target.password {
-        Some(pw) => {
-            let f = SecretFile::create("pgpass", &pgpass_line(pw))?;
-            spec.env
-                .push(("PGPASSFILE".into(), f.path().display().to_string()));
-            Some(f)
+impl Server for Postgres {
+    fn login(&self, target: &Target) -> Result<Login, String> {
+        let mut args = vec!["--no-password".to_string()];
+        args.extend(address_args(target.db, "username"));
+        let mut env = Vec::new();
+        let secret = match &target.password {
+            Some(pw) => {
+                let f = SecretFile::create("pgpass", &pgpass_line(pw))?;
+                env.push(("PGPASSFILE".into(), f.path().display().to_string()));
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(Login { args, env, secret })
+    }
+
+    fn dump(
+        &self,
+        target: &Target,
+        tools: &HashMap<String, Setting<String>>,
+    ) -> Result<DumpSource, String> {
+        let program = tool(tools, "pg-dump", "pg_dump");
+        let login = self.login(target)?;
+        let mut args = vec!["--format=plain".to_string()];
+        args.extend(login.args);
+        if let Some(n) = &target.db.dbname {
+            args.push(format!("--dbname={}", n.value));
         }
-        None => None,
-    };
-    Ok(DumpSource::Process {
-        spec: Box::new(spec),
-        secret,
-        marker: MARKER,
-        version: ProcessSpec::new(program, ["--version"]),
-    })
+        let mut spec = ProcessSpec::new(&program, args);
+        spec.env = login.env;
+        Ok(DumpSource::Process {
+            spec: Box::new(spec),
+            secret: login.secret,
+            marker: MARKER,
+            version: ProcessSpec::new(&program, ["--version"]),
+        })
+    }
+
+    fn client(&self, tools: &HashMap<String, Setting<String>>) -> String {
+        tool(tools, "psql", "psql")
+    }
+
+    fn sql_args(&self, db: &str, sql: &str) -> Vec<String> {
+        ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("--dbname={db}"), "-c".into(), sql.into()])
+            .collect()
+    }
+
+    fn import_args(&self, db: &str) -> Vec<String> {
+        ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null"]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("--dbname={db}")])
+            .collect()
+    }
+
+    fn quote(&self, name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    fn drop_sql(&self, name: &str) -> String {
+        // FORCE (PostgreSQL 13+) ends the sessions a killed client left behind.
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quote(name))
+    }
+
+    fn count_tables_sql(&self) -> &'static str {
+        "SELECT count(*) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+    }
+
+    fn marker(&self) -> &'static str {
+        MARKER
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +140,9 @@ mod tests {
             db: &db,
             password: Some("p:w\\d".into()),
         };
-        let DumpSource::Process { spec, secret, .. } = dump(&target, "pg_dump").unwrap() else {
+        let DumpSource::Process { spec, secret, .. } =
+            Postgres.dump(&target, &HashMap::new()).unwrap()
+        else {
             panic!("not a process");
         };
         assert_eq!(

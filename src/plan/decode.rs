@@ -10,9 +10,10 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::source::{Sources, Span};
+use crate::steps;
+use crate::units::duration;
 use crate::units::keep::{self, Keep};
 use crate::units::schedule::{self, Schedule};
-use crate::units::{duration, size};
 
 pub const TOOL_NAMES: [&str; 6] = [
     "pg-dump",
@@ -23,13 +24,11 @@ pub const TOOL_NAMES: [&str; 6] = [
     "git",
 ];
 
-const PLAN_KEYS: [&str; 13] = [
-    "base", "timezone", "tools", "database", "dump", "snapshot", "verify", "report", "git-tag",
-    "command", "alert", "ping", "serve",
+/// The plan's own settings; every step keyword (`StepKind::all`) is allowed too, repeatedly.
+const PLAN_KEYS: [&str; 7] = [
+    "base", "timezone", "tools", "database", "alert", "ping", "serve",
 ];
-const PLAN_REPEATABLE: [&str; 8] = [
-    "database", "dump", "snapshot", "verify", "report", "git-tag", "command", "alert",
-];
+const PLAN_REPEATABLE: [&str; 2] = ["database", "alert"];
 const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
 const DATABASE_KEYS: [&str; 8] = [
     "engine",
@@ -41,37 +40,6 @@ const DATABASE_KEYS: [&str; 8] = [
     "password-file",
     "path",
 ];
-const DUMP_KEYS: [&str; 7] = [
-    "database",
-    "stale-after",
-    "fail-after",
-    "min-size",
-    "max-shrink",
-    "keep",
-    "compression-level",
-];
-const SNAPSHOT_KEYS: [&str; 10] = [
-    "paths",
-    "exclude",
-    "tag",
-    "repository",
-    "password",
-    "password-file",
-    "stale-after",
-    "incomplete",
-    "init",
-    "forget",
-];
-const VERIFY_KEYS: [&str; 5] = [
-    "dump",
-    "overdue-after",
-    "min-tables",
-    "expect",
-    "verify-database",
-];
-const REPORT_KEYS: [&str; 1] = ["template"];
-const GIT_TAG_KEYS: [&str; 5] = ["repository", "remote", "deploy-key", "name", "ref"];
-const COMMAND_KEYS: [&str; 6] = ["run", "shell", "env", "dir", "before", "always"];
 const ALERT_KEYS: [&str; 6] = [
     "webhook",
     "url",
@@ -82,7 +50,7 @@ const ALERT_KEYS: [&str; 6] = [
 ];
 const PING_KEYS: [&str; 2] = ["url", "timeout"];
 const SERVE_KEYS: [&str; 2] = ["listen", "token"];
-const REPEATABLE: [&str; 6] = ["after", "before", "paths", "exclude", "tag", "expect"];
+const STEP_REPEATABLE: [&str; 1] = ["after"];
 
 /// Decodes every file; diagnostics for all of them are appended to `diags`.
 pub fn decode(sources: &Sources, diags: &mut Vec<Diagnostic>) -> Vec<Plan> {
@@ -189,7 +157,8 @@ fn parse_error(sources: &Sources, file: usize, d: &kdl::KdlDiagnostic) -> Diagno
     }
 }
 
-struct Decoder<'a> {
+/// The decoding state; step kinds decode their own settings with its helpers.
+pub struct Decoder<'a> {
     file: usize,
     diags: &'a mut Vec<Diagnostic>,
     /// Parsed cron expressions by text: plans repeat a few schedules many times.
@@ -207,7 +176,7 @@ fn describe(v: &KdlValue) -> String {
 }
 
 impl Decoder<'_> {
-    fn sp(&self, s: miette::SourceSpan) -> Span {
+    pub(crate) fn sp(&self, s: miette::SourceSpan) -> Span {
         Span {
             file: self.file,
             offset: s.offset(),
@@ -215,15 +184,20 @@ impl Decoder<'_> {
         }
     }
 
-    fn node_span(&self, node: &KdlNode) -> Span {
+    pub(crate) fn node_span(&self, node: &KdlNode) -> Span {
         self.sp(node.name().span())
     }
 
-    fn error(&mut self, span: Span, message: impl Into<String>, label: impl Into<String>) {
+    pub(crate) fn error(
+        &mut self,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) {
         self.diags.push(Diagnostic::error(span, message, label));
     }
 
-    fn error_help(
+    pub(crate) fn error_help(
         &mut self,
         span: Span,
         message: impl Into<String>,
@@ -235,7 +209,7 @@ impl Decoder<'_> {
     }
 
     /// The children of a block node that are known settings, reporting unknown and repeated ones.
-    fn settings<'n>(
+    pub(crate) fn settings<'n>(
         &mut self,
         node: &'n KdlNode,
         context: &str,
@@ -295,7 +269,7 @@ impl Decoder<'_> {
         out
     }
 
-    fn positional<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
+    pub(crate) fn positional<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
         node.entries()
             .iter()
             .filter(|e| e.name().is_none())
@@ -303,7 +277,7 @@ impl Decoder<'_> {
     }
 
     /// Checks argument count, property names and the absence of a block. Returns false on error.
-    fn shape(&mut self, node: &KdlNode, min: usize, max: usize, props: &[&str]) -> bool {
+    pub(crate) fn shape(&mut self, node: &KdlNode, min: usize, max: usize, props: &[&str]) -> bool {
         let name = node.name().value().to_string();
         let mut ok = true;
         let args = self.positional(node);
@@ -362,7 +336,7 @@ impl Decoder<'_> {
         ok
     }
 
-    fn entry_string(&mut self, e: &KdlEntry, expected: &str) -> Option<Spanned<String>> {
+    pub(crate) fn entry_string(&mut self, e: &KdlEntry, expected: &str) -> Option<Spanned<String>> {
         let span = self.sp(e.span());
         match e.value() {
             KdlValue::String(s) => Some(Spanned::new(s.clone(), span)),
@@ -378,7 +352,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn string(&mut self, node: &KdlNode) -> Option<Spanned<String>> {
+    pub(crate) fn string(&mut self, node: &KdlNode) -> Option<Spanned<String>> {
         if !self.shape(node, 1, 1, &[]) {
             return None;
         }
@@ -386,7 +360,7 @@ impl Decoder<'_> {
         self.entry_string(e, "a string")
     }
 
-    fn strings(&mut self, node: &KdlNode) -> Option<Spanned<Vec<String>>> {
+    pub(crate) fn strings(&mut self, node: &KdlNode) -> Option<Spanned<Vec<String>>> {
         if !self.shape(node, 1, usize::MAX, &[]) {
             return None;
         }
@@ -397,7 +371,7 @@ impl Decoder<'_> {
         Some(Spanned::new(values, self.node_span(node)))
     }
 
-    fn string_list(&mut self, node: &KdlNode, into: &mut Vec<Spanned<String>>) {
+    pub(crate) fn string_list(&mut self, node: &KdlNode, into: &mut Vec<Spanned<String>>) {
         if !self.shape(node, 1, usize::MAX, &[]) {
             return;
         }
@@ -408,7 +382,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn int(&mut self, node: &KdlNode, lo: i128, hi: i128) -> Option<Spanned<i128>> {
+    pub(crate) fn int(&mut self, node: &KdlNode, lo: i128, hi: i128) -> Option<Spanned<i128>> {
         if !self.shape(node, 1, 1, &[]) {
             return None;
         }
@@ -416,7 +390,7 @@ impl Decoder<'_> {
         self.entry_int(e, lo, hi)
     }
 
-    fn entry_int(&mut self, e: &KdlEntry, lo: i128, hi: i128) -> Option<Spanned<i128>> {
+    pub(crate) fn entry_int(&mut self, e: &KdlEntry, lo: i128, hi: i128) -> Option<Spanned<i128>> {
         let span = self.sp(e.span());
         match e.value() {
             KdlValue::Integer(i) if (lo..=hi).contains(i) => Some(Spanned::new(*i, span)),
@@ -440,7 +414,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn boolean(&mut self, node: &KdlNode) -> Option<Spanned<bool>> {
+    pub(crate) fn boolean(&mut self, node: &KdlNode) -> Option<Spanned<bool>> {
         if !self.shape(node, 1, 1, &[]) {
             return None;
         }
@@ -470,7 +444,7 @@ impl Decoder<'_> {
     }
 
     /// A string argument turned into a value by `parse`; errors point at the argument.
-    fn parsed<T>(
+    pub(crate) fn parsed<T>(
         &mut self,
         node: &KdlNode,
         expected: &str,
@@ -484,7 +458,7 @@ impl Decoder<'_> {
         self.entry_parsed(e, &what, expected, parse)
     }
 
-    fn entry_parsed<T>(
+    pub(crate) fn entry_parsed<T>(
         &mut self,
         e: &KdlEntry,
         what: &str,
@@ -525,7 +499,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn schedule(&mut self, node: &KdlNode) -> Option<Spanned<Schedule>> {
+    pub(crate) fn schedule(&mut self, node: &KdlNode) -> Option<Spanned<Schedule>> {
         let mut cache = std::mem::take(self.schedules);
         let parsed = self.parsed(node, schedule::EXPECTED, |expr| {
             cache
@@ -537,12 +511,12 @@ impl Decoder<'_> {
         parsed
     }
 
-    fn duration(&mut self, node: &KdlNode) -> Option<Spanned<std::time::Duration>> {
+    pub(crate) fn duration(&mut self, node: &KdlNode) -> Option<Spanned<std::time::Duration>> {
         self.parsed(node, duration::EXPECTED, duration::parse)
     }
 
     /// `"literal"`, `env=NAME` or `file="/path"`.
-    fn sourced(&mut self, node: &KdlNode) -> Option<Sourced> {
+    pub(crate) fn sourced(&mut self, node: &KdlNode) -> Option<Sourced> {
         if !self.shape(node, 0, 1, &["env", "file"]) {
             return None;
         }
@@ -550,7 +524,7 @@ impl Decoder<'_> {
     }
 
     /// The value source among a node's entries, skipping the first `skip` positional arguments.
-    fn sourced_entries(&mut self, node: &KdlNode, skip: usize) -> Option<Sourced> {
+    pub(crate) fn sourced_entries(&mut self, node: &KdlNode, skip: usize) -> Option<Sourced> {
         let name = node.name().value().to_string();
         let args: Vec<&KdlEntry> = self.positional(node).into_iter().skip(skip).collect();
         let props: Vec<&KdlEntry> = node
@@ -610,7 +584,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn keep(&mut self, node: &KdlNode) -> Option<Spanned<Keep>> {
+    pub(crate) fn keep(&mut self, node: &KdlNode) -> Option<Spanned<Keep>> {
         if !self.shape(node, 0, 0, &keep::KEYS) {
             return None;
         }
@@ -640,7 +614,7 @@ impl Decoder<'_> {
     }
 
     /// The name argument of a block node such as `dump db { … }`.
-    fn block_name(
+    pub(crate) fn block_name(
         &mut self,
         node: &KdlNode,
         keyword: &str,
@@ -685,7 +659,7 @@ impl Decoder<'_> {
         Some(name)
     }
 
-    fn plan(&mut self, node: &KdlNode) -> Option<Plan> {
+    pub(crate) fn plan(&mut self, node: &KdlNode) -> Option<Plan> {
         let name = self.block_name(node, "plan", &[])?;
         let mut plan = Plan {
             name,
@@ -711,7 +685,11 @@ impl Decoder<'_> {
             return Some(plan);
         }
         let context = format!("plan `{}`", plan.name.value);
-        for child in self.settings(node, &context, &PLAN_KEYS, &PLAN_REPEATABLE) {
+        let kinds = StepKind::all();
+        let keywords = kinds.iter().map(StepKind::keyword);
+        let keys: Vec<&str> = PLAN_KEYS.iter().copied().chain(keywords.clone()).collect();
+        let repeatable: Vec<&str> = PLAN_REPEATABLE.iter().copied().chain(keywords).collect();
+        for child in self.settings(node, &context, &keys, &repeatable) {
             match child.name().value() {
                 "base" => plan.base = self.string(child),
                 "timezone" => {
@@ -744,7 +722,7 @@ impl Decoder<'_> {
         Some(plan)
     }
 
-    fn tools(&mut self, node: &KdlNode, plan: &mut Plan) {
+    pub(crate) fn tools(&mut self, node: &KdlNode, plan: &mut Plan) {
         self.shape_block_only(node);
         for child in self.settings(node, "`tools`", &TOOL_NAMES, &[]) {
             if let Some(path) = self.string(child) {
@@ -755,7 +733,7 @@ impl Decoder<'_> {
     }
 
     /// A node that is only a block (`tools { … }`): no arguments, no properties.
-    fn shape_block_only(&mut self, node: &KdlNode) {
+    pub(crate) fn shape_block_only(&mut self, node: &KdlNode) {
         let name = node.name().value().to_string();
         if let Some(e) = node.entries().first() {
             let span = self.sp(e.span());
@@ -767,7 +745,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn database(&mut self, node: &KdlNode) -> Option<Database> {
+    pub(crate) fn database(&mut self, node: &KdlNode) -> Option<Database> {
         let name = self.block_name(node, "database", &[])?;
         let mut db = Database {
             span: self.node_span(node),
@@ -823,34 +801,34 @@ impl Decoder<'_> {
         Some(db)
     }
 
-    fn password_file(&mut self, node: &KdlNode) -> Option<Sourced> {
+    pub(crate) fn password_file(&mut self, node: &KdlNode) -> Option<Sourced> {
         self.string(node).map(|s| Sourced {
             source: ValueSource::File(s.value),
             span: s.span,
         })
     }
 
-    fn step(&mut self, node: &KdlNode, keyword: &str) -> Option<Step> {
-        let name = self.block_name(node, keyword, &[])?;
-        let kind_keys: &[&str] = match keyword {
-            "dump" => &DUMP_KEYS,
-            "snapshot" => &SNAPSHOT_KEYS,
-            "verify" => &VERIFY_KEYS,
-            "report" => &REPORT_KEYS,
-            "git-tag" => &GIT_TAG_KEYS,
-            _ => &COMMAND_KEYS,
+    pub(crate) fn step(&mut self, node: &KdlNode, keyword: &str) -> Option<Step> {
+        let Some(kind) = StepKind::for_keyword(keyword) else {
+            let span = self.node_span(node);
+            self.error(
+                span,
+                format!("`{keyword}` is not a step kind"),
+                "unknown step kind",
+            );
+            return None;
         };
-        let keys: Vec<&str> = STEP_COMMON.iter().chain(kind_keys).copied().collect();
+        let name = self.block_name(node, keyword, &[])?;
+        let own = steps::settings(&kind);
+        let keys: Vec<&str> = STEP_COMMON.iter().chain(own.keys).copied().collect();
+        let repeatable: Vec<&str> = STEP_REPEATABLE
+            .iter()
+            .chain(own.repeatable)
+            .copied()
+            .collect();
         let mut step = Step {
             span: self.node_span(node),
-            kind: match keyword {
-                "dump" => StepKind::Dump(Dump::default()),
-                "snapshot" => StepKind::Snapshot(Snapshot::default()),
-                "verify" => StepKind::Verify(Verify::default()),
-                "report" => StepKind::Report(Report::default()),
-                "git-tag" => StepKind::GitTag(GitTag::default()),
-                _ => StepKind::Command(Command::default()),
-            },
+            kind,
             name,
             schedule: None,
             after: Vec::new(),
@@ -859,7 +837,7 @@ impl Decoder<'_> {
             retry_after: None,
         };
         let context = format!("{keyword} `{}`", step.name.value);
-        for child in self.settings(node, &context, &keys, &REPEATABLE) {
+        for child in self.settings(node, &context, &keys, &repeatable) {
             let key = child.name().value();
             match key {
                 "schedule" => step.schedule = self.schedule(child),
@@ -867,128 +845,13 @@ impl Decoder<'_> {
                 "before" => self.string_list(child, &mut step.before),
                 "timeout" => step.timeout = self.duration(child),
                 "retry-after" => step.retry_after = self.duration(child),
-                _ => self.step_setting(&mut step.kind, key, child),
+                _ => steps::decode_setting(&mut step.kind, key, child, self),
             }
         }
         Some(step)
     }
 
-    fn step_setting(&mut self, kind: &mut StepKind, key: &str, node: &KdlNode) {
-        match kind {
-            StepKind::Dump(d) => match key {
-                "database" => d.database = self.string(node),
-                "stale-after" => d.stale_after = self.duration(node),
-                "fail-after" => d.fail_after = self.duration(node),
-                "min-size" => d.min_size = self.parsed(node, size::EXPECTED, size::parse),
-                "max-shrink" => {
-                    d.max_shrink =
-                        self.parsed(node, "a percentage such as \"50%\"", size::parse_percent)
-                }
-                "keep" => d.keep = self.keep(node),
-                "compression-level" => {
-                    d.compression_level = self
-                        .int(node, 1, 9)
-                        .map(|v| Spanned::new(v.value as u32, v.span))
-                }
-                _ => {}
-            },
-            StepKind::Snapshot(s) => match key {
-                "paths" => self.string_list(node, &mut s.paths),
-                "exclude" => self.string_list(node, &mut s.exclude),
-                "tag" => self.string_list(node, &mut s.tags),
-                "repository" => s.repository = self.sourced(node),
-                "password" => s.password = self.sourced(node),
-                "password-file" => s.password = self.password_file(node),
-                "stale-after" => s.stale_after = self.duration(node),
-                "incomplete" => {
-                    s.incomplete = self.parsed(node, "`fail` or `warn`", |v| match v {
-                        "fail" => Ok(IncompletePolicy::Fail),
-                        "warn" => Ok(IncompletePolicy::Warn),
-                        other => Err(format!("`{other}` is neither `fail` nor `warn`")),
-                    })
-                }
-                "init" => s.init = self.boolean(node),
-                "forget" => s.forget = self.keep(node),
-                _ => {}
-            },
-            StepKind::Verify(v) => match key {
-                "dump" => v.dump = self.string(node),
-                "overdue-after" => v.overdue_after = self.duration(node),
-                "min-tables" => {
-                    v.min_tables = self
-                        .int(node, 0, 1_000_000)
-                        .map(|n| Spanned::new(n.value as u64, n.span))
-                }
-                "verify-database" => v.verify_database = self.string(node),
-                "expect" if self.shape(node, 1, 1, &["min"]) => {
-                    let sql = self.entry_string(self.positional(node)[0], "an SQL query");
-                    let min = node
-                        .entries()
-                        .iter()
-                        .find(|e| e.name().is_some_and(|n| n.value() == "min"))
-                        .and_then(|e| self.entry_int(e, 0, i64::MAX as i128))
-                        .map(|n| Spanned::new(n.value as i64, n.span));
-                    if let Some(sql) = sql {
-                        v.expects.push(Expect { sql, min });
-                    }
-                }
-                _ => {}
-            },
-            StepKind::Report(r) => {
-                if key == "template" {
-                    r.template = self.string(node);
-                }
-            }
-            StepKind::GitTag(g) => match key {
-                "repository" => g.repository = self.string(node),
-                "remote" => g.remote = self.string(node),
-                "deploy-key" => g.deploy_key = self.string(node),
-                "name" => g.name = self.string(node),
-                "ref" => g.git_ref = self.string(node),
-                _ => {}
-            },
-            StepKind::Command(c) => match key {
-                "run" => c.run = self.strings(node),
-                "shell" => c.shell = self.string(node),
-                "dir" => c.dir = self.string(node),
-                "always" => c.always = self.boolean(node),
-                "env" => self.command_env(node, c),
-                _ => {}
-            },
-        }
-    }
-
-    /// `env { NAME "value"; TOKEN env=SOURCE_VAR }`.
-    fn command_env(&mut self, node: &KdlNode, c: &mut Command) {
-        self.shape_block_only(node);
-        let Some(children) = node.children() else {
-            let span = self.node_span(node);
-            self.error_help(
-                span,
-                "`env` needs a block",
-                "block missing",
-                "write `env { NAME \"value\"; OTHER env=SOURCE }`",
-            );
-            return;
-        };
-        for child in children.nodes() {
-            let name = child.name().value().to_string();
-            let span = self.node_span(child);
-            if !valid_env_name(&name) {
-                self.error(
-                    span,
-                    format!("`{name}` is not an environment variable name"),
-                    "expected letters, digits and `_`",
-                );
-                continue;
-            }
-            if let Some(v) = self.sourced(child) {
-                c.env.push((Spanned::new(name, span), v));
-            }
-        }
-    }
-
-    fn alert(&mut self, node: &KdlNode) -> Option<Alert> {
+    pub(crate) fn alert(&mut self, node: &KdlNode) -> Option<Alert> {
         let name = self.block_name(node, "alert", &[])?;
         let kind = match name.value.as_str() {
             "slack" => AlertKind::Slack,
@@ -1034,7 +897,7 @@ impl Decoder<'_> {
         Some(alert)
     }
 
-    fn ping(&mut self, node: &KdlNode) -> Ping {
+    pub(crate) fn ping(&mut self, node: &KdlNode) -> Ping {
         self.shape_block_only(node);
         let mut ping = Ping {
             span: self.node_span(node),
@@ -1051,7 +914,7 @@ impl Decoder<'_> {
         ping
     }
 
-    fn serve(&mut self, node: &KdlNode) -> Serve {
+    pub(crate) fn serve(&mut self, node: &KdlNode) -> Serve {
         self.shape_block_only(node);
         let mut serve = Serve {
             span: self.node_span(node),
@@ -1073,7 +936,7 @@ impl Decoder<'_> {
     }
 
     /// `token NAME env=VAR allow=ops.view` (allow may list several, separated by commas).
-    fn token(&mut self, node: &KdlNode) -> Option<Token> {
+    pub(crate) fn token(&mut self, node: &KdlNode) -> Option<Token> {
         if !self.shape(node, 1, 1, &["env", "file", "allow"]) {
             return None;
         }

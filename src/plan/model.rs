@@ -58,16 +58,31 @@ pub enum Engine {
 }
 
 impl Engine {
-    pub const NAMES: [&'static str; 4] = ["postgres", "mysql", "mariadb", "sqlite"];
+    pub const NAMES: [&'static str; 4] = [
+        Engine::ALL[0].name(),
+        Engine::ALL[1].name(),
+        Engine::ALL[2].name(),
+        Engine::ALL[3].name(),
+    ];
+
+    pub const ALL: [Engine; 4] = [
+        Engine::Postgres,
+        Engine::Mysql,
+        Engine::Mariadb,
+        Engine::Sqlite,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+            Engine::Mariadb => "mariadb",
+            Engine::Sqlite => "sqlite",
+        }
+    }
 
     pub fn parse(s: &str) -> Option<Engine> {
-        Some(match s {
-            "postgres" => Engine::Postgres,
-            "mysql" => Engine::Mysql,
-            "mariadb" => Engine::Mariadb,
-            "sqlite" => Engine::Sqlite,
-            _ => return None,
-        })
+        Engine::ALL.into_iter().find(|e| e.name() == s)
     }
 }
 
@@ -111,6 +126,24 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Every kind, with empty settings: the one list a new kind joins (and `keyword` below;
+    /// the compiler names the rest).
+    pub fn all() -> [StepKind; 6] {
+        [
+            StepKind::Dump(Dump::default()),
+            StepKind::Snapshot(Snapshot::default()),
+            StepKind::Verify(Verify::default()),
+            StepKind::Report(Report::default()),
+            StepKind::GitTag(GitTag::default()),
+            StepKind::Command(Command::default()),
+        ]
+    }
+
+    /// The empty kind a plan keyword (`dump`, `git-tag`, …) opens.
+    pub fn for_keyword(keyword: &str) -> Option<StepKind> {
+        StepKind::all().into_iter().find(|k| k.keyword() == keyword)
+    }
+
     /// The keyword in the plan language.
     pub fn keyword(&self) -> &'static str {
         match self {

@@ -1,10 +1,62 @@
 //! The `command` step: an argv run directly (or `sh -c` when the plan says `shell`).
 
+use super::Settings;
+use crate::plan::decode::Decoder;
+use crate::plan::decode::valid_env_name;
+use crate::plan::model::Spanned;
+use kdl::KdlNode;
 use serde_json::json;
 
 use super::{Context, Outcome, Status};
 use crate::exec::{self, Exit, ProcessSpec};
 use crate::plan::model::Command;
+
+/// The settings of a `command` block (beside the common ones; `before` makes it a hook).
+pub const SETTINGS: Settings = Settings {
+    keys: &["run", "shell", "env", "dir", "before", "always"],
+    repeatable: &["before"],
+};
+
+pub fn decode(c: &mut Command, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    match key {
+        "run" => c.run = dec.strings(node),
+        "shell" => c.shell = dec.string(node),
+        "dir" => c.dir = dec.string(node),
+        "always" => c.always = dec.boolean(node),
+        "env" => env(c, node, dec),
+        _ => {}
+    }
+}
+
+/// `env { NAME "value"; TOKEN env=SOURCE_VAR }`.
+fn env(c: &mut Command, node: &KdlNode, dec: &mut Decoder) {
+    dec.shape_block_only(node);
+    let Some(children) = node.children() else {
+        let span = dec.node_span(node);
+        dec.error_help(
+            span,
+            "`env` needs a block",
+            "block missing",
+            "write `env { NAME \"value\"; OTHER env=SOURCE }`",
+        );
+        return;
+    };
+    for child in children.nodes() {
+        let name = child.name().value().to_string();
+        let span = dec.node_span(child);
+        if !valid_env_name(&name) {
+            dec.error(
+                span,
+                format!("`{name}` is not an environment variable name"),
+                "expected letters, digits and `_`",
+            );
+            continue;
+        }
+        if let Some(v) = dec.sourced(child) {
+            c.env.push((Spanned::new(name, span), v));
+        }
+    }
+}
 
 /// Builds the process; fails when an `env=` / `file=` value cannot be resolved.
 pub fn build(ctx: &Context, c: &Command) -> Result<ProcessSpec, String> {

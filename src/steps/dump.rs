@@ -3,6 +3,10 @@
 //! completion marker is there, the file decompresses cleanly and the size checks pass does it
 //! get its final name and its sidecar. Anything else removes the temporary file.
 
+use super::Settings;
+use crate::plan::decode::Decoder;
+use crate::plan::model::Spanned;
+use kdl::KdlNode;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,6 +24,39 @@ use crate::engines::{self, DumpSource};
 use crate::exec;
 use crate::plan::model::{Database, Dump, StepKind};
 use crate::units::size;
+
+/// The settings of a `dump` block (beside the common ones: schedule, after, timeout, …).
+pub const SETTINGS: Settings = Settings {
+    keys: &[
+        "database",
+        "stale-after",
+        "fail-after",
+        "min-size",
+        "max-shrink",
+        "keep",
+        "compression-level",
+    ],
+    repeatable: &[],
+};
+
+pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    match key {
+        "database" => d.database = dec.string(node),
+        "stale-after" => d.stale_after = dec.duration(node),
+        "fail-after" => d.fail_after = dec.duration(node),
+        "min-size" => d.min_size = dec.parsed(node, size::EXPECTED, size::parse),
+        "max-shrink" => {
+            d.max_shrink = dec.parsed(node, "a percentage such as \"50%\"", size::parse_percent)
+        }
+        "keep" => d.keep = dec.keep(node),
+        "compression-level" => {
+            d.compression_level = dec
+                .int(node, 1, 9)
+                .map(|v| Spanned::new(v.value as u32, v.span))
+        }
+        _ => {}
+    }
+}
 
 struct Written {
     sha256: String,

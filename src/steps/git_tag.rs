@@ -4,6 +4,9 @@
 //! evidence; an existing tag is never moved (a failure, not a silent skip); the push uses the
 //! deploy key through `GIT_SSH_COMMAND`.
 
+use super::Settings;
+use crate::plan::decode::Decoder;
+use kdl::KdlNode;
 use std::path::Path;
 
 use serde_json::json;
@@ -14,6 +17,23 @@ use crate::artifact::sha;
 use crate::engines::tool;
 use crate::exec::{self, ProcessSpec};
 use crate::plan::model::{GitTag, StepKind};
+
+/// The settings of a `git-tag` block (beside the common ones).
+pub const SETTINGS: Settings = Settings {
+    keys: &["repository", "remote", "deploy-key", "name", "ref"],
+    repeatable: &[],
+};
+
+pub fn decode(g: &mut GitTag, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    match key {
+        "repository" => g.repository = dec.string(node),
+        "remote" => g.remote = dec.string(node),
+        "deploy-key" => g.deploy_key = dec.string(node),
+        "name" => g.name = dec.string(node),
+        "ref" => g.git_ref = dec.string(node),
+        _ => {}
+    }
+}
 
 fn git(ctx: &Context, g: &GitTag, args: &[&str]) -> ProcessSpec {
     let mut spec = ProcessSpec::new(

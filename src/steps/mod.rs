@@ -8,11 +8,13 @@ pub mod report;
 pub mod snapshot;
 pub mod verify;
 
+use kdl::KdlNode;
 use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::exec::redact::Redactor;
 use crate::plan::compile::{Compiled, CompiledPlan, CompiledStep};
+use crate::plan::decode::Decoder;
 use crate::plan::model::StepKind;
 use crate::settings::Env;
 
@@ -121,6 +123,36 @@ impl Outcome {
     /// Whether the run counts as good for what depends on it and for the exit code.
     pub fn passed(&self) -> bool {
         self.status == Status::Success || self.tolerated
+    }
+}
+
+/// The settings a kind's block takes beside the common ones (schedule, after, timeout, …),
+/// and which of them may be repeated.
+pub struct Settings {
+    pub keys: &'static [&'static str],
+    pub repeatable: &'static [&'static str],
+}
+
+pub fn settings(kind: &StepKind) -> &'static Settings {
+    match kind {
+        StepKind::Dump(_) => &dump::SETTINGS,
+        StepKind::Snapshot(_) => &snapshot::SETTINGS,
+        StepKind::Verify(_) => &verify::SETTINGS,
+        StepKind::Report(_) => &report::SETTINGS,
+        StepKind::GitTag(_) => &git_tag::SETTINGS,
+        StepKind::Command(_) => &command::SETTINGS,
+    }
+}
+
+/// Decodes one kind-specific setting (a key of `keys`) into the step.
+pub fn decode_setting(kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    match kind {
+        StepKind::Dump(d) => dump::decode(d, key, node, dec),
+        StepKind::Snapshot(s) => snapshot::decode(s, key, node, dec),
+        StepKind::Verify(v) => verify::decode(v, key, node, dec),
+        StepKind::Report(r) => report::decode(r, key, node, dec),
+        StepKind::GitTag(g) => git_tag::decode(g, key, node, dec),
+        StepKind::Command(c) => command::decode(c, key, node, dec),
     }
 }
 

@@ -1,11 +1,26 @@
 //! The `report` step: renders the plan's report template with the current health and the
 //! period's activity, and writes it to `reports/`.
 
+use super::Settings;
+use crate::plan::decode::Decoder;
+use kdl::KdlNode;
 use serde_json::json;
 
 use super::{Context, Outcome, Status};
 use crate::plan::model::Report;
 use crate::report;
+
+/// The settings of a `report` block (beside the common ones).
+pub const SETTINGS: Settings = Settings {
+    keys: &["template"],
+    repeatable: &[],
+};
+
+pub fn decode(r: &mut Report, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    if key == "template" {
+        r.template = dec.string(node);
+    }
+}
 
 fn template_name(r: &Report) -> &str {
     r.template

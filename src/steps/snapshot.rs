@@ -3,6 +3,9 @@
 //! (some files unreadable) is `incomplete`, failing or only warning as the plan says. `forget`
 //! rules run `restic forget --prune` afterwards as a `prune` activity.
 
+use super::Settings;
+use crate::plan::decode::Decoder;
+use kdl::KdlNode;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -14,6 +17,45 @@ use crate::engines::tool;
 use crate::exec::{self, Exit, ProcessSpec};
 use crate::plan::model::{IncompletePolicy, Snapshot, Sourced};
 use crate::units::keep::Keep;
+
+/// The settings of a `snapshot` block (beside the common ones).
+pub const SETTINGS: Settings = Settings {
+    keys: &[
+        "paths",
+        "exclude",
+        "tag",
+        "repository",
+        "password",
+        "password-file",
+        "stale-after",
+        "incomplete",
+        "init",
+        "forget",
+    ],
+    repeatable: &["paths", "exclude", "tag"],
+};
+
+pub fn decode(s: &mut Snapshot, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    match key {
+        "paths" => dec.string_list(node, &mut s.paths),
+        "exclude" => dec.string_list(node, &mut s.exclude),
+        "tag" => dec.string_list(node, &mut s.tags),
+        "repository" => s.repository = dec.sourced(node),
+        "password" => s.password = dec.sourced(node),
+        "password-file" => s.password = dec.password_file(node),
+        "stale-after" => s.stale_after = dec.duration(node),
+        "incomplete" => {
+            s.incomplete = dec.parsed(node, "`fail` or `warn`", |v| match v {
+                "fail" => Ok(IncompletePolicy::Fail),
+                "warn" => Ok(IncompletePolicy::Warn),
+                other => Err(format!("`{other}` is neither `fail` nor `warn`")),
+            })
+        }
+        "init" => s.init = dec.boolean(node),
+        "forget" => s.forget = dec.keep(node),
+        _ => {}
+    }
+}
 
 /// Repository and password: the seed's variables override the plan (`RESTIC_REPO`,
 /// `RESTIC_PASSWORD`); both reach restic through its environment, never argv.

@@ -3,6 +3,10 @@
 //! is always dropped (also on failure, timeout and SIGTERM); the evidence is a log file in
 //! `verify/`.
 
+use super::Settings;
+use crate::plan::decode::Decoder;
+use crate::plan::model::{Expect, Spanned};
+use kdl::KdlNode;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read};
@@ -19,6 +23,44 @@ use crate::engines::client::Client;
 use crate::exec::{self, ProcessResult};
 use crate::plan::model::{Database, Engine, StepKind, Verify};
 use crate::units::duration;
+
+/// The settings of a `verify` block (beside the common ones).
+pub const SETTINGS: Settings = Settings {
+    keys: &[
+        "dump",
+        "overdue-after",
+        "min-tables",
+        "expect",
+        "verify-database",
+    ],
+    repeatable: &["expect"],
+};
+
+pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    match key {
+        "dump" => v.dump = dec.string(node),
+        "overdue-after" => v.overdue_after = dec.duration(node),
+        "min-tables" => {
+            v.min_tables = dec
+                .int(node, 0, 1_000_000)
+                .map(|n| Spanned::new(n.value as u64, n.span))
+        }
+        "verify-database" => v.verify_database = dec.string(node),
+        "expect" if dec.shape(node, 1, 1, &["min"]) => {
+            let sql = dec.entry_string(dec.positional(node)[0], "an SQL query");
+            let min = node
+                .entries()
+                .iter()
+                .find(|e| e.name().is_some_and(|n| n.value() == "min"))
+                .and_then(|e| dec.entry_int(e, 0, i64::MAX as i128))
+                .map(|n| Spanned::new(n.value as i64, n.span));
+            if let Some(sql) = sql {
+                v.expects.push(Expect { sql, min });
+            }
+        }
+        _ => {}
+    }
+}
 
 /// What a verify found, line by line, for the log file and the activity.
 #[derive(Default)]
@@ -325,7 +367,7 @@ fn verify_server(
         let mut import = client.import(scratch);
         import.timeout = timeout;
         let path = dump.path.clone();
-        let marker = crate::engines::marker(client.engine);
+        let marker = client.marker();
         let (r, feed_error) = exec::run_feeding(
             &import,
             ctx.redactor,
