@@ -40,6 +40,7 @@ pub mod plan;
 pub mod report;
 pub mod retention;
 pub mod runner;
+pub mod session;
 pub mod settings;
 pub mod steps;
 pub mod store;

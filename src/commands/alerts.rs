@@ -72,7 +72,7 @@ pub fn report(app: &App, plan: Option<&str>, out: Option<&Path>) -> Result<(), F
         .iter()
         .position(|s| std::ptr::eq(&compiled.plans[s.plan], plan))
         .ok_or_else(|| Failure::Usage("the plan has no steps to report on".into()))?;
-    let executor = crate::commands::apply::StepExecutor {
+    let executor = crate::session::StepExecutor {
         app,
         compiled: &compiled,
         redactor: &redactor,

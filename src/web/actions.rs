@@ -7,9 +7,9 @@ use serde_json::json;
 use tiny_http::{Method, Request};
 
 use super::{Reply, Site};
-use crate::console::Tee;
-use crate::lock::{self, LockError};
-use crate::runner::{self, Event, Planned, Sink, Trigger};
+use crate::error::Failure;
+use crate::runner::{Event, Trigger};
+use crate::session::{self, Session};
 use crate::store::recorder::Recorder;
 
 fn reply_json(status: u16, body: serde_json::Value) -> Reply {
@@ -20,58 +20,41 @@ fn reply_json(status: u16, body: serde_json::Value) -> Reply {
 
 pub fn run(site: &Site, request: Request, step: usize, token: &str, as_form: bool) {
     let compiled = site.compiled;
-    let app = site.app;
     let step_id = compiled.steps[step].id.clone();
-    let lock = match lock::acquire(
-        &app.state.value,
-        site.action_wait,
-        &crate::clock::stamp(app.clock.now()),
-    ) {
-        Ok(l) => l,
-        Err(LockError::Held(holder)) => {
+    // The same session as `ops-run run STEP`: the lock, the orphan sweep, the hooks, the
+    // recorder and its checks.
+    let session = match Session::begin(site.app, compiled, site.action_wait) {
+        Ok(s) => s,
+        Err(Failure::Locked(holder)) => {
             let body = json!({ "error": format!("another apply holds the lock ({holder}); try again later"), "step": step_id });
             return super::send(request, &Method::Post, reply_json(409, body));
         }
-        Err(LockError::Io(e)) => return super::send(request, &Method::Post, Reply::text(500, &e)),
+        Err(e) => {
+            let msg = e.message();
+            return super::send(request, &Method::Post, Reply::text(500, msg.trim()));
+        }
     };
-    let redactor = app.redactor(compiled);
-    let planned = crate::commands::apply::with_hooks(
+    let planned = session::one(
         compiled,
-        vec![Planned {
-            step,
-            trigger: Trigger::Http,
-            reason: format!("requested over HTTP by {token}"),
-        }],
+        step,
+        Trigger::Http,
+        format!("requested over HTTP by {token}"),
     );
-    let executor = crate::commands::apply::StepExecutor {
-        app,
-        compiled,
-        redactor: &redactor,
-    };
-    let mut recorder = Recorder::new(&site.store, compiled, &app.clock, &redactor);
-    recorder.extra_meta = Some(json!({ "token": token }));
-    let names: Vec<String> = compiled.steps.iter().map(|s| s.id.clone()).collect();
     let mut pending = Pending {
         request: Some(request),
         step,
         step_id: step_id.clone(),
         as_form,
     };
-    {
-        let mut ordered = Ordered {
-            recorder: &mut recorder,
-            answer: &mut pending,
-        };
-        let mut tee = Tee(vec![&mut ordered]);
-        runner::run(
-            &compiled.graph,
-            &names,
-            &planned,
-            1,
-            &executor,
-            &mut tee,
-            &crate::exec::signals::interrupted,
-        );
+    let result = session.run(
+        &site.store,
+        &planned,
+        1,
+        Some(json!({ "token": token })),
+        &mut |event, recorder| pending.answer(event, recorder),
+    );
+    if let Err(e) = result {
+        eprintln!("serve: action {step_id}: {}", e.message().trim());
     }
     if let Some(request) = pending.request.take() {
         super::send(
@@ -83,7 +66,6 @@ pub fn run(site: &Site, request: Request, step: usize, token: &str, as_form: boo
             ),
         );
     }
-    drop(lock);
 }
 
 /// The request still to be answered, for the step it asked for.
@@ -94,27 +76,22 @@ struct Pending {
     as_form: bool,
 }
 
-/// The recorder first (so the row exists), then the answer with the row's id.
-struct Ordered<'a, 's> {
-    recorder: &'a mut Recorder<'s>,
-    answer: &'a mut Pending,
-}
-
-impl Sink for Ordered<'_, '_> {
-    fn event(&mut self, event: &Event) {
-        self.recorder.event(event);
+impl Pending {
+    /// Answers the request when its step starts (or is skipped), with the activity's id: the
+    /// recorder has written the row already.
+    fn answer(&mut self, event: &Event, recorder: &Recorder) {
         let (step, skipped) = match event {
             Event::Started { step, .. } => (*step, false),
             Event::Skipped { step, .. } => (*step, true),
             Event::Finished { .. } => return,
         };
-        if step != self.answer.step {
+        if step != self.step {
             return;
         }
-        let Some(request) = self.answer.request.take() else {
+        let Some(request) = self.request.take() else {
             return;
         };
-        let reply = if self.answer.as_form && !skipped {
+        let reply = if self.as_form && !skipped {
             // A browser form goes back to the page, which shows the run.
             let mut r = Reply::text(303, "started; back to the status page");
             r.extra.push(("Location", "/".into()));
@@ -123,8 +100,8 @@ impl Sink for Ordered<'_, '_> {
             reply_json(
                 202,
                 json!({
-                    "activity": self.recorder.id_of(step),
-                    "step": self.answer.step_id,
+                    "activity": recorder.id_of(step),
+                    "step": self.step_id,
                     "status": if skipped { "skipped" } else { "running" },
                 }),
             )

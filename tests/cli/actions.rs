@@ -133,6 +133,31 @@ fn a_post_answers_202_with_the_activity_id() {
 }
 
 #[test]
+fn an_action_sweeps_what_a_killed_run_left_like_an_apply() {
+    let ws = workspace(DUMP);
+    // A half-written dump of an ops-run killed with -9 (its pid is gone).
+    let orphan = ws.path("backups/db/.full-20261128-0100.sql.gz.tmp.999999999");
+    ws.write(
+        "backups/db/.full-20261128-0100.sql.gz.tmp.999999999",
+        "half",
+    );
+    let s = serve(&ws, None);
+    let (status, _, body) = request(
+        s.port,
+        &format!(
+            "POST /api/actions/db HTTP/1.0\r\n{}\r\n",
+            bearer(Some("exec-secret-2"))
+        ),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert!(wait_for(20, || ws
+        .activities()
+        .iter()
+        .any(|a| a["status"] == "success")));
+    assert!(!orphan.exists(), "the action left the orphan behind");
+}
+
+#[test]
 fn forged_cross_site_requests_are_refused() {
     let ws = workspace(DUMP);
     let s = serve(&ws, None);
