@@ -12,7 +12,6 @@ pub mod ping;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde_json::{Value, json};
 
 use crate::app::App;
@@ -127,20 +126,9 @@ pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>
 }
 
 fn delivered(store: &Store, channel: &str) -> rusqlite::Result<Vec<(String, Delivered)>> {
-    let mut stmt = store.conn.prepare(
-        "SELECT check_id, state, severity, notified_at FROM ops_alert_state WHERE channel = ?1",
-    )?;
-    let rows = stmt.query_map(params![channel], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
+    let rows = store.delivered(channel)?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, state, severity, at) = row?;
+    for (id, state, severity, at) in rows {
         if let Some(at) = parse_stamp(&at) {
             out.push((
                 id,
@@ -326,15 +314,14 @@ pub fn notify(
 fn remember(store: &Store, channel: &str, changes: &[(ChangeKind, &Check)], now: DateTime<Utc>) {
     for (kind, c) in changes {
         let r = if *kind == ChangeKind::Recovered {
-            store.conn.execute(
-                "DELETE FROM ops_alert_state WHERE channel = ?1 AND check_id = ?2",
-                params![channel, c.id],
-            )
+            store.forget_delivery(channel, &c.id)
         } else {
-            store.conn.execute(
-                "INSERT INTO ops_alert_state (channel, check_id, state, severity, notified_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (channel, check_id) DO UPDATE SET state = ?3, severity = ?4, notified_at = ?5",
-                params![channel, c.id, c.state.as_str(), c.severity.as_str(), stamp(now)],
+            store.remember_delivery(
+                channel,
+                &c.id,
+                c.state.as_str(),
+                c.severity.as_str(),
+                &stamp(now),
             )
         };
         if let Err(e) = r {

@@ -76,7 +76,10 @@ fn owner_alive(meta: &Value) -> bool {
 /// The newest finished run of a step (not running, not skipped).
 #[derive(Clone, Debug)]
 pub struct Finished {
+    /// When it ended (its start, for a row that never got an end).
     pub at: String,
+    pub started_at: String,
+    pub duration_ms: Option<i64>,
     pub status: String,
     pub log_excerpt: String,
     pub meta: Value,
@@ -103,16 +106,19 @@ impl Store {
         let last = self
             .conn
             .query_row(
-                "SELECT coalesce(finished_at, started_at), status, log_excerpt, meta FROM ops_activities
+                "SELECT coalesce(finished_at, started_at), started_at, duration_ms, status, log_excerpt, meta
+                 FROM ops_activities
                  WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status NOT IN ('running', 'skipped')
                  ORDER BY id DESC LIMIT 1",
                 params![plan, step, kind],
                 |r| {
                     Ok(Finished {
                         at: r.get(0)?,
-                        status: r.get(1)?,
-                        log_excerpt: r.get(2)?,
-                        meta: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                        started_at: r.get(1)?,
+                        duration_ms: r.get(2)?,
+                        status: r.get(3)?,
+                        log_excerpt: r.get(4)?,
+                        meta: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
                     })
                 },
             )
@@ -128,21 +134,50 @@ impl Store {
         plan: &str,
         verify_steps: &[&str],
     ) -> rusqlite::Result<Vec<std::path::PathBuf>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = 'verify_restore'
-             AND status = 'success' ORDER BY id DESC LIMIT 1",
-        )?;
         let mut out = Vec::new();
         for step in verify_steps {
-            let meta: Option<String> = stmt
-                .query_row(params![plan, step], |r| r.get(0))
-                .optional()?;
-            let dump = meta
-                .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+            let dump = self
+                .newest_success_meta(plan, step, "verify_restore")?
                 .and_then(|m| m.get("verify_dump")?.as_str().map(std::path::PathBuf::from));
             out.extend(dump);
         }
         Ok(out)
+    }
+
+    /// The `meta` of the newest successful run of a step.
+    pub fn newest_success_meta(
+        &self,
+        plan: &str,
+        step: &str,
+        kind: &str,
+    ) -> rusqlite::Result<Option<Value>> {
+        let meta: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3
+                 AND status = 'success' ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![plan, step, kind], |r| r.get(0))
+            .optional()?;
+        Ok(meta.and_then(|m| serde_json::from_str(&m).ok()))
+    }
+
+    /// When each plan's last apply ended: `(plan, finished_at)`.
+    pub fn applies(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT plan, finished_at FROM ops_applies ORDER BY plan")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Finished activities by `(type, status)`, kept by triggers (no scan of the log).
+    pub fn activity_counts(&self) -> rusqlite::Result<Vec<(String, String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT type, status, count FROM ops_activity_counts ORDER BY type, status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
     }
 
     pub fn start(

@@ -1,6 +1,7 @@
 //! The SQLite state database: open (WAL, migrations), activities, and abandoned-run recovery.
 
 pub mod activities;
+mod alert_state;
 mod migrations;
 pub mod recorder;
 
@@ -8,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+/// The state database. Every query lives in `store/`: no SQL elsewhere.
 pub struct Store {
-    pub conn: Connection,
+    conn: Connection,
     pub path: PathBuf,
 }
 
@@ -44,6 +46,11 @@ impl Store {
         };
         store.mark_abandoned(now).map_err(err)?;
         Ok(store)
+    }
+
+    /// A small page cache (serve's four workers each hold a connection).
+    pub fn limit_cache(&self, kib: i64) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "cache_size", -kib)
     }
 
     /// Opens an existing database only to read it (a step on a worker thread, a reader without

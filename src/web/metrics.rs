@@ -5,8 +5,6 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use rusqlite::params;
-
 use crate::clock::parse_stamp;
 use crate::health::{Check, CheckKind, Severity};
 use crate::plan::compile::Compiled;
@@ -62,13 +60,7 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         "When the last plan apply of the plan ended (Unix time).",
     );
     {
-        let mut stmt = store
-            .conn
-            .prepare("SELECT plan, finished_at FROM ops_applies ORDER BY plan")?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        for (plan, at) in rows {
+        for (plan, at) in store.applies()? {
             if compiled.plans.iter().any(|p| p.decl.name.value == plan)
                 && let Some(s) = seconds(&at)
             {
@@ -88,21 +80,8 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
     for step in &compiled.steps {
         let plan = &compiled.plans[step.plan].decl.name.value;
         let kind = step.decl.kind.activity_type();
-        let last_success: Option<String> = store.conn.query_row(
-            "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status = 'success'",
-            params![plan, step.name(), kind],
-            |r| r.get(0),
-        )?;
-        let last: Option<(String, Option<i64>)> = store
-            .conn
-            .query_row(
-                "SELECT started_at, duration_ms FROM ops_activities
-                 WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status NOT IN ('running', 'skipped')
-                 ORDER BY id DESC LIMIT 1",
-                params![plan, step.name(), kind],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .ok();
+        let (last_success, last) = store.last_runs(plan, step.name(), kind)?;
+        let last = last.map(|f| (f.started_at, f.duration_ms));
         let labels = (plan.clone(), step.name().to_string(), kind.to_string());
         if let Some(s) = last_success.as_deref().and_then(seconds) {
             success.push((labels.clone(), s));
@@ -201,19 +180,8 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         .filter(|s| s.decl.kind.activity_type() == "verify_restore")
     {
         let plan = &compiled.plans[step.plan].decl.name.value;
-        let meta: Option<String> = store
-            .conn
-            .query_row(
-                "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = 'verify_restore' AND status = 'success'
-                 ORDER BY id DESC LIMIT 1",
-                params![plan, step.name()],
-                |r| r.get(0),
-            )
-            .ok();
-        if let Some(n) = meta
-            .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
-            .and_then(|m| m["verify_table_count"].as_u64())
-        {
+        let meta = store.newest_success_meta(plan, step.name(), "verify_restore")?;
+        if let Some(n) = meta.and_then(|m| m["verify_table_count"].as_u64()) {
             f.sample(
                 "ops_run_verify_tables",
                 &[("plan", plan), ("step", step.name())],
@@ -227,13 +195,7 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         "Finished activities by type and status.",
     );
     {
-        let mut stmt = store
-            .conn
-            .prepare("SELECT type, status, count FROM ops_activity_counts ORDER BY type, status")?;
-        let rows: Vec<(String, String, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        for (kind, status, n) in rows {
+        for (kind, status, n) in store.activity_counts()? {
             f.sample(
                 "ops_run_activities_total",
                 &[("type", &kind), ("status", &status)],

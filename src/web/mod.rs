@@ -496,7 +496,7 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
                         }
                     };
                 // A small page cache per worker keeps serve's memory flat (four workers).
-                let _ = store.conn.pragma_update(None, "cache_size", -1024);
+                let _ = store.limit_cache(1024);
                 let site = Site {
                     app,
                     compiled,
