@@ -9,6 +9,7 @@ use crate::health::{self, Check, CheckKind, Facts, Run, Thresholds};
 use crate::plan::compile::{Compiled, CompiledStep};
 use crate::plan::model::{IncompletePolicy, StepKind};
 use crate::store::Store;
+use crate::store::kinds::ActivityType;
 
 fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
     match step.decl.kind {
@@ -23,7 +24,7 @@ fn last_run(
     store: Option<&Store>,
     plan: &str,
     step: &str,
-    kind: &str,
+    kind: ActivityType,
 ) -> rusqlite::Result<(Option<DateTime<Utc>>, Option<Run>)> {
     let Some(store) = store else {
         return Ok((None, None));

@@ -7,6 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::store::kinds::ActivityStatus;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -70,7 +72,7 @@ pub enum CheckKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {
     pub at: DateTime<Utc>,
-    pub status: String,
+    pub status: ActivityStatus,
     pub excerpt: String,
 }
 
@@ -111,7 +113,7 @@ pub struct Check {
     pub last_success: Option<DateTime<Utc>>,
     #[serde(serialize_with = "crate::clock::ser_opt_stamp")]
     pub last_attempt: Option<DateTime<Utc>>,
-    pub last_attempt_status: Option<String>,
+    pub last_attempt_status: Option<ActivityStatus>,
     pub artifact: Option<String>,
     pub artifact_size: Option<u64>,
     pub detail: String,
@@ -127,8 +129,11 @@ fn secs(d: Duration) -> String {
     crate::units::duration::format(Duration::from_secs(d.as_secs()))
 }
 
-fn failed(status: &str) -> bool {
-    matches!(status, "failed" | "timeout" | "abandoned")
+fn failed(status: ActivityStatus) -> bool {
+    matches!(
+        status,
+        ActivityStatus::Failed | ActivityStatus::Timeout | ActivityStatus::Abandoned
+    )
 }
 
 /// Evaluates one step. Boundaries: exactly at a threshold is still inside it; one second past
@@ -144,11 +149,11 @@ pub fn evaluate(
 ) -> Check {
     let age = |at: DateTime<Utc>| (now - at).to_std().unwrap_or_default();
     let over = |age: Duration, limit: Option<Duration>| limit.is_some_and(|l| age > l);
-    let attempt_failed = facts.last_attempt.as_ref().filter(|r| failed(&r.status));
+    let attempt_failed = facts.last_attempt.as_ref().filter(|r| failed(r.status));
     let incomplete = facts
         .last_attempt
         .as_ref()
-        .filter(|r| r.status == "incomplete");
+        .filter(|r| r.status == ActivityStatus::Incomplete);
     let reference = match kind {
         CheckKind::Verify => facts.last_success,
         _ => facts.artifact.as_ref().map(|(_, at)| *at),
@@ -260,7 +265,7 @@ pub fn evaluate(
         age_seconds: age_now.map(|a| a.as_secs()),
         last_success: facts.last_success,
         last_attempt: facts.last_attempt.as_ref().map(|r| r.at),
-        last_attempt_status: facts.last_attempt.as_ref().map(|r| r.status.clone()),
+        last_attempt_status: facts.last_attempt.as_ref().map(|r| r.status),
         artifact: facts.artifact.as_ref().map(|(p, _)| p.clone()),
         artifact_size: facts.artifact_size,
         detail,
@@ -270,7 +275,7 @@ pub fn evaluate(
         excerpt: facts
             .last_attempt
             .as_ref()
-            .filter(|r| r.status != "success")
+            .filter(|r| r.status != ActivityStatus::Success)
             .map(|r| r.excerpt.clone()),
     }
 }
@@ -330,7 +335,7 @@ mod tests {
             last_success: artifact_age.map(ago),
             last_attempt: last.map(|(s, a)| Run {
                 at: ago(a),
-                status: s.into(),
+                status: ActivityStatus::parse(s).unwrap(),
                 excerpt: "boom".into(),
             }),
         }
@@ -501,7 +506,7 @@ mod tests {
                 last_success: success.map(ago),
                 last_attempt: last.map(|(s, a)| Run {
                     at: ago(a),
-                    status: s.into(),
+                    status: ActivityStatus::parse(s).unwrap(),
                     excerpt: String::new(),
                 }),
             };

@@ -16,16 +16,7 @@ pub enum Trigger {
     Force,
 }
 
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Manual => "manual",
-            Trigger::Http => "http",
-            Trigger::Force => "force",
-        }
-    }
-}
+// Its words and conversions are in `store/kinds.rs`, with the log's other words.
 
 /// A step chosen to run, and why.
 #[derive(Clone, Debug)]

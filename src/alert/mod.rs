@@ -20,7 +20,9 @@ use crate::exec::redact::Redactor;
 use crate::health::{Check, Severity};
 use crate::plan::compile::{Compiled, CompiledPlan};
 use crate::plan::model::{Alert, AlertKind};
+use crate::runner::Trigger;
 use crate::store::Store;
+use crate::store::kinds::{ActivityStatus, ActivityType};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RENOTIFY: Duration = Duration::from_secs(24 * 3600);
@@ -346,11 +348,17 @@ fn record(
         "attempts": result.as_ref().ok(),
     });
     let (status, log) = match result {
-        Ok(_) => ("success", String::new()),
-        Err(e) => ("failed", redactor.redact(e)),
+        Ok(_) => (ActivityStatus::Success, String::new()),
+        Err(e) => (ActivityStatus::Failed, redactor.redact(e)),
     };
     let r = store
-        .start(plan, &channel.alert.name.value, "alert", "schedule", &now)
+        .start(
+            plan,
+            &channel.alert.name.value,
+            ActivityType::Alert,
+            Trigger::Schedule,
+            &now,
+        )
         .and_then(|id| store.finish(id, status, &now, 0, &meta, &log));
     if let Err(e) = r {
         eprintln!("warning: cannot record the alert: {e}");

@@ -4,14 +4,27 @@ use crate::app::App;
 use crate::cli::ActivitiesArgs;
 use crate::error::Failure;
 use crate::store::activities::Filter;
+use crate::store::kinds::{ActivityStatus, ActivityType};
+
+/// A filter option's word as its type; an unknown word is a usage error, not an empty list.
+fn option<T>(
+    flag: &str,
+    value: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, Failure> {
+    value
+        .map(parse)
+        .transpose()
+        .map_err(|e| Failure::Usage(format!("{flag}: {e}")))
+}
 
 pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
     let store = app.open_store()?;
     let rows = store
         .list(&Filter {
             limit: args.limit,
-            kind: args.kind.clone(),
-            status: args.status.clone(),
+            kind: option("--type", args.kind.as_deref(), ActivityType::parse)?,
+            status: option("--status", args.status.as_deref(), ActivityStatus::parse)?,
             plan: args.plan.clone(),
             before_id: None,
         })
@@ -32,9 +45,9 @@ pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
             [
                 a.id.to_string(),
                 format!("{}/{}", a.plan, a.step),
-                a.kind.clone(),
-                a.status.clone(),
-                a.trigger.clone(),
+                a.kind.to_string(),
+                a.status.to_string(),
+                a.trigger.to_string(),
                 a.started_at.clone(),
                 a.duration_ms
                     .map(|ms| format!("{:.2}s", ms as f64 / 1000.0))

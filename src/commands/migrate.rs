@@ -18,6 +18,8 @@ use crate::clock::stamp;
 use crate::commands::activities::format_table;
 use crate::error::Failure;
 use crate::plan::compile::CompiledPlan;
+use crate::runner::Trigger;
+use crate::store::kinds::{ActivityStatus, ActivityType};
 
 const NOT_RECOGNISED: &str = "not recognised";
 
@@ -360,11 +362,11 @@ pub fn run(
             Ok(Some(sum))
         })();
         let (status, log, sha) = match result {
-            Ok(sha) => ("success", String::new(), sha),
+            Ok(sha) => (ActivityStatus::Success, String::new(), sha),
             Err(e) => {
                 failures += 1;
                 eprintln!("error: cannot move {}: {e}", m.from.display());
-                ("failed", e.to_string(), None)
+                (ActivityStatus::Failed, e.to_string(), None)
             }
         };
         let meta = json!({ "from": m.from.display().to_string(), "to": m.to.display().to_string(), "kind": m.kind.name(), "dated_by": m.dated_by, "sha256": sha });
@@ -372,8 +374,8 @@ pub fn run(
             .start(
                 plan_id,
                 "backups-migrate",
-                "migrate",
-                "manual",
+                ActivityType::Migrate,
+                Trigger::Manual,
                 &stamp(started),
             )
             .and_then(|id| {

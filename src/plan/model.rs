@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::source::Span;
+use crate::store::kinds::ActivityType;
 use crate::units::keep::Keep;
 use crate::units::schedule::Schedule;
 
@@ -157,14 +158,14 @@ impl StepKind {
     }
 
     /// The activity `type` recorded in `ops_activities`.
-    pub fn activity_type(&self) -> &'static str {
+    pub fn activity_type(&self) -> ActivityType {
         match self {
-            StepKind::Dump(_) => "db_backup",
-            StepKind::Snapshot(_) => "storage_snapshot",
-            StepKind::Verify(_) => "verify_restore",
-            StepKind::Report(_) => "report",
-            StepKind::GitTag(_) => "git_tag",
-            StepKind::Command(_) => "command",
+            StepKind::Dump(_) => ActivityType::DbBackup,
+            StepKind::Snapshot(_) => ActivityType::StorageSnapshot,
+            StepKind::Verify(_) => ActivityType::VerifyRestore,
+            StepKind::Report(_) => ActivityType::Report,
+            StepKind::GitTag(_) => ActivityType::GitTag,
+            StepKind::Command(_) => ActivityType::Command,
         }
     }
 }

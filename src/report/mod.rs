@@ -3,6 +3,8 @@
 
 pub mod render;
 
+use crate::store::kinds::{ActivityStatus, ActivityType};
+use crate::store::meta::VerifyMeta;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -155,18 +157,18 @@ pub fn context(
     let at = |s: &str| parse_stamp(s).map(|t| local(t, tz)).unwrap_or_default();
     let verifies: Vec<Value> = in_period
         .iter()
-        .filter(|a| a.kind == "verify_restore" && a.status != "running")
+        .filter(|a| a.kind == ActivityType::VerifyRestore && a.status != ActivityStatus::Running)
         .take(10)
         .map(|a| {
-            let m = &a.meta;
+            let m = VerifyMeta::read(&a.meta);
             json!({
                 "step": a.step,
                 "at": at(&a.started_at),
-                "dump": m["verify_dump"].as_str().and_then(|p| Path::new(p).file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "-".into()),
-                "dump_age": m["dump_age_seconds"].as_u64().map_or_else(|| "-".into(), duration::age),
-                "tables": m["verify_table_count"].as_u64().map_or_else(|| "-".into(), |n| n.to_string()),
+                "dump": m.dump_name(),
+                "dump_age": m.dump_age_seconds.map_or_else(|| "-".into(), duration::age),
+                "tables": m.verify_table_count.map_or_else(|| "-".into(), |n| n.to_string()),
                 "duration": a.duration_ms.map_or_else(|| "-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
-                "result": if a.status == "success" { "ok".to_string() } else { a.status.clone() },
+                "result": if a.status == ActivityStatus::Success { "ok".to_string() } else { a.status.to_string() },
             })
         })
         .collect();
@@ -174,8 +176,11 @@ pub fn context(
         .iter()
         .filter(|a| {
             matches!(
-                a.status.as_str(),
-                "failed" | "timeout" | "abandoned" | "incomplete"
+                a.status,
+                ActivityStatus::Failed
+                    | ActivityStatus::Timeout
+                    | ActivityStatus::Abandoned
+                    | ActivityStatus::Incomplete
             )
         })
         .take(20)
@@ -194,7 +199,7 @@ pub fn context(
         .collect();
     let deletions: Vec<Value> = in_period
         .iter()
-        .filter(|a| a.kind == "prune")
+        .filter(|a| a.kind == ActivityType::Prune)
         .flat_map(|a| {
             let when = at(&a.started_at);
             a.meta["deleted"]

@@ -144,16 +144,21 @@ fn evidence(ctx: &Context) -> String {
         |step| {
             let (_, last) = store
                 .as_ref()?
-                .last_runs(&ctx.plan.decl.name.value, step, "verify_restore")
+                .last_runs(
+                    &ctx.plan.decl.name.value,
+                    step,
+                    crate::store::kinds::ActivityType::VerifyRestore,
+                )
                 .ok()?;
             let f = last?;
-            let dump = f.meta["verify_dump"]
-                .as_str()
-                .and_then(|p| Path::new(p).file_name())
-                .map_or_else(|| "-".into(), |n| n.to_string_lossy().into_owned());
+            let m = crate::store::meta::VerifyMeta::read(&f.meta);
+            let dump = m.dump_name();
             Some(format!(
                 "{} at {} (dump {dump}, {} tables)",
-                f.status, f.at, f.meta["verify_table_count"]
+                f.status,
+                f.at,
+                m.verify_table_count
+                    .map_or_else(|| "-".into(), |n| n.to_string())
             ))
         },
     ));

@@ -99,7 +99,7 @@ pub struct Outcome {
 #[derive(Clone, Debug)]
 pub struct Extra {
     /// The activity `type`, e.g. `prune`.
-    pub kind: &'static str,
+    pub kind: crate::store::kinds::ActivityType,
     pub status: Status,
     pub meta: Value,
     pub log_excerpt: String,

@@ -46,7 +46,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, protected: Result<Vec<PathBuf>, Stri
         Err(e) => {
             let summary = format!("{e}; nothing was deleted");
             return Extra {
-                kind: "prune",
+                kind: crate::store::kinds::ActivityType::Prune,
                 status: Status::Failed,
                 meta: json!({ "rule": keep.to_string(), "deleted": [], "kept": [] }),
                 log_excerpt: summary.clone(),
@@ -87,7 +87,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, protected: Result<Vec<PathBuf>, Stri
         log.push('\n');
     }
     Extra {
-        kind: "prune",
+        kind: crate::store::kinds::ActivityType::Prune,
         status: if errors.is_empty() {
             Status::Success
         } else {

@@ -445,7 +445,7 @@ fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) ->
     let r = exec::run(&spec, ctx.redactor);
     let ok = r.success();
     Extra {
-        kind: "prune",
+        kind: crate::store::kinds::ActivityType::Prune,
         status: if ok { Status::Success } else { Status::Failed },
         meta: json!({ "rule": keep.to_string(), "argv": spec.display(ctx.redactor) }),
         log_excerpt: r.tail.clone(),

@@ -22,6 +22,7 @@ use crate::artifact::sha;
 use crate::engines::client::Client;
 use crate::exec::{self, ProcessResult};
 use crate::plan::model::{Database, Engine, StepKind, Verify};
+use crate::store::meta::VerifyMeta;
 use crate::units::duration;
 
 /// The settings of a `verify` block (beside the common ones).
@@ -171,12 +172,12 @@ pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
     }
     Outcome {
         status: if log.is_err() { Status::Failed } else { status },
-        meta: json!({
-            "verify_dump": ev.dump.as_ref().map(|p| p.display().to_string()),
-            "verify_table_count": ev.tables,
-            "dump_age_seconds": ev.age.map(|a| a.as_secs()),
-            "verify_log": log.as_ref().ok().map(|p| p.display().to_string()),
-            "duration_ms": duration_ms,
+        meta: json!(VerifyMeta {
+            verify_dump: ev.dump.as_ref().map(|p| p.display().to_string()),
+            verify_table_count: ev.tables,
+            dump_age_seconds: ev.age.map(|a| a.as_secs()),
+            verify_log: log.as_ref().ok().map(|p| p.display().to_string()),
+            duration_ms: Some(duration_ms),
         }),
         log_excerpt,
         summary: ctx.redactor.redact(&summary),

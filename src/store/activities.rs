@@ -6,7 +6,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Store;
+use super::kinds::{ActivityStatus, ActivityType};
+use super::meta::{Made, VerifyMeta};
 use crate::clock::parse_stamp;
+use crate::runner::Trigger;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Activity {
@@ -14,9 +17,9 @@ pub struct Activity {
     pub plan: String,
     pub step: String,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub status: String,
-    pub trigger: String,
+    pub kind: ActivityType,
+    pub status: ActivityStatus,
+    pub trigger: Trigger,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub duration_ms: Option<i64>,
@@ -35,8 +38,8 @@ pub struct History {
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub limit: usize,
-    pub kind: Option<String>,
-    pub status: Option<String>,
+    pub kind: Option<ActivityType>,
+    pub status: Option<ActivityStatus>,
     pub plan: Option<String>,
     pub before_id: Option<i64>,
 }
@@ -80,7 +83,7 @@ pub struct Finished {
     pub at: String,
     pub started_at: String,
     pub duration_ms: Option<i64>,
-    pub status: String,
+    pub status: ActivityStatus,
     pub log_excerpt: String,
     pub meta: Value,
 }
@@ -92,7 +95,7 @@ impl Store {
         &self,
         plan: &str,
         step: &str,
-        kind: &str,
+        kind: ActivityType,
     ) -> rusqlite::Result<(Option<String>, Option<Finished>)> {
         let success: Option<String> = self
             .conn
@@ -137,8 +140,12 @@ impl Store {
         let mut out = Vec::new();
         for step in verify_steps {
             let dump = self
-                .newest_success_meta(plan, step, "verify_restore")?
-                .and_then(|m| m.get("verify_dump")?.as_str().map(std::path::PathBuf::from));
+                .newest_success_meta(plan, step, ActivityType::VerifyRestore)?
+                .and_then(|m| {
+                    VerifyMeta::read(&m)
+                        .verify_dump
+                        .map(std::path::PathBuf::from)
+                });
             out.extend(dump);
         }
         Ok(out)
@@ -149,7 +156,7 @@ impl Store {
         &self,
         plan: &str,
         step: &str,
-        kind: &str,
+        kind: ActivityType,
     ) -> rusqlite::Result<Option<Value>> {
         let meta: Option<String> = self
             .conn
@@ -172,7 +179,7 @@ impl Store {
     }
 
     /// Finished activities by `(type, status)`, kept by triggers (no scan of the log).
-    pub fn activity_counts(&self) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    pub fn activity_counts(&self) -> rusqlite::Result<Vec<(ActivityType, ActivityStatus, i64)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT type, status, count FROM ops_activity_counts ORDER BY type, status")?;
@@ -184,8 +191,8 @@ impl Store {
         &self,
         plan: &str,
         step: &str,
-        kind: &str,
-        trigger: &str,
+        kind: ActivityType,
+        trigger: Trigger,
         started_at: &str,
     ) -> rusqlite::Result<i64> {
         self.conn.execute(
@@ -199,7 +206,7 @@ impl Store {
     pub fn finish(
         &self,
         id: i64,
-        status: &str,
+        status: ActivityStatus,
         finished_at: &str,
         duration_ms: i64,
         meta: &Value,
@@ -219,8 +226,8 @@ impl Store {
         &self,
         plan: &str,
         step: &str,
-        kind: &str,
-        trigger: &str,
+        kind: ActivityType,
+        trigger: Trigger,
         at: &str,
         meta: &Value,
         why: &str,
@@ -306,10 +313,8 @@ impl Store {
             let Ok(meta) = serde_json::from_str::<Value>(&meta) else {
                 continue;
             };
-            for key in ["artifact", "marker", "verify_log"] {
-                if let Some(p) = meta.get(key).and_then(Value::as_str) {
-                    out.insert(std::path::PathBuf::from(p), step.clone());
-                }
+            for file in Made::read(&meta).files() {
+                out.insert(file, step.clone());
             }
         }
         Ok(out)
@@ -331,9 +336,25 @@ impl Store {
              FROM ops_activities WHERE 1=1",
         );
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        for (col, v) in [("type", &f.kind), ("status", &f.status), ("plan", &f.plan)] {
+        let filters: [(&str, Option<Box<dyn rusqlite::ToSql>>); 3] = [
+            (
+                "type",
+                f.kind.map(|k| Box::new(k) as Box<dyn rusqlite::ToSql>),
+            ),
+            (
+                "status",
+                f.status.map(|s| Box::new(s) as Box<dyn rusqlite::ToSql>),
+            ),
+            (
+                "plan",
+                f.plan
+                    .clone()
+                    .map(|p| Box::new(p) as Box<dyn rusqlite::ToSql>),
+            ),
+        ];
+        for (col, v) in filters {
             if let Some(v) = v {
-                args.push(Box::new(v.clone()));
+                args.push(v);
                 sql.push_str(&format!(" AND {col} = ?{}", args.len()));
             }
         }
@@ -374,27 +395,29 @@ mod tests {
         (dir, s)
     }
 
+    /// A `command` row of step `p/a`, running since `at`.
+    fn begin(s: &Store, at: &str) -> i64 {
+        s.start("p", "a", ActivityType::Command, Trigger::Schedule, at)
+            .unwrap()
+    }
+
     #[test]
     fn history_sees_last_success_and_later_failures_only() {
         let (_d, s) = store();
-        let id = s
-            .start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z")
-            .unwrap();
+        let id = begin(&s, "2026-01-01T01:00:00.000Z");
         s.finish(
             id,
-            "failed",
+            ActivityStatus::Failed,
             "2026-01-01T01:00:05.000Z",
             5000,
             &json!({}),
             "",
         )
         .unwrap();
-        let id = s
-            .start("p", "a", "command", "schedule", "2026-01-01T02:00:00.000Z")
-            .unwrap();
+        let id = begin(&s, "2026-01-01T02:00:00.000Z");
         s.finish(
             id,
-            "success",
+            ActivityStatus::Success,
             "2026-01-01T02:00:05.000Z",
             5000,
             &json!({}),
@@ -404,11 +427,16 @@ mod tests {
         let h = s.history("p", "a").unwrap();
         assert_eq!(h.last_success, parse_stamp("2026-01-01T02:00:00.000Z"));
         assert_eq!(h.last_failure, None);
-        let id = s
-            .start("p", "a", "command", "schedule", "2026-01-01T03:00:00.000Z")
-            .unwrap();
-        s.finish(id, "timeout", "2026-01-01T03:10:00.000Z", 1, &json!({}), "")
-            .unwrap();
+        let id = begin(&s, "2026-01-01T03:00:00.000Z");
+        s.finish(
+            id,
+            ActivityStatus::Timeout,
+            "2026-01-01T03:10:00.000Z",
+            1,
+            &json!({}),
+            "",
+        )
+        .unwrap();
         assert_eq!(
             s.history("p", "a").unwrap().last_failure,
             parse_stamp("2026-01-01T03:10:00.000Z")
@@ -419,9 +447,7 @@ mod tests {
     #[test]
     fn a_running_row_of_a_dead_process_becomes_abandoned() {
         let (_d, s) = store();
-        let id = s
-            .start("p", "a", "command", "schedule", "2026-01-01T01:00:00.000Z")
-            .unwrap();
+        let id = begin(&s, "2026-01-01T01:00:00.000Z");
         // Our own row stays: this process is alive.
         assert_eq!(s.mark_abandoned("2026-01-01T01:00:01.000Z").unwrap(), 0);
         s.conn
@@ -434,7 +460,7 @@ mod tests {
                 ..Filter::default()
             })
             .unwrap();
-        assert_eq!(rows[0].status, "abandoned");
+        assert_eq!(rows[0].status, ActivityStatus::Abandoned);
         assert_eq!(rows[0].duration_ms, Some(2000));
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod activities;
 mod alert_state;
+pub mod kinds;
+pub mod meta;
 mod migrations;
 pub mod recorder;
 

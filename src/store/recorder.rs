@@ -8,7 +8,7 @@ use super::Store;
 use crate::clock::{Clock, stamp};
 use crate::exec::redact::Redactor;
 use crate::plan::compile::Compiled;
-use crate::runner::{Event, Sink};
+use crate::runner::{Event, Sink, Trigger};
 
 pub struct Recorder<'a> {
     pub store: &'a Store,
@@ -16,7 +16,7 @@ pub struct Recorder<'a> {
     pub clock: &'a Clock,
     pub redactor: &'a Redactor,
     ids: HashMap<usize, i64>,
-    triggers: HashMap<usize, &'static str>,
+    triggers: HashMap<usize, Trigger>,
     /// Store errors seen (the run goes on; the command fails at the end).
     pub errors: Vec<String>,
     /// Added to every row's `meta` (who asked, for actions over HTTP).
@@ -56,7 +56,11 @@ impl<'a> Recorder<'a> {
     ) -> rusqlite::Result<()> {
         let s = &self.compiled.steps[step];
         let plan = &self.compiled.plans[s.plan].decl.name.value;
-        let trigger = self.triggers.get(&step).copied().unwrap_or("schedule");
+        let trigger = self
+            .triggers
+            .get(&step)
+            .copied()
+            .unwrap_or(Trigger::Schedule);
         for x in &outcome.extra {
             let started = crate::clock::stamp(self.clock.now() - x.duration);
             let id = self
@@ -64,7 +68,7 @@ impl<'a> Recorder<'a> {
                 .start(plan, s.name(), x.kind, trigger, &started)?;
             self.store.finish(
                 id,
-                x.status.as_str(),
+                x.status.into(),
                 now,
                 x.duration.as_millis() as i64,
                 &self.redact_json(&x.meta),
@@ -95,16 +99,10 @@ impl Sink for Recorder<'_> {
                 let s = &self.compiled.steps[*step];
                 let plan = &self.compiled.plans[s.plan].decl.name.value;
                 self.store
-                    .start(
-                        plan,
-                        s.name(),
-                        s.decl.kind.activity_type(),
-                        trigger.as_str(),
-                        &now,
-                    )
+                    .start(plan, s.name(), s.decl.kind.activity_type(), *trigger, &now)
                     .map(|id| {
                         self.ids.insert(*step, id);
-                        self.triggers.insert(*step, trigger.as_str());
+                        self.triggers.insert(*step, *trigger);
                     })
             }
             Event::Finished {
@@ -116,7 +114,7 @@ impl Sink for Recorder<'_> {
                     .store
                     .finish(
                         id,
-                        outcome.status.as_str(),
+                        outcome.status.into(),
                         &now,
                         duration.as_millis() as i64,
                         &self.redact_json(&outcome.meta),
@@ -133,7 +131,7 @@ impl Sink for Recorder<'_> {
                         plan,
                         s.name(),
                         s.decl.kind.activity_type(),
-                        trigger.as_str(),
+                        *trigger,
                         &now,
                         &self.redact_json(&serde_json::json!({})),
                         why,

@@ -9,6 +9,8 @@ use crate::clock::parse_stamp;
 use crate::health::{Check, CheckKind, Severity};
 use crate::plan::compile::Compiled;
 use crate::store::Store;
+use crate::store::kinds::ActivityType;
+use crate::store::meta::VerifyMeta;
 
 /// Label values escaped as the exposition format wants (`\\`, `\"`, `\n`).
 fn label(v: &str) -> String {
@@ -177,11 +179,11 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
     for step in compiled
         .steps
         .iter()
-        .filter(|s| s.decl.kind.activity_type() == "verify_restore")
+        .filter(|s| s.decl.kind.activity_type() == ActivityType::VerifyRestore)
     {
         let plan = &compiled.plans[step.plan].decl.name.value;
-        let meta = store.newest_success_meta(plan, step.name(), "verify_restore")?;
-        if let Some(n) = meta.and_then(|m| m["verify_table_count"].as_u64()) {
+        let meta = store.newest_success_meta(plan, step.name(), ActivityType::VerifyRestore)?;
+        if let Some(n) = meta.and_then(|m| VerifyMeta::read(&m).verify_table_count) {
             f.sample(
                 "ops_run_verify_tables",
                 &[("plan", plan), ("step", step.name())],
@@ -198,7 +200,7 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         for (kind, status, n) in store.activity_counts()? {
             f.sample(
                 "ops_run_activities_total",
-                &[("type", &kind), ("status", &status)],
+                &[("type", kind.as_str()), ("status", status.as_str())],
                 n as f64,
             );
         }

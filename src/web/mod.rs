@@ -20,6 +20,7 @@ use crate::error::Failure;
 use crate::plan::compile::Compiled;
 use crate::store::Store;
 use crate::store::activities::Filter;
+use crate::store::kinds::{ActivityStatus, ActivityType};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
 const WORKERS: usize = 4;
@@ -184,22 +185,26 @@ fn decode(s: &str) -> String {
 
 /// The activity filter of `/api/activities` and the page: `limit` (≤ 500), `before` (an id),
 /// `type`, `status`, `plan`.
-pub fn activity_filter(q: &[(String, String)], default_limit: usize) -> Filter {
+/// The activity filters of a query string; an unknown type or status is an error (a 400), not
+/// an empty list or an unfiltered one.
+pub fn activity_filter(q: &[(String, String)], default_limit: usize) -> Result<Filter, String> {
     let get = |k: &str| {
         q.iter()
             .find(|(n, v)| n == k && !v.is_empty())
             .map(|(_, v)| v.clone())
     };
-    Filter {
+    Ok(Filter {
         limit: get("limit")
             .and_then(|v| v.parse().ok())
             .unwrap_or(default_limit)
             .clamp(1, 500),
-        kind: get("type"),
-        status: get("status"),
+        kind: get("type").map(|v| ActivityType::parse(&v)).transpose()?,
+        status: get("status")
+            .map(|v| ActivityStatus::parse(&v))
+            .transpose()?,
         plan: get("plan"),
         before_id: get("before").and_then(|v| v.parse().ok()),
-    }
+    })
 }
 
 /// Routes one read request (GET and HEAD; POST is for actions, see `respond`).
@@ -228,11 +233,14 @@ pub fn route(site: &Site, method: &Method, url: &str, token: Option<&auth::Token
                 })
                 .map_err(|e| e.to_string())
         }
-        "/api/activities" => site
-            .store
-            .list(&activity_filter(&query(url), 50))
-            .map(|rows| Reply::json(&json!(rows)))
-            .map_err(|e| e.to_string()),
+        "/api/activities" => match activity_filter(&query(url), 50) {
+            Err(e) => Ok(Reply::text(400, &e)),
+            Ok(filter) => site
+                .store
+                .list(&filter)
+                .map(|rows| Reply::json(&json!(rows)))
+                .map_err(|e| e.to_string()),
+        },
         "/metrics" => crate::facts::checks(site.compiled, Some(&site.store), site.app.clock.now())
             .and_then(|checks| metrics::render(site.compiled, &site.store, &checks))
             .map(|text| Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", text))

@@ -10,6 +10,7 @@ use crate::clock::parse_stamp;
 use crate::health::{CheckKind, Severity};
 use crate::plan::model::StepKind;
 use crate::store::activities::Filter;
+use crate::store::kinds::{ActivityStatus, ActivityType};
 use crate::units::{duration, size};
 
 pub const TEMPLATE: &str = include_str!("../../templates/status-page.html.hbs");
@@ -120,8 +121,8 @@ pub fn render(
                     .store
                     .list(&Filter {
                         limit: CHART_RUNS,
-                        kind: Some("db_backup".into()),
-                        status: Some("success".into()),
+                        kind: Some(ActivityType::DbBackup),
+                        status: Some(ActivityStatus::Success),
                         plan: Some(name.clone()),
                         before_id: None,
                     })
@@ -150,7 +151,7 @@ pub fn render(
         }
         plans.push(json!({ "name": name, "timezone": tz.name(), "checks": cards }));
     }
-    let filter = super::activity_filter(q, 50);
+    let filter = super::activity_filter(q, 50)?;
     let rows = site.store.list(&filter).map_err(|e| e.to_string())?;
     let tz_of = |plan: &str| {
         site.compiled
@@ -184,11 +185,9 @@ pub fn render(
             format!("before={}", rows.last().map_or(0, |a| a.id)),
             format!("limit={}", filter.limit),
         ];
-        for (k, v) in [
-            ("plan", &filter.plan),
-            ("type", &filter.kind),
-            ("status", &filter.status),
-        ] {
+        let kind = filter.kind.map(|k| k.to_string());
+        let status = filter.status.map(|s| s.to_string());
+        for (k, v) in [("plan", &filter.plan), ("type", &kind), ("status", &status)] {
             if let Some(v) = v {
                 parts.push(format!("{k}={}", encode(v)));
             }
@@ -207,8 +206,8 @@ pub fn render(
         "activities": activities,
         "filter": {
             "plan": filter.plan.clone().unwrap_or_default(),
-            "type": filter.kind.clone().unwrap_or_default(),
-            "status": filter.status.clone().unwrap_or_default(),
+            "type": filter.kind.map(|k| k.to_string()).unwrap_or_default(),
+            "status": filter.status.map(|s| s.to_string()).unwrap_or_default(),
         },
         "older": older,
         "actions": actions(site, token),

@@ -390,3 +390,22 @@ fn an_always_hook_runs_after_a_failed_step_and_a_plain_one_does_not() {
         ]
     );
 }
+
+#[test]
+fn activity_filters_are_words_of_the_log_and_a_typo_is_refused() {
+    let ws = Workspace::with_plan(TWO_STEPS);
+    assert_eq!(
+        ws.run_at("2026-11-28T10:00:00Z", &["plan", "apply"]).code(),
+        0
+    );
+    let r = ws.run(&["activities", "--type", "command", "--status", "success"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("app/nightly"), "{}", r.stdout());
+    // `db-backup` for `db_backup`: a usage error naming the words, not an empty list.
+    let r = ws.run(&["activities", "--type", "db-backup"]);
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert!(r.stderr().contains("db_backup"), "{}", r.stderr());
+    let r = ws.run(&["activities", "--status", "ok"]);
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("success"), "{}", r.stderr());
+}

@@ -1,0 +1,137 @@
+//! The words of the activity log as types: an activity's type, its status, what triggered it.
+//! They become strings only at the edges (SQLite columns, JSON, command-line filters).
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::Serialize;
+
+use crate::runner::Trigger;
+
+/// Each enum here: its words, parsing, and the SQLite and JSON conversions.
+macro_rules! words {
+    ($name:ident, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Result<$name, String> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let words: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("`{s}` is not {} (one of: {})", $what, words.join(", "))
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $name::parse(s).map_err(|e| FromSqlError::Other(e.into()))
+            }
+        }
+    };
+}
+
+/// The `type` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActivityType {
+    DbBackup,
+    StorageSnapshot,
+    VerifyRestore,
+    Report,
+    GitTag,
+    Command,
+    Prune,
+    Migrate,
+    Alert,
+}
+
+words!(ActivityType, "an activity type", {
+    DbBackup => "db_backup",
+    StorageSnapshot => "storage_snapshot",
+    VerifyRestore => "verify_restore",
+    Report => "report",
+    GitTag => "git_tag",
+    Command => "command",
+    Prune => "prune",
+    Migrate => "migrate",
+    Alert => "alert",
+});
+
+/// The `status` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActivityStatus {
+    Running,
+    Success,
+    Failed,
+    Timeout,
+    Incomplete,
+    Skipped,
+    Abandoned,
+}
+
+words!(ActivityStatus, "an activity status", {
+    Running => "running",
+    Success => "success",
+    Failed => "failed",
+    Timeout => "timeout",
+    Incomplete => "incomplete",
+    Skipped => "skipped",
+    Abandoned => "abandoned",
+});
+
+words!(Trigger, "a trigger", {
+    Schedule => "schedule",
+    Manual => "manual",
+    Http => "http",
+    Force => "force",
+});
+
+impl From<crate::steps::Status> for ActivityStatus {
+    fn from(s: crate::steps::Status) -> Self {
+        match s {
+            crate::steps::Status::Success => ActivityStatus::Success,
+            crate::steps::Status::Failed => ActivityStatus::Failed,
+            crate::steps::Status::Timeout => ActivityStatus::Timeout,
+            crate::steps::Status::Incomplete => ActivityStatus::Incomplete,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_round_trip_and_unknown_ones_are_named() {
+        for t in ActivityType::ALL {
+            assert_eq!(ActivityType::parse(t.as_str()), Ok(*t));
+        }
+        for s in ActivityStatus::ALL {
+            assert_eq!(ActivityStatus::parse(s.as_str()), Ok(*s));
+        }
+        let e = ActivityType::parse("db-backup").unwrap_err();
+        assert!(e.contains("db_backup"), "{e}");
+    }
+}
