@@ -69,38 +69,17 @@ impl Env {
     }
 }
 
-/// `KEY=value` lines; `#` comments, blank lines, an optional `export `, and quoted values.
+/// A dotenv file's `KEY=value` lines, as dotenvy reads them: `#` comments, `export `, single
+/// quotes (literal), double quotes (escapes such as `\n`, values over several lines), and
+/// `$VAR` / `${VAR}` expanded in unquoted and double-quoted values.
 pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        let (k, v) = item.map_err(|e| e.to_string())?;
+        if !crate::plan::decode::valid_env_name(&k) {
+            return Err(format!("`{k}` is not a variable name"));
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(format!("line {}: expected KEY=value", i + 1));
-        };
-        let k = k.trim();
-        if !crate::plan::decode::valid_env_name(k) {
-            return Err(format!("line {}: `{k}` is not a variable name", i + 1));
-        }
-        let v = v.trim();
-        let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
-        {
-            let inner = &v[1..v.len() - 1];
-            if v.starts_with('"') {
-                inner.replace("\\n", "\n").replace("\\\"", "\"")
-            } else {
-                inner.to_string()
-            }
-        } else {
-            // An unquoted value ends at a ` #` comment.
-            v.split(" #").next().unwrap_or("").trim_end().to_string()
-        };
-        out.push((k.to_string(), v));
+        out.push((k, v));
     }
     Ok(out)
 }
@@ -168,7 +147,8 @@ mod tests {
     #[test]
     fn dotenv_lines() {
         let parsed = parse_dotenv(
-            "# comment\nexport A=1\nB=\"two words\"\nC='x=y'\nD=plain # trailing\n\nE=\n",
+            "# comment\nexport A=1\nB=\"two words\"\nC='x=y'\nD=plain # trailing\n\nE=\n\
+             KEY=\"-----BEGIN-----\nline two\n-----END-----\"\nF=\"say \\\"hi\\\"\"\nG='pa$$word'\n",
         )
         .unwrap();
         assert_eq!(
@@ -179,6 +159,12 @@ mod tests {
                 ("C".into(), "x=y".into()),
                 ("D".into(), "plain".into()),
                 ("E".into(), "".into()),
+                (
+                    "KEY".into(),
+                    "-----BEGIN-----\nline two\n-----END-----".into()
+                ),
+                ("F".into(), "say \"hi\"".into()),
+                ("G".into(), "pa$$word".into()),
             ]
         );
         assert!(parse_dotenv("no equals sign").is_err());

@@ -2,7 +2,9 @@
 //! presented as `Authorization: Bearer SECRET` or HTTP Basic with the secret as the password;
 //! secrets are compared in constant time and never shown.
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::plan::compile::Compiled;
@@ -42,38 +44,24 @@ impl Token {
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
     pub tokens: Vec<Token>,
-    /// A per-process key for the page's anti-forgery field.
+    /// A per-process random key for the page's anti-forgery field.
     key: [u8; 32],
+    /// Whether that key could be made (forms are refused without it).
+    forms: bool,
 }
 
 /// Equal in time whatever the inputs (for equal lengths; a length difference is not secret).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
+/// Basic credentials: standard base64 (padding optional, as some clients omit it).
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u32, 0);
-    for c in s.trim().bytes().filter(|c| *c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    let s = s.trim().trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 impl Tokens {
@@ -99,15 +87,21 @@ impl Tokens {
                 }
             }
         }
-        let seed = std::collections::hash_map::RandomState::new();
+        // From the operating system's generator: the form key must not be guessable.
         let mut key = [0u8; 32];
-        for (i, chunk) in key.chunks_mut(8).enumerate() {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = seed.build_hasher();
-            h.write_usize(i);
-            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        if let Err(e) = getrandom::fill(&mut key) {
+            eprintln!("serve: no random key for forms ({e}): the page's actions are off");
+            return Tokens {
+                tokens,
+                key,
+                forms: false,
+            };
         }
-        Tokens { tokens, key }
+        Tokens {
+            tokens,
+            key,
+            forms: true,
+        }
     }
 
     pub fn configured(&self) -> bool {
@@ -135,13 +129,17 @@ impl Tokens {
         found
     }
 
-    /// The anti-forgery value the page puts in its forms for `token`.
-    pub fn form_key(&self, token: &Token) -> String {
-        let mut h = Sha256::new();
-        h.update(self.key);
-        h.update(token.name.as_bytes());
-        h.update(token.secret.as_bytes());
-        crate::artifact::sha::hex(&h.finalize())[..32].to_string()
+    /// The anti-forgery value the page puts in its forms for `token`: an HMAC-SHA-256 of the
+    /// token under the per-process key. `None` when there is no key (forms are then refused).
+    pub fn form_key(&self, token: &Token) -> Option<String> {
+        if !self.forms {
+            return None;
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).ok()?;
+        mac.update(token.name.as_bytes());
+        mac.update(&[0]);
+        mac.update(token.secret.as_bytes());
+        Some(crate::artifact::sha::hex(&mac.finalize().into_bytes())[..32].to_string())
     }
 }
 
@@ -201,7 +199,8 @@ mod tests {
                 secret: "s3cret".into(),
                 allow: vec!["ops.view".into()],
             }],
-            key: [0; 32],
+            key: [7; 32],
+            forms: true,
         };
         assert_eq!(
             t.authenticate(Some("Bearer s3cret"))
@@ -217,6 +216,23 @@ mod tests {
         assert!(t.authenticate(Some("Bearer s3cre")).is_none());
         assert!(t.authenticate(Some("Basic !!!")).is_none());
         assert!(t.authenticate(None).is_none());
+        // Unpadded, as some clients send it.
+        assert!(t.authenticate(Some("Basic YW55OnMzY3JldA")).is_some());
+        // The form key: stable for a token, different for another key, none without a key.
+        let tok = &t.tokens[0];
+        let k = t.form_key(tok).unwrap();
+        assert_eq!(k.len(), 32);
+        assert_eq!(t.form_key(tok), Some(k.clone()));
+        let other = Tokens {
+            key: [8; 32],
+            ..t.clone()
+        };
+        assert_ne!(other.form_key(tok), Some(k));
+        let off = Tokens {
+            forms: false,
+            ..t.clone()
+        };
+        assert_eq!(off.form_key(tok), None);
     }
 
     #[test]

@@ -157,30 +157,12 @@ pub fn query(url: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A query component: `+` is a space, `%XX` a byte; invalid UTF-8 is replaced.
 fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The activity filter of `/api/activities` and the page: `limit` (≤ 500), `before` (an id),
@@ -399,7 +381,10 @@ fn respond(site: &Site, mut request: Request) {
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default();
             if body.len() > MAX_BODY_BYTES
-                || !auth::constant_time_eq(sent.as_bytes(), site.tokens.form_key(&token).as_bytes())
+                || !site
+                    .tokens
+                    .form_key(&token)
+                    .is_some_and(|key| auth::constant_time_eq(sent.as_bytes(), key.as_bytes()))
             {
                 return send(
                     request,

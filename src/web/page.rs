@@ -57,7 +57,10 @@ fn actions(site: &Site, token: Option<&super::auth::Token>) -> Vec<Value> {
     let Some(token) = token else {
         return Vec::new();
     };
-    let csrf = site.tokens.form_key(token);
+    // Without a form key there are no buttons (the API with a token still works).
+    let Some(csrf) = site.tokens.form_key(token) else {
+        return Vec::new();
+    };
     site.compiled
         .steps
         .iter()
@@ -218,13 +221,13 @@ pub fn render(
         .map_err(|e| e.to_string())
 }
 
+/// A query value, percent-encoded (what is not unreserved, `/` kept readable).
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'/');
+    utf8_percent_encode(s, QUERY).to_string()
 }
