@@ -40,7 +40,8 @@ const DATABASE_KEYS: [&str; 8] = [
     "password-file",
     "path",
 ];
-const ALERT_KEYS: [&str; 6] = [
+const ALERT_KEYS: [&str; 7] = [
+    "kind",
     "webhook",
     "url",
     "run",
@@ -853,23 +854,36 @@ impl Decoder<'_> {
 
     pub(crate) fn alert(&mut self, node: &KdlNode) -> Option<Alert> {
         let name = self.block_name(node, "alert", &[])?;
-        let kind = match name.value.as_str() {
-            "slack" => AlertKind::Slack,
-            "webhook" => AlertKind::Webhook,
-            "command" => AlertKind::Command,
-            other => {
-                let help = match did_you_mean(other, ["slack", "webhook", "command"]) {
-                    Some(m) => format!("did you mean `{m}`?"),
-                    None => "expected one of: slack, webhook, command".into(),
-                };
-                self.error_help(
-                    name.span,
-                    format!("unknown alert channel `{other}`"),
-                    "unknown channel",
-                    help,
-                );
-                return None;
-            }
+        // `alert slack { … }` names its kind; `alert NAME { kind webhook … }` is a channel of
+        // its own name (a plan may hold two webhooks).
+        let given = node
+            .children()
+            .and_then(|c| c.nodes().iter().find(|n| n.name().value() == "kind"))
+            .and_then(|n| self.string(n));
+        let (word, span) = match &given {
+            Some(k) => (k.value.clone(), k.span),
+            None => (name.value.clone(), name.span),
+        };
+        let names = AlertKind::ALL.map(AlertKind::name);
+        let Some(kind) = AlertKind::parse(&word) else {
+            let help = match (did_you_mean(&word, names), given.is_some()) {
+                (Some(m), _) => format!("did you mean `{m}`?"),
+                (None, true) => format!("expected one of: {}", names.join(", ")),
+                (None, false) => format!(
+                    "expected one of: {}; or name the channel freely and give its kind: `alert {word} {{ kind webhook … }}`",
+                    names.join(", ")
+                ),
+            };
+            let (message, label) = if given.is_some() {
+                (
+                    format!("unknown alert channel kind `{word}`"),
+                    "unknown kind",
+                )
+            } else {
+                (format!("unknown alert channel `{word}`"), "unknown channel")
+            };
+            self.error_help(span, message, label, help);
+            return None;
         };
         let mut alert = Alert {
             span: self.node_span(node),
@@ -891,6 +905,8 @@ impl Decoder<'_> {
                 "renotify-after" => alert.renotify_after = self.duration(child),
                 "timeout" => alert.timeout = self.duration(child),
                 "include-logs" => alert.include_logs = self.boolean(child),
+                // Read above, before the other settings.
+                "kind" => {}
                 _ => {}
             }
         }

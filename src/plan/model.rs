@@ -249,6 +249,22 @@ pub enum AlertKind {
     Command,
 }
 
+impl AlertKind {
+    pub const ALL: [AlertKind; 3] = [AlertKind::Slack, AlertKind::Webhook, AlertKind::Command];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::Slack => "slack",
+            AlertKind::Webhook => "webhook",
+            AlertKind::Command => "command",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        AlertKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Alert {
     pub name: Spanned<String>,

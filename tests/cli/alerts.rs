@@ -365,3 +365,56 @@ fn a_dump_deleted_by_hand_is_missing_even_if_the_log_remembers_it() {
     assert_eq!(r.code(), 2);
     assert!(r.stdout().contains("crm/db  missing"), "{}", r.stdout());
 }
+
+#[test]
+fn a_plan_may_hold_two_webhooks_each_with_its_own_name_and_state() {
+    let rx = Receiver::start();
+    let ws = Workspace::with_plan(
+        r#"plan crm {
+            base "backups"
+            tools {
+                pg-dump "./fake-pg-dump"
+            }
+            database main {
+                engine postgres
+                name crm
+            }
+            dump db {
+                database main
+            }
+            alert oncall {
+                kind webhook
+                url env=ONCALL_URL
+            }
+            alert audit {
+                kind webhook
+                url env=AUDIT_URL
+            }
+        }"#,
+    )
+    .env("ONCALL_URL", &rx.url("/oncall"))
+    .env("AUDIT_URL", &rx.url("/audit"));
+    fake(&ws, BAD_DUMP);
+    let r = ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--force"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let mut paths: Vec<String> = rx.take().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(paths, ["/audit", "/oncall"]);
+    // Each channel is recorded under its own name.
+    let mut channels: Vec<String> = ws
+        .activities()
+        .into_iter()
+        .filter(|a| a["type"] == "alert")
+        .map(|a| a["step"].as_str().unwrap().to_string())
+        .collect();
+    channels.sort();
+    assert_eq!(channels, ["audit", "oncall"]);
+    // `alerts test NAME` reaches one of them.
+    let r = ws.run(&["alerts", "test", "audit"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let got: Vec<String> = rx.take().into_iter().map(|r| r.path).collect();
+    assert_eq!(got, ["/audit"]);
+    // Nothing changed: neither speaks again.
+    ws.run_at("2026-11-28T01:05:00Z", &["plan", "apply"]);
+    assert!(rx.take().is_empty());
+}
