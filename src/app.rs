@@ -96,7 +96,7 @@ impl App {
     }
 
     pub fn open_store(&self) -> Result<Store, Failure> {
-        Store::open(&self.state.value, &stamp(self.clock.now())).map_err(Failure::Runtime)
+        Ok(Store::open(&self.state.value, &stamp(self.clock.now()))?)
     }
 }
 

@@ -1,15 +1,29 @@
 //! The top-level failure of a command and the one place that maps failures to exit codes.
+//! Subsystems have typed errors of their own (`StoreError`, `LockError`); they become a
+//! `Failure` through `From`, so every command and `status`'s UNKNOWN line use one mapping.
 
+use crate::lock::LockError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// Bad command line or environment: nothing ran (exit 2).
+    #[error("{0}")]
     Usage(String),
     /// Invalid plans, already rendered as diagnostics: nothing ran (exit 2).
+    #[error("{0}")]
     Plan(String),
     /// Another apply holds the lock: nothing ran (exit 75).
+    #[error("another apply holds the lock ({0}); nothing ran")]
     Locked(String),
+    /// The state database could not be opened, read or written (exit 1).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Something broke at run time (exit 1).
+    #[error("{0}")]
     Runtime(String),
     /// One or more steps failed; the details are already printed (exit 1).
+    #[error("one or more steps failed")]
     StepsFailed,
 }
 
@@ -18,25 +32,46 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_LOCKED: i32 = 75;
 
+impl From<LockError> for Failure {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Held(holder) => Failure::Locked(holder),
+            LockError::Io(m) => Failure::Runtime(m),
+        }
+    }
+}
+
 impl Failure {
     pub fn exit_code(&self) -> i32 {
         match self {
             Failure::Usage(_) | Failure::Plan(_) => EXIT_USAGE,
             Failure::Locked(_) => EXIT_LOCKED,
-            Failure::Runtime(_) | Failure::StepsFailed => EXIT_FAILED,
+            Failure::Store(_) | Failure::Runtime(_) | Failure::StepsFailed => EXIT_FAILED,
         }
     }
 
     /// What to print on stderr (empty when already printed).
     pub fn message(&self) -> String {
         match self {
-            Failure::Usage(m) => format!("error: {m}\n"),
             Failure::Plan(rendered) => rendered.clone(),
-            Failure::Locked(holder) => {
-                format!("error: another apply holds the lock ({holder}); nothing ran\n")
-            }
-            Failure::Runtime(m) => format!("error: {m}\n"),
             Failure::StepsFailed => String::new(),
+            other => format!("error: {other}\n"),
         }
+    }
+
+    /// The line a monitoring plugin shows when `status` cannot evaluate: `UNKNOWN: why`.
+    pub fn unknown_line(&self) -> String {
+        let why = match self {
+            // Rendered diagnostics: their last line is the count (`2 errors in plans`).
+            Failure::Plan(rendered) => rendered
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid plans")
+                .trim()
+                .to_string(),
+            other => other.to_string(),
+        };
+        format!("UNKNOWN: {why}")
     }
 }

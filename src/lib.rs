@@ -57,10 +57,7 @@ pub fn run(cli: Cli) -> i32 {
             Ok(app) => commands::status::run(&app, *json),
             Err(f) => {
                 eprint!("{}", f.message());
-                println!(
-                    "UNKNOWN: {}",
-                    f.message().trim_start_matches("error: ").trim()
-                );
+                outln!("{}", f.unknown_line());
                 commands::status::UNKNOWN
             }
         };

@@ -9,9 +9,12 @@ pub struct ApplyLock {
     _file: File,
 }
 
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it: who, as written in the lock file.
+    #[error("another apply holds the lock ({0})")]
     Held(String),
+    #[error("{0}")]
     Io(String),
 }
 

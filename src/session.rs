@@ -17,7 +17,7 @@ use crate::due::Decision;
 use crate::error::Failure;
 use crate::exec::redact::Redactor;
 use crate::exec::signals;
-use crate::lock::{self, ApplyLock, LockError};
+use crate::lock::{self, ApplyLock};
 use crate::plan::compile::{Compiled, HookWhen};
 use crate::runner::{self, Event, Executor, Planned, Sink, Summary, Trigger};
 use crate::steps::{self, Context, Outcome};
@@ -285,8 +285,9 @@ fn take_lock(app: &App, wait: Duration) -> Result<ApplyLock, Failure> {
             ))
         })?;
     }
-    lock::acquire(&app.state.value, wait, &stamp(app.clock.now())).map_err(|e| match e {
-        LockError::Held(holder) => Failure::Locked(holder),
-        LockError::Io(m) => Failure::Runtime(m),
-    })
+    Ok(lock::acquire(
+        &app.state.value,
+        wait,
+        &stamp(app.clock.now()),
+    )?)
 }

@@ -99,7 +99,7 @@ pub fn run(app: &App, json_out: bool) -> i32 {
         Ok(x) => x,
         Err(f) => {
             eprint!("{}", f.message());
-            crate::outln!("UNKNOWN: the health could not be evaluated");
+            crate::outln!("{}", f.unknown_line());
             return UNKNOWN;
         }
     };

@@ -43,12 +43,11 @@ pub fn make(
     out: Option<&std::path::Path>,
 ) -> Result<std::path::PathBuf, String> {
     let text = report::template(template, ctx.plans)?;
+    // A report only reads the log.
     let store = match ctx.state {
-        Some(p) if p.exists() => Some(crate::store::Store::open(
-            p,
-            &crate::clock::stamp(ctx.clock.now()),
-        )?),
-        _ => None,
+        Some(p) => crate::store::Store::open_read_only(p)
+            .map_err(|e| format!("cannot read the activity log: {e}"))?,
+        None => None,
     };
     let now = ctx.clock.now();
     let checks = crate::facts::checks(ctx.compiled, store.as_ref(), now)

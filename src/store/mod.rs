@@ -17,24 +17,47 @@ pub struct Store {
     pub path: PathBuf,
 }
 
+/// What can go wrong with the state database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state folder {}: {source} (set --state or OPS_STATE)", .path.display())]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the state database {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("state database {}: {source}", .path.display())]
+    Query {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
 /// The state database when neither `--state` nor `OPS_STATE` names one.
 pub const DEFAULT_PATH: &str = "/var/lib/ops-run/state.db";
 
 impl Store {
     /// Opens (creating) the database, migrates it, and marks runs whose process is gone as
     /// `abandoned`.
-    pub fn open(path: &Path, now: &str) -> Result<Store, String> {
+    pub fn open(path: &Path, now: &str) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!(
-                    "cannot create the state folder {}: {e} (set --state or OPS_STATE)",
-                    dir.display()
-                )
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.to_path_buf(),
+                source,
             })?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| format!("cannot open the state database {}: {e}", path.display()))?;
-        let err = |e: rusqlite::Error| format!("state database {}: {e}", path.display());
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let err = |source: rusqlite::Error| StoreError::Query {
+            path: path.to_path_buf(),
+            source,
+        };
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")

@@ -351,6 +351,24 @@ fn status_exit_codes_follow_the_monitoring_plugin_convention() {
     let r = ws.run(&["status"]);
     assert_eq!(r.code(), 3);
     assert!(r.stdout().starts_with("UNKNOWN"), "{}", r.stdout());
+    // The reason is on stdout, where a monitoring plugin shows it.
+    assert!(r.stdout().contains("1 error in"), "{}", r.stdout());
+}
+
+#[test]
+fn status_says_why_it_is_unknown_when_the_state_cannot_be_read() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    // The state database's path is a folder: it cannot be opened.
+    std::fs::create_dir_all(ws.path("state/ops.db")).unwrap();
+    let r = ws.run(&["status"]);
+    assert_eq!(r.code(), 3, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout()
+            .starts_with("UNKNOWN: cannot open the state database"),
+        "{}",
+        r.stdout()
+    );
 }
 
 #[test]
