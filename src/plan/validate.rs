@@ -6,6 +6,7 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::source::Span;
 use crate::settings::Env;
+use crate::steps;
 
 /// Seed variables that replace a plan's own threshold, with the setting each replaces.
 pub const SEED_THRESHOLDS: [(&str, &str, &str); 4] = [
@@ -58,7 +59,12 @@ fn duplicate<'a>(
     }
 }
 
-fn reference_error(span: Span, what: &str, name: &str, candidates: &[&str]) -> Diagnostic {
+pub(crate) fn reference_error(
+    span: Span,
+    what: &str,
+    name: &str,
+    candidates: &[&str],
+) -> Diagnostic {
     let d = Diagnostic::error(
         span,
         format!("no {what} named `{name}` in this plan"),
@@ -69,6 +75,15 @@ fn reference_error(span: Span, what: &str, name: &str, candidates: &[&str]) -> D
         None if candidates.is_empty() => d.with_help(format!("this plan has no {what}")),
         None => d.with_help(format!("expected one of: {}", candidates.join(", "))),
     }
+}
+
+/// What a step kind's own validation may look at: its plan, the environment, and the names
+/// its references may use.
+pub struct Scope<'a> {
+    pub plan: &'a Plan,
+    pub env: &'a Env,
+    pub databases: Vec<&'a str>,
+    pub dumps: Vec<&'a str>,
 }
 
 fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
@@ -88,6 +103,13 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
         .filter(|s| matches!(s.kind, StepKind::Dump(_)))
         .map(|s| s.name.value.as_str())
         .collect();
+
+    let scope = Scope {
+        plan,
+        env,
+        databases: db_names.clone(),
+        dumps: dump_names.clone(),
+    };
 
     for db in &plan.databases {
         let Some(engine) = &db.engine else {
@@ -140,152 +162,7 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                 diags.push(reference_error(r.span, "step", &r.value, &step_names));
             }
         }
-        let name = &step.name;
-        match &step.kind {
-            StepKind::Dump(d) => {
-                match &d.database {
-                    None => diags.push(
-                        Diagnostic::error(
-                            name.span,
-                            format!("dump `{}` needs `database`", name.value),
-                            "database missing",
-                        )
-                        .with_help("name one of this plan's `database` blocks: `database main`"),
-                    ),
-                    Some(r) if !db_names.contains(&r.value.as_str()) => {
-                        diags.push(reference_error(r.span, "database", &r.value, &db_names))
-                    }
-                    Some(_) => {}
-                }
-                if let (Some(stale), Some(fail)) = (&d.stale_after, &d.fail_after)
-                    && fail.value <= stale.value
-                {
-                    diags.push(
-                        Diagnostic::error(
-                            fail.span,
-                            "`fail-after` must be longer than `stale-after`",
-                            "not longer",
-                        )
-                        .with_related(stale.span, "stale-after"),
-                    );
-                }
-            }
-            StepKind::Snapshot(s) => {
-                if s.paths.is_empty() {
-                    diags.push(
-                        Diagnostic::error(
-                            name.span,
-                            format!("snapshot `{}` needs `paths`", name.value),
-                            "paths missing",
-                        )
-                        .with_help("add `paths \"/srv/app/storage\"`"),
-                    );
-                }
-                if s.repository.is_none() && env.get("RESTIC_REPO").is_none() {
-                    diags.push(
-                        Diagnostic::error(
-                            name.span,
-                            format!("snapshot `{}` needs `repository`", name.value),
-                            "repository missing",
-                        )
-                        .with_help(
-                            "add `repository env=RESTIC_REPO` or a path, or set RESTIC_REPO",
-                        ),
-                    );
-                }
-            }
-            StepKind::Verify(v) => {
-                match &v.dump {
-                    None => diags.push(
-                        Diagnostic::error(
-                            name.span,
-                            format!("verify `{}` needs `dump`", name.value),
-                            "dump missing",
-                        )
-                        .with_help(
-                            "name the dump step whose newest artifact it restores: `dump db`",
-                        ),
-                    ),
-                    Some(r) if !dump_names.contains(&r.value.as_str()) => {
-                        let mut d = reference_error(r.span, "dump step", &r.value, &dump_names);
-                        if let Some(other) = plan.steps.iter().find(|s| s.name.value == r.value) {
-                            d = Diagnostic::error(
-                                r.span,
-                                format!(
-                                    "`{}` is a {} step, not a dump",
-                                    r.value,
-                                    other.kind.keyword()
-                                ),
-                                "not a dump",
-                            );
-                        }
-                        diags.push(d);
-                    }
-                    Some(_) => {}
-                }
-                if let Some(r) = &v.verify_database
-                    && !db_names.contains(&r.value.as_str())
-                {
-                    diags.push(reference_error(r.span, "database", &r.value, &db_names));
-                }
-            }
-            StepKind::Report(_) => {}
-            StepKind::GitTag(g) => {
-                if g.repository.is_none() {
-                    diags.push(
-                        Diagnostic::error(
-                            name.span,
-                            format!("git-tag `{}` needs `repository`", name.value),
-                            "repository missing",
-                        )
-                        .with_help(
-                            "add `repository \"/srv/git/app.git\"`: the bare clone ops-run keeps",
-                        ),
-                    );
-                }
-                match &g.name {
-                    None => diags.push(
-                        Diagnostic::error(
-                            name.span,
-                            format!("git-tag `{}` needs `name`", name.value),
-                            "tag name missing",
-                        )
-                        .with_help("add `name \"backup-{date}\"`"),
-                    ),
-                    Some(pattern) => {
-                        if let Err(why) = check_tag_pattern(&pattern.value) {
-                            diags.push(
-                                Diagnostic::error(
-                                    pattern.span,
-                                    format!("invalid tag pattern: {why}"),
-                                    "invalid pattern",
-                                )
-                                .with_help("placeholders are {date}, {time}, {plan} and {seq}"),
-                            );
-                        }
-                    }
-                }
-            }
-            StepKind::Command(c) => match (&c.run, &c.shell) {
-                (None, None) => diags.push(
-                    Diagnostic::error(
-                        name.span,
-                        format!("command `{}` needs `run` or `shell`", name.value),
-                        "nothing to run",
-                    )
-                    .with_help("add `run \"program\" \"arg\"` (no shell) or `shell \"…\"`"),
-                ),
-                (Some(r), Some(s)) => diags.push(
-                    Diagnostic::error(
-                        s.span,
-                        format!("command `{}` has both `run` and `shell`", name.value),
-                        "second way to run",
-                    )
-                    .with_related(r.span, "`run` is here"),
-                ),
-                _ => {}
-            },
-        }
+        steps::validate(step, &scope, diags);
     }
 
     for alert in &plan.alerts {

@@ -3,7 +3,9 @@
 use super::Settings;
 use crate::plan::decode::Decoder;
 use crate::plan::decode::valid_env_name;
+use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
+use crate::plan::validate::Scope;
 use kdl::KdlNode;
 use serde_json::json;
 
@@ -24,6 +26,29 @@ pub fn decode(c: &mut Command, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "dir" => c.dir = dec.string(node),
         "always" => c.always = dec.boolean(node),
         "env" => env(c, node, dec),
+        _ => {}
+    }
+}
+
+/// Checks a `command` block on its own (references to its plan's databases and steps).
+pub fn validate(c: &Command, name: &Spanned<String>, _: &Scope, diags: &mut Vec<Diagnostic>) {
+    match (&c.run, &c.shell) {
+        (None, None) => diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("command `{}` needs `run` or `shell`", name.value),
+                "nothing to run",
+            )
+            .with_help("add `run \"program\" \"arg\"` (no shell) or `shell \"…\"`"),
+        ),
+        (Some(r), Some(s)) => diags.push(
+            Diagnostic::error(
+                s.span,
+                format!("command `{}` has both `run` and `shell`", name.value),
+                "second way to run",
+            )
+            .with_related(r.span, "`run` is here"),
+        ),
         _ => {}
     }
 }

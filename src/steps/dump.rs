@@ -5,7 +5,9 @@
 
 use super::Settings;
 use crate::plan::decode::Decoder;
+use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
+use crate::plan::validate::{self, Scope};
 use kdl::KdlNode;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Write};
@@ -55,6 +57,36 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
                 .map(|v| Spanned::new(v.value as u32, v.span))
         }
         _ => {}
+    }
+}
+
+/// Checks a `dump` block on its own (references to its plan's databases and steps).
+pub fn validate(d: &Dump, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    match &d.database {
+        None => diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("dump `{}` needs `database`", name.value),
+                "database missing",
+            )
+            .with_help("name one of this plan's `database` blocks: `database main`"),
+        ),
+        Some(r) if !scope.databases.contains(&r.value.as_str()) => diags.push(
+            validate::reference_error(r.span, "database", &r.value, &scope.databases),
+        ),
+        Some(_) => {}
+    }
+    if let (Some(stale), Some(fail)) = (&d.stale_after, &d.fail_after)
+        && fail.value <= stale.value
+    {
+        diags.push(
+            Diagnostic::error(
+                fail.span,
+                "`fail-after` must be longer than `stale-after`",
+                "not longer",
+            )
+            .with_related(stale.span, "stale-after"),
+        );
     }
 }
 

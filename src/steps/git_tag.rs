@@ -6,6 +6,9 @@
 
 use super::Settings;
 use crate::plan::decode::Decoder;
+use crate::plan::diagnostic::Diagnostic;
+use crate::plan::model::Spanned;
+use crate::plan::validate::{self, Scope};
 use kdl::KdlNode;
 use std::path::Path;
 
@@ -32,6 +35,42 @@ pub fn decode(g: &mut GitTag, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "name" => g.name = dec.string(node),
         "ref" => g.git_ref = dec.string(node),
         _ => {}
+    }
+}
+
+/// Checks a `git-tag` block on its own (references to its plan's databases and steps).
+pub fn validate(g: &GitTag, name: &Spanned<String>, _: &Scope, diags: &mut Vec<Diagnostic>) {
+    if g.repository.is_none() {
+        diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("git-tag `{}` needs `repository`", name.value),
+                "repository missing",
+            )
+            .with_help("add `repository \"/srv/git/app.git\"`: the bare clone ops-run keeps"),
+        );
+    }
+    match &g.name {
+        None => diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("git-tag `{}` needs `name`", name.value),
+                "tag name missing",
+            )
+            .with_help("add `name \"backup-{date}\"`"),
+        ),
+        Some(pattern) => {
+            if let Err(why) = validate::check_tag_pattern(&pattern.value) {
+                diags.push(
+                    Diagnostic::error(
+                        pattern.span,
+                        format!("invalid tag pattern: {why}"),
+                        "invalid pattern",
+                    )
+                    .with_help("placeholders are {date}, {time}, {plan} and {seq}"),
+                );
+            }
+        }
     }
 }
 

@@ -15,7 +15,10 @@ use crate::clock::Clock;
 use crate::exec::redact::Redactor;
 use crate::plan::compile::{Compiled, CompiledPlan, CompiledStep};
 use crate::plan::decode::Decoder;
+use crate::plan::diagnostic::Diagnostic;
+use crate::plan::model::Step;
 use crate::plan::model::StepKind;
+use crate::plan::validate::Scope;
 use crate::settings::Env;
 
 pub struct Context<'a> {
@@ -153,6 +156,20 @@ pub fn decode_setting(kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut 
         StepKind::Report(r) => report::decode(r, key, node, dec),
         StepKind::GitTag(g) => git_tag::decode(g, key, node, dec),
         StepKind::Command(c) => command::decode(c, key, node, dec),
+    }
+}
+
+/// Checks a step's own settings and references (the graph and the common settings are
+/// checked by `plan::validate`).
+pub fn validate(step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    let name = &step.name;
+    match &step.kind {
+        StepKind::Dump(d) => dump::validate(d, name, scope, diags),
+        StepKind::Snapshot(s) => snapshot::validate(s, name, scope, diags),
+        StepKind::Verify(v) => verify::validate(v, name, scope, diags),
+        StepKind::Report(r) => report::validate(r, name, scope, diags),
+        StepKind::GitTag(g) => git_tag::validate(g, name, scope, diags),
+        StepKind::Command(c) => command::validate(c, name, scope, diags),
     }
 }
 

@@ -3,6 +3,9 @@
 
 use super::Settings;
 use crate::plan::decode::Decoder;
+use crate::plan::diagnostic::Diagnostic;
+use crate::plan::model::Spanned;
+use crate::plan::validate::Scope;
 use kdl::KdlNode;
 use serde_json::json;
 
@@ -21,6 +24,10 @@ pub fn decode(r: &mut Report, key: &str, node: &KdlNode, dec: &mut Decoder) {
         r.template = dec.string(node);
     }
 }
+
+/// A `report` block has nothing to check on its own (its template is rendered by `plan
+/// validate`).
+pub fn validate(_: &Report, _: &Spanned<String>, _: &Scope, _: &mut Vec<Diagnostic>) {}
 
 fn template_name(r: &Report) -> &str {
     r.template

@@ -5,6 +5,9 @@
 
 use super::Settings;
 use crate::plan::decode::Decoder;
+use crate::plan::diagnostic::Diagnostic;
+use crate::plan::model::Spanned;
+use crate::plan::validate::Scope;
 use kdl::KdlNode;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -54,6 +57,30 @@ pub fn decode(s: &mut Snapshot, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "init" => s.init = dec.boolean(node),
         "forget" => s.forget = dec.keep(node),
         _ => {}
+    }
+}
+
+/// Checks a `snapshot` block on its own (references to its plan's databases and steps).
+pub fn validate(s: &Snapshot, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    if s.paths.is_empty() {
+        diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("snapshot `{}` needs `paths`", name.value),
+                "paths missing",
+            )
+            .with_help("add `paths \"/srv/app/storage\"`"),
+        );
+    }
+    if s.repository.is_none() && scope.env.get("RESTIC_REPO").is_none() {
+        diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("snapshot `{}` needs `repository`", name.value),
+                "repository missing",
+            )
+            .with_help("add `repository env=RESTIC_REPO` or a path, or set RESTIC_REPO"),
+        );
     }
 }
 

@@ -5,7 +5,9 @@
 
 use super::Settings;
 use crate::plan::decode::Decoder;
+use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::{Expect, Spanned};
+use crate::plan::validate::{self, Scope};
 use kdl::KdlNode;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
@@ -60,6 +62,46 @@ pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
             }
         }
         _ => {}
+    }
+}
+
+/// Checks a `verify` block on its own (references to its plan's databases and steps).
+pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    match &v.dump {
+        None => diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("verify `{}` needs `dump`", name.value),
+                "dump missing",
+            )
+            .with_help("name the dump step whose newest artifact it restores: `dump db`"),
+        ),
+        Some(r) if !scope.dumps.contains(&r.value.as_str()) => {
+            let mut d = validate::reference_error(r.span, "dump step", &r.value, &scope.dumps);
+            if let Some(other) = scope.plan.steps.iter().find(|s| s.name.value == r.value) {
+                d = Diagnostic::error(
+                    r.span,
+                    format!(
+                        "`{}` is a {} step, not a dump",
+                        r.value,
+                        other.kind.keyword()
+                    ),
+                    "not a dump",
+                );
+            }
+            diags.push(d);
+        }
+        Some(_) => {}
+    }
+    if let Some(r) = &v.verify_database
+        && !scope.databases.contains(&r.value.as_str())
+    {
+        diags.push(validate::reference_error(
+            r.span,
+            "database",
+            &r.value,
+            &scope.databases,
+        ));
     }
 }
 
