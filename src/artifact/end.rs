@@ -15,8 +15,47 @@ impl StreamEnd {
         }
     }
 
+    /// Whether the stream ends with the completion line: `marker` on a line, and after its
+    /// last occurrence nothing but blank lines and SQL comments (pg_dump closes with `--`
+    /// lines). A stream that goes on with statements after the marker is not complete.
     pub fn contains(&self, marker: &str) -> bool {
-        String::from_utf8_lossy(&self.0).contains(marker)
+        let text = String::from_utf8_lossy(&self.0);
+        let Some(at) = text.rfind(marker) else {
+            return false;
+        };
+        let rest = &text[at + marker.len()..];
+        // The rest of the marker's own line may hold anything (a date), the lines after only
+        // comments.
+        rest.split_once('\n').is_none_or(|(_, after)| {
+            after
+                .lines()
+                .map(str::trim)
+                .all(|l| l.is_empty() || l.starts_with("--"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(text: &str) -> StreamEnd {
+        let mut e = StreamEnd::default();
+        e.push(text.as_bytes());
+        e
+    }
+
+    #[test]
+    fn the_completion_line_must_close_the_stream() {
+        let pg = "-- PostgreSQL database dump complete";
+        assert!(end(&format!("COPY …\\.\n\n--\n{pg}\n--\n\n")).contains(pg));
+        let my = "-- Dump completed";
+        assert!(end(&format!("UNLOCK TABLES;\n{my} on 2026-11-28 12:00:00\n")).contains(my));
+        assert!(end(&format!("x\n{my} on 2026-11-28")).contains(my));
+        // Marker, then a statement cut in half: not complete.
+        assert!(!end(&format!("{pg}\nINSERT INTO t VALUES (1, 'half")).contains(pg));
+        assert!(!end(&format!("{my} on x\nINSERT INTO t VALUES (2);\n")).contains(my));
+        assert!(!end("INSERT INTO t VALUES (1);\n").contains(pg));
     }
 }
 

@@ -167,6 +167,17 @@ fn a_dump_without_the_completion_marker_is_refused() {
 }
 
 #[test]
+fn a_dump_that_goes_on_after_the_completion_line_is_refused() {
+    let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
+    let before = good_first(&ws);
+    fake(
+        &ws,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'CREATE TABLE t (id int);'\necho '-- PostgreSQL database dump complete'\nprintf \"INSERT INTO t VALUES (1, 'half\"\nexit 0\n",
+    );
+    assert_failed_and_untouched(&ws, &before, "does not end with the completion line");
+}
+
+#[test]
 fn a_tool_that_writes_nothing_is_refused() {
     let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
     let before = good_first(&ws);
