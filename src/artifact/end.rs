@@ -35,6 +35,24 @@ impl StreamEnd {
     }
 }
 
+/// A writer that keeps the end of what passes through it.
+pub struct TeeEnd<'a, W: std::io::Write + ?Sized> {
+    pub end: &'a mut StreamEnd,
+    pub inner: &'a mut W,
+}
+
+impl<W: std::io::Write + ?Sized> std::io::Write for TeeEnd<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.end.push(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,23 +74,5 @@ mod tests {
         assert!(!end(&format!("{pg}\nINSERT INTO t VALUES (1, 'half")).contains(pg));
         assert!(!end(&format!("{my} on x\nINSERT INTO t VALUES (2);\n")).contains(my));
         assert!(!end("INSERT INTO t VALUES (1);\n").contains(pg));
-    }
-}
-
-/// A writer that keeps the end of what passes through it.
-pub struct TeeEnd<'a, W: std::io::Write + ?Sized> {
-    pub end: &'a mut StreamEnd,
-    pub inner: &'a mut W,
-}
-
-impl<W: std::io::Write + ?Sized> std::io::Write for TeeEnd<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.end.push(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
