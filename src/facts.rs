@@ -62,22 +62,23 @@ pub fn checks(
             step.name(),
             step.decl.kind.activity_type(),
         )?;
-        let artifact = match kind {
-            CheckKind::Dump => layout::newest_stamped(
-                &plan.dir(step.name(), Area::Dumps),
-                "full-",
-                ".sql.gz",
-                tz,
-                layout::has_sidecar,
-            ),
-            CheckKind::Snapshot => layout::newest_stamped(
-                &plan.dir(step.name(), Area::Snapshots),
-                "snapshot-",
-                ".txt",
-                tz,
-                |_| true,
-            ),
-            CheckKind::Verify => None,
+        // Files dated after now are never evidence (`future` names the newest such one).
+        let (dir, prefix, suffix) = match kind {
+            CheckKind::Dump => (plan.dir(step.name(), Area::Dumps), "full-", ".sql.gz"),
+            CheckKind::Snapshot => (plan.dir(step.name(), Area::Snapshots), "snapshot-", ".txt"),
+            CheckKind::Verify => (std::path::PathBuf::new(), "", ""),
+        };
+        let (artifact, future) = match kind {
+            CheckKind::Verify => (None, None),
+            CheckKind::Dump | CheckKind::Snapshot => {
+                let good =
+                    |d: &layout::DumpFile| kind == CheckKind::Snapshot || layout::has_sidecar(d);
+                (
+                    layout::newest_stamped(&dir, prefix, suffix, tz, |d| d.taken <= now && good(d)),
+                    layout::newest_stamped(&dir, prefix, suffix, tz, |d| d.taken > now)
+                        .map(|d| d.name),
+                )
+            }
         };
         let facts = Facts {
             artifact_size: artifact
@@ -87,6 +88,7 @@ pub fn checks(
             artifact: artifact.map(|a| (a.path.display().to_string(), a.taken)),
             last_success,
             last_attempt,
+            future,
         };
         let incomplete_is_crit = match &step.decl.kind {
             StepKind::Snapshot(s) => s

@@ -84,6 +84,9 @@ pub struct Facts {
     pub artifact_size: Option<u64>,
     pub last_success: Option<DateTime<Utc>>,
     pub last_attempt: Option<Run>,
+    /// A layout file dated after now (a copied or renamed file, a wrong clock): never
+    /// evidence; it makes the check at least a warning, naming the file.
+    pub future: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -255,6 +258,13 @@ pub fn evaluate(
             }
         }
     };
+    let (severity, detail) = match &facts.future {
+        Some(file) => (
+            severity.max(Severity::Warn),
+            format!("{detail}; ignored {file}: it is dated in the future"),
+        ),
+        None => (severity, detail),
+    };
     Check {
         id: id.to_string(),
         plan: plan.to_string(),
@@ -338,6 +348,7 @@ mod tests {
                 status: ActivityStatus::parse(s).unwrap(),
                 excerpt: "boom".into(),
             }),
+            future: None,
         }
     }
 
@@ -509,6 +520,7 @@ mod tests {
                     status: ActivityStatus::parse(s).unwrap(),
                     excerpt: String::new(),
                 }),
+                future: None,
             };
             let c = evaluate("p/v", "p", "v", CheckKind::Verify, &f, &t, now());
             (c.state, c.severity)

@@ -16,8 +16,9 @@ impl StreamEnd {
     }
 
     /// Whether the stream ends with the completion line: `marker` on a line, and after its
-    /// last occurrence nothing but blank lines and SQL comments (pg_dump closes with `--`
-    /// lines). A stream that goes on with statements after the marker is not complete.
+    /// last occurrence nothing but blank lines, SQL comments (pg_dump closes with `--` lines)
+    /// and pg_dump's closing `\unrestrict KEY` (PostgreSQL 13.22/14.19/15.14/16.10/17.6 and
+    /// later). A stream that goes on with statements after the marker is not complete.
     pub fn contains(&self, marker: &str) -> bool {
         let text = String::from_utf8_lossy(&self.0);
         let Some(at) = text.rfind(marker) else {
@@ -30,7 +31,7 @@ impl StreamEnd {
             after
                 .lines()
                 .map(str::trim)
-                .all(|l| l.is_empty() || l.starts_with("--"))
+                .all(|l| l.is_empty() || l.starts_with("--") || l.starts_with("\\unrestrict "))
         })
     }
 }
@@ -67,6 +68,7 @@ mod tests {
     fn the_completion_line_must_close_the_stream() {
         let pg = "-- PostgreSQL database dump complete";
         assert!(end(&format!("COPY …\\.\n\n--\n{pg}\n--\n\n")).contains(pg));
+        assert!(end(&format!("--\n{pg}\n--\n\n\\unrestrict wq8vvchw9nSM\n\n")).contains(pg));
         let my = "-- Dump completed";
         assert!(end(&format!("UNLOCK TABLES;\n{my} on 2026-11-28 12:00:00\n")).contains(my));
         assert!(end(&format!("x\n{my} on 2026-11-28")).contains(my));

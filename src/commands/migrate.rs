@@ -176,6 +176,7 @@ fn survey(
     from: &Path,
     plan: &CompiledPlan,
     step: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<(Vec<Move>, Vec<LeftAlone>), String> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(from)
         .map_err(|e| format!("cannot read {}: {e}", from.display()))?
@@ -217,6 +218,16 @@ fn survey(
                     (DateTime::<Utc>::from(mtime), "mtime")
                 }
             };
+        if at > now {
+            unknown.push((
+                path,
+                format!(
+                    "dated in the future ({}): a layout name would make it the newest backup for ever",
+                    at.with_timezone(&tz).format("%Y-%m-%d %H:%M")
+                ),
+            ));
+            continue;
+        }
         let taken: Vec<PathBuf> = moves.iter().map(|m| m.to.clone()).collect();
         let to = target(&dir, kind, at, plan, &taken);
         moves.push(Move {
@@ -267,7 +278,8 @@ pub fn run(
     let plan = compiled.plan_named(plan_name).map_err(Failure::Usage)?;
     let base = PathBuf::from(&plan.base.value);
     let from = from.map_or_else(|| base.clone(), Path::to_path_buf);
-    let (mut moves, mut unknown) = survey(&from, plan, step).map_err(Failure::Runtime)?;
+    let (mut moves, mut unknown) =
+        survey(&from, plan, step, app.clock.now()).map_err(Failure::Runtime)?;
     // A dry run reads the log when there is one, and creates none.
     let store = if dry_run && !app.state.value.exists() {
         None

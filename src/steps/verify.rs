@@ -139,11 +139,15 @@ fn scratch_name(plan: &str) -> String {
 }
 
 /// The newest dump that has a sidecar: the one a verify must test (an older one would report
-/// green on yesterday's file).
-fn newest_with_sidecar(dir: &Path, tz: chrono_tz::Tz) -> Option<DumpFile> {
+/// green on yesterday's file). A dump dated after `now` is never taken: it is no evidence.
+fn newest_with_sidecar(
+    dir: &Path,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<DumpFile> {
     layout::list_dumps(dir, tz)
         .into_iter()
-        .find(|d| layout::sidecar_path(&d.path).exists())
+        .find(|d| d.taken <= now && layout::sidecar_path(&d.path).exists())
 }
 
 pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
@@ -152,7 +156,7 @@ pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
         Some(t) => ctx.database(&t.value)?,
         None => source,
     };
-    let dump = newest_with_sidecar(&dir, ctx.plan.timezone.value).map_or_else(
+    let dump = newest_with_sidecar(&dir, ctx.plan.timezone.value, ctx.clock.now()).map_or_else(
         || "(no dump with a sidecar yet)".to_string(),
         |d| d.path.display().to_string(),
     );
@@ -243,7 +247,7 @@ fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
 fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
     let (source, fail_after, dir) = dump_of(ctx, v)?;
     let tz = ctx.plan.timezone.value;
-    let dump = newest_with_sidecar(&dir, tz)
+    let dump = newest_with_sidecar(&dir, tz, ctx.clock.now())
         .ok_or_else(|| format!("no dump with a sidecar in {}", dir.display()))?;
     ev.dump = Some(dump.path.clone());
     ev.line(format!("dump: {}", dump.path.display()));

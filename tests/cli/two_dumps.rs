@@ -188,13 +188,7 @@ fn two_dumps_in_parallel_each_keep_verify_and_prune_their_own_files() {
 
 #[test]
 fn a_plan_that_gains_a_second_dump_moves_the_old_files_with_migrate() {
-    let one = PLAN
-        .replace(
-            "    dump db2 {\n        database b\n        keep last=1\n    }\n",
-            "",
-        )
-        .replace("    verify vb {\n        dump db2\n    }\n", "");
-    let ws = Workspace::with_plan(&one);
+    let ws = Workspace::with_plan(&one_dump_plan());
     databases(&ws);
     let r = ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--force"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
@@ -253,4 +247,69 @@ fn a_plan_that_gains_a_second_dump_moves_the_old_files_with_migrate() {
     // A second run finds nothing to do.
     let r = ws.run(&["backups", "migrate"]);
     assert!(r.stdout().contains("nothing to migrate"), "{}", r.stdout());
+}
+
+/// The plan of the first test with one dump and one verify of database `a`.
+fn one_dump_plan() -> String {
+    PLAN.replace(
+        "    dump db2 {\n        database b\n        keep last=1\n    }\n",
+        "",
+    )
+    .replace("    verify vb {\n        dump db2\n    }\n", "")
+}
+
+#[test]
+fn a_dump_dated_in_the_future_is_no_evidence() {
+    let ws = Workspace::with_plan(&one_dump_plan());
+    databases(&ws);
+    let r = ws.run_at("2026-11-28T01:00:00Z", &["run", "da"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    // A copy named for 2099, with a matching sidecar.
+    let dir = ws.path("backups/db");
+    std::fs::copy(
+        dir.join("full-20261128-0100.sql.gz"),
+        dir.join("full-20991231-2359.sql.gz"),
+    )
+    .unwrap();
+    let side = std::fs::read_to_string(dir.join("full-20261128-0100.sql.gz.sha256")).unwrap();
+    std::fs::write(
+        dir.join("full-20991231-2359.sql.gz.sha256"),
+        side.replace("full-20261128-0100", "full-20991231-2359"),
+    )
+    .unwrap();
+    // 100 days later: the real dump is stale and failed; the 2099 file does not hide it.
+    let r = ws.run_at("2027-03-08T01:00:00Z", &["status", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    let c = &v["checks"][0];
+    assert_eq!(c["id"], "app/da");
+    assert_eq!(c["severity"], "crit", "{c}");
+    assert!(
+        c["artifact"]
+            .as_str()
+            .unwrap()
+            .ends_with("full-20261128-0100.sql.gz")
+    );
+    assert!(
+        c["detail"].as_str().unwrap().contains("full-20991231-2359"),
+        "{c}"
+    );
+    // A fresh status right after the dump: the future file still makes it a warning.
+    let r = ws.run_at("2026-11-28T02:00:00Z", &["status", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    assert_eq!(v["checks"][0]["severity"], "warn", "{}", r.stdout());
+    // Verify restores the real dump, never the 2099 one.
+    let r = ws.run_at("2026-11-28T02:00:00Z", &["run", "va"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let va = newest(&ws, "va", "verify_restore");
+    assert!(
+        va["meta"]["verify_dump"]
+            .as_str()
+            .unwrap()
+            .ends_with("full-20261128-0100.sql.gz"),
+        "{va}"
+    );
+    // migrate refuses to give an old file a future layout name.
+    ws.write("backups/crm-2099-01-01.sql.gz", "old");
+    let r = ws.run_at("2026-11-28T02:00:00Z", &["backups", "migrate", "--dry-run"]);
+    assert!(r.stdout().contains("dated in the future"), "{}", r.stdout());
 }
