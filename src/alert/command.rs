@@ -1,6 +1,6 @@
 //! `alert command { run … }`: a program gets the message in its environment
-//! (`OPS_ALERT_TEXT`, `OPS_ALERT_JSON`, `OPS_ALERT_PLAN`, `OPS_ALERT_SEVERITY`); exit 0 means
-//! delivered.
+//! (`OPS_ALERT_TEXT`, `OPS_ALERT_JSON`, `OPS_ALERT_PLAN`, `OPS_ALERT_SEVERITY`, beside only
+//! `PATH`, `HOME` and `LANG`); exit 0 means delivered.
 
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ pub fn run(
         ),
     ];
     spec.timeout = Some(budget);
+    // The program gets the message, not ops-run's secrets.
+    spec.minimal_env = true;
     let r = exec::run(&spec, redactor);
     if r.success() {
         Ok(())

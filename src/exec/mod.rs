@@ -33,6 +33,9 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// Cleanup commands (dropping a scratch database) must finish even after SIGTERM.
     pub ignore_interrupt: bool,
+    /// Start from a minimal environment (`PATH`, `HOME`, `LANG`) instead of ops-run's own,
+    /// which holds every secret it was given: for programs that need none of them.
+    pub minimal_env: bool,
 }
 
 impl ProcessSpec {
@@ -47,6 +50,7 @@ impl ProcessSpec {
             dir: None,
             timeout: None,
             ignore_interrupt: false,
+            minimal_env: false,
         }
     }
 
@@ -209,8 +213,15 @@ fn run_inner(
             cmd.process_group(0);
             Ok(())
         });
-        for (k, v) in &spec.env {
-            expr = expr.env(k, v);
+        if spec.minimal_env {
+            let kept = ["PATH", "HOME", "LANG"]
+                .into_iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)));
+            expr = expr.full_env(kept.chain(spec.env.iter().cloned()));
+        } else {
+            for (k, v) in &spec.env {
+                expr = expr.env(k, v);
+            }
         }
         if let Some(dir) = &spec.dir {
             expr = expr.dir(dir);

@@ -436,3 +436,43 @@ fn a_plan_may_hold_two_webhooks_each_with_its_own_name_and_state() {
     ws.run_at("2026-11-28T01:05:00Z", &["plan", "apply"]);
     assert!(rx.take().is_empty());
 }
+
+#[test]
+fn an_alert_command_gets_the_message_not_ops_runs_secrets() {
+    let ws = Workspace::with_plan(
+        r#"plan crm {
+            base "backups"
+            tools {
+                pg-dump "./fake-pg-dump"
+            }
+            database main {
+                engine postgres
+                name crm
+                password env=CRM_DB_PASSWORD
+            }
+            dump db {
+                database main
+            }
+            alert command {
+                run "./record-env"
+            }
+        }"#,
+    )
+    .env("CRM_DB_PASSWORD", "pw-Secret-In-Env-789")
+    .env("SOME_TOKEN", "tok-Secret-555");
+    fake(&ws, BAD_DUMP);
+    ws.write("record-env", "#!/bin/sh\nenv > alert-env.txt\n");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(ws.path("record-env"))
+        .status()
+        .unwrap();
+    let r = ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--force"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let env = std::fs::read_to_string(ws.path("alert-env.txt")).expect("the command ran");
+    assert!(env.contains("OPS_ALERT_SEVERITY=crit"), "{env}");
+    assert!(env.contains("PATH="), "{env}");
+    assert!(!env.contains("pw-Secret-In-Env-789"), "{env}");
+    assert!(!env.contains("tok-Secret-555"), "{env}");
+    assert!(!env.contains("OPS_STATE="), "{env}");
+}
