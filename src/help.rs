@@ -25,6 +25,15 @@ pub fn registry() -> Result<BTreeMap<String, Entry>, String> {
 }
 
 /// `ops-run help [KEY]`.
+/// The usage of a subcommand (`plan`, `status`, …), or `None` for another word.
+fn subcommand_help(name: &str) -> Option<String> {
+    use clap::CommandFactory;
+    let mut cli = crate::cli::Cli::command();
+    let sub = cli.find_subcommand_mut(name)?;
+    let mut sub = sub.clone().bin_name(format!("ops-run {name}"));
+    Some(sub.render_help().to_string())
+}
+
 pub fn run(key: Option<&str>) -> Result<(), crate::error::Failure> {
     use crate::error::Failure;
     let reg = registry().map_err(Failure::Runtime)?;
@@ -34,6 +43,11 @@ pub fn run(key: Option<&str>) -> Result<(), crate::error::Failure> {
             for (k, e) in &reg {
                 crate::outln!("{k:<width$}  {}", e.title);
             }
+            Ok(())
+        }
+        // `ops-run help plan`: a subcommand's usage, as `ops-run plan --help` prints it.
+        Some(k) if !reg.contains_key(k) && subcommand_help(k).is_some() => {
+            crate::out!("{}", subcommand_help(k).unwrap_or_default());
             Ok(())
         }
         Some(k) => {

@@ -409,3 +409,15 @@ fn activity_filters_are_words_of_the_log_and_a_typo_is_refused() {
     assert_eq!(r.code(), 2);
     assert!(r.stderr().contains("success"), "{}", r.stderr());
 }
+
+#[test]
+fn help_with_a_subcommand_name_prints_that_subcommands_usage() {
+    let ws = Workspace::with_plan(TWO_STEPS);
+    let r = ws.run(&["help", "plan"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("Usage: ops-run plan"), "{}", r.stdout());
+    assert!(r.stdout().contains("apply"), "{}", r.stdout());
+    let r = ws.run(&["help", "no-such-thing"]);
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("no help for"), "{}", r.stderr());
+}
