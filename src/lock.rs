@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ pub fn acquire(state: &Path, wait: Duration, started_at: &str) -> Result<ApplyLo
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| LockError::Io(format!("cannot open the lock {}: {e}", path.display())))?;
     let deadline = Instant::now() + wait;

@@ -12,6 +12,7 @@ use kdl::KdlNode;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -543,6 +544,13 @@ fn verify_sqlite(
     }
     let guard = Remove(path.clone());
     let result = (|| {
+        // The scratch copy holds the whole database: readable by its owner only.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let conn = rusqlite::Connection::open(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let file = File::open(&dump.path).map_err(|e| format!("cannot read the dump: {e}"))?;

@@ -7,6 +7,7 @@ pub mod meta;
 mod migrations;
 pub mod recorder;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -22,6 +23,11 @@ pub struct Store {
 pub enum StoreError {
     #[error("cannot create the state folder {}: {source} (set --state or OPS_STATE)", .path.display())]
     Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the state database {}: {source} (set --state or OPS_STATE)", .path.display())]
+    Create {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -49,6 +55,19 @@ impl Store {
                 path: dir.to_path_buf(),
                 source,
             })?;
+        }
+        // The log holds what every step did: readable by its owner only. SQLite gives the
+        // `-wal` and `-shm` files the database file's mode.
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| StoreError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         }
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),

@@ -421,3 +421,17 @@ fn help_with_a_subcommand_name_prints_that_subcommands_usage() {
     assert_eq!(r.code(), 2);
     assert!(r.stderr().contains("no help for"), "{}", r.stderr());
 }
+
+#[test]
+fn the_state_database_and_its_lock_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::with_plan(TWO_STEPS);
+    assert_eq!(
+        ws.run_at("2026-11-28T10:00:00Z", &["plan", "apply"]).code(),
+        0
+    );
+    for f in ["state/ops.db", "state/ops.db.lock"] {
+        let mode = std::fs::metadata(ws.path(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} is {mode:o}");
+    }
+}
