@@ -23,6 +23,20 @@ use crate::store::kinds::{ActivityStatus, ActivityType};
 
 const NOT_RECOGNISED: &str = "not recognised";
 
+/// A file name as printed: control characters (an ESC sequence, a newline that would forge a
+/// line of output) escaped as `\u{1b}`, `\n`.
+fn shown(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A file left where it is, and why.
 type LeftAlone = (PathBuf, String);
 
@@ -181,8 +195,9 @@ fn survey(
     let mut entries: Vec<PathBuf> = std::fs::read_dir(from)
         .map_err(|e| format!("cannot read {}: {e}", from.display()))?
         .flatten()
+        // A symlink is left alone (moving it would move a name, not the backup).
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
-        .filter(|p| p.is_file())
         .collect();
     entries.sort();
     let tz = plan.timezone.value;
@@ -296,8 +311,10 @@ pub fn run(
     moves.extend(split_moves);
     unknown.extend(split_left);
     let rel = |p: &Path| {
-        p.strip_prefix(&base)
-            .map_or_else(|_| p.display().to_string(), |r| r.display().to_string())
+        shown(
+            &p.strip_prefix(&base)
+                .map_or_else(|_| p.display().to_string(), |r| r.display().to_string()),
+        )
     };
     if moves.is_empty() {
         crate::outln!("nothing to migrate in {}", from.display());
@@ -306,10 +323,12 @@ pub fn run(
             .iter()
             .map(|m| {
                 [
-                    m.from
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    shown(
+                        &m.from
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    ),
                     rel(&m.to),
                     m.kind.name().to_string(),
                     m.dated_by.to_string(),
@@ -326,13 +345,13 @@ pub fn run(
     if !unrecognised.is_empty() {
         crate::outln!("left alone (not recognised):");
         for (u, _) in &unrecognised {
-            crate::outln!("  {}", u.display());
+            crate::outln!("  {}", shown(&u.display().to_string()));
         }
     }
     if !held.is_empty() {
         crate::outln!("left alone:");
         for (u, why) in &held {
-            crate::outln!("  {}: {why}", u.display());
+            crate::outln!("  {}: {why}", shown(&u.display().to_string()));
         }
     }
     if dry_run {
@@ -377,7 +396,10 @@ pub fn run(
             Ok(sha) => (ActivityStatus::Success, String::new(), sha),
             Err(e) => {
                 failures += 1;
-                eprintln!("error: cannot move {}: {e}", m.from.display());
+                eprintln!(
+                    "error: cannot move {}: {e}",
+                    shown(&m.from.display().to_string())
+                );
                 (ActivityStatus::Failed, e.to_string(), None)
             }
         };

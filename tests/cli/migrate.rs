@@ -171,3 +171,28 @@ fn migrate_never_overwrites_a_file_already_in_the_layout() {
         "legacy"
     );
 }
+
+#[test]
+fn names_are_printed_escaped_and_symlinks_are_left_alone() {
+    let ws = Workspace::with_plan(PLAN);
+    ws.write(
+        "old/evil\u{1b}[2J\nmoved 99 file(s) into x-2024-01-02.sql.gz",
+        "legacy",
+    );
+    ws.write("old/notes\u{7}.txt", "junk");
+    ws.write("elsewhere/crm-2024-03-04.sql.gz", "not in old");
+    std::os::unix::fs::symlink(
+        ws.path("elsewhere/crm-2024-03-04.sql.gz"),
+        ws.path("old/link-2024-03-04.sql.gz"),
+    )
+    .unwrap();
+    let r = ws.run(&["backups", "migrate", "--from", "old"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let out = r.stdout();
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("evil\\u{1b}[2J\\nmoved 99"), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("moved 99")), "{out}");
+    // The symlink stays where it was, pointing at the same file.
+    assert!(ws.path("old/link-2024-03-04.sql.gz").is_symlink());
+    assert!(ws.path("elsewhere/crm-2024-03-04.sql.gz").exists());
+}
