@@ -150,7 +150,9 @@ pub fn evaluate(
     t: &Thresholds,
     now: DateTime<Utc>,
 ) -> Check {
-    let age = |at: DateTime<Utc>| (now - at).to_std().unwrap_or_default();
+    // Whole seconds, as ages are shown and thresholds written: a dump exactly `stale-after`
+    // old is still ok, even when the command's clock has moved on by a few milliseconds.
+    let age = |at: DateTime<Utc>| Duration::from_secs((now - at).num_seconds().max(0) as u64);
     let over = |age: Duration, limit: Option<Duration>| limit.is_some_and(|l| age > l);
     let attempt_failed = facts.last_attempt.as_ref().filter(|r| failed(r.status));
     let incomplete = facts

@@ -476,3 +476,18 @@ fn an_alert_command_gets_the_message_not_ops_runs_secrets() {
     assert!(!env.contains("tok-Secret-555"), "{env}");
     assert!(!env.contains("OPS_STATE="), "{env}");
 }
+
+#[test]
+fn a_dump_exactly_stale_after_old_is_ok_and_one_second_more_is_stale() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    assert_eq!(ws.run_at("2026-11-28T01:00:00Z", &["run", "db"]).code(), 0);
+    // The dump is named 01:00; stale-after is 26h.
+    let state = |at: &str| {
+        let r = ws.run_at(at, &["status", "--json"]);
+        let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+        v["checks"][0]["state"].as_str().unwrap().to_string()
+    };
+    assert_eq!(state("2026-11-29T03:00:00Z"), "ok");
+    assert_eq!(state("2026-11-29T03:00:01Z"), "stale");
+}
