@@ -39,7 +39,7 @@ pub fn serve(ws: &Workspace, prefix: Option<&str>) -> Served {
             let mut c = Command::new("sh");
             c.current_dir(ws.path(""))
                 .env("OPS_STATE", ws.path("state/ops.db"))
-                .env("OPS_NOW", "2026-11-28T12:00:00Z")
+                .env("OPS_NOW", "2026-11-28T12:00:30Z")
                 .args([
                     "-c",
                     &format!(
@@ -51,7 +51,7 @@ pub fn serve(ws: &Workspace, prefix: Option<&str>) -> Served {
         }
         None => {
             let mut c = ws.command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
-            c.env("OPS_NOW", "2026-11-28T12:00:00Z");
+            c.env("OPS_NOW", "2026-11-28T12:00:30Z");
             c
         }
     };
@@ -144,7 +144,7 @@ fn page_api_and_metrics_agree_with_status() {
     let ws = workspace();
     let s = serve(&ws, None);
     let cli: Value = serde_json::from_str(
-        &ws.run_at("2026-11-28T12:00:00Z", &["status", "--json"])
+        &ws.run_at("2026-11-28T12:00:30Z", &["status", "--json"])
             .stdout(),
     )
     .unwrap();
@@ -159,7 +159,7 @@ fn page_api_and_metrics_agree_with_status() {
     api["generated_at"] = Value::Null;
     cli["generated_at"] = Value::Null;
     assert_eq!(api, cli);
-    // 26h after the dump: stale, a warning; the page and the metrics say the same.
+    // 26h and 30s after the dump: stale (past stale-after), a warning; the page and the metrics say the same.
     assert_eq!(cli["checks"][0]["state"], "stale");
     let (_, _, page) = get(&s, "/");
     assert!(
@@ -333,10 +333,10 @@ fn metrics_are_the_same_after_a_restart() {
     let s = serve(&ws, None);
     assert_eq!(get(&s, "/metrics").2, before);
     // And `ops-run metrics` prints the same, `--textfile` writes it atomically.
-    let r = ws.run_at("2026-11-28T12:00:00Z", &["metrics"]);
+    let r = ws.run_at("2026-11-28T12:00:30Z", &["metrics"]);
     assert_eq!(r.stdout(), before);
     let r = ws.run_at(
-        "2026-11-28T12:00:00Z",
+        "2026-11-28T12:00:30Z",
         &["metrics", "--textfile", "node/ops-run.prom"],
     );
     assert_eq!(r.code(), 0, "{}", r.stderr());
