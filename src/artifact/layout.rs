@@ -77,22 +77,41 @@ pub fn stamp_name(prefix: &str, at: DateTime<Utc>, tz: Tz) -> String {
     format!("{prefix}-{}", at.with_timezone(&tz).format("%Y%m%d-%H%M"))
 }
 
-/// A final path that does not exist yet: `STEM.EXT`, else `STEM-2.EXT`, `STEM-3.EXT`, …
+/// A final path that does not exist yet: `STEM.EXT`, else `STEM-N.EXT` with N one more than the
+/// highest counter of that stem in `dir`. Names only grow within a minute: a freed `STEM.EXT`
+/// (pruned) is never reused, so a newer dump never sorts before an older one.
 pub fn unique_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
     unique_path_besides(dir, stem, ext, &[])
 }
 
-/// Like `unique_path`, also avoiding names already promised to other files (`taken`).
+/// Like `unique_path`, also counting names already promised to other files (`taken`).
 pub fn unique_path_besides(dir: &Path, stem: &str, ext: &str, taken: &[PathBuf]) -> PathBuf {
-    let free = |p: &PathBuf| !p.exists() && !taken.contains(p);
-    let first = dir.join(format!("{stem}.{ext}"));
-    if free(&first) {
-        return first;
+    let plain = format!("{stem}.{ext}");
+    let counter = |name: &str| -> Option<u32> {
+        if name == plain {
+            return Some(1);
+        }
+        name.strip_prefix(stem)?
+            .strip_prefix('-')?
+            .strip_suffix(ext)?
+            .strip_suffix('.')?
+            .parse()
+            .ok()
+            .filter(|&n| n >= 2)
+    };
+    let on_disk = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    let promised = taken
+        .iter()
+        .filter(|p| p.parent() == Some(dir))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    match on_disk.chain(promised).filter_map(|n| counter(&n)).max() {
+        None => dir.join(plain),
+        Some(highest) => dir.join(format!("{stem}-{}.{ext}", highest + 1)),
     }
-    (2..)
-        .map(|n| dir.join(format!("{stem}-{n}.{ext}")))
-        .find(free)
-        .unwrap_or(first)
 }
 
 /// A hidden temporary file beside `final_path`, named with our pid so a later run can tell
@@ -337,6 +356,18 @@ mod tests {
         assert!(
             unique_path(dir.path(), "full-20260101-0200", "sql.gz")
                 .ends_with("full-20260101-0200-2.sql.gz")
+        );
+        // A freed plain name is not reused: the next name sorts after every earlier one.
+        fs::remove_file(&p).unwrap();
+        fs::write(dir.path().join("full-20260101-0200-2.sql.gz"), "x").unwrap();
+        assert!(
+            unique_path(dir.path(), "full-20260101-0200", "sql.gz")
+                .ends_with("full-20260101-0200-3.sql.gz")
+        );
+        // Another stem's counters do not count.
+        assert!(
+            unique_path(dir.path(), "full-20260101-02", "sql.gz")
+                .ends_with("full-20260101-02.sql.gz")
         );
         let orphan = dir.path().join(".full-20260101-0200.sql.gz.tmp.999999999");
         let ours = temp_path(&p);

@@ -313,3 +313,28 @@ fn a_dump_dated_in_the_future_is_no_evidence() {
     let r = ws.run_at("2026-11-28T02:00:00Z", &["backups", "migrate", "--dry-run"]);
     assert!(r.stdout().contains("dated in the future"), "{}", r.stdout());
 }
+
+#[test]
+fn three_dumps_in_one_minute_under_keep_last_1_keep_the_newest() {
+    // No verify: nothing is protected, `keep last=1` alone decides.
+    let plan = one_dump_plan().replace("    verify va {\n        dump da\n    }\n", "");
+    let ws = Workspace::with_plan(&plan);
+    databases(&ws);
+    for _ in 0..3 {
+        let r = ws.run_at("2026-11-28T02:00:00Z", &["run", "da"]);
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    }
+    let newest = newest(&ws, "da", "db_backup")["meta"]["artifact"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(newest.ends_with("full-20261128-0200-3.sql.gz"), "{newest}");
+    // The newest dump survived its own prune; the freed plain name was not reused.
+    assert_eq!(
+        files(&ws.path("backups/db")),
+        [
+            "full-20261128-0200-3.sql.gz",
+            "full-20261128-0200-3.sql.gz.sha256"
+        ]
+    );
+}
