@@ -63,23 +63,18 @@ pub fn checks(
             step.decl.kind.activity_type(),
         )?;
         // Files dated after now are never evidence (`future` names the newest such one).
-        let (dir, prefix, suffix) = match kind {
-            CheckKind::Dump => (plan.dir(step.name(), Area::Dumps), "full-", ".sql.gz"),
-            CheckKind::Snapshot => (plan.dir(step.name(), Area::Snapshots), "snapshot-", ".txt"),
-            CheckKind::Verify => (std::path::PathBuf::new(), "", ""),
+        let files = match kind {
+            CheckKind::Dump => Some((Area::Dumps, "full-", ".sql.gz")),
+            CheckKind::Snapshot => Some((Area::Snapshots, "snapshot-", ".txt")),
+            CheckKind::Verify => None,
         };
-        let (artifact, future) = match kind {
-            CheckKind::Verify => (None, None),
-            CheckKind::Dump | CheckKind::Snapshot => {
-                let good =
-                    |d: &layout::DumpFile| kind == CheckKind::Snapshot || layout::has_sidecar(d);
-                (
-                    layout::newest_stamped(&dir, prefix, suffix, tz, |d| d.taken <= now && good(d)),
-                    layout::newest_stamped(&dir, prefix, suffix, tz, |d| d.taken > now)
-                        .map(|d| d.name),
-                )
-            }
-        };
+        let (artifact, future) = files.map_or((None, None), |(area, prefix, suffix)| {
+            // A dump counts with a sidecar naming it; a snapshot marker is its own proof.
+            let good = |d: &layout::DumpFile| area == Area::Snapshots || layout::has_sidecar(d);
+            let dir = plan.dir(step.name(), area);
+            let (good, future) = layout::newest_stamped(&dir, prefix, suffix, tz, now, good);
+            (good, future.map(|d| d.name))
+        });
         let facts = Facts {
             artifact_size: artifact
                 .as_ref()

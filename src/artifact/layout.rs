@@ -233,19 +233,26 @@ pub fn list_stamped(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Vec<DumpF
     listing(dir, prefix, suffix, tz).as_ref().clone()
 }
 
-/// The newest file of a listing that passes `keep`, without copying the listing: the status
-/// page and the metrics ask this of a folder of thousands of dumps on every request.
+/// The newest file of a listing dated at or before `now` that passes `keep`, and the newest
+/// dated after `now` (never evidence), in one pass without copying the listing: the status
+/// page and the metrics ask this of a folder of thousands of dumps on every request. The
+/// listing is newest first, so the files from the future are the ones read before the answer.
 pub fn newest_stamped(
     dir: &Path,
     prefix: &str,
     suffix: &str,
     tz: Tz,
+    now: DateTime<Utc>,
     keep: impl Fn(&DumpFile) -> bool,
-) -> Option<DumpFile> {
-    listing(dir, prefix, suffix, tz)
+) -> (Option<DumpFile>, Option<DumpFile>) {
+    let files = listing(dir, prefix, suffix, tz);
+    let future = files.first().filter(|d| d.taken > now).cloned();
+    let good = files
         .iter()
+        .skip_while(|d| d.taken > now)
         .find(|d| keep(d))
-        .cloned()
+        .cloned();
+    (good, future)
 }
 
 fn listing(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Arc<Vec<DumpFile>> {

@@ -157,12 +157,10 @@ fn split(
             let Some(kind) = legacy::classify(&name).filter(|k| area_of(*k) == Some(area)) else {
                 continue;
             };
+            // Recorded as the step wrote it: `BASE/AREA/NAME`, the very path listed here.
             let owner = owners
-                .iter()
-                .find(|(p, _)| {
-                    p.parent() == Some(root.as_path()) && p.file_name() == path.file_name()
-                })
-                .map(|(_, step)| step.as_str())
+                .get(&path)
+                .map(String::as_str)
                 .filter(|s| writers.contains(s));
             match owner {
                 Some(step) => moves.push(Move {

@@ -6,11 +6,9 @@ use std::collections::HashMap;
 
 use super::{Login, Server, Target};
 use crate::exec::ProcessSpec;
-use crate::plan::model::Engine;
 use crate::settings::Setting;
 
 pub struct Client {
-    pub engine: Engine,
     server: &'static dyn Server,
     program: String,
     login: Login,
@@ -30,7 +28,6 @@ impl Client {
         let server = super::server(engine)
             .ok_or_else(|| format!("{} has no server client", engine.name()))?;
         Ok(Client {
-            engine,
             server,
             program: server.client(tools),
             login: server.login(target)?,
