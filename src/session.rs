@@ -249,9 +249,16 @@ impl Sink for Recorded<'_, '_, '_> {
     }
 }
 
-/// Temporary files left by a killed ops-run (a half-written dump, marker, log or report) are
-/// removed by the next apply, under the lock, whether or not their step runs now.
+/// Temporary files left by a killed ops-run (a half-written dump, marker, log or report, a
+/// credentials file) are removed by the next apply, under the lock, whether or not their step
+/// runs now.
 fn remove_orphans(compiled: &Compiled) {
+    for p in crate::engines::secret_file::remove_orphans() {
+        eprintln!(
+            "removed the credentials file {} (left by an ops-run that was killed)",
+            p.display()
+        );
+    }
     for plan in &compiled.plans {
         let base = Path::new(&plan.base.value);
         let mut dirs = vec![base.join("reports")];

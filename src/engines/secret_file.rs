@@ -49,6 +49,41 @@ impl SecretFile {
     }
 }
 
+/// Removes the credentials files of ops-run processes that no longer run (one killed with
+/// `kill -9` never reached `Drop`): `ops-run-PREFIX-PID-NANOS-N` in the temporary folder.
+/// Returns them. Another user's files stay (the folder is sticky, and they are not ours).
+pub fn remove_orphans() -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("ops-run-") else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('-').collect();
+        let [prefix, pid, nanos, attempt] = parts.as_slice() else {
+            continue;
+        };
+        let ours = ["pgpass", "my"].contains(prefix)
+            && nanos.parse::<u32>().is_ok()
+            && attempt.parse::<u32>().is_ok();
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if ours
+            && !alive
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 impl Drop for SecretFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

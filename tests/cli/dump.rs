@@ -258,7 +258,12 @@ fn a_full_disk_fails_the_dump_and_keeps_the_previous_one() {
 
 #[test]
 fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up() {
-    let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
+    // ops-run's credentials files go to TMPDIR: the workspace's own, not /tmp.
+    let ws = Workspace::new();
+    ws.write("plans/main.kdl", &fake_plan(""));
+    ws.write("tmp/.keep", "");
+    let tmp = ws.path("tmp").display().to_string();
+    let ws = ws.env("APP_DB_PASSWORD", "pw-Fake-123").env("TMPDIR", &tmp);
     let sleep = format!("sleep 29.{}", std::process::id());
     fake(
         &ws,
@@ -287,6 +292,16 @@ fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up() {
         files[0].starts_with(".full-") && files[0].contains(".tmp."),
         "{files:?}"
     );
+    // The killed ops-run could not remove its credentials file either.
+    let secrets = || -> Vec<String> {
+        std::fs::read_dir(ws.path("tmp"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ops-run-pgpass-"))
+            .collect()
+    };
+    assert_eq!(secrets().len(), 1, "{:?}", secrets());
     // The next apply marks the row abandoned and removes the orphan before dumping anew.
     fake(&ws, GOOD_DUMP);
     let r = ws.run(&["plan", "apply", "--force"]);
@@ -296,6 +311,8 @@ fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up() {
     let rows = ws.statuses();
     assert_eq!(rows[0].1, "abandoned");
     assert_eq!(rows[1].1, "success");
+    // The credentials file of the killed run is gone, and the new run removed its own.
+    assert!(secrets().is_empty(), "{:?}", secrets());
     // The apply swept the orphan before anything ran, and said so.
     assert!(
         r.stderr().contains("(left by an ops-run that was stopped)"),
