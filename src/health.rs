@@ -132,6 +132,42 @@ fn secs(d: Duration) -> String {
     crate::units::duration::format(Duration::from_secs(d.as_secs()))
 }
 
+/// The most telling line of a run's output: the tool's first error line (its later lines
+/// often follow from the first), else the tool's last words, else ops-run's own closing line.
+/// Cut to 200 characters; `None` for an empty output.
+pub fn cause(excerpt: &str) -> Option<String> {
+    const SIGNS: [&str; 10] = [
+        "error",
+        "fatal",
+        "failed",
+        "denied",
+        "cannot",
+        "could not",
+        "no such",
+        "refused",
+        "timed out",
+        "killed",
+    ];
+    let lines: Vec<&str> = excerpt
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tool = || lines.iter().filter(|l| !l.starts_with("ops-run: "));
+    let line = tool()
+        .find(|l| {
+            let l = l.to_lowercase();
+            SIGNS.iter().any(|s| l.contains(s))
+        })
+        .or_else(|| tool().next_back())
+        .or(lines.last())?;
+    let mut cut: String = line.chars().take(200).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    Some(cut)
+}
+
 fn failed(status: ActivityStatus) -> bool {
     matches!(
         status,
@@ -159,6 +195,19 @@ pub fn evaluate(
         .last_attempt
         .as_ref()
         .filter(|r| r.status == ActivityStatus::Incomplete);
+    // `the newest run failed at 2026-11-28 02:00 UTC: pg_dump: error: … password
+    // authentication failed`: the cause travels with the state to status, page and alerts.
+    let ran = |run: &Run| {
+        let what = match kind {
+            CheckKind::Verify => "restore test",
+            _ => "run",
+        };
+        let at = run.at.format("%Y-%m-%d %H:%M UTC");
+        match cause(&run.excerpt) {
+            Some(why) => format!("the newest {what} {} at {at}: {why}", run.status),
+            None => format!("the newest {what} {} at {at}", run.status),
+        }
+    };
     let reference = match kind {
         CheckKind::Verify => facts.last_success,
         _ => facts.artifact.as_ref().map(|(_, at)| *at),
@@ -166,25 +215,20 @@ pub fn evaluate(
     let age_now = reference.map(age);
     let (state, severity, detail) = match kind {
         CheckKind::Dump | CheckKind::Snapshot => match (&facts.artifact, age_now) {
-            (None, _) | (_, None) => (
-                State::Missing,
-                Severity::Crit,
-                match kind {
-                    CheckKind::Dump => "no good dump (a file with its sidecar) on disk".to_string(),
-                    _ => "no snapshot marker on disk".to_string(),
-                },
-            ),
+            (None, _) | (_, None) => {
+                let none = match kind {
+                    CheckKind::Dump => "no good dump (a file with its sidecar) on disk",
+                    _ => "no snapshot marker on disk",
+                };
+                match attempt_failed {
+                    // The contract: a newest run that failed is `fail`, and says why.
+                    Some(run) => (State::Fail, Severity::Crit, format!("{}; {none}", ran(run))),
+                    None => (State::Missing, Severity::Crit, none.to_string()),
+                }
+            }
             (Some(_), Some(a)) => {
                 if let Some(run) = attempt_failed {
-                    (
-                        State::Fail,
-                        Severity::Crit,
-                        format!(
-                            "the newest run {} at {}",
-                            run.status,
-                            run.at.format("%Y-%m-%d %H:%M UTC")
-                        ),
-                    )
+                    (State::Fail, Severity::Crit, ran(run))
                 } else if kind == CheckKind::Dump && over(a, t.fail_after) {
                     (
                         State::Fail,
@@ -230,15 +274,7 @@ pub fn evaluate(
         },
         CheckKind::Verify => {
             if let Some(run) = attempt_failed {
-                (
-                    State::Fail,
-                    Severity::Crit,
-                    format!(
-                        "the newest restore test {} at {}",
-                        run.status,
-                        run.at.format("%Y-%m-%d %H:%M UTC")
-                    ),
-                )
+                (State::Fail, Severity::Crit, ran(run))
             } else {
                 match age_now {
                     None => (State::Overdue, Severity::Warn, "never verified".to_string()),
@@ -424,7 +460,7 @@ mod tests {
                 "no dump and the run failed",
                 None,
                 Some(("failed", 60)),
-                State::Missing,
+                State::Fail,
                 Severity::Crit,
             ),
         ];
@@ -440,6 +476,45 @@ mod tests {
             );
             assert_eq!((c.state, c.severity), (state, sev), "{name}: {}", c.detail);
         }
+    }
+
+    #[test]
+    fn a_failed_run_says_why() {
+        let mut f = facts(None, Some(("failed", 60)));
+        f.last_attempt.as_mut().unwrap().excerpt = "pg_dump: error: connection to server failed: FATAL:  password authentication failed for user \"backup\"\npassword retrieved from file \"/x\"\nops-run: pg_dump exited with status 1; no dump was kept".into();
+        let c = evaluate(
+            "p/db",
+            "p",
+            "db",
+            CheckKind::Dump,
+            &f,
+            &dump_thresholds(),
+            now(),
+        );
+        assert_eq!(c.state, State::Fail);
+        assert!(
+            c.detail.contains("password authentication failed for user")
+                && c.detail
+                    .ends_with("no good dump (a file with its sidecar) on disk"),
+            "{}",
+            c.detail
+        );
+    }
+
+    #[test]
+    fn the_cause_is_the_first_error_else_the_tools_last_words() {
+        assert_eq!(cause(""), None);
+        assert_eq!(cause("a\nb\nops-run: exited 1").as_deref(), Some("b"));
+        assert_eq!(
+            cause("ops-run: exited 1").as_deref(),
+            Some("ops-run: exited 1")
+        );
+        assert_eq!(
+            cause("ERROR: x\nERROR: follows\nops-run: psql exited 3").as_deref(),
+            Some("ERROR: x")
+        );
+        let long = format!("error: {}", "y".repeat(300));
+        assert_eq!(cause(&long).unwrap().chars().count(), 201);
     }
 
     #[test]

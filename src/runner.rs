@@ -49,6 +49,12 @@ pub trait Sink {
 
 /// Runs one step to its end; called from worker threads.
 pub trait Executor: Sync {
+    /// Whether the step can run now (asked on the main thread when its turn comes);
+    /// `Err(why)` skips it and what requires it.
+    fn ready(&self, _step: usize) -> Result<(), String> {
+        Ok(())
+    }
+
     fn execute(&self, step: usize) -> Outcome;
 }
 
@@ -136,6 +142,17 @@ pub fn run(
                 if running >= jobs {
                     break;
                 }
+                if let Err(why) = executor.ready(s) {
+                    sink.event(&Event::Skipped {
+                        step: s,
+                        trigger: trigger[&s],
+                        why: format!("skipped: {why}"),
+                    });
+                    skipped.insert(s);
+                    summary.skipped += 1;
+                    pending.remove(i);
+                    continue;
+                }
                 sink.event(&Event::Started {
                     step: s,
                     trigger: trigger[&s],
@@ -180,11 +197,19 @@ mod tests {
 
     struct Mock {
         fail: Vec<usize>,
+        unready: Vec<usize>,
         log: Mutex<Vec<usize>>,
         concurrent: Mutex<(usize, usize)>,
     }
 
     impl Executor for Mock {
+        fn ready(&self, step: usize) -> Result<(), String> {
+            match self.unready.contains(&step) {
+                true => Err("nothing to test".into()),
+                false => Ok(()),
+            }
+        }
+
         fn execute(&self, step: usize) -> Outcome {
             {
                 let mut c = self.concurrent.lock().unwrap();
@@ -230,6 +255,16 @@ mod tests {
         fail: Vec<usize>,
         jobs: usize,
     ) -> (Summary, Vec<String>, usize) {
+        go_unready(graph, steps, fail, vec![], jobs)
+    }
+
+    fn go_unready(
+        graph: &Graph,
+        steps: &[usize],
+        fail: Vec<usize>,
+        unready: Vec<usize>,
+        jobs: usize,
+    ) -> (Summary, Vec<String>, usize) {
         let names: Vec<String> = (0..graph.len).map(|i| format!("s{i}")).collect();
         let planned: Vec<Planned> = steps
             .iter()
@@ -241,6 +276,7 @@ mod tests {
             .collect();
         let mock = Mock {
             fail,
+            unready,
             log: Mutex::new(vec![]),
             concurrent: Mutex::new((0, 0)),
         };
@@ -267,6 +303,24 @@ mod tests {
         );
         assert!(events.contains(&"skip 1".to_string()) && events.contains(&"skip 2".to_string()));
         assert!(events.contains(&"end 3 success".to_string()));
+    }
+
+    #[test]
+    fn a_step_not_ready_is_skipped_with_what_requires_it_never_run() {
+        // 0 → 1 → 2: 1 has nothing to work on when its turn comes.
+        let mut g = Graph::new(3);
+        g.add(0, 1, EdgeKind::Requires);
+        g.add(1, 2, EdgeKind::Requires);
+        let (summary, events, _) = go_unready(&g, &[0, 1, 2], vec![], vec![1], 1);
+        assert_eq!(
+            summary,
+            Summary {
+                succeeded: 1,
+                failed: 0,
+                skipped: 2
+            }
+        );
+        assert_eq!(events, vec!["start 0", "end 0 success", "skip 1", "skip 2"]);
     }
 
     #[test]

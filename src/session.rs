@@ -49,6 +49,10 @@ impl StepExecutor<'_> {
 }
 
 impl Executor for StepExecutor<'_> {
+    fn ready(&self, step: usize) -> Result<(), String> {
+        steps::ready(&self.context(step))
+    }
+
     fn execute(&self, step: usize) -> Outcome {
         steps::execute(&self.context(step))
     }

@@ -185,6 +185,19 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
     }
 }
 
+/// Whether a step has what it needs to run now (checked when its turn comes); `Err(why)`
+/// records it as skipped.
+pub fn ready(ctx: &Context) -> Result<(), String> {
+    match &ctx.step.decl.kind {
+        StepKind::Verify(v) => verify::ready(ctx, v),
+        StepKind::Command(_)
+        | StepKind::Dump(_)
+        | StepKind::Snapshot(_)
+        | StepKind::Report(_)
+        | StepKind::GitTag(_) => Ok(()),
+    }
+}
+
 pub fn execute(ctx: &Context) -> Outcome {
     match &ctx.step.decl.kind {
         StepKind::Command(c) => command::execute(ctx, c),

@@ -194,6 +194,19 @@ fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration, 
     ))
 }
 
+/// A verify needs a dump to test: without a good one (the dump never succeeded) it is
+/// skipped, not failed: the dump's own check already says why, and one cause gets one alert.
+pub fn ready(ctx: &Context, v: &Verify) -> Result<(), String> {
+    let (_, _, dir) = dump_of(ctx, v)?;
+    match newest_with_sidecar(&dir, ctx.plan.timezone.value, ctx.clock.now()) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "no good dump of `{}` to restore yet",
+            v.dump.as_ref().map_or("", |d| d.value.as_str())
+        )),
+    }
+}
+
 pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
     let started = Instant::now();
     let mut ev = Evidence::default();

@@ -166,10 +166,8 @@ pub fn render(
     let activities: Vec<Value> = rows
         .iter()
         .map(|a| {
-            // The tool's own last words say more than ops-run's closing line.
-            let lines: Vec<&str> = a.log_excerpt.lines().filter(|l| !l.trim().is_empty()).collect();
-            let line = lines.iter().rev().find(|l| !l.starts_with("ops-run: ")).or(lines.last()).copied().unwrap_or_default();
-            let excerpt: String = line.chars().take(160).collect();
+            // The tool's error says more than ops-run's closing line.
+            let excerpt = crate::health::cause(&a.log_excerpt).unwrap_or_default();
             json!({
                 "id": a.id,
                 "step": format!("{}/{}", a.plan, a.step),

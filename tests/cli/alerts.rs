@@ -11,7 +11,7 @@ use crate::harness::Workspace;
 use crate::receiver::{Mode, Receiver};
 
 const GOOD_DUMP: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'INSERT INTO t VALUES (1);'\necho '-- PostgreSQL database dump complete'\n";
-const BAD_DUMP: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'pg_dump: error: SECRET-LOG-BODY connection refused' >&2\nexit 1\n";
+const BAD_DUMP: &str = "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'pg_dump: reading SECRET-LOG-BODY' >&2\necho 'pg_dump: error: connection refused' >&2\nexit 1\n";
 
 fn workspace(rx: &Receiver, extra_alert: &str) -> Workspace {
     let ws = Workspace::with_plan(&format!(
@@ -177,6 +177,14 @@ fn payloads_carry_no_secrets_and_no_log_bodies_unless_asked() {
         );
         let slack = got.iter().find(|r| r.path.starts_with("/slack")).unwrap();
         assert!(!slack.body.contains("SECRET-LOG-BODY"), "{}", slack.body);
+        // The cause (the tool's error line) always travels, the log body only when asked.
+        for r in &got {
+            assert!(
+                r.body.contains("pg_dump: error: connection refused"),
+                "{}",
+                r.body
+            );
+        }
     }
 }
 
@@ -490,4 +498,87 @@ fn a_dump_exactly_stale_after_old_is_ok_and_one_second_more_is_stale() {
     };
     assert_eq!(state("2026-11-29T03:00:00Z"), "ok");
     assert_eq!(state("2026-11-29T03:00:01Z"), "stale");
+}
+
+#[test]
+fn a_verify_without_a_good_dump_is_skipped_and_sends_no_second_alert() {
+    let rx = Receiver::start();
+    let ws = Workspace::with_plan(
+        r#"plan crm {
+            base "backups"
+            tools {
+                pg-dump "./fake-pg-dump"
+            }
+            database main {
+                engine postgres
+                name crm
+            }
+            dump db {
+                database main
+            }
+            verify v {
+                dump db
+            }
+            alert webhook {
+                url env=HOOK_URL
+            }
+        }"#,
+    )
+    .env("HOOK_URL", &rx.url("/hook"));
+    fake(
+        &ws,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'pg_dump: error: connection to server failed: FATAL:  password authentication failed for user \"backup\"' >&2\nexit 1\n",
+    );
+    assert_eq!(
+        ws.run_at("2026-11-28T02:00:00Z", &["plan", "apply", "--only", "db"])
+            .code(),
+        1
+    );
+    let first = rx.take();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let v: Value = serde_json::from_str(&first[0].body).unwrap();
+    let db = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "crm/db")
+        .unwrap();
+    assert_eq!(db["state"], "fail", "{v}");
+    assert!(
+        db["detail"]
+            .as_str()
+            .unwrap()
+            .contains("password authentication failed for user"),
+        "{v}"
+    );
+
+    // The verify's turn comes with no dump on disk: skipped, said once, no new alert.
+    let r = ws.run_at("2026-11-28T03:15:00Z", &["plan", "apply", "--only", "v"]);
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stdout()
+            .contains("skipped  crm/v (no good dump of `db` to restore yet)"),
+        "{}",
+        r.stdout()
+    );
+    assert!(rx.take().is_empty(), "a skipped verify is no new problem");
+    let last = ws.activities().pop().unwrap();
+    assert_eq!(
+        (last["step"].as_str(), last["status"].as_str()),
+        (Some("v"), Some("skipped"))
+    );
+    let status = ws.run_at("2026-11-28T03:16:00Z", &["status"]);
+    assert!(
+        status
+            .stdout()
+            .lines()
+            .any(|l| l.starts_with("crm/v") && l.contains("overdue")),
+        "{}",
+        status.stdout()
+    );
+    assert!(
+        status.stdout().contains("password authentication failed"),
+        "{}",
+        status.stdout()
+    );
 }
