@@ -28,7 +28,7 @@ start_postgres() {
     export OPS_TEST_PG_HOST=127.0.0.1 OPS_TEST_PG_PORT=$port OPS_TEST_PG_USER=ops_test \
         OPS_TEST_PG_PASSWORD="pg-Secret-$RANDOM$RANDOM" OPS_TEST_PG_SOCKET=$dir
     _as_pg psql -q -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
-        -c "CREATE ROLE ops_test LOGIN CREATEDB PASSWORD '$OPS_TEST_PG_PASSWORD'" \
+        -c "CREATE ROLE ops_test LOGIN CREATEDB CREATEROLE PASSWORD '$OPS_TEST_PG_PASSWORD'" \
         -c "CREATE DATABASE ops_fixture OWNER ops_test"
     # The CRM-shaped fixture at a test size, as a template the tests copy.
     local fixture=../shared/bench/crm-fixture.pg.sql

@@ -73,4 +73,9 @@ impl Client {
     pub fn marker(&self) -> &'static str {
         self.server.marker()
     }
+
+    /// What leaves the dump's owners and privileges out of an import.
+    pub fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
+        self.server.ownership()
+    }
 }

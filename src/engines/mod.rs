@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod mysql;
+pub mod ownership;
 pub mod postgres;
 pub mod secret_file;
 pub mod sqlite;
@@ -71,6 +72,8 @@ pub trait Server: Sync {
     fn count_tables_sql(&self) -> &'static str;
     /// The line only a complete dump has.
     fn marker(&self) -> &'static str;
+    /// What leaves ownership and privileges out of an import (`ownership ignore`).
+    fn ownership(&self) -> Box<dyn ownership::LineFilter>;
 }
 
 /// `--host`, `--port` and the user option (`--username` for psql, `--user` for MariaDB) of a

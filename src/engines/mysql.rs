@@ -104,4 +104,8 @@ impl Server for MySql {
     fn marker(&self) -> &'static str {
         MARKER
     }
+
+    fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
+        Box::new(super::ownership::Definers)
+    }
 }

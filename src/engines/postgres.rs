@@ -92,6 +92,10 @@ impl Server for Postgres {
     fn marker(&self) -> &'static str {
         MARKER
     }
+
+    fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
+        Box::new(super::ownership::PgOwnership::default())
+    }
 }
 
 #[cfg(test)]

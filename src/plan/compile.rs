@@ -363,6 +363,13 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                             Origin::Plan(m.span),
                         ));
                     }
+                    settings.push(match &v.ownership {
+                        Some(o) if o.value == Ownership::Keep => {
+                            ("ownership".into(), "keep".into(), Origin::Plan(o.span))
+                        }
+                        Some(o) => ("ownership".into(), "ignore".into(), Origin::Plan(o.span)),
+                        None => ("ownership".into(), "ignore".into(), Origin::Default),
+                    });
                     auto = verify_auto.clone();
                 }
                 StepKind::Report(r) => {

@@ -206,6 +206,15 @@ pub struct Expect {
     pub min: Option<Spanned<i64>>,
 }
 
+/// What an import does with the dump's owners and privileges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Leave them out: the restored objects belong to whoever loads them (the default).
+    Ignore,
+    /// Load them as dumped (the loading role must be allowed to).
+    Keep,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Verify {
     pub dump: Option<Spanned<String>>,
@@ -213,6 +222,7 @@ pub struct Verify {
     pub min_tables: Option<Spanned<u64>>,
     pub expects: Vec<Expect>,
     pub verify_database: Option<Spanned<String>>,
+    pub ownership: Option<Spanned<Ownership>>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -23,10 +23,13 @@ use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha;
 use crate::engines::client::Client;
+use crate::engines::ownership;
 use crate::exec::{self, ProcessResult};
-use crate::plan::model::{Database, Engine, StepKind, Verify};
+use crate::plan::model::{Database, Engine, Ownership, StepKind, Verify};
 use crate::store::meta::VerifyMeta;
 use crate::units::duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The settings of a `verify` block (beside the common ones).
 pub const SETTINGS: Settings = Settings {
@@ -36,6 +39,7 @@ pub const SETTINGS: Settings = Settings {
         "min-tables",
         "expect",
         "verify-database",
+        "ownership",
     ],
     repeatable: &["expect"],
 };
@@ -50,6 +54,13 @@ pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
                 .map(|n| Spanned::new(n.value as u64, n.span))
         }
         "verify-database" => v.verify_database = dec.string(node),
+        "ownership" => {
+            v.ownership = dec.parsed(node, "`ignore` or `keep`", |o| match o {
+                "ignore" => Ok(Ownership::Ignore),
+                "keep" => Ok(Ownership::Keep),
+                other => Err(format!("`{other}` is neither `ignore` nor `keep`")),
+            })
+        }
         "expect" if dec.shape(node, 1, 1, &["min"]) => {
             let sql = dec.entry_string(dec.positional(node)[0], "an SQL query");
             let min = node
@@ -429,6 +440,17 @@ fn verify_server(
         import.timeout = timeout;
         let path = dump.path.clone();
         let marker = client.marker();
+        let keep = v
+            .ownership
+            .as_ref()
+            .is_some_and(|o| o.value == Ownership::Keep);
+        let filter = if keep {
+            Box::new(ownership::Keep)
+        } else {
+            client.ownership()
+        };
+        let changed = Arc::new(AtomicU64::new(0));
+        let counted = changed.clone();
         let (r, feed_error) = exec::run_feeding(
             &import,
             ctx.redactor,
@@ -439,16 +461,26 @@ fn verify_server(
                     file,
                 ));
                 let mut end = StreamEnd::default();
+                let mut filtered = ownership::Filtered::new(w, filter, counted);
                 std::io::copy(
                     &mut gz,
                     &mut TeeEnd {
                         end: &mut end,
-                        inner: w,
+                        inner: &mut filtered,
                     },
                 )?;
+                filtered.finish()?;
                 truncated(&end, marker)
             }),
         );
+        ev.line(if keep {
+            "ownership: kept as dumped".to_string()
+        } else {
+            format!(
+                "ownership: ignored ({} owner, privilege or definer statements left out)",
+                changed.load(Ordering::Relaxed)
+            )
+        });
         if let Some(e) = feed_error {
             return Err(format!("the import failed: {e}"));
         }

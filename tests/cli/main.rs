@@ -12,6 +12,7 @@ mod engines;
 mod git_tag;
 mod invalid_plans;
 mod migrate;
+mod ownership;
 mod report;
 mod runner;
 mod serve;
