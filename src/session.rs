@@ -157,12 +157,27 @@ impl<'a> Session<'a> {
     pub fn begin(app: &'a App, compiled: &'a Compiled, wait: Duration) -> Result<Self, Failure> {
         let lock = take_lock(app, wait)?;
         remove_orphans(compiled);
-        Ok(Session {
+        let session = Session {
             app,
             compiled,
             redactor: app.redactor(compiled),
             _lock: lock,
-        })
+        };
+        let executor = session.executor();
+        for step in 0..compiled.steps.len() {
+            for line in steps::sweep(&executor.context(step)) {
+                eprintln!("{line}");
+            }
+        }
+        Ok(session)
+    }
+
+    fn executor(&self) -> StepExecutor<'_> {
+        StepExecutor {
+            app: self.app,
+            compiled: self.compiled,
+            redactor: &self.redactor,
+        }
     }
 
     /// Runs `planned` (up to `jobs` at once), recording every event in `store` (with
@@ -176,11 +191,7 @@ impl<'a> Session<'a> {
         extra_meta: Option<Value>,
         after: &mut dyn FnMut(&Event, &Recorder),
     ) -> Result<Summary, Failure> {
-        let executor = StepExecutor {
-            app: self.app,
-            compiled: self.compiled,
-            redactor: &self.redactor,
-        };
+        let executor = self.executor();
         let mut recorder = Recorder::new(store, self.compiled, &self.app.clock, &self.redactor);
         recorder.extra_meta = extra_meta;
         let names: Vec<String> = self.compiled.steps.iter().map(|s| s.id.clone()).collect();

@@ -68,6 +68,15 @@ pub trait Server: Sync {
     fn drop_sql(&self, name: &str) -> String {
         format!("DROP DATABASE IF EXISTS {}", self.quote(name))
     }
+    /// A query listing the ids of the other sessions connected to database `name`, when
+    /// they must be ended before it can be dropped (`None`: the drop ends them itself).
+    fn sessions_sql(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// Ends the sessions `ids` (from `sessions_sql`).
+    fn end_sessions_sql(&self, _ids: &[u64]) -> String {
+        String::new()
+    }
     /// The number of base tables in the current database.
     fn count_tables_sql(&self) -> &'static str;
     /// The line only a complete dump has.

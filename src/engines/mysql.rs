@@ -97,6 +97,21 @@ impl Server for MySql {
         format!("`{}`", name.replace('`', "``"))
     }
 
+    // A killed client's statement goes on holding its locks: DROP DATABASE would wait for it.
+    fn sessions_sql(&self, name: &str) -> Option<String> {
+        Some(format!(
+            "SELECT id FROM information_schema.processlist WHERE db = '{}' AND id <> CONNECTION_ID()",
+            name.replace('\\', "\\\\").replace('\'', "''")
+        ))
+    }
+
+    fn end_sessions_sql(&self, ids: &[u64]) -> String {
+        ids.iter()
+            .map(|id| format!("KILL CONNECTION {id};"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn count_tables_sql(&self) -> &'static str {
         "SELECT count(*) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema = DATABASE()"
     }

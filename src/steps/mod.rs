@@ -198,6 +198,19 @@ pub fn ready(ctx: &Context) -> Result<(), String> {
     }
 }
 
+/// Cleans up what a killed ops-run left of a step outside the backup folders (a verify's
+/// scratch database); called under the lock when a session begins. One line per thing found.
+pub fn sweep(ctx: &Context) -> Vec<String> {
+    match &ctx.step.decl.kind {
+        StepKind::Verify(v) => verify::sweep(ctx, v),
+        StepKind::Command(_)
+        | StepKind::Dump(_)
+        | StepKind::Snapshot(_)
+        | StepKind::Report(_)
+        | StepKind::GitTag(_) => Vec::new(),
+    }
+}
+
 pub fn execute(ctx: &Context) -> Outcome {
     match &ctx.step.decl.kind {
         StepKind::Command(c) => command::execute(ctx, c),

@@ -358,33 +358,95 @@ fn truncated(end: &StreamEnd, marker: &str) -> std::io::Result<()> {
     }
 }
 
-/// Drops the scratch database when it goes out of scope, whatever happened.
+/// Drops the scratch database when it goes out of scope, whatever happened. Its marker file
+/// (see `scratch_marker`) goes once the database is gone.
 struct Scratch<'a> {
     client: &'a Client,
     maintenance: String,
     name: String,
     ctx: &'a Context<'a>,
-    dropped: Option<bool>,
+    marker: PathBuf,
+    dropped: Option<Result<(), String>>,
 }
 
 impl Scratch<'_> {
-    fn drop_now(&mut self) -> bool {
-        if let Some(d) = self.dropped {
-            return d;
+    fn drop_now(&mut self) -> Result<(), String> {
+        if let Some(d) = &self.dropped {
+            return d.clone();
         }
-        let r = exec::run(
-            &self.client.drop_database(&self.maintenance, &self.name),
-            self.ctx.redactor,
-        );
-        self.dropped = Some(r.success());
-        r.success()
+        let r = self
+            .client
+            .drop_scratch(&self.maintenance, &self.name, self.ctx.redactor);
+        if r.is_ok() {
+            let _ = std::fs::remove_file(&self.marker);
+        }
+        self.dropped = Some(r.clone());
+        r
     }
 }
 
 impl Drop for Scratch<'_> {
     fn drop(&mut self) {
-        self.drop_now();
+        let _ = self.drop_now();
     }
+}
+
+/// Scratch databases are announced before they are made: `.NAME.scratch.PID` in the verify's
+/// folder names the `database` block whose server holds it. When ops-run is killed before the
+/// drop, the next apply (under the same lock) finds the marker of a dead process and drops
+/// the database (`sweep`).
+const SCRATCH_MARK: &str = ".scratch.";
+
+fn scratch_marker(ctx: &Context, scratch: &str) -> PathBuf {
+    ctx.plan
+        .dir(ctx.step.name(), Area::VerifyLogs)
+        .join(format!(".{scratch}{SCRATCH_MARK}{}", std::process::id()))
+}
+
+/// Drops the scratch databases a killed ops-run left behind (their markers name a process
+/// that is gone); one line per database for the operator.
+pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
+    let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
+    let mut said = Vec::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some((name, pid)) = file
+            .strip_prefix('.')
+            .and_then(|f| f.rsplit_once(SCRATCH_MARK))
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !name.starts_with("ops_verify_")
+            || pid == std::process::id()
+            || Path::new(&format!("/proc/{pid}")).exists()
+        {
+            continue;
+        }
+        let database = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let result = ctx.database(database.trim()).and_then(|db| {
+            let client = Client::new(&ctx.target(db)?, &ctx.plan.tools)?;
+            let maintenance = db.dbname.as_ref().map_or("postgres", |n| n.value.as_str());
+            client.drop_scratch(maintenance, name, ctx.redactor)
+        });
+        said.push(match result {
+            Ok(()) => {
+                let _ = std::fs::remove_file(e.path());
+                format!(
+                    "dropped the scratch database {name} of {} (left by an ops-run that was killed)",
+                    ctx.step.id
+                )
+            }
+            Err(why) => format!(
+                "cannot drop the scratch database {name} of {} left by a killed ops-run (the next apply tries again): {}",
+                ctx.step.id,
+                ctx.redactor.redact(&why)
+            ),
+        });
+    }
+    said
 }
 
 /// The first field of the first output line as a number.
@@ -414,10 +476,15 @@ fn verify_server(
         .map(|n| n.value.clone())
         .unwrap_or_else(|| "postgres".into());
     let timeout = Some(ctx.step.timeout.value);
+    let marker = scratch_marker(ctx, scratch);
+    std::fs::create_dir_all(marker.parent().unwrap_or(Path::new(".")))
+        .and_then(|()| layout::write_atomic(&marker, format!("{}\n", target.name.value).as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
     let mut create = client.create(&maintenance, scratch);
     create.timeout = timeout;
     let r = exec::run(&create, ctx.redactor);
     if !r.success() {
+        let _ = std::fs::remove_file(&marker);
         return Err(format!(
             "cannot create the scratch database {scratch}: {}\n{}",
             exit_reason(&create, &r),
@@ -429,6 +496,7 @@ fn verify_server(
         maintenance,
         name: scratch.to_string(),
         ctx,
+        marker,
         dropped: None,
     };
     let host = target
@@ -513,16 +581,15 @@ fn verify_server(
         Ok(tables)
     })();
     let dropped = guard.drop_now();
-    ev.line(format!(
-        "scratch: {scratch} on {host} ({})",
-        if dropped {
-            "dropped"
-        } else {
-            "NOT dropped: drop it by hand"
-        }
-    ));
+    ev.line(match &dropped {
+        Ok(()) => format!("scratch: {scratch} on {host} (dropped)"),
+        Err(why) => format!(
+            "scratch: {scratch} on {host} (NOT dropped: {}; the next apply tries again)",
+            why.trim()
+        ),
+    });
     let tables = result?;
-    if !dropped {
+    if dropped.is_err() {
         return Err(format!(
             "the scratch database {scratch} could not be dropped"
         ));

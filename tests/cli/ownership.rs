@@ -7,7 +7,7 @@ use crate::engines::{mariadb, psql, run_ok, unique, var};
 use crate::harness::Workspace;
 
 /// Runs its statements when dropped: the scratch role and database go also when a test fails.
-struct Cleanup(Vec<std::process::Command>);
+pub struct Cleanup(pub Vec<std::process::Command>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -417,3 +417,155 @@ fn sigterm_during_a_verify_still_drops_its_scratch_database() {
         "{a}"
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn a_scratch_database_of_a_killed_ops_run_is_dropped_by_the_next_apply() {
+    let sleep = format!("sleep 26.{}", std::process::id());
+    let ws = slow_import("app_pgk", "1h", &sleep);
+    let mut child = ws
+        .command(&["run", "restore"])
+        .env("OPS_NOW", T1)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        crate::harness::wait_for(20, || !crate::harness::processes_with(&sleep).is_empty()),
+        "the import never started"
+    );
+    crate::harness::signal(child.id(), rustix::process::Signal::KILL);
+    child.wait().unwrap();
+    for pid in crate::harness::processes_with(&sleep) {
+        crate::harness::signal(pid, rustix::process::Signal::KILL);
+    }
+    assert_eq!(pg_scratch("app_pgk").len(), 1, "kill -9 leaves it");
+
+    // The next apply, whatever it runs, drops it and says so.
+    let r = ws.run_at(T1, &["run", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains("dropped the scratch database ops_verify_app_pgk_")
+            && r.stderr()
+                .contains("app_pgk/restore (left by an ops-run that was killed)"),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        pg_scratch("app_pgk").is_empty(),
+        "left behind: {:?}",
+        pg_scratch("app_pgk")
+    );
+    let markers: Vec<_> = std::fs::read_dir(ws.path("backups/verify"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(markers.is_empty(), "{markers:?}");
+}
+
+#[test]
+#[ignore = "needs MariaDB; run scripts/test"]
+fn sigterm_during_a_mariadb_import_ends_its_session_and_drops_the_scratch() {
+    let src = unique("ops_vmy");
+    let mut drop_src = mariadb(None);
+    drop_src.args(["-e", &format!("DROP DATABASE IF EXISTS {src}")]);
+    // Also when the test fails: end the import's statement and drop what it left.
+    let mut end_scratch = std::process::Command::new("sh");
+    end_scratch
+        .env("MYSQL_PWD", var("OPS_TEST_MY_PASSWORD"))
+        .args([
+            "-c",
+            "m() { mariadb --no-defaults -N -B -h \"$1\" -P \"$2\" -u \"$3\" -e \"$4\"; }
+             for id in $(m \"$1\" \"$2\" \"$3\" \"SELECT id FROM information_schema.processlist WHERE db LIKE 'ops\\_verify\\_app\\_myk\\_%'\"); do m \"$1\" \"$2\" \"$3\" \"KILL $id\"; done
+             for db in $(m \"$1\" \"$2\" \"$3\" \"SHOW DATABASES LIKE 'ops\\_verify\\_app\\_myk\\_%'\"); do m \"$1\" \"$2\" \"$3\" \"DROP DATABASE $db\"; done",
+            "sh",
+            &var("OPS_TEST_MY_HOST"),
+            &var("OPS_TEST_MY_PORT"),
+            &var("OPS_TEST_MY_USER"),
+        ]);
+    let _cleanup = crate::ownership::Cleanup(vec![drop_src, end_scratch]);
+    run_ok(mariadb(None).args([
+        "-e",
+        &format!(
+            "CREATE DATABASE {src}; CREATE TABLE {src}.t (i INT); INSERT INTO {src}.t VALUES (1)"
+        ),
+    ]));
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app_myk {{
+            base "backups"
+            tools {{
+                mariadb "./stuck-mariadb"
+            }}
+            database main {{
+                engine mariadb
+                host "{}"
+                port {}
+                name {src}
+                user {}
+                password env=APP_DB_PASSWORD
+            }}
+            dump db {{
+                database main
+            }}
+            verify restore {{
+                dump db
+            }}
+        }}"#,
+        var("OPS_TEST_MY_HOST"),
+        var("OPS_TEST_MY_PORT"),
+        var("OPS_TEST_MY_USER")
+    ))
+    .env("APP_DB_PASSWORD", &var("OPS_TEST_MY_PASSWORD"));
+    // The import's statement goes on in the server after its client is gone, holding a lock
+    // on a table of the scratch database: a plain DROP DATABASE would wait for it.
+    ws.write(
+        "stuck-mariadb",
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -e ] && exec mariadb \"$@\"; done\nexec mariadb \"$@\" -e 'CREATE TABLE x (i BIGINT); INSERT INTO x SELECT seq FROM seq_1_to_100000000000'\n",
+    );
+    run_ok(
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(ws.path("stuck-mariadb")),
+    );
+    assert_eq!(ws.run_at(T0, &["run", "db"]).code(), 0);
+    let scratch = || {
+        run_ok(mariadb(None).args(["-e", "SHOW DATABASES LIKE 'ops\\_verify\\_app\\_myk\\_%'"]))
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let child = ws
+        .command(&["run", "restore"])
+        .env("OPS_NOW", T1)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        run_ok(mariadb(None).args([
+            "-e",
+            "SELECT count(*) FROM information_schema.processlist WHERE info LIKE 'INSERT INTO x SELECT seq%'",
+        ]))
+        .trim()
+            != "0"
+    };
+    assert!(
+        crate::harness::wait_for(20, sleeping),
+        "the import never started"
+    );
+    let started = std::time::Instant::now();
+    crate::harness::signal(child.id(), rustix::process::Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert!(scratch().is_empty(), "left behind: {:?}", scratch());
+    assert!(!sleeping(), "the import's statement still runs");
+    assert!(
+        last(&ws)["log_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("(dropped)"),
+        "{}",
+        last(&ws)
+    );
+}
