@@ -156,6 +156,10 @@ impl<'a> Session<'a> {
     /// Takes the lock (waiting up to `wait`) and sweeps the temporary files of killed runs.
     pub fn begin(app: &'a App, compiled: &'a Compiled, wait: Duration) -> Result<Self, Failure> {
         let lock = take_lock(app, wait)?;
+        for plan in &compiled.plans {
+            lock::claim_base(Path::new(&plan.base.value), &app.state.value)
+                .map_err(Failure::Usage)?;
+        }
         remove_orphans(compiled);
         let session = Session {
             app,

@@ -114,6 +114,55 @@ pub fn unique_path_besides(dir: &Path, stem: &str, ext: &str, taken: &[PathBuf])
     }
 }
 
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then): `RENAME_NOREPLACE`, or a
+/// hard link and an unlink where the file system lacks it. Never replaces another's file.
+pub fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives the finished file `tmp` its final name `STEM[-N].EXT` in `dir`, one that no other
+/// file has: a name another process took meanwhile is skipped, never replaced.
+pub fn claim(tmp: &Path, dir: &Path, stem: &str, ext: &str) -> io::Result<PathBuf> {
+    for _ in 0..1000 {
+        let path = unique_path(dir, stem, ext);
+        match rename_new(tmp, &path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "no free name for {stem}.{ext} in {}",
+        dir.display()
+    )))
+}
+
+/// Writes `text` to a new file `STEM[-N].EXT` in `dir` (through a temporary file, fsync and a
+/// rename that never replaces); returns its path.
+pub fn write_new(dir: &Path, stem: &str, ext: &str, text: &[u8]) -> io::Result<PathBuf> {
+    let tmp = temp_path(&dir.join(format!("{stem}.{ext}")));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(text)?;
+        f.sync_all()?;
+        let path = claim(&tmp, dir, stem, ext)?;
+        fsync_dir(dir)?;
+        Ok(path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// A hidden temporary file beside `final_path`, named with our pid so a later run can tell
 /// an orphan (its process gone) from a file still being written, and a counter so two threads
 /// of one process never share one: `.NAME.tmp.PID.N`.
@@ -329,6 +378,33 @@ pub fn is_good(dump: &DumpFile) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_final_name_is_claimed_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mine = d.join(".mine.tmp.1.1");
+        fs::write(&mine, "mine").unwrap();
+        fs::write(d.join("full-20260601-0200.sql.gz"), "theirs").unwrap();
+        assert_eq!(
+            rename_new(&mine, &d.join("full-20260601-0200.sql.gz"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        let got = claim(&mine, d, "full-20260601-0200", "sql.gz").unwrap();
+        assert_eq!(got, d.join("full-20260601-0200-2.sql.gz"));
+        assert_eq!(fs::read_to_string(&got).unwrap(), "mine");
+        assert_eq!(
+            fs::read_to_string(d.join("full-20260601-0200.sql.gz")).unwrap(),
+            "theirs"
+        );
+        assert!(!mine.exists());
+        let log = write_new(d, "verify-20260601-0200", "log", b"x").unwrap();
+        let again = write_new(d, "verify-20260601-0200", "log", b"y").unwrap();
+        assert_ne!(log, again);
+        assert_eq!(fs::read_to_string(&log).unwrap(), "x");
+    }
 
     #[test]
     fn dump_names_parse_in_the_plan_time_zone() {

@@ -266,11 +266,15 @@ fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     match std::fs::hard_link(from, to) {
         Ok(()) => std::fs::remove_file(from)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
         Err(_) => {
             let tmp = layout::temp_path(to);
             std::fs::copy(from, &tmp)?;
             std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, to)?;
+            if let Err(e) = layout::rename_new(&tmp, to) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
             std::fs::remove_file(from)?;
         }
     }
@@ -288,6 +292,15 @@ pub fn run(
     step: Option<&str>,
 ) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
+    // Moving files is writing to the base: under the apply lock, by the base's owner.
+    let _session = match dry_run {
+        true => None,
+        false => Some(crate::session::Session::begin(
+            app,
+            &compiled,
+            std::time::Duration::ZERO,
+        )?),
+    };
     let plan = compiled.plan_named(plan_name).map_err(Failure::Usage)?;
     let base = PathBuf::from(&plan.base.value);
     let from = from.map_or_else(|| base.clone(), Path::to_path_buf);

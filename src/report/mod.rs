@@ -244,8 +244,11 @@ pub fn write(
     now: DateTime<Utc>,
     out: Option<&Path>,
 ) -> std::io::Result<PathBuf> {
-    let path = match out {
-        Some(p) => p.to_path_buf(),
+    match out {
+        Some(p) => {
+            layout::write_atomic(p, text.as_bytes())?;
+            Ok(p.to_path_buf())
+        }
         None => {
             let dir = Path::new(&plan.base.value).join("reports");
             std::fs::create_dir_all(&dir)?;
@@ -253,9 +256,7 @@ pub fn write(
                 "backup-report-{}",
                 now.with_timezone(&plan.timezone.value).format("%Y%m%d")
             );
-            layout::unique_path(&dir, &stem, "md")
+            layout::write_new(&dir, &stem, "md", text.as_bytes())
         }
-    };
-    layout::write_atomic(&path, text.as_bytes())?;
-    Ok(path)
+    }
 }

@@ -213,12 +213,8 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
     }
     let orphans = layout::remove_orphans(&dir);
     let tz = ctx.plan.timezone.value;
-    let final_path = layout::unique_path(
-        &dir,
-        &layout::stamp_name("full", ctx.clock.now(), tz),
-        "sql.gz",
-    );
-    let tmp = layout::temp_path(&final_path);
+    let stem = layout::stamp_name("full", ctx.clock.now(), tz);
+    let tmp = layout::temp_path(&dir.join(format!("{stem}.sql.gz")));
     let tool_version = match &source {
         DumpSource::Process { version, .. } => {
             let r = exec::run(version, ctx.redactor);
@@ -233,9 +229,9 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
 
     let result = write(ctx, d, &source, &tmp).and_then(|w| {
         check_sizes(d, &dir, tz, w.compressed)?;
-        publish(&tmp, &final_path, &w.sha256)
+        let final_path = publish(&tmp, &dir, &stem, &w.sha256)
             .map_err(|e| fail(format!("cannot publish the dump: {e}")))?;
-        Ok(w)
+        Ok((w, final_path))
     });
     match result {
         Err(f) => {
@@ -254,7 +250,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                 tolerated: false,
             }
         }
-        Ok(w) => {
+        Ok((w, final_path)) => {
             let mut extra = Vec::new();
             if let Some(keep) = &d.keep {
                 extra.push(super::prune::run(
@@ -422,9 +418,10 @@ fn check_sizes(d: &Dump, dir: &Path, tz: chrono_tz::Tz, compressed: u64) -> Resu
     Ok(())
 }
 
-/// Final name, then the sidecar (atomically), then the directory entry made durable.
-fn publish(tmp: &Path, final_path: &Path, sha256: &str) -> std::io::Result<()> {
-    std::fs::rename(tmp, final_path)?;
+/// Final name (claimed: never another's), then the sidecar (atomically), then the directory
+/// entry made durable.
+fn publish(tmp: &Path, dir: &Path, stem: &str, sha256: &str) -> std::io::Result<PathBuf> {
+    let final_path = &layout::claim(tmp, dir, stem, "sql.gz")?;
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -435,8 +432,6 @@ fn publish(tmp: &Path, final_path: &Path, sha256: &str) -> std::io::Result<()> {
         let _ = std::fs::rename(final_path, tmp);
         return Err(e);
     }
-    if let Some(dir) = final_path.parent() {
-        layout::fsync_dir(dir)?;
-    }
-    Ok(())
+    layout::fsync_dir(dir)?;
+    Ok(final_path.clone())
 }

@@ -439,7 +439,6 @@ fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<P
     let dir = ctx.plan.dir(ctx.step.name(), layout::Area::Snapshots);
     std::fs::create_dir_all(&dir)?;
     let stem = layout::stamp_name("snapshot", ctx.clock.now(), ctx.plan.timezone.value);
-    let path = layout::unique_path(&dir, &stem, "txt");
     let num = |k: &str| {
         f[k].as_u64()
             .map_or_else(|| "0".to_string(), |n| n.to_string())
@@ -462,8 +461,7 @@ fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<P
     if incomplete {
         text.push_str("incomplete: true\n");
     }
-    layout::write_atomic(&path, text.as_bytes())?;
-    Ok(path)
+    layout::write_new(&dir, &stem, "txt", text.as_bytes())
 }
 
 fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) -> Extra {

@@ -264,9 +264,7 @@ fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
     if !ok {
         stem.push_str("-fail");
     }
-    let path = layout::unique_path(&dir, &stem, "log");
-    layout::write_atomic(&path, text.as_bytes())?;
-    Ok(path)
+    layout::write_new(&dir, &stem, "log", text.as_bytes())
 }
 
 fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {

@@ -5,7 +5,7 @@ use crate::harness::Workspace;
 
 const TWO_STEPS: &str = r#"
 plan app {
-    base "/tmp/ops-run-test-app"
+    base "backups"
     timezone "Europe/Prague"
     command nightly {
         run "true"
@@ -84,7 +84,7 @@ fn force_runs_a_step_that_is_not_due() {
 fn a_failed_step_is_retried_after_retry_after() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-retry"
+            base "backups"
             command flaky {
                 run "false"
                 schedule "0 2 * * *"
@@ -113,7 +113,7 @@ fn a_failed_step_is_retried_after_retry_after() {
 fn hooks_run_around_their_step_in_order() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-hooks"
+            base "backups"
             command on {
                 shell "echo on >> order.txt"
                 before work
@@ -140,7 +140,7 @@ fn hooks_run_around_their_step_in_order() {
 fn dry_run_prints_order_reasons_and_argv_and_runs_nothing() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-dry"
+            base "backups"
             timezone "UTC"
             command prepare {
                 run "mkdir" "-p" "out dir"
@@ -180,7 +180,7 @@ fn dry_run_prints_order_reasons_and_argv_and_runs_nothing() {
 fn an_invalid_plan_runs_nothing_and_exits_2() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-invalid"
+            base "backups"
             command good {
                 shell "touch ran.txt"
                 schedule "* * * * *"
@@ -208,12 +208,12 @@ fn errors_of_every_file_are_reported_in_one_pass() {
     let ws = Workspace::new();
     ws.write(
         "plans/a.kdl",
-        "plan a {\n    base \"/tmp/a\"\n    bse \"x\"\n}\n",
+        "plan a {\n    base \"base-a\"\n    bse \"x\"\n}\n",
     );
-    ws.write("plans/b.kdl", "plan b {\n    base \"/tmp/b\"\n    command c {\n        run \"true\"\n        timeout 5m\n    }\n}\n");
+    ws.write("plans/b.kdl", "plan b {\n    base \"base-b\"\n    command c {\n        run \"true\"\n        timeout 5m\n    }\n}\n");
     ws.write(
         "plans/c.kdl",
-        "plan c {\n    base \"/tmp/c\"\n    command d { run \"true\"; after nothing }\n}\n",
+        "plan c {\n    base \"base-c\"\n    command d { run \"true\"; after nothing }\n}\n",
     );
     let r = ws.run(&["plan", "validate"]);
     assert_eq!(r.code(), 2);
@@ -231,10 +231,10 @@ fn errors_of_every_file_are_reported_in_one_pass() {
 #[test]
 fn step_names_resolve_across_plans_or_are_ambiguous() {
     let ws = Workspace::new();
-    ws.write("plans/a.kdl", "plan a {\n    base \"/tmp/oa\"\n    command hello { run \"true\" }\n    command only-a { run \"true\" }\n}\n");
+    ws.write("plans/a.kdl", "plan a {\n    base \"base-oa\"\n    command hello { run \"true\" }\n    command only-a { run \"true\" }\n}\n");
     ws.write(
         "plans/b.kdl",
-        "plan b {\n    base \"/tmp/ob\"\n    command hello { run \"true\" }\n}\n",
+        "plan b {\n    base \"base-ob\"\n    command hello { run \"true\" }\n}\n",
     );
     let r = ws.run(&["run", "hello"]);
     assert_eq!(r.code(), 2);
@@ -257,7 +257,7 @@ fn step_names_resolve_across_plans_or_are_ambiguous() {
 fn env_file_supplies_variables_and_the_process_environment_wins() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-envfile"
+            base "backups"
             command show {
                 shell "echo \"$GREETING $NAME\" > out.txt"
                 env {
@@ -281,7 +281,7 @@ fn env_file_supplies_variables_and_the_process_environment_wins() {
 fn an_unset_variable_warns_at_validate_and_fails_its_step_only() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-unset"
+            base "backups"
             command needs-token {
                 run "true"
                 schedule "* * * * *"
@@ -317,10 +317,10 @@ fn an_unset_variable_warns_at_validate_and_fails_its_step_only() {
 #[test]
 fn verify_auto_false_takes_verify_steps_off_the_schedule() {
     let plan = r#"plan app {
-        base "/tmp/ops-run-test-auto"
+        base "backups"
         database main {
             engine sqlite
-            path "/tmp/x.sqlite"
+            path "x.sqlite"
         }
         dump db {
             database main
@@ -352,7 +352,7 @@ fn verify_auto_false_takes_verify_steps_off_the_schedule() {
 fn an_always_hook_runs_after_a_failed_step_and_a_plain_one_does_not() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-always"
+            base "backups"
             command on {
                 shell "echo on >> order.txt"
                 before work
@@ -434,4 +434,31 @@ fn the_state_database_and_its_lock_are_readable_by_their_owner_only() {
         let mode = std::fs::metadata(ws.path(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{f} is {mode:o}");
     }
+}
+
+#[test]
+fn a_second_state_database_on_the_same_base_is_refused_and_runs_nothing() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            command hello {
+                run "sh" "-c" "echo ran >> ran.txt"
+            }
+        }"#,
+    );
+    assert_eq!(ws.run(&["run", "hello"]).code(), 0);
+    let other = ws.path("other/ops.db");
+    let r = ws.run(&["--state", other.to_str().unwrap(), "run", "hello"]);
+    assert_eq!(r.code(), 2, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stderr().contains("belongs to the state database")
+            && r.stderr()
+                .contains(&ws.path("state/ops.db").display().to_string()),
+        "{}",
+        r.stderr()
+    );
+    let ran = std::fs::read_to_string(ws.path("ran.txt")).unwrap();
+    assert_eq!(ran.lines().count(), 1, "the refused run ran: {ran}");
+    // The owner goes on as before.
+    assert_eq!(ws.run(&["run", "hello"]).code(), 0);
 }

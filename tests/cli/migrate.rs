@@ -102,6 +102,7 @@ fn a_legacy_folder_moves_into_the_layout_once() {
     assert_eq!(
         names,
         [
+            ".ops-run-state",
             "db/full-20240102-0000.sql.gz",
             "db/full-20240102-0000.sql.gz.sha256",
             "db/full-20240102-0300-2.sql.gz",

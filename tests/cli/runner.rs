@@ -16,7 +16,7 @@ fn a_timeout_kills_the_whole_process_group_and_leaves_nothing_behind() {
     let m = marker(1);
     let ws = Workspace::with_plan(&format!(
         r#"plan app {{
-            base "/tmp/ops-run-test-timeout"
+            base "backups"
             command slow {{
                 run "sh" "-c" "sleep {m} & sleep {m}"
                 schedule "* * * * *"
@@ -50,7 +50,7 @@ fn a_background_child_does_not_outlive_its_step() {
     let m = marker(2);
     let ws = Workspace::with_plan(&format!(
         r#"plan app {{
-            base "/tmp/ops-run-test-orphan"
+            base "backups"
             command leaves-a-child {{
                 shell "sleep {m} > /dev/null 2>&1 & echo started"
             }}
@@ -65,7 +65,7 @@ fn a_background_child_does_not_outlive_its_step() {
 fn a_failing_step_skips_its_dependents_and_not_its_neighbours() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-skip"
+            base "backups"
             command first {
                 shell "echo about to fail; exit 3"
                 schedule "* * * * *"
@@ -127,7 +127,7 @@ fn a_killed_apply_leaves_a_row_the_next_command_marks_abandoned() {
     let m = marker(3);
     let ws = Workspace::with_plan(&format!(
         r#"plan app {{
-            base "/tmp/ops-run-test-kill"
+            base "backups"
             command long {{
                 run "sleep" "{m}"
                 schedule "* * * * *"
@@ -166,7 +166,7 @@ fn sigterm_kills_running_steps_and_records_them_interrupted() {
     let m = marker(4);
     let ws = Workspace::with_plan(&format!(
         r#"plan app {{
-            base "/tmp/ops-run-test-sigterm"
+            base "backups"
             command long {{
                 shell "sleep {m} & sleep {m}"
                 schedule "* * * * *"
@@ -203,7 +203,7 @@ fn a_second_apply_exits_75_while_the_first_holds_the_lock() {
     let m = marker(5);
     let ws = Workspace::with_plan(&format!(
         r#"plan app {{
-            base "/tmp/ops-run-test-lock"
+            base "backups"
             command long {{
                 run "sleep" "{}"
                 schedule "0 2 * * *"
@@ -251,7 +251,7 @@ fn a_secret_from_the_environment_never_appears_in_activities_or_output() {
     let secret = "s3cr3t-Value-7f2c9";
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-secret"
+            base "backups"
             database main {
                 engine postgres
                 name crm

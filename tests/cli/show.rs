@@ -52,7 +52,7 @@ fn json_shows_order_origins_and_next_due() {
 fn next_due_comes_from_the_last_success_in_the_plan_time_zone() {
     let ws = Workspace::with_plan(
         r#"plan app {
-            base "/tmp/ops-run-test-show"
+            base "backups"
             timezone "Europe/Prague"
             command nightly {
                 run "true"
