@@ -149,7 +149,7 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, String> {
             &dir,
             &keep.value,
             ctx.plan.timezone.value,
-            &newest_verified(ctx)?,
+            &history(ctx)?,
             Some(upcoming),
         );
         if sel.delete.is_empty() {
@@ -174,14 +174,14 @@ fn level(d: &Dump) -> u32 {
     d.compression_level.as_ref().map_or(6, |l| l.value)
 }
 
-/// The dump of the newest successful verify of this plan, which retention must keep.
-/// The dumps of this step that its verify steps restored last: retention never deletes them.
-/// A store that cannot answer is an error (retention then deletes nothing).
-fn newest_verified(ctx: &Context) -> Result<Vec<PathBuf>, String> {
+/// What retention must know from the log: the dumps of this step that its verify steps
+/// restored last (never deleted) and when each dump was made (the order that counts).
+fn history(ctx: &Context) -> Result<super::prune::History, String> {
     let Some(state) = ctx.state else {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     };
     let me = ctx.step.name();
+    let plan = &ctx.plan.decl.name.value;
     let verifies: Vec<&str> = ctx
         .plan
         .steps_where(
@@ -189,12 +189,24 @@ fn newest_verified(ctx: &Context) -> Result<Vec<PathBuf>, String> {
         )
         .map(|s| s.name.value.as_str())
         .collect();
-    crate::store::Store::open_read_only(state)
-        .and_then(|store| match store {
-            Some(s) => s.newest_verified_dumps(&ctx.plan.decl.name.value, &verifies),
-            None => Ok(Vec::new()),
-        })
-        .map_err(|e| format!("cannot read which dump was verified last: {e}"))
+    let store = crate::store::Store::open_read_only(state)
+        .map_err(|e| format!("cannot read the activity log: {e}"))?;
+    let Some(store) = store else {
+        return Ok(Default::default());
+    };
+    let protected = store
+        .newest_verified_dumps(plan, &verifies)
+        .map_err(|e| format!("cannot read which dump was verified last: {e}"))?;
+    let recorded = store
+        .artifact_times(plan, me)
+        .map_err(|e| format!("cannot read when the dumps were made: {e}"))?
+        .into_iter()
+        .filter_map(|(path, at)| Some((PathBuf::from(path), crate::clock::parse_stamp(&at)?)))
+        .collect();
+    Ok(super::prune::History {
+        protected,
+        recorded,
+    })
 }
 
 pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
@@ -253,12 +265,12 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
         Ok((w, final_path)) => {
             let mut extra = Vec::new();
             if let Some(keep) = &d.keep {
-                extra.push(super::prune::run(
-                    &dir,
-                    &keep.value,
-                    tz,
-                    newest_verified(ctx),
-                ));
+                // The dump just made is not in the log yet: it is the newest.
+                let history = history(ctx).map(|mut h| {
+                    h.recorded.insert(final_path.clone(), ctx.clock.now());
+                    h
+                });
+                extra.push(super::prune::run(&dir, &keep.value, tz, history));
             }
             Outcome {
                 status: Status::Success,

@@ -1,8 +1,11 @@
 //! Retention after a successful dump: list the layout's dumps, check which are good, delete
 //! what the `keep` rule lets go (dump and sidecar), as a `prune` activity of its own.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use chrono::{DateTime, Utc};
 
 use chrono_tz::Tz;
 use serde_json::json;
@@ -12,36 +15,50 @@ use crate::artifact::layout::{self, DumpFile};
 use crate::retention::{self, Selection};
 use crate::units::keep::Keep;
 
+/// What the log says of a step's dumps, for retention.
+#[derive(Debug, Default)]
+pub struct History {
+    /// What must survive whatever the rule says (the newest verified dumps).
+    pub protected: Vec<PathBuf>,
+    /// When each dump was made, as recorded: retention orders by it, not by the name, which
+    /// a clock or time-zone change (the autumn hour repeats) can make lie.
+    pub recorded: HashMap<PathBuf, DateTime<Utc>>,
+}
+
 /// What the rule would do now; with `upcoming`, as if that dump (counted good) existed too:
 /// `--dry-run` shows what the next good dump would let go.
 pub fn plan(
     dir: &Path,
     keep: &Keep,
     tz: Tz,
-    protected: &[PathBuf],
+    history: &History,
     upcoming: Option<DumpFile>,
 ) -> Selection {
     let mut dumps = layout::list_dumps(dir, tz);
     let new = upcoming.as_ref().map(|u| u.path.clone());
-    if let Some(u) = upcoming {
-        dumps.insert(0, u);
+    dumps.extend(upcoming);
+    for d in &mut dumps {
+        if let Some(at) = history.recorded.get(&d.path) {
+            d.taken = *at;
+        }
     }
+    dumps.sort_by_key(|d| std::cmp::Reverse((Some(&d.path) == new.as_ref(), d.taken, d.seq)));
     let mut sel = retention::select(
         &dumps,
         &|d: &DumpFile| Some(&d.path) == new.as_ref() || layout::is_good(d),
         keep,
         tz,
-        protected,
+        &history.protected,
     );
     sel.keep.retain(|(p, _)| Some(p) != new.as_ref());
     sel
 }
 
-/// Retention after a good dump. `protected` is what must survive whatever the rule says (the
-/// newest verified dumps); when it cannot be known, nothing is deleted and the prune fails.
-pub fn run(dir: &Path, keep: &Keep, tz: Tz, protected: Result<Vec<PathBuf>, String>) -> Extra {
+/// Retention after a good dump. When the history cannot be read, nothing is deleted and the
+/// prune fails.
+pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, String>) -> Extra {
     let started = Instant::now();
-    let protected = match protected {
+    let history = match history {
         Ok(p) => p,
         Err(e) => {
             let summary = format!("{e}; nothing was deleted");
@@ -55,7 +72,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, protected: Result<Vec<PathBuf>, Stri
             };
         }
     };
-    let sel = plan(dir, keep, tz, &protected, None);
+    let sel = plan(dir, keep, tz, &history, None);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for path in &sel.delete {
@@ -125,15 +142,13 @@ mod tests {
     }
 
     /// `keep last=1` over three good dumps: the prune, and which dumps are left.
-    fn prune(
-        protected: impl FnOnce(&[PathBuf]) -> Result<Vec<PathBuf>, String>,
-    ) -> (Extra, Vec<bool>) {
+    fn prune(history: impl FnOnce(&[PathBuf]) -> Result<History, String>) -> (Extra, Vec<bool>) {
         let (dir, paths) = three_good_dumps();
         let keep = Keep {
             last: 1,
             ..Keep::default()
         };
-        let extra = run(dir.path(), &keep, chrono_tz::UTC, protected(&paths));
+        let extra = run(dir.path(), &keep, chrono_tz::UTC, history(&paths));
         (extra, paths.iter().map(|p| p.exists()).collect())
     }
 
@@ -152,8 +167,27 @@ mod tests {
 
     #[test]
     fn the_verified_dump_survives_the_rule() {
-        let (extra, left) = prune(|paths| Ok(vec![paths[0].clone()]));
+        let (extra, left) = prune(|paths| {
+            Ok(History {
+                protected: vec![paths[0].clone()],
+                ..History::default()
+            })
+        });
         assert_eq!(extra.status, Status::Success, "{}", extra.summary);
         assert_eq!(left, [true, false, true]);
+    }
+
+    #[test]
+    fn the_newest_by_recorded_time_is_kept_whatever_the_names_say() {
+        // The 01:00 file was made last (the clock went back): it is the newest good dump.
+        let at = |h: u32| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 28, h, 0, 0).unwrap();
+        let (extra, left) = prune(|paths| {
+            Ok(History {
+                recorded: [(paths[0].clone(), at(5)), (paths[2].clone(), at(3))].into(),
+                ..History::default()
+            })
+        });
+        assert_eq!(extra.status, Status::Success, "{}", extra.summary);
+        assert_eq!(left, [true, false, false]);
     }
 }

@@ -151,6 +151,23 @@ impl Store {
         Ok(out)
     }
 
+    /// `(artifact, started_at)` of every successful dump of a step that names its artifact.
+    pub fn artifact_times(
+        &self,
+        plan: &str,
+        step: &str,
+    ) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT json_extract(meta, '$.artifact'), started_at FROM ops_activities
+             WHERE plan = ?1 AND step = ?2 AND type = ?3 AND status = 'success'
+             AND json_valid(meta) AND json_type(meta, '$.artifact') = 'text'",
+        )?;
+        let rows = stmt.query_map(params![plan, step, ActivityType::DbBackup], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect()
+    }
+
     /// The `meta` of the newest successful run of a step.
     pub fn newest_success_meta(
         &self,

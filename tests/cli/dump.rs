@@ -409,3 +409,26 @@ fn the_password_reaches_the_tool_by_file_never_by_argv() {
         "a credentials file was left behind: {left:?}"
     );
 }
+
+#[test]
+fn when_the_autumn_hour_repeats_retention_keeps_the_dump_made_last() {
+    let plan = fake_plan("keep last=1").replace(
+        "base \"backups\"",
+        "base \"backups\"\n            timezone \"Europe/Prague\"",
+    );
+    let ws = Workspace::with_plan(&plan).env("APP_DB_PASSWORD", "pw-Fake-123");
+    fake(&ws, GOOD_DUMP);
+    // 02:59 summer time, then 02:10 winter time eleven minutes later: the newer name sorts
+    // first.
+    for at in ["2026-10-25T00:59:00Z", "2026-10-25T01:10:00Z"] {
+        let r = ws.run_at(at, &["run", "db"]);
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    }
+    assert_eq!(
+        db_files(&ws),
+        [
+            "full-20261025-0210.sql.gz",
+            "full-20261025-0210.sql.gz.sha256"
+        ]
+    );
+}
