@@ -160,7 +160,21 @@ pub fn run(
                 let tx = tx.clone();
                 scope.spawn(move || {
                     let start = Instant::now();
-                    let outcome = executor.execute(s);
+                    // A panic is a bug, but it must not leave the apply waiting for ever with
+                    // the lock held: it fails this step like any other error.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        executor.execute(s)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let why = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Outcome::failed(format!(
+                            "ops-run failed inside this step (a bug; please report it): {why}"
+                        ))
+                    });
                     let _ = tx.send((s, outcome, start.elapsed()));
                 });
                 running += 1;
@@ -218,6 +232,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(20));
             self.log.lock().unwrap().push(step);
+            if self.unready.contains(&(step + 100)) {
+                self.concurrent.lock().unwrap().0 -= 1;
+                panic!("step {step} overflowed");
+            }
             self.concurrent.lock().unwrap().0 -= 1;
             if self.fail.contains(&step) {
                 Outcome::failed("boom")
@@ -321,6 +339,23 @@ mod tests {
             }
         );
         assert_eq!(events, vec!["start 0", "end 0 success", "skip 1", "skip 2"]);
+    }
+
+    #[test]
+    fn a_step_that_panics_fails_and_the_run_goes_on() {
+        // 0 → 1, and 2 beside: 0 panics (marked by 100 + its number).
+        let mut g = Graph::new(3);
+        g.add(0, 1, EdgeKind::Requires);
+        let (summary, events, _) = go_unready(&g, &[0, 1, 2], vec![], vec![100], 1);
+        assert_eq!(
+            summary,
+            Summary {
+                succeeded: 1,
+                failed: 1,
+                skipped: 1
+            }
+        );
+        assert!(events.contains(&"end 0 failed".to_string()), "{events:?}");
     }
 
     #[test]

@@ -151,8 +151,14 @@ fn threshold(
     own: Option<&Spanned<Duration>>,
     default: Duration,
 ) -> Setting<Duration> {
-    if let Some(n) = env.get(var).and_then(|v| v.parse::<u64>().ok()) {
-        return Setting::new(Duration::from_secs(n * unit_secs), Origin::Env(var.into()));
+    // Validation refuses a value out of range; this never wraps whatever it is given.
+    if let Some(secs) = env
+        .get(var)
+        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(|n| n.checked_mul(unit_secs))
+    {
+        let secs = secs.min(crate::units::duration::MAX.as_secs());
+        return Setting::new(Duration::from_secs(secs), Origin::Env(var.into()));
     }
     match own {
         Some(v) => Setting::new(v.value, Origin::Plan(v.span)),

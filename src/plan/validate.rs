@@ -7,6 +7,7 @@ use super::model::*;
 use super::source::Span;
 use crate::settings::Env;
 use crate::steps;
+use crate::units::duration;
 
 /// Seed variables that replace a plan's own threshold, with the setting each replaces.
 pub const SEED_THRESHOLDS: [(&str, &str, &str); 4] = [
@@ -372,12 +373,20 @@ fn check_bases(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
 
 fn check_seed_numbers(env: &Env, diags: &mut Vec<Diagnostic>) {
     for (var, _, _) in SEED_THRESHOLDS {
+        let unit = if var.ends_with("HOURS") { 3600 } else { 60 };
         if let Some(v) = env.get(var)
-            && v.parse::<u64>().map_or(true, |n| n == 0)
+            && v.parse::<u64>().map_or(true, |n| {
+                n == 0
+                    || n.checked_mul(unit)
+                        .is_none_or(|s| s > duration::MAX.as_secs())
+            })
         {
             diags.push(Diagnostic {
                 severity: super::diagnostic::Severity::Error,
-                message: format!("{var}={v} is not a positive whole number"),
+                message: format!(
+                    "{var}={v} is not a positive whole number of at most {}",
+                    duration::MAX.as_secs() / unit
+                ),
                 span: None,
                 label: String::new(),
                 help: Some(format!(

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 pub const EXPECTED: &str = "a duration such as \"90s\", \"15m\", \"26h\", \"7d\" or \"1h30m\"";
 
+/// The longest duration a plan may write: ten years (3650d). Longer ones are typos, and every
+/// sum of a duration and a date stays far from overflowing.
+pub const MAX: Duration = Duration::from_secs(3650 * 86_400);
+
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -44,6 +48,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         } else {
             format!("`{text}` has no unit")
         });
+    }
+    if total > MAX.as_secs() {
+        return Err(format!(
+            "`{text}` is longer than the longest duration ops-run takes, 3650d (ten years)"
+        ));
     }
     Ok(Duration::from_secs(total))
 }

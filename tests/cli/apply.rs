@@ -462,3 +462,24 @@ fn a_second_state_database_on_the_same_base_is_refused_and_runs_nothing() {
     // The owner goes on as before.
     assert_eq!(ws.run(&["run", "hello"]).code(), 0);
 }
+
+#[test]
+fn an_env_threshold_out_of_range_is_refused_not_wrapped() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            command hello { run "true" }
+        }"#,
+    )
+    .env("OPS_DB_DUMP_STALE_MIN", "307445734561825861");
+    let r = ws.run(&["plan", "validate"]);
+    assert_eq!(r.code(), 2, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stderr()
+            .contains("OPS_DB_DUMP_STALE_MIN=307445734561825861 is not a positive whole number of at most 5256000"),
+        "{}",
+        r.stderr()
+    );
+    let ws = ws.env("OPS_DB_DUMP_STALE_MIN", "5256000");
+    assert_eq!(ws.run(&["plan", "validate"]).code(), 0);
+}
