@@ -51,6 +51,8 @@ use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand};
 
 /// Runs one command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    // What a step's processes orphan comes back to ops-run, to be ended with its step.
+    exec::escape::become_subreaper();
     // `status` speaks the monitoring-plugin convention even when it cannot start.
     if let Command::Status { json } = &cli.command {
         return match app::App::new(&cli) {

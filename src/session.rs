@@ -53,8 +53,17 @@ impl Executor for StepExecutor<'_> {
         steps::ready(&self.context(step))
     }
 
+    /// Every process the step starts shares its `timeout`: the deadline is absolute. A step
+    /// that failed at its deadline is recorded `timeout`.
     fn execute(&self, step: usize) -> Outcome {
-        steps::execute(&self.context(step))
+        let ctx = self.context(step);
+        let timeout = ctx.step.timeout.value;
+        let started = std::time::Instant::now();
+        let mut outcome = crate::exec::escape::with_step_deadline(timeout, || steps::execute(&ctx));
+        if outcome.status == steps::Status::Failed && started.elapsed() >= timeout {
+            outcome.status = steps::Status::Timeout;
+        }
+        outcome
     }
 }
 

@@ -1,6 +1,7 @@
 //! The only place that spawns processes: own process group, bounded output tail, timeouts and
 //! interruption kill the whole group (TERM, grace, KILL).
 
+pub mod escape;
 pub mod redact;
 pub mod signals;
 pub mod tail;
@@ -145,12 +146,15 @@ pub fn run_streaming(
     run_inner(spec, redactor, Some(consumer), None)
 }
 
+/// Reads the pipe into the tail on a thread of its own; `done` hears when the pipe is closed.
 fn reader_into_tail(
     reader: os_pipe::PipeReader,
     tail: Arc<Mutex<Tail>>,
     slack: usize,
-) -> std::thread::JoinHandle<()> {
+    done: std::sync::mpsc::Sender<()>,
+) {
     std::thread::spawn(move || {
+        let _done = done;
         let mut reader = reader;
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -163,7 +167,7 @@ fn reader_into_tail(
                 }
             }
         }
-    })
+    });
 }
 
 /// Takes a process's stdout, chunk by chunk.
@@ -176,6 +180,7 @@ fn run_inner(
     feeder: Option<Feeder>,
 ) -> (ProcessResult, Option<std::io::Error>) {
     let started = Instant::now();
+    let token = escape::token();
     let failed = |why: String| (spawn_failed(why, started), None);
     let (err_reader, err_writer) = match os_pipe::pipe() {
         Ok(p) => p,
@@ -213,22 +218,31 @@ fn run_inner(
             cmd.process_group(0);
             Ok(())
         });
+        let tag = (escape::TOKEN_VAR.to_string(), token.clone());
         if spec.minimal_env {
             let kept = ["PATH", "HOME", "LANG"]
                 .into_iter()
                 .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)));
-            expr = expr.full_env(kept.chain(spec.env.iter().cloned()));
+            expr = expr.full_env(kept.chain(spec.env.iter().cloned()).chain([tag]));
         } else {
-            for (k, v) in &spec.env {
+            for (k, v) in spec.env.iter().chain([&tag]) {
                 expr = expr.env(k, v);
             }
         }
         if let Some(dir) = &spec.dir {
             expr = expr.dir(dir);
         }
+        // Spawned while no escape sweep runs, and registered as a main process at once.
+        let mut mains = escape::MAIN_PIDS.lock().unwrap_or_else(|p| p.into_inner());
         // The expression (holding our copies of the pipes' write ends) is dropped here, so
         // the readers see EOF once the children close theirs.
-        expr.start()
+        let handle = expr.start();
+        if let Ok(h) = &handle {
+            mains
+                .get_or_insert_default()
+                .extend(h.pids().iter().map(|&p| p as i32));
+        }
+        handle
     };
     let handle = match handle {
         Ok(h) => h,
@@ -241,9 +255,20 @@ fn run_inner(
         .and_then(|p| Pid::from_raw(p as i32));
 
     let tail = Arc::new(Mutex::new(Tail::new(TAIL_BYTES)));
-    let tail_thread = reader_into_tail(err_reader, Arc::clone(&tail), redactor.longest());
+    let (tail_done, tail_closed) = std::sync::mpsc::channel();
+    reader_into_tail(err_reader, Arc::clone(&tail), redactor.longest(), tail_done);
     let abort = std::sync::atomic::AtomicBool::new(false);
-    let deadline = spec.timeout.map(|t| started + t);
+    // The process's own timeout, or what is left of its step's, whichever ends first (a
+    // cleanup that must run after SIGTERM keeps its own).
+    let own = spec.timeout.map(|t| (started + t, t));
+    let step = escape::step_deadline().filter(|_| !spec.ignore_interrupt);
+    let (deadline, timeout_shown) = match (own, step) {
+        (Some(o), Some(s)) if s.0 < o.0 => (Some(s.0), s.1),
+        (Some(o), _) => (Some(o.0), o.1),
+        (None, Some(s)) => (Some(s.0), s.1),
+        (None, None) => (None, Duration::ZERO),
+    };
+    let mut escaped = Vec::new();
 
     let (status, forced, consumer_error) = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
@@ -258,7 +283,7 @@ fn run_inner(
                     if signals::interrupted() && !spec.ignore_interrupt {
                         forced = Some(Exit::Interrupted);
                     } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                        forced = Some(Exit::TimedOut(spec.timeout.unwrap_or_default()));
+                        forced = Some(Exit::TimedOut(timeout_shown));
                     } else if abort.load(std::sync::atomic::Ordering::SeqCst) {
                         forced = Some(Exit::Signal(rustix::process::Signal::TERM.as_raw()));
                     }
@@ -270,11 +295,20 @@ fn run_inner(
                 }
                 std::thread::sleep(POLL);
             };
-            // Whatever the main process left in its group goes with it.
+            // Whatever the main process left in its group goes with it, and what left the
+            // group too.
             if let Some(pgid) = pgid {
                 kill_group(pgid);
             }
-            (status, forced)
+            let mut mains = escape::MAIN_PIDS.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(m) = mains.as_mut() {
+                for p in handle.pids() {
+                    m.remove(&(p as i32));
+                }
+            }
+            let escaped = escape::kill_escaped(&token, mains.get_or_insert_default());
+            drop(mains);
+            (status, forced, escaped)
         });
         let feeding = match (feeder, in_writer) {
             (Some(feed), Some(mut w)) => Some(scope.spawn(|| {
@@ -313,7 +347,8 @@ fn run_inner(
                 }
             }
         }
-        let (status, forced) = watcher.join().unwrap_or((None, None));
+        let (status, forced, gone) = watcher.join().unwrap_or((None, None, Vec::new()));
+        escaped = gone;
         if let Some(f) = feeding
             && let Ok(Some(e)) = f.join()
         {
@@ -321,8 +356,25 @@ fn run_inner(
         }
         (status, forced, consumer_error)
     });
-    let _ = tail_thread.join();
-    let tail = tail.lock().map(|t| t.render(redactor)).unwrap_or_default();
+    // The output pipe closes when the last holder ends; one that ops-run could not end (it
+    // runs as another user) is not waited for beyond the grace.
+    let held = tail_closed
+        .recv_timeout(GRACE)
+        .is_err_and(|e| e == std::sync::mpsc::RecvTimeoutError::Timeout);
+    let mut tail = tail.lock().map(|t| t.render(redactor)).unwrap_or_default();
+    if !escaped.is_empty() {
+        if !tail.is_empty() && !tail.ends_with('\n') {
+            tail.push('\n');
+        }
+        tail.push_str(&format!(
+            "ops-run: killed {} process(es) still running outside the step's process group: {}\n",
+            escaped.len(),
+            escaped.join(", ")
+        ));
+    }
+    if held {
+        tail.push_str("ops-run: the output is still held open by a process ops-run could not end; stopped reading\n");
+    }
     let exit = forced.unwrap_or_else(|| match status {
         Some(s) => {
             use std::os::unix::process::ExitStatusExt;
@@ -429,6 +481,48 @@ mod tests {
         );
         assert!(err.is_none());
         assert_eq!(r.tail.trim(), "1000");
+    }
+
+    #[test]
+    fn a_process_that_escapes_its_group_is_killed_when_the_main_one_ends() {
+        // `setsid` leaves the process group and keeps the output pipe open.
+        let marker = format!("sleep 41.{}", std::process::id());
+        let spec = ProcessSpec::new(
+            "sh",
+            ["-c", &format!("setsid {marker} & sleep 0.5; echo started")],
+        );
+        let started = Instant::now();
+        let r = run(&spec, &Redactor::default());
+        assert!(r.success(), "{:?}", r.exit);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            r.tail.contains("ops-run: killed 1 process(es) still running outside the step's process group: sleep (pid "),
+            "{}",
+            r.tail
+        );
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        assert!(
+            left.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
+
+    #[test]
+    fn a_step_deadline_bounds_every_process_of_the_step() {
+        let spec = ProcessSpec::new("sleep", ["30"]);
+        let started = Instant::now();
+        let r =
+            escape::with_step_deadline(Duration::from_secs(1), || run(&spec, &Redactor::default()));
+        assert_eq!(r.exit, Exit::TimedOut(Duration::from_secs(1)));
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

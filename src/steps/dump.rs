@@ -335,7 +335,7 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
             (result.tail, *marker)
         }
         DumpSource::Sqlite { path } => {
-            let deadline = Instant::now() + ctx.step.timeout.value;
+            let deadline = Instant::now() + crate::exec::escape::remaining(ctx.step.timeout.value);
             let check = || {
                 if crate::exec::signals::interrupted() {
                     Err("interrupted: ops-run was stopped (SIGINT/SIGTERM)".to_string())

@@ -666,7 +666,12 @@ fn verify_sqlite(
         let file = File::open(&dump.path).map_err(|e| format!("cannot read the dump: {e}"))?;
         let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
         let mut end = StreamEnd::default();
-        import_sqlite(&conn, gz, ctx.step.timeout.value, &mut end)?;
+        import_sqlite(
+            &conn,
+            gz,
+            crate::exec::escape::remaining(ctx.step.timeout.value),
+            &mut end,
+        )?;
         truncated(&end, crate::engines::sqlite::MARKER)
             .map_err(|e| format!("the import failed: {e}"))?;
         let tables: i64 = conn

@@ -303,3 +303,77 @@ fn a_secret_from_the_environment_never_appears_in_activities_or_output() {
         }
     }
 }
+
+#[test]
+fn a_child_that_leaves_the_process_group_is_killed_and_named() {
+    let m = marker(7);
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app {{
+            base "backups"
+            command escapes {{
+                run "sh" "-c" "setsid sleep {m} & sleep 0.5; echo started"
+                timeout "3s"
+            }}
+        }}"#
+    ));
+    let started = Instant::now();
+    let r = ws.run(&["run", "escapes"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        processes_with(&format!("sleep {m}")).is_empty(),
+        "the escaped sleep survived"
+    );
+    let a = &ws.activities()[0];
+    assert!(
+        a["log_excerpt"].as_str().unwrap().contains(
+            "killed 1 process(es) still running outside the step's process group: sleep (pid"
+        ),
+        "{a}"
+    );
+}
+
+#[test]
+fn a_hanging_version_probe_is_bounded_by_the_step_timeout_and_recorded_timeout() {
+    let m = marker(8);
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            tools {
+                pg-dump "./fake-pg-dump"
+            }
+            database main {
+                engine postgres
+                name app
+            }
+            dump db {
+                database main
+                timeout "4s"
+            }
+        }"#,
+    );
+    ws.write(
+        "fake-pg-dump",
+        &format!("#!/bin/sh\n[ \"$1\" = --version ] && exec sleep {m}\necho '-- PostgreSQL database dump complete'\n"),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(ws.path("fake-pg-dump"))
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let r = ws.run(&["run", "db"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    let a = &ws.activities()[0];
+    assert_eq!(a["status"], "timeout", "{a}");
+    assert!(processes_with(&format!("sleep {m}")).is_empty());
+}
