@@ -182,6 +182,14 @@ fn run_inner(
     let started = Instant::now();
     let token = escape::token();
     let failed = |why: String| (spawn_failed(why, started), None);
+    // Nothing starts after its step's time is up.
+    if let Some((deadline, total)) = escape::step_deadline().filter(|_| !spec.ignore_interrupt)
+        && Instant::now() >= deadline
+    {
+        let mut r = spawn_failed(String::new(), started);
+        r.exit = Exit::TimedOut(total);
+        return (r, None);
+    }
     let (err_reader, err_writer) = match os_pipe::pipe() {
         Ok(p) => p,
         Err(e) => return failed(format!("cannot create a pipe: {e}")),
