@@ -54,10 +54,64 @@ const SERVE_KEYS: [&str; 2] = ["listen", "token"];
 const STEP_REPEATABLE: [&str; 1] = ["after"];
 
 /// Decodes every file; diagnostics for all of them are appended to `diags`.
+/// The deepest block nesting a plan file may have.
+pub const MAX_DEPTH: usize = 32;
+
+/// The offset of the first `{` deeper than `MAX_DEPTH`, outside strings and comments.
+fn too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = text[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 1);
+            }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 pub fn decode(sources: &Sources, diags: &mut Vec<Diagnostic>) -> Vec<Plan> {
     let mut plans = Vec::new();
     let mut schedules = HashMap::new();
     for (file, source) in sources.files.iter().enumerate() {
+        // The KDL parser recurses per block: a file nested deeper than any plan is refused
+        // before it can exhaust the stack.
+        if let Some(offset) = too_deep(&source.text) {
+            diags.push(
+                Diagnostic::error(
+                    Span {
+                        file,
+                        offset,
+                        len: 1,
+                    },
+                    format!("blocks nested deeper than {MAX_DEPTH} levels"),
+                    "too deep",
+                )
+                .with_help("a plan needs three or four levels: plan { step { setting } }"),
+            );
+            continue;
+        }
         match source.text.parse::<KdlDocument>() {
             Err(err) => {
                 // An unclosed block is reported twice by the parser: keep the clearer one.

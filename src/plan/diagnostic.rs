@@ -2,6 +2,11 @@
 
 use super::source::{Sources, Span};
 
+/// How many characters of a source line a snippet shows.
+pub const SHOWN: usize = 160;
+/// How many diagnostics are printed; the rest are counted.
+pub const MAX_SHOWN: usize = 50;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
     Error,
@@ -53,6 +58,7 @@ impl Diagnostic {
     }
 
     /// Renders in the style of rustc and just: header, `--> file:line:col`, the line, a caret label.
+    /// Renders it with a snippet of each place (at most `SHOWN` characters of a line).
     pub fn render(&self, sources: &Sources) -> String {
         let kind = match self.severity {
             Severity::Error => "error",
@@ -77,14 +83,28 @@ impl Diagnostic {
                 loc.col
             ));
             out.push_str(&format!("{pad} |\n"));
-            out.push_str(&format!("{} | {}\n", loc.line, loc.line_text));
-            let lead: String = loc
-                .line_text
-                .chars()
-                .take(loc.col - 1)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
+            // A long line is shown around the span only (a minified 500 KB line is not).
+            let skip = (loc.col - 1).saturating_sub(SHOWN / 2);
+            let mut shown: String = loc.line_text.chars().skip(skip).take(SHOWN).collect();
+            let cut_left = skip > 0;
+            let cut_right = loc.line_text.chars().count() > skip + SHOWN;
+            if cut_left {
+                shown.insert(0, '…');
+            }
+            if cut_right {
+                shown.push('…');
+            }
+            out.push_str(&format!("{} | {shown}\n", loc.line));
+            let lead: String = std::iter::repeat_n(' ', usize::from(cut_left))
+                .chain(
+                    loc.line_text
+                        .chars()
+                        .skip(skip)
+                        .take(loc.col - 1 - skip)
+                        .map(|c| if c == '\t' { '\t' } else { ' ' }),
+                )
                 .collect();
-            let carets = "^".repeat(loc.width);
+            let carets = "^".repeat(loc.width.min(SHOWN));
             let sep = if label.is_empty() { "" } else { " " };
             out.push_str(&format!("{pad} | {lead}{carets}{sep}{label}\n"));
         }

@@ -28,12 +28,22 @@ impl Loaded {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
 
+    /// Every diagnostic rendered, errors first, up to `MAX_SHOWN` (then a count of the rest).
     pub fn render_diagnostics(&self) -> String {
-        self.diagnostics
+        let mut shown: Vec<&Diagnostic> =
+            self.diagnostics.iter().filter(|d| d.is_error()).collect();
+        shown.extend(self.diagnostics.iter().filter(|d| !d.is_error()));
+        let more = shown.len().saturating_sub(diagnostic::MAX_SHOWN);
+        let mut out = shown
             .iter()
+            .take(diagnostic::MAX_SHOWN)
             .map(|d| d.render(&self.sources))
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n");
+        if more > 0 {
+            out.push_str(&format!("\n… and {more} more diagnostics not shown\n"));
+        }
+        out
     }
 }
 

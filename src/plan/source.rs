@@ -31,6 +31,42 @@ pub struct Location<'a> {
     pub width: usize,
 }
 
+/// The largest plan file ops-run reads (a plan is a few KiB).
+pub const MAX_PLAN_BYTES: u64 = 4 << 20;
+
+/// Reads a regular file of at most `limit` bytes: a device, a FIFO or a huge file is refused
+/// instead of read for ever.
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > limit {
+        return Err(format!(
+            "{} is larger than {} KiB, more than ops-run reads",
+            path.display(),
+            limit / 1024
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "{} grew past {} KiB while read",
+            path.display(),
+            limit / 1024
+        ));
+    }
+    Ok(bytes)
+}
+
 impl Sources {
     /// Loads `path`: a single `.kdl` file, or every `*.kdl` file directly in a folder, by name.
     pub fn load(path: &Path) -> Result<Sources, String> {
@@ -56,8 +92,23 @@ impl Sources {
         }
         let mut sources = Sources::default();
         for p in paths {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let bytes = read_regular(&p, MAX_PLAN_BYTES)?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let bytes = e.as_bytes();
+                let at = e.utf8_error().valid_up_to();
+                let before = &bytes[..at];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                let start = before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                let col = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+                format!(
+                    "{}:{line}:{col}: not UTF-8 (byte 0x{:02x}); plan files are UTF-8 text",
+                    p.display(),
+                    bytes[at]
+                )
+            })?;
             sources.files.push(SourceFile { path: p, text });
         }
         Ok(sources)

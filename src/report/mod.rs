@@ -37,9 +37,13 @@ pub fn template(name: &str, plans_dir: &Path) -> Result<String, String> {
         plans_dir.parent().unwrap_or(Path::new("."))
     };
     let path = base.join(name);
-    std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read the template {}: {e}", path.display()))
+    let bytes = crate::plan::source::read_regular(&path, TEMPLATE_BYTES)
+        .map_err(|e| format!("template: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("the template {} is not UTF-8", path.display()))
 }
+
+/// The largest report template ops-run reads.
+pub const TEMPLATE_BYTES: u64 = 1 << 20;
 
 /// A context with every field filled, for checking templates at `plan validate`.
 pub fn sample_context() -> Value {

@@ -55,3 +55,60 @@ fn every_invalid_plan_gives_its_exact_diagnostic() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_plan_that_is_not_utf8_names_the_first_bad_byte() {
+    let ws = crate::harness::Workspace::new();
+    std::fs::create_dir_all(ws.path("plans")).unwrap();
+    std::fs::write(
+        ws.path("plans/p.kdl"),
+        b"plan crm {\n    base \"/tmp/b\"\n    // caf\xe9\n}\n",
+    )
+    .unwrap();
+    let r = ws.run(&["--plans", "plans", "plan", "validate"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("p.kdl:3:11: not UTF-8 (byte 0xe9)"),
+        "{}",
+        r.stderr()
+    );
+}
+
+#[test]
+fn thousands_of_errors_on_one_long_line_print_a_bounded_report() {
+    let ws = crate::harness::Workspace::new();
+    let line: String = (0..2000).map(|i| format!("bad{i} 1; ")).collect();
+    ws.write(
+        "plans/p.kdl",
+        &format!("plan crm {{ base \"/tmp/b\"; {line} }}\n"),
+    );
+    let r = ws.run(&["--plans", "plans", "plan", "validate"]);
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().len() < 64 * 1024, "{} bytes", r.stderr().len());
+    assert!(
+        r.stderr().contains("… and 1950 more diagnostics not shown"),
+        "{}",
+        &r.stderr()[r.stderr().len().saturating_sub(500)..]
+    );
+}
+
+#[test]
+fn a_template_that_is_not_a_regular_file_is_refused_at_once() {
+    let ws = crate::harness::Workspace::with_plan(
+        r#"plan crm {
+            base "backups"
+            report weekly {
+                template "/dev/zero"
+            }
+        }"#,
+    );
+    let started = std::time::Instant::now();
+    let r = ws.run(&["plan", "validate"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("/dev/zero is not a regular file"),
+        "{}",
+        r.stderr()
+    );
+}
