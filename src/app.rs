@@ -95,6 +95,14 @@ impl App {
         Redactor::new(secrets)
     }
 
+    /// The store for a command that only reads; `None` before the first run.
+    pub fn open_reader(&self) -> Result<Option<Store>, Failure> {
+        Ok(Store::open_reader(
+            &self.state.value,
+            &stamp(self.clock.now()),
+        )?)
+    }
+
     pub fn open_store(&self) -> Result<Store, Failure> {
         Ok(Store::open(&self.state.value, &stamp(self.clock.now()))?)
     }

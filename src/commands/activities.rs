@@ -19,16 +19,19 @@ fn option<T>(
 }
 
 pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
-    let store = app.open_store()?;
-    let rows = store
-        .list(&Filter {
-            limit: args.limit,
-            kind: option("--type", args.kind.as_deref(), ActivityType::parse)?,
-            status: option("--status", args.status.as_deref(), ActivityStatus::parse)?,
-            plan: args.plan.clone(),
-            before_id: None,
-        })
-        .map_err(|e| Failure::Runtime(format!("cannot read activities: {e}")))?;
+    let filter = Filter {
+        limit: args.limit,
+        kind: option("--type", args.kind.as_deref(), ActivityType::parse)?,
+        status: option("--status", args.status.as_deref(), ActivityStatus::parse)?,
+        plan: args.plan.clone(),
+        before_id: None,
+    };
+    let rows = match app.open_reader()? {
+        Some(store) => store
+            .list(&filter)
+            .map_err(|e| Failure::Runtime(format!("cannot read activities: {e}")))?,
+        None => Vec::new(),
+    };
     if args.json {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| Failure::Runtime(e.to_string()))?;

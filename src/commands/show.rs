@@ -31,11 +31,7 @@ fn setting_json(value: impl Into<Value>, o: &Origin, sources: &Sources) -> Value
 
 /// The due decision for every step, from the store when it exists (show never creates it).
 pub fn decisions(app: &App, compiled: &Compiled) -> Result<Vec<Decision>, Failure> {
-    let store = if app.state.value.exists() {
-        Some(app.open_store()?)
-    } else {
-        None
-    };
+    let store = app.open_reader()?;
     decisions_from(compiled, store.as_ref(), app.clock.now())
 }
 

@@ -13,11 +13,7 @@ pub const UNKNOWN: i32 = 3;
 /// The checks now, reading the store only if it exists (status never creates it).
 pub fn evaluate(app: &App) -> Result<(crate::plan::compile::Compiled, Vec<Check>), Failure> {
     let (_loaded, compiled) = app.load()?;
-    let store = if app.state.value.exists() {
-        Some(app.open_store()?)
-    } else {
-        None
-    };
+    let store = app.open_reader()?;
     let checks = crate::facts::checks(&compiled, store.as_ref(), app.clock.now())
         .map_err(|e| Failure::Runtime(format!("cannot read the activity log: {e}")))?;
     Ok((compiled, checks))
@@ -131,7 +127,10 @@ pub fn health(app: &App, alert: bool) -> Result<(), Failure> {
 /// `metrics [--textfile FILE]`.
 pub fn metrics(app: &App, textfile: Option<&std::path::Path>) -> Result<(), Failure> {
     let (compiled, checks) = evaluate(app)?;
-    let store = app.open_store()?;
+    let store = match textfile {
+        Some(_) => app.open_store()?,
+        None => app.open_reader()?.map_or_else(|| app.open_store(), Ok)?,
+    };
     match textfile {
         Some(path) => crate::web::metrics::write_textfile(&compiled, &store, &checks, path)
             .map_err(Failure::Runtime),

@@ -61,6 +61,14 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX ops_activities_step_type ON ops_activities (plan, step, type, id);",
 ];
 
+/// The schema version this ops-run writes.
+pub const KNOWN: usize = MIGRATIONS.len();
+
+/// The database's schema version.
+pub fn current(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version >= MIGRATIONS.len() {

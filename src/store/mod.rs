@@ -36,6 +36,12 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("the state database {} was written by a newer ops-run (schema {found}; this one knows up to {known}): upgrade ops-run; nothing was written", .path.display())]
+    Newer {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
     #[error("state database {}: {source}", .path.display())]
     Query {
         path: PathBuf,
@@ -83,6 +89,7 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
+        check_version(&conn, path)?;
         migrations::migrate(&conn).map_err(err)?;
         let store = Store {
             conn,
@@ -90,6 +97,49 @@ impl Store {
         };
         store.mark_abandoned(now).map_err(err)?;
         Ok(store)
+    }
+
+    /// Opens an existing database for a command that only reads (`status`, `health`,
+    /// `activities`, `plan show`, the page); `None` when there is no database yet. Its owner
+    /// opens it as `open` does (runs of killed processes are marked `abandoned`); a user who
+    /// may read but not write it gets a read-only connection, and nothing is written. A
+    /// database of an older schema must be migrated by its owner first.
+    pub fn open_reader(path: &Path, now: &str) -> Result<Option<Store>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        match Store::open(path, now) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e @ StoreError::Newer { .. }) => return Err(e),
+            Err(_) => {}
+        }
+        let open = |uri: String| -> rusqlite::Result<Connection> {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(uri, flags)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_query_value(None, "user_version", |r| r.get::<_, usize>(0))?;
+            Ok(conn)
+        };
+        let file = percent_encoding::utf8_percent_encode(
+            &path.to_string_lossy(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string()
+        .replace("%2F", "/");
+        // A reader that cannot create the WAL's shared-memory file reads the file as it is.
+        let conn = open(format!("file:{file}?mode=ro"))
+            .or_else(|_| open(format!("file:{file}?mode=ro&immutable=1")))
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        check_version(&conn, path)?;
+        Ok(Some(Store {
+            conn,
+            path: path.to_path_buf(),
+        }))
     }
 
     /// A small page cache (serve's four workers each hold a connection).
@@ -110,4 +160,20 @@ impl Store {
             path: path.to_path_buf(),
         }))
     }
+}
+
+/// Refuses a database from a newer ops-run: its schema may mean things this one does not know.
+fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found = migrations::current(conn).map_err(|source| StoreError::Query {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if found > migrations::KNOWN {
+        return Err(StoreError::Newer {
+            path: path.to_path_buf(),
+            found,
+            known: migrations::KNOWN,
+        });
+    }
+    Ok(())
 }

@@ -434,8 +434,11 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
             })
         })
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    // The store exists before the first request, so workers can open it.
-    drop(app.open_store()?);
+    // The store exists before the first request, so workers can open it. A user who may
+    // only read it serves the page read-only (actions then cannot be recorded).
+    if let Err(e) = app.open_store() {
+        app.open_reader()?.ok_or(e)?;
+    }
     let cannot = |e: String| Failure::Runtime(format!("cannot listen on {addr}: {e}"));
     let listener = std::net::TcpListener::bind(&addr).map_err(|e| cannot(e.to_string()))?;
     let server = listener
@@ -480,14 +483,17 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
             let compiled = &compiled;
             let tokens = &tokens;
             scope.spawn(move || {
-                let store =
-                    match Store::open(&app.state.value, &crate::clock::stamp(app.clock.now())) {
-                        Ok(s) => s,
-                        Err(e) => {
+                let now = crate::clock::stamp(app.clock.now());
+                let store = match Store::open(&app.state.value, &now) {
+                    Ok(s) => s,
+                    Err(e) => match Store::open_reader(&app.state.value, &now) {
+                        Ok(Some(s)) => s,
+                        _ => {
                             eprintln!("serve: {e}");
                             return;
                         }
-                    };
+                    },
+                };
                 // A small page cache per worker keeps serve's memory flat (four workers).
                 let _ = store.limit_cache(1024);
                 let site = Site {

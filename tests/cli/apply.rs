@@ -483,3 +483,79 @@ fn an_env_threshold_out_of_range_is_refused_not_wrapped() {
     let ws = ws.env("OPS_DB_DUMP_STALE_MIN", "5256000");
     assert_eq!(ws.run(&["plan", "validate"]).code(), 0);
 }
+
+fn one_command_workspace() -> Workspace {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            command hello { run "true" }
+        }"#,
+    );
+    assert_eq!(ws.run(&["run", "hello"]).code(), 0);
+    ws
+}
+
+#[test]
+fn a_state_database_from_a_newer_ops_run_is_refused_and_not_written() {
+    let ws = one_command_workspace();
+    let db = ws.path("state/ops.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let status = ws.run(&["status"]);
+    assert_eq!(status.code(), 3, "{}", status.stdout());
+    assert!(
+        status
+            .stdout()
+            .contains("written by a newer ops-run (schema 99"),
+        "{}",
+        status.stdout()
+    );
+    let r = ws.run(&["run", "hello"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("upgrade ops-run; nothing was written"),
+        "{}",
+        r.stderr()
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM ops_activities", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((version, rows), (99, 1));
+}
+
+#[test]
+fn a_user_who_may_only_read_the_state_database_gets_a_status() {
+    let ws = one_command_workspace();
+    // Readable by others, writable by its owner only (as a group of status readers would be).
+    for (p, mode) in [
+        (ws.path(""), 0o755),
+        (ws.path("plans"), 0o755),
+        (ws.path("plans/main.kdl"), 0o644),
+        (ws.path("state"), 0o755),
+        (ws.path("state/ops.db"), 0o644),
+    ] {
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(crate::harness::BIN)
+        .args(["--plans", "plans", "activities"])
+        .current_dir(ws.path(""))
+        .env("OPS_STATE", ws.path("state/ops.db"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("app/hello"), "{stdout}");
+}
