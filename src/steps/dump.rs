@@ -206,6 +206,7 @@ fn history(ctx: &Context) -> Result<super::prune::History, String> {
     Ok(super::prune::History {
         protected,
         recorded,
+        just_made: None,
     })
 }
 
@@ -268,6 +269,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                 // The dump just made is not in the log yet: it is the newest.
                 let history = history(ctx).map(|mut h| {
                     h.recorded.insert(final_path.clone(), ctx.clock.now());
+                    h.just_made = Some(final_path.clone());
                     h
                 });
                 extra.push(super::prune::run(&dir, &keep.value, tz, history));

@@ -23,6 +23,8 @@ pub struct History {
     /// When each dump was made, as recorded: retention orders by it, not by the name, which
     /// a clock or time-zone change (the autumn hour repeats) can make lie.
     pub recorded: HashMap<PathBuf, DateTime<Utc>>,
+    /// The dump just made: the newest whatever the times say (a clock may step back).
+    pub just_made: Option<PathBuf>,
 }
 
 /// What the rule would do now; with `upcoming`, as if that dump (counted good) existed too:
@@ -42,7 +44,9 @@ pub fn plan(
             d.taken = *at;
         }
     }
-    dumps.sort_by_key(|d| std::cmp::Reverse((Some(&d.path) == new.as_ref(), d.taken, d.seq)));
+    let first =
+        |d: &DumpFile| Some(&d.path) == new.as_ref() || history.just_made.as_ref() == Some(&d.path);
+    dumps.sort_by_key(|d| std::cmp::Reverse((first(d), d.taken, d.seq)));
     let mut sel = retention::select(
         &dumps,
         &|d: &DumpFile| Some(&d.path) == new.as_ref() || layout::is_good(d),
