@@ -39,6 +39,7 @@ impl App {
             (None, Some(p)) => Setting::new(PathBuf::from(p), Origin::Env("OPS_STATE".into())),
             (None, None) => Setting::new(PathBuf::from(store::DEFAULT_PATH), Origin::Default),
         };
+        crate::engines::secret_file::beside(&state.value);
         Ok(App {
             plans: cli.plans.clone(),
             env,

@@ -1,5 +1,7 @@
 //! A temporary file readable only by us (0600) that carries a credential to a tool, so the
-//! secret never appears on a command line; removed when dropped.
+//! secret never appears on a command line; removed when dropped. The files live in a private
+//! folder (0700) beside the state database, `STATE.credentials/`, not in the shared `/tmp`;
+//! what a killed ops-run left there is removed at the next start.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -10,9 +12,44 @@ pub struct SecretFile {
     path: PathBuf,
 }
 
+static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Puts the credentials folder beside the state database `state` (once per process).
+pub fn beside(state: &Path) {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".credentials");
+    let _ = DIR.set(PathBuf::from(name));
+}
+
+/// The credentials folder (the system's temporary folder until `beside` was called).
+fn dir() -> PathBuf {
+    DIR.get().cloned().unwrap_or_else(std::env::temp_dir)
+}
+
+/// Creates the private folder (0700), or makes an existing one private again.
+fn private_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = dir();
+    if DIR.get().is_none() {
+        return Ok(dir);
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| {
+            format!(
+                "cannot create the credentials folder {}: {e}",
+                dir.display()
+            )
+        })?;
+    Ok(dir)
+}
+
 impl SecretFile {
     pub fn create(prefix: &str, content: &str) -> Result<SecretFile, String> {
-        let dir = std::env::temp_dir();
+        let dir = private_dir()?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -54,10 +91,14 @@ impl SecretFile {
 /// Returns them. Another user's files stay (the folder is sticky, and they are not ours).
 pub fn remove_orphans() -> Vec<PathBuf> {
     let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return removed;
-    };
-    for e in entries.flatten() {
+    // The private folder, and the temporary folder where older versions wrote them.
+    let mut folders = vec![dir(), std::env::temp_dir()];
+    folders.dedup();
+    for e in folders
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|d| d.flatten())
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(rest) = name.strip_prefix("ops-run-") else {
             continue;

@@ -258,12 +258,10 @@ fn a_full_disk_fails_the_dump_and_keeps_the_previous_one() {
 
 #[test]
 fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up() {
-    // ops-run's credentials files go to TMPDIR: the workspace's own, not /tmp.
+    // ops-run's credentials files go to a private folder beside the state database.
     let ws = Workspace::new();
     ws.write("plans/main.kdl", &fake_plan(""));
-    ws.write("tmp/.keep", "");
-    let tmp = ws.path("tmp").display().to_string();
-    let ws = ws.env("APP_DB_PASSWORD", "pw-Fake-123").env("TMPDIR", &tmp);
+    let ws = ws.env("APP_DB_PASSWORD", "pw-Fake-123");
     let sleep = format!("sleep 29.{}", std::process::id());
     fake(
         &ws,
@@ -294,7 +292,7 @@ fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up() {
     );
     // The killed ops-run could not remove its credentials file either.
     let secrets = || -> Vec<String> {
-        std::fs::read_dir(ws.path("tmp"))
+        std::fs::read_dir(ws.path("state/ops.db.credentials"))
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -302,6 +300,13 @@ fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up() {
             .collect()
     };
     assert_eq!(secrets().len(), 1, "{:?}", secrets());
+    let mode = std::fs::metadata(ws.path("state/ops.db.credentials"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o700
+    );
     // The next apply marks the row abandoned and removes the orphan before dumping anew.
     fake(&ws, GOOD_DUMP);
     let r = ws.run(&["plan", "apply", "--force"]);
@@ -376,7 +381,7 @@ fn the_password_reaches_the_tool_by_file_never_by_argv() {
     fake(
         &ws,
         &format!(
-            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'pg_dump 15'; exit 0; }}\ntr '\\0' ' ' < /proc/$$/cmdline > {dir}/argv.txt\ncat \"$PGPASSFILE\" > {dir}/pgpass.txt\nstat -c %a \"$PGPASSFILE\" > {dir}/mode.txt\n{rest}",
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'pg_dump 15'; exit 0; }}\ntr '\\0' ' ' < /proc/$$/cmdline > {dir}/argv.txt\ncat \"$PGPASSFILE\" > {dir}/pgpass.txt\necho \"$PGPASSFILE\" > {dir}/pgpass-path.txt\nstat -c %a \"$PGPASSFILE\" > {dir}/mode.txt\n{rest}",
             dir = ws.path("").display(),
             rest = GOOD_DUMP.split_once('\n').unwrap().1
         ),
@@ -396,9 +401,19 @@ fn the_password_reaches_the_tool_by_file_never_by_argv() {
         std::fs::read_to_string(ws.path("mode.txt")).unwrap().trim(),
         "600"
     );
+    // In the private folder beside the state database, not in the shared /tmp.
+    let path = std::fs::read_to_string(ws.path("pgpass-path.txt")).unwrap();
+    assert!(
+        path.starts_with(&format!(
+            "{}/",
+            ws.path("state/ops.db.credentials").display()
+        )),
+        "{path}"
+    );
     // The file is gone once the dump is done.
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
+    let left: Vec<_> = [std::env::temp_dir(), ws.path("state/ops.db.credentials")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
         .flatten()
         .filter(|e| {
             std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("pw-Never-On-Argv-77"))
