@@ -242,7 +242,8 @@ impl<'a> Session<'a> {
         let compiled = self.compiled;
         match crate::facts::checks(compiled, Some(store), app.clock.now()) {
             Ok(checks) => {
-                crate::alert::notify(app, compiled, store, &checks, &self.redactor);
+                let _delivered =
+                    crate::alert::notify(app, compiled, store, &checks, &self.redactor);
                 let now = stamp(app.clock.now());
                 for p in &compiled.plans {
                     if let Err(e) = store.record_apply(&p.decl.name.value, &now) {

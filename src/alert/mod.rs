@@ -262,8 +262,10 @@ pub fn notify(
     store: &Store,
     checks: &[Check],
     redactor: &Redactor,
-) {
+) -> Vec<String> {
     let now = app.clock.now();
+    // One line per channel: what it delivered, or why not (for `health --alert`).
+    let mut said = Vec::new();
     for plan in &compiled.plans {
         let plan_name = &plan.decl.name.value;
         let plan_checks: Vec<&Check> = checks.iter().filter(|c| &c.plan == plan_name).collect();
@@ -295,22 +297,42 @@ pub fn notify(
                 })
                 .collect();
             if changes.is_empty() {
+                said.push(format!("alert {}: nothing changed", channel.name));
                 continue;
             }
+            let what: Vec<String> = changes
+                .iter()
+                .map(|(k, c)| format!("{} {} {}", c.id, k.as_str(), c.state.as_str()))
+                .collect();
             let include_logs = channel.alert.include_logs.as_ref().is_some_and(|b| b.value);
             let body = payload(plan_name, &changes, include_logs, now, false);
             let result = deliver(&channel, &body, redactor);
             record(app, store, plan_name, &channel, &changes, &result, redactor);
-            if result.is_ok() {
-                remember(store, &channel.name, &changes, now);
-            } else if let Err(e) = &result {
-                eprintln!(
-                    "warning: alert {} not delivered (retried at the next apply): {e}",
-                    channel.name
-                );
+            match &result {
+                Ok(_) => {
+                    remember(store, &channel.name, &changes, now);
+                    said.push(format!(
+                        "alert {}: delivered {} change(s): {}",
+                        channel.name,
+                        changes.len(),
+                        what.join(", ")
+                    ));
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: alert {} not delivered (retried at the next apply): {e}",
+                        channel.name
+                    );
+                    said.push(format!(
+                        "alert {}: NOT delivered ({}), retried at the next evaluation: {e}",
+                        channel.name,
+                        what.join(", ")
+                    ));
+                }
             }
         }
     }
+    said
 }
 
 fn remember(store: &Store, channel: &str, changes: &[(ChangeKind, &Check)], now: DateTime<Utc>) {

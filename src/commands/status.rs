@@ -119,7 +119,9 @@ pub fn health(app: &App, alert: bool) -> Result<(), Failure> {
     if alert {
         let store = app.open_store()?;
         let redactor = app.redactor(&compiled);
-        crate::alert::notify(app, &compiled, &store, &checks, &redactor);
+        for line in crate::alert::notify(app, &compiled, &store, &checks, &redactor) {
+            crate::outln!("{line}");
+        }
     }
     Ok(())
 }

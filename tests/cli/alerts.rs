@@ -96,7 +96,13 @@ fn alerts_speak_only_on_change() {
         let r = ws.run_at(at, &["health", "--alert"]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
     };
-    health("2026-11-29T04:00:01Z"); // 27h: stale
+    let said = ws.run_at("2026-11-29T04:00:01Z", &["health", "--alert"]); // 27h: stale
+    assert!(
+        said.stdout()
+            .contains("alert crm/webhook: delivered 1 change(s): crm/db alert stale"),
+        "{}",
+        said.stdout()
+    );
     let got = rx.take();
     let slack: Vec<_> = got
         .iter()
@@ -118,7 +124,12 @@ fn alerts_speak_only_on_change() {
     assert_eq!(v["changes"][0]["change"], "alert");
     assert_eq!(v["changes"][0]["state"], "stale");
 
-    health("2026-11-29T05:00:00Z"); // still stale: nothing
+    let said = ws.run_at("2026-11-29T05:00:00Z", &["health", "--alert"]); // still stale
+    assert!(
+        said.stdout().contains("alert crm/webhook: nothing changed"),
+        "{}",
+        said.stdout()
+    );
     assert!(hook_messages(&rx).is_empty());
     health("2026-11-30T04:00:01Z"); // 51h: fail
     assert_eq!(hook_messages(&rx), [pair("alert", "fail")]);
