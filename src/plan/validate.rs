@@ -194,6 +194,19 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
     }
 
     for sourced in sourced_values(plan) {
+        // A file it can check now: a missing one fails the step that reads it, later.
+        if let ValueSource::File(path) = &sourced.source
+            && !std::path::Path::new(path).is_file()
+        {
+            diags.push(
+                Diagnostic::warning(
+                    sourced.span,
+                    format!("{path} is not a readable file"),
+                    "read from this file",
+                )
+                .with_help("create it (mode 0600) before the steps that need it run"),
+            );
+        }
         if let ValueSource::Env(var) = &sourced.source
             && env.get(var).is_none()
         {

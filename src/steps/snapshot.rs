@@ -62,6 +62,14 @@ pub fn decode(s: &mut Snapshot, key: &str, node: &KdlNode, dec: &mut Decoder) {
 
 /// Checks a `snapshot` block on its own (references to its plan's databases and steps).
 pub fn validate(s: &Snapshot, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    for p in &s.paths {
+        if !std::path::Path::new(&p.value).exists() {
+            diags.push(
+                Diagnostic::warning(p.span, format!("{} does not exist", p.value), "not found")
+                    .with_help("restic fails on a path it cannot read; create it or remove it"),
+            );
+        }
+    }
     if s.paths.is_empty() {
         diags.push(
             Diagnostic::error(
