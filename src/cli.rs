@@ -148,8 +148,20 @@ pub struct ApplyArgs {
     pub metrics_textfile: Option<PathBuf>,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ActivitiesCommand {
+    /// Print one activity with its whole (redacted) log and meta
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct ActivitiesArgs {
+    #[command(subcommand)]
+    pub show: Option<ActivitiesCommand>,
     #[arg(long)]
     pub json: bool,
     #[arg(long, default_value_t = 20)]

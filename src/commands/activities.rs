@@ -18,7 +18,55 @@ fn option<T>(
         .map_err(|e| Failure::Usage(format!("{flag}: {e}")))
 }
 
+/// `activities show ID`: one activity, every field, the log whole (it was redacted when it
+/// was recorded).
+fn show(app: &App, id: i64, json: bool) -> Result<(), Failure> {
+    let filter = Filter {
+        limit: 1,
+        kind: None,
+        status: None,
+        plan: None,
+        before_id: id.checked_add(1),
+    };
+    let found = match app.open_reader()? {
+        Some(store) => store
+            .list(&filter)
+            .map_err(|e| Failure::Runtime(format!("cannot read activities: {e}")))?
+            .into_iter()
+            .find(|a| a.id == id),
+        None => None,
+    };
+    let a = found.ok_or_else(|| {
+        Failure::Usage(format!("no activity {id} in {}", app.state.value.display()))
+    })?;
+    if json {
+        let text = serde_json::to_string_pretty(&a).map_err(|e| Failure::Runtime(e.to_string()))?;
+        crate::outln!("{text}");
+        return Ok(());
+    }
+    let meta =
+        serde_json::to_string_pretty(&a.meta).map_err(|e| Failure::Runtime(e.to_string()))?;
+    crate::outln!(
+        "activity {}: {}/{} {} {} ({})\nstarted:  {}\nfinished: {}\nduration: {}\nmeta:\n{meta}\nlog:\n{}",
+        a.id,
+        a.plan,
+        a.step,
+        a.kind,
+        a.status,
+        a.trigger,
+        a.started_at,
+        a.finished_at.as_deref().unwrap_or("-"),
+        a.duration_ms
+            .map_or_else(|| "-".into(), |ms| format!("{:.2}s", ms as f64 / 1000.0)),
+        a.log_excerpt.trim_end()
+    );
+    Ok(())
+}
+
 pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
+    if let Some(crate::cli::ActivitiesCommand::Show { id, json }) = &args.show {
+        return show(app, *id, *json);
+    }
     let filter = Filter {
         limit: args.limit,
         kind: option("--type", args.kind.as_deref(), ActivityType::parse)?,

@@ -559,3 +559,47 @@ fn a_user_who_may_only_read_the_state_database_gets_a_status() {
     );
     assert!(stdout.contains("app/hello"), "{stdout}");
 }
+
+#[test]
+fn activities_show_prints_one_activity_with_its_whole_log() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            command noisy {
+                run "sh" "-c" "echo first line; echo second line; exit 3"
+            }
+        }"#,
+    );
+    assert_eq!(ws.run(&["run", "noisy"]).code(), 1);
+    let r = ws.run(&["activities", "show", "1"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let out = r.stdout();
+    assert!(
+        out.starts_with("activity 1: app/noisy command failed (manual)\n"),
+        "{out}"
+    );
+    for line in [
+        "first line",
+        "second line",
+        "ops-run: exited with status 3",
+        "\"exit_code\": 3",
+    ] {
+        assert!(out.contains(line), "{line} missing from\n{out}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ws.run(&["activities", "show", "1", "--json"]).stdout()).unwrap();
+    assert_eq!(json["id"], 1);
+    let missing = ws.run(&["activities", "show", "99"]);
+    assert_eq!(missing.code(), 2);
+    assert!(
+        missing.stderr().contains("no activity 99"),
+        "{}",
+        missing.stderr()
+    );
+    // The list is unchanged.
+    assert!(
+        ws.run(&["activities", "--limit", "5"])
+            .stdout()
+            .contains("app/noisy")
+    );
+}
