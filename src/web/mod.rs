@@ -440,7 +440,7 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
         app.open_reader()?.ok_or(e)?;
     }
     let cannot = |e: String| Failure::Runtime(format!("cannot listen on {addr}: {e}"));
-    let listener = listening_socket(&addr).map_err(|e| cannot(e.to_string()))?;
+    let listener = std::net::TcpListener::bind(&addr).map_err(|e| cannot(e.to_string()))?;
     let server = listener
         .try_clone()
         .map_err(|e| e.to_string())
@@ -515,24 +515,4 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
         }
     });
     Ok(())
-}
-/// The listening socket. tiny_http writes a response's head and body in two writes: with
-/// Nagle's algorithm on, the body waits for the client's delayed ACK (~40 ms per keep-alive
-/// request). Linux gives accepted sockets the listener's TCP_NODELAY.
-fn listening_socket(addr: &str) -> std::io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    rustix::net::sockopt::set_tcp_nodelay(&listener, true)?;
-    Ok(listener)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn accepted_connections_answer_without_waiting_for_the_clients_ack() {
-        let listener = super::listening_socket("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        assert!(rustix::net::sockopt::tcp_nodelay(&accepted).unwrap());
-        drop(client);
-    }
 }
