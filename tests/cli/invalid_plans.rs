@@ -62,7 +62,7 @@ fn a_plan_that_is_not_utf8_names_the_first_bad_byte() {
     std::fs::create_dir_all(ws.path("plans")).unwrap();
     std::fs::write(
         ws.path("plans/p.kdl"),
-        b"plan crm {\n    base \"/tmp/b\"\n    // caf\xe9\n}\n",
+        b"plan crm {\n    base \"backups\"\n    // caf\xe9\n}\n",
     )
     .unwrap();
     let r = ws.run(&["--plans", "plans", "plan", "validate"]);
@@ -80,7 +80,7 @@ fn thousands_of_errors_on_one_long_line_print_a_bounded_report() {
     let line: String = (0..2000).map(|i| format!("bad{i} 1; ")).collect();
     ws.write(
         "plans/p.kdl",
-        &format!("plan crm {{ base \"/tmp/b\"; {line} }}\n"),
+        &format!("plan crm {{ base \"backups\"; {line} }}\n"),
     );
     let r = ws.run(&["--plans", "plans", "plan", "validate"]);
     assert_eq!(r.code(), 2);
