@@ -112,41 +112,30 @@ pub fn run(
                     e.kind == EdgeKind::Requires
                         && (skipped.contains(&e.from) || done.get(&e.from) != Some(&true))
                 });
-                if let Some(b) = blocker {
-                    let why = if skipped.contains(&b.from) {
-                        format!("skipped: {} was skipped", names[b.from])
-                    } else {
-                        format!("skipped: {} did not succeed", names[b.from])
-                    };
+                // A failed requirement, an interruption, or (when a slot is free) a step
+                // with nothing to work on: each is recorded as skipped, the same way.
+                let blocked = blocker
+                    .map(|b| {
+                        if skipped.contains(&b.from) {
+                            format!("skipped: {} was skipped", names[b.from])
+                        } else {
+                            format!("skipped: {} did not succeed", names[b.from])
+                        }
+                    })
+                    .or_else(|| {
+                        interrupted()
+                            .then(|| "skipped: ops-run was interrupted before it started".into())
+                    });
+                let why = match blocked {
+                    Some(why) => Some(why),
+                    None if running >= jobs => break,
+                    None => executor.ready(s).err().map(|why| format!("skipped: {why}")),
+                };
+                if let Some(why) = why {
                     sink.event(&Event::Skipped {
                         step: s,
                         trigger: trigger[&s],
                         why,
-                    });
-                    skipped.insert(s);
-                    summary.skipped += 1;
-                    pending.remove(i);
-                    continue;
-                }
-                if interrupted() {
-                    sink.event(&Event::Skipped {
-                        step: s,
-                        trigger: trigger[&s],
-                        why: "skipped: ops-run was interrupted before it started".into(),
-                    });
-                    skipped.insert(s);
-                    summary.skipped += 1;
-                    pending.remove(i);
-                    continue;
-                }
-                if running >= jobs {
-                    break;
-                }
-                if let Err(why) = executor.ready(s) {
-                    sink.event(&Event::Skipped {
-                        step: s,
-                        trigger: trigger[&s],
-                        why: format!("skipped: {why}"),
                     });
                     skipped.insert(s);
                     summary.skipped += 1;
@@ -212,6 +201,7 @@ mod tests {
     struct Mock {
         fail: Vec<usize>,
         unready: Vec<usize>,
+        panics: Vec<usize>,
         log: Mutex<Vec<usize>>,
         concurrent: Mutex<(usize, usize)>,
     }
@@ -232,7 +222,7 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(20));
             self.log.lock().unwrap().push(step);
-            if self.unready.contains(&(step + 100)) {
+            if self.panics.contains(&step) {
                 self.concurrent.lock().unwrap().0 -= 1;
                 panic!("step {step} overflowed");
             }
@@ -273,14 +263,15 @@ mod tests {
         fail: Vec<usize>,
         jobs: usize,
     ) -> (Summary, Vec<String>, usize) {
-        go_unready(graph, steps, fail, vec![], jobs)
+        go_with(graph, steps, fail, vec![], vec![], jobs)
     }
 
-    fn go_unready(
+    fn go_with(
         graph: &Graph,
         steps: &[usize],
         fail: Vec<usize>,
         unready: Vec<usize>,
+        panics: Vec<usize>,
         jobs: usize,
     ) -> (Summary, Vec<String>, usize) {
         let names: Vec<String> = (0..graph.len).map(|i| format!("s{i}")).collect();
@@ -295,6 +286,7 @@ mod tests {
         let mock = Mock {
             fail,
             unready,
+            panics,
             log: Mutex::new(vec![]),
             concurrent: Mutex::new((0, 0)),
         };
@@ -329,7 +321,7 @@ mod tests {
         let mut g = Graph::new(3);
         g.add(0, 1, EdgeKind::Requires);
         g.add(1, 2, EdgeKind::Requires);
-        let (summary, events, _) = go_unready(&g, &[0, 1, 2], vec![], vec![1], 1);
+        let (summary, events, _) = go_with(&g, &[0, 1, 2], vec![], vec![1], vec![], 1);
         assert_eq!(
             summary,
             Summary {
@@ -343,10 +335,10 @@ mod tests {
 
     #[test]
     fn a_step_that_panics_fails_and_the_run_goes_on() {
-        // 0 → 1, and 2 beside: 0 panics (marked by 100 + its number).
+        // 0 → 1, and 2 beside: 0 panics.
         let mut g = Graph::new(3);
         g.add(0, 1, EdgeKind::Requires);
-        let (summary, events, _) = go_unready(&g, &[0, 1, 2], vec![], vec![100], 1);
+        let (summary, events, _) = go_with(&g, &[0, 1, 2], vec![], vec![], vec![0], 1);
         assert_eq!(
             summary,
             Summary {

@@ -195,8 +195,7 @@ pub fn remove_orphans(dir: &Path) -> Vec<PathBuf> {
         let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else {
             continue;
         };
-        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-        if !alive && fs::remove_file(e.path()).is_ok() {
+        if !crate::exec::escape::still_running(pid) && fs::remove_file(e.path()).is_ok() {
             removed.push(e.path());
         }
     }

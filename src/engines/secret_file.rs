@@ -113,9 +113,8 @@ pub fn remove_orphans() -> Vec<PathBuf> {
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
         if ours
-            && !alive
+            && !crate::exec::escape::still_running(pid)
             && e.file_type().is_ok_and(|t| t.is_file())
             && std::fs::remove_file(e.path()).is_ok()
         {

@@ -25,6 +25,12 @@ pub fn become_subreaper() {
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
 }
 
+/// Whether the ops-run process `pid`, named in a leftover file, may still be using it: this
+/// process, or any process with that pid.
+pub fn still_running(pid: u32) -> bool {
+    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// A token for one process run: `PID.N`.
 pub fn token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);

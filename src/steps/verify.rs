@@ -417,10 +417,7 @@ pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
-        if !name.starts_with("ops_verify_")
-            || pid == std::process::id()
-            || Path::new(&format!("/proc/{pid}")).exists()
-        {
+        if !name.starts_with("ops_verify_") || crate::exec::escape::still_running(pid) {
             continue;
         }
         let database = std::fs::read_to_string(e.path()).unwrap_or_default();
