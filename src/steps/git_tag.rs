@@ -40,6 +40,37 @@ pub fn decode(g: &mut GitTag, key: &str, node: &KdlNode, dec: &mut Decoder) {
 
 /// Checks a `git-tag` block on its own (references to its plan's databases and steps).
 pub fn validate(g: &GitTag, name: &Spanned<String>, _: &Scope, diags: &mut Vec<Diagnostic>) {
+    if let Some(key) = &g.deploy_key {
+        // Files it can check now: ssh fails later, in the middle of a release, otherwise.
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(&key.value) {
+            Ok(m) if !m.is_file() => diags.push(
+                Diagnostic::warning(key.span, format!("{} is not a file", key.value), "not a key file")
+                    .with_help("name the private key file ssh should use"),
+            ),
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => diags.push(
+                Diagnostic::warning(
+                    key.span,
+                    format!("{} can be read by other users (mode {:o}): ssh refuses such a key", key.value, m.permissions().mode() & 0o777),
+                    "key readable by others",
+                )
+                .with_help(format!("chmod 600 {}", key.value)),
+            ),
+            Ok(_) => {}
+            Err(e) => diags.push(
+                Diagnostic::warning(
+                    key.span,
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        format!("{} does not exist", key.value)
+                    } else {
+                        format!("{} cannot be read ({})", key.value, e.kind())
+                    },
+                    "deploy key",
+                )
+                    .with_help("create the key (ssh-keygen -t ed25519 -f PATH) and add its .pub to the remote as a deploy key"),
+            ),
+        }
+    }
     if g.repository.is_none() {
         diags.push(
             Diagnostic::error(

@@ -229,3 +229,31 @@ fn the_deploy_key_goes_to_ssh_and_nowhere_else() {
     );
     assert!(!all.contains("KEY-CONTENT-NEVER-SHOWN-42"));
 }
+
+#[test]
+fn validate_warns_about_a_deploy_key_ssh_would_refuse() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = setup(None, "deploy-key \"keys/deploy\"");
+    // Missing: a warning, exit 0 (the key may be created before the first release).
+    let r = ws.run(&["plan", "validate"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("keys/deploy does not exist"),
+        "{}",
+        r.stderr()
+    );
+    // Readable by others: ssh refuses it ("UNPROTECTED PRIVATE KEY FILE").
+    ws.write("keys/deploy", "-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    let key = ws.path("keys/deploy");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = ws.run(&["plan", "validate"]);
+    assert!(
+        r.stderr().contains("can be read by other users (mode 644)")
+            && r.stderr().contains("chmod 600 keys/deploy"),
+        "{}",
+        r.stderr()
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = ws.run(&["plan", "validate"]);
+    assert!(!r.stderr().contains("keys/deploy"), "{}", r.stderr());
+}

@@ -95,7 +95,7 @@ fn the_product_example_validates_exactly_as_written() {
     assert_eq!(
         r.stdout(),
         format!(
-            "ok: 1 plan, 6 steps in {} (7 warnings)\n",
+            "ok: 1 plan, 6 steps in {} (8 warnings)\n",
             repo_root().join("plans/crm.kdl").display()
         )
     );
