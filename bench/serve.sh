@@ -14,7 +14,7 @@ rm -rf "$out" && mkdir -p "$out/backups/db"
 export OPS_NOW=2026-11-28T10:00:00Z OPS_BACKUP_BASE=$out/backups OPS_STATE=$out/state.db
 ops=("$bin" --plans plans/crm.kdl)
 
-"${ops[@]}" activities >/dev/null
+"${ops[@]}" run maintenance-on >/dev/null 2>&1 || true  # creates the state database
 python3 bench/fixture.py state "$out/state.db" "${ROWS:-1000000}"
 python3 - "$out/backups/db" <<'PY'
 import os, sys
@@ -41,8 +41,11 @@ for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null &&
 writer=$!
 
 # At a steady 200 requests/s (32 clients, paced by bench/paced.py: wrk has no rate option).
-for path in /healthz / /metrics; do
-    python3 bench/paced.py "http://127.0.0.1:$port$path" 200 32 "${DURATION:-20}"
+# Persistent connections (what Prometheus and browsers use), then a new connection each.
+for mode in keepalive close; do
+    for path in /healthz / /metrics; do
+        python3 bench/paced.py "http://127.0.0.1:$port$path" 200 32 "${DURATION:-20}" "$mode"
+    done
 done
 echo "serve peak RSS at 200 req/s: $(awk '/VmHWM/ {print $2, $3}' /proc/$serve/status)"
 # And what wrk (2 threads, 32 connections, unpaced) gets out of it at full speed.

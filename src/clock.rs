@@ -52,9 +52,10 @@ pub fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// An instant as people read it in a plan's time zone, to the minute: `2026-11-28 03:10`.
+/// An instant as people read it in a plan's time zone, to the minute, with the zone's
+/// abbreviation so no time is read in the wrong zone: `2026-11-28 03:10 CET`.
 pub fn local_minute(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 pub fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {

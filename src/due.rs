@@ -46,7 +46,7 @@ pub struct Input<'a> {
 }
 
 pub fn local(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+    crate::clock::local_minute(t, tz)
 }
 
 pub fn decide(i: &Input) -> Decision {

@@ -7,7 +7,27 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+unsafe extern "C" {
+    /// mimalloc's option setter (linked in with the allocator).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+/// `mi_option_purge_delay` and `mi_option_allow_thp` in mimalloc 3's `mi_option_e`.
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+const MI_OPTION_ALLOW_THP: std::ffi::c_int = 43;
+
 fn main() {
     let cli = ops_run::cli::Cli::parse();
+    if matches!(cli.command, ops_run::cli::Command::Serve { .. }) {
+        // serve's memory, measured in bench/serve.sh (peak RSS 66 → 20 MB): mimalloc asks for
+        // transparent huge pages, so one touched byte made 2 MiB resident in every thread's
+        // area; and with its default 10 ms purge delay, pages freed under steady load were
+        // never returned. Short commands keep the defaults.
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
+        // SAFETY: sets plain integer options; mimalloc reads them when it next uses them.
+        unsafe {
+            mi_option_set(MI_OPTION_ALLOW_THP, 0);
+            mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
+    }
     std::process::exit(ops_run::run(cli));
 }

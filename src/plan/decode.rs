@@ -50,7 +50,7 @@ const ALERT_KEYS: [&str; 7] = [
     "include-logs",
 ];
 const PING_KEYS: [&str; 2] = ["url", "timeout"];
-const SERVE_KEYS: [&str; 2] = ["listen", "token"];
+const SERVE_KEYS: [&str; 3] = ["listen", "token", "allowed-hosts"];
 const STEP_REPEATABLE: [&str; 1] = ["after"];
 
 /// Decodes every file; diagnostics for all of them are appended to `diags`.
@@ -990,10 +990,30 @@ impl Decoder<'_> {
             span: self.node_span(node),
             listen: None,
             tokens: Vec::new(),
+            allowed_hosts: Vec::new(),
         };
         for child in self.settings(node, "`serve`", &SERVE_KEYS, &["token"]) {
             match child.name().value() {
                 "listen" => serve.listen = self.string(child),
+                "allowed-hosts" => {
+                    self.string_list(child, &mut serve.allowed_hosts);
+                    for h in serve.allowed_hosts.clone() {
+                        let name = h.value.strip_prefix("*.").unwrap_or(&h.value);
+                        let ok = h.value == "*"
+                            || (!name.is_empty()
+                                && name
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+                        if !ok {
+                            self.error_help(
+                                h.span,
+                                format!("`{}` is not a host name", h.value),
+                                "expected a host name",
+                                "a name without scheme, port or path, such as `backup.example.com`, `*.example.com`, or `*` for any",
+                            );
+                        }
+                    }
+                }
                 "token" => {
                     if let Some(t) = self.token(child) {
                         serve.tokens.push(t);

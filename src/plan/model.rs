@@ -307,6 +307,9 @@ pub struct Serve {
     pub span: Span,
     pub listen: Option<Spanned<String>>,
     pub tokens: Vec<Token>,
+    /// Names the page may be asked for by (`Host`) besides loopback names and IP addresses;
+    /// `"*"` allows any.
+    pub allowed_hosts: Vec<Spanned<String>>,
 }
 
 pub const PERMISSIONS: [&str; 4] = ["ops.view", "ops.execute", "ops.release", "*"];

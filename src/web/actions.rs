@@ -4,9 +4,8 @@
 //! starts; the worker then stays with the run until it ends.
 
 use serde_json::json;
-use tiny_http::{Method, Request};
 
-use super::{Reply, Site};
+use super::{Reply, Request, Site};
 use crate::error::Failure;
 use crate::runner::{Event, Trigger};
 use crate::session::{self, Session};
@@ -27,11 +26,11 @@ pub fn run(site: &Site, request: Request, step: usize, token: &str, as_form: boo
         Ok(s) => s,
         Err(Failure::Locked(holder)) => {
             let body = json!({ "error": format!("another apply holds the lock ({holder}); try again later"), "step": step_id });
-            return super::send(request, &Method::Post, reply_json(409, body));
+            return super::send(request, reply_json(409, body));
         }
         Err(e) => {
             let msg = e.message();
-            return super::send(request, &Method::Post, Reply::text(500, msg.trim()));
+            return super::send(request, Reply::text(500, msg.trim()));
         }
     };
     let planned = session::one(
@@ -59,7 +58,6 @@ pub fn run(site: &Site, request: Request, step: usize, token: &str, as_form: boo
     if let Some(request) = pending.request.take() {
         super::send(
             request,
-            &Method::Post,
             reply_json(
                 500,
                 json!({ "error": "the step did not start", "step": step_id }),
@@ -106,6 +104,6 @@ impl Pending {
                 }),
             )
         };
-        super::send(request, &Method::Post, reply);
+        super::send(request, reply);
     }
 }

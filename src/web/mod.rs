@@ -1,19 +1,18 @@
-//! `ops-run serve`: the read-only status page, `/api/*`, `/metrics` and `/healthz` on
-//! tiny_http. Several workers share the server; when tiny_http's accept loop dies (its first
-//! accept error, such as EMFILE, ends it for good) a worker notices and rebuilds the server on
-//! the same address. Everything shown is computed from SQLite and the files on each request.
+//! `ops-run serve`: the read-only status page, `/api/*`, `/metrics` and `/healthz`. The HTTP
+//! server (`http.rs`) reads requests within fixed limits and hands them to a few workers, each
+//! with its own store connection. Everything shown is computed from SQLite and the files on
+//! each request.
 
 pub mod actions;
 pub mod auth;
+pub mod http;
 pub mod metrics;
 pub mod page;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::json;
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::app::App;
 use crate::error::Failure;
@@ -21,81 +20,63 @@ use crate::plan::compile::Compiled;
 use crate::store::Store;
 use crate::store::activities::Filter;
 use crate::store::kinds::{ActivityStatus, ActivityType};
+pub use http::{MAX_BODY_BYTES, MAX_HEAD_BYTES, Method, Request};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
 const WORKERS: usize = 4;
-/// Larger request heads are refused (431): nothing here needs more.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 const STYLE: &str = include_str!("../../templates/static/style.css");
 
-struct Shared {
-    server: RwLock<Arc<Server>>,
-    generation: AtomicU64,
-    addr: String,
-    /// Our own handle on the listening socket: when tiny_http's accept loop dies and drops its
-    /// copy, the socket stays open, so no other program can take the port in between and
-    /// connections waiting in the backlog are served by the next loop.
-    listener: std::net::TcpListener,
-    /// When the server was last rebuilt and whether that was said: while file descriptors
-    /// stay exhausted, rebuilds back off and the log is not flooded.
-    last_rebuild: std::sync::Mutex<(std::time::Instant, std::time::Instant)>,
+/// The names a request may call this server by (its `Host`), so a page on another site that
+/// rebinds its own name to this address (DNS rebinding) cannot read or act: IP addresses,
+/// `localhost` and `*.localhost`, this machine's host name, and the plans' `allowed-hosts`.
+#[derive(Clone, Debug, Default)]
+pub struct Hosts {
+    names: Vec<String>,
+    any: bool,
 }
 
-impl Shared {
-    fn current(&self) -> (Arc<Server>, u64) {
-        let s = self
-            .server
-            .read()
-            .map(|s| Arc::clone(&s))
-            .unwrap_or_else(|e| Arc::clone(&e.into_inner()));
-        (s, self.generation.load(Ordering::SeqCst))
-    }
-
-    /// Replaces a server whose accept loop ended; the first worker to notice does it.
-    fn rebuild(&self, seen: u64) {
-        let Ok(mut slot) = self.server.write() else {
-            return;
-        };
-        if self.generation.load(Ordering::SeqCst) != seen {
-            return;
-        }
-        let now = std::time::Instant::now();
-        let (last, said) = self.last_rebuild.lock().map(|g| *g).unwrap_or((now, now));
-        // Rebuilt less than a second ago: accept keeps failing (EMFILE); give it time.
-        if now.duration_since(last) < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let server = self
-                .listener
-                .try_clone()
-                .map_err(|e| e.to_string())
-                .and_then(|l| Server::from_listener(l, None).map_err(|e| e.to_string()));
-            match server {
-                Ok(s) => {
-                    *slot = Arc::new(s);
-                    self.generation.fetch_add(1, Ordering::SeqCst);
-                    let now = std::time::Instant::now();
-                    let mut said = said;
-                    if now.duration_since(said) >= Duration::from_secs(10) || said == last {
-                        eprintln!(
-                            "serve: the accept loop stopped (too many open files?); listening again on {}",
-                            self.addr
-                        );
-                        said = now;
-                    }
-                    if let Ok(mut g) = self.last_rebuild.lock() {
-                        *g = (now, said);
-                    }
-                    return;
-                }
-                Err(_) => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
+impl Hosts {
+    pub fn new(compiled: &Compiled) -> Hosts {
+        let mut names: Vec<String> = compiled
+            .plans
+            .iter()
+            .filter_map(|p| p.decl.serve.as_ref())
+            .flat_map(|s| s.allowed_hosts.iter().map(|h| h.value.to_ascii_lowercase()))
+            .collect();
+        if let Ok(own) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let own = own.trim().to_ascii_lowercase();
+            if !own.is_empty() {
+                names.push(own);
             }
         }
+        Hosts {
+            any: names.iter().any(|n| n == "*"),
+            names,
+        }
+    }
+
+    /// Whether `host` (a `Host` field: a name or address, perhaps with a port) is ours.
+    pub fn allows(&self, host: &str) -> bool {
+        let host = host.trim();
+        if self.any || host.starts_with('[') {
+            // `[::1]:9180`: an address; a browser never sends another site's name that way.
+            return true;
+        }
+        let name = match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host,
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name == "localhost"
+            || name.ends_with(".localhost")
+        {
+            return true;
+        }
+        self.names.iter().any(|n| match n.strip_prefix("*.") {
+            Some(domain) => name.ends_with(&format!(".{domain}")),
+            None => *n == name,
+        })
     }
 }
 
@@ -104,14 +85,12 @@ impl Shared {
 pub struct Site<'a> {
     pub app: &'a App,
     pub compiled: &'a Compiled,
+    pub hosts: &'a Hosts,
     pub store: Store,
     pub tokens: &'a auth::Tokens,
     /// How long an action waits for a running apply's lock before answering 409.
     pub action_wait: Duration,
 }
-
-/// Largest form or JSON body an action may carry.
-const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub struct Reply {
     pub status: u16,
@@ -233,11 +212,7 @@ pub fn route(site: &Site, method: &Method, url: &str, token: Option<&auth::Token
 }
 
 fn header<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str())
+    request.header(name)
 }
 
 fn unauthorized() -> Reply {
@@ -253,13 +228,7 @@ fn unauthorized() -> Reply {
 }
 
 /// Sends a reply with the security headers every response carries.
-pub(crate) fn send(request: Request, method: &Method, reply: Reply) {
-    let body = if *method == Method::Head {
-        Vec::new()
-    } else {
-        reply.body
-    };
-    let mut response = Response::from_data(body).with_status_code(reply.status);
+pub(crate) fn send(request: Request, reply: Reply) {
     let mut headers: Vec<(&str, String)> = vec![
         ("Content-Type", reply.content_type.to_string()),
         (
@@ -272,32 +241,27 @@ pub(crate) fn send(request: Request, method: &Method, reply: Reply) {
         ("Cache-Control", "no-store".into()),
     ];
     headers.extend(reply.extra);
-    for (k, v) in headers {
-        if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    let _ = request.respond(response);
+    request.respond(reply.status, &headers, &reply.body);
 }
 
-fn respond(site: &Site, mut request: Request) {
-    let head_bytes: usize = request.url().len()
-        + request
-            .headers()
-            .iter()
-            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-            .sum::<usize>();
-    let method = request.method().clone();
-    if head_bytes > MAX_HEAD_BYTES {
-        return send(
-            request,
-            &method,
-            Reply::text(431, "request header fields too large"),
-        );
-    }
-    let url = request.url().to_string();
+fn respond(site: &Site, request: Request) {
+    let method = request.method.clone();
+    let url = request.url.clone();
     let path = url.split('?').next().unwrap_or("/").to_string();
     let open = matches!(path.as_str(), "/healthz" | "/static/style.css");
+    if let Some(host) = header(&request, "Host")
+        && path != "/healthz"
+        && !site.hosts.allows(host)
+    {
+        let text = format!(
+            "this server does not answer to the name `{}`: add it to the plan's `serve {{ allowed-hosts \"…\" }}`",
+            host.chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect::<String>()
+        );
+        return send(request, Reply::text(421, &text));
+    }
     let token = site
         .tokens
         .authenticate(header(&request, "Authorization"))
@@ -305,13 +269,9 @@ fn respond(site: &Site, mut request: Request) {
     // With tokens configured, everything but /healthz needs a token (ops.view to read).
     if site.tokens.configured() && !open {
         match &token {
-            None => return send(request, &method, unauthorized()),
+            None => return send(request, unauthorized()),
             Some(t) if method != Method::Post && !t.grants("ops.view") => {
-                return send(
-                    request,
-                    &method,
-                    Reply::text(403, "this token may not view"),
-                );
+                return send(request, Reply::text(403, "this token may not view"));
             }
             _ => {}
         }
@@ -329,14 +289,10 @@ fn respond(site: &Site, mut request: Request) {
                     "actions are off: no token is configured in any plan's serve block",
                 )
             };
-            return send(request, &method, reply);
+            return send(request, reply);
         };
         let Ok(step) = site.compiled.find(&step_name) else {
-            return send(
-                request,
-                &method,
-                Reply::text(404, &format!("no step `{step_name}`")),
-            );
+            return send(request, Reply::text(404, &format!("no step `{step_name}`")));
         };
         let is_release = matches!(
             site.compiled.steps[step].decl.kind,
@@ -350,7 +306,6 @@ fn respond(site: &Site, mut request: Request) {
         if !token.grants(needed) {
             return send(
                 request,
-                &method,
                 Reply::text(403, &format!("this token does not hold {needed}")),
             );
         }
@@ -360,35 +315,39 @@ fn respond(site: &Site, mut request: Request) {
             && origin != format!("http://{host}")
             && origin != format!("https://{host}")
         {
-            return send(
-                request,
-                &method,
-                Reply::text(403, "cross-site request refused"),
-            );
+            return send(request, Reply::text(403, "cross-site request refused"));
         }
         let form = header(&request, "Content-Type")
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-        if form {
-            let mut body = Vec::new();
-            let _ = std::io::Read::read_to_end(
-                &mut std::io::Read::take(request.as_reader(), MAX_BODY_BYTES as u64 + 1),
-                &mut body,
+        // A browser sends remembered Basic credentials with any cross-site POST (a
+        // `text/plain` or `multipart/form-data` one needs no preflight and may carry no
+        // `Origin`), but it never adds a Bearer token by itself. So an action with Basic
+        // credentials must be the page's own form with its anti-forgery field.
+        let bearer = header(&request, "Authorization")
+            .is_some_and(|a| a.trim_start().starts_with("Bearer "));
+        if !bearer && !form {
+            return send(
+                request,
+                Reply::text(
+                    403,
+                    "an action with Basic credentials must come from the page's form; API clients send `Authorization: Bearer TOKEN`",
+                ),
             );
-            let fields = query(&format!("?{}", String::from_utf8_lossy(&body)));
+        }
+        if form {
+            let fields = query(&format!("?{}", String::from_utf8_lossy(&request.body)));
             let sent = fields
                 .iter()
                 .find(|(k, _)| k == "csrf")
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default();
-            if body.len() > MAX_BODY_BYTES
-                || !site
-                    .tokens
-                    .form_key(&token)
-                    .is_some_and(|key| auth::constant_time_eq(sent.as_bytes(), key.as_bytes()))
+            if !site
+                .tokens
+                .form_key(&token)
+                .is_some_and(|key| auth::constant_time_eq(sent.as_bytes(), key.as_bytes()))
             {
                 return send(
                     request,
-                    &method,
                     Reply::text(403, "the form's anti-forgery field is missing or wrong"),
                 );
             }
@@ -396,31 +355,14 @@ fn respond(site: &Site, mut request: Request) {
         return actions::run(site, request, step, &token.name, form);
     }
     let reply = route(site, &method, &url, token.as_ref());
-    send(request, &method, reply)
-}
-
-/// Whether the server at `addr` answers `GET /healthz` within a second.
-fn alive(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
-    let Some(target) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
-        return true;
-    };
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    send(request, reply)
 }
 
 /// Runs the server until the process is stopped.
 pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
     let tokens = auth::Tokens::load(app, &compiled);
+    let hosts = Hosts::new(&compiled);
     let addr = listen
         .map(str::to_string)
         .or_else(|| {
@@ -439,49 +381,19 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
     if let Err(e) = app.open_store() {
         app.open_reader()?.ok_or(e)?;
     }
-    let cannot = |e: String| Failure::Runtime(format!("cannot listen on {addr}: {e}"));
-    let listener = std::net::TcpListener::bind(&addr).map_err(|e| cannot(e.to_string()))?;
-    let server = listener
-        .try_clone()
-        .map_err(|e| e.to_string())
-        .and_then(|l| Server::from_listener(l, None).map_err(|e| e.to_string()))
-        .map_err(cannot)?;
+    let listener = std::net::TcpListener::bind(&addr)
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
     eprintln!("serve: listening on http://{addr}");
-    let shared = Arc::new(Shared {
-        server: RwLock::new(Arc::new(server)),
-        generation: AtomicU64::new(0),
-        addr,
-        listener,
-        last_rebuild: std::sync::Mutex::new((
-            std::time::Instant::now() - Duration::from_secs(60),
-            std::time::Instant::now() - Duration::from_secs(60),
-        )),
-    });
+    // Connections queue their requests here; a full queue makes them wait (backpressure).
+    let (jobs, requests) = mpsc::sync_channel::<Request>(256);
+    let requests = Arc::new(Mutex::new(requests));
     std::thread::scope(|scope| {
-        // The watchdog: tiny_http's accept loop can also die without telling anyone (it
-        // panics when it cannot duplicate an accepted socket). Ask /healthz over loopback;
-        // two failures in a row mean nobody is accepting, and the server is rebuilt.
-        let watched = Arc::clone(&shared);
-        scope.spawn(move || {
-            let mut failures = 0;
-            loop {
-                std::thread::sleep(Duration::from_millis(500));
-                if alive(&watched.addr) {
-                    failures = 0;
-                    continue;
-                }
-                failures += 1;
-                if failures >= 2 {
-                    let (_, generation) = watched.current();
-                    watched.rebuild(generation);
-                    failures = 0;
-                }
-            }
-        });
+        scope.spawn(move || http::accept_loop(&listener, jobs));
         for _ in 0..WORKERS {
-            let shared = Arc::clone(&shared);
+            let requests = Arc::clone(&requests);
             let compiled = &compiled;
             let tokens = &tokens;
+            let hosts = &hosts;
             scope.spawn(move || {
                 let now = crate::clock::stamp(app.clock.now());
                 let store = match Store::open(&app.state.value, &now) {
@@ -499,16 +411,19 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
                 let site = Site {
                     app,
                     compiled,
+                    hosts,
                     store,
                     tokens,
                     action_wait,
                 };
                 loop {
-                    let (server, generation) = shared.current();
-                    match server.recv_timeout(Duration::from_secs(1)) {
-                        Ok(Some(request)) => respond(&site, request),
-                        Ok(None) => {}
-                        Err(_) => shared.rebuild(generation),
+                    let next = match requests.lock() {
+                        Ok(r) => r.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match next {
+                        Ok(request) => respond(&site, request),
+                        Err(_) => return,
                     }
                 }
             });

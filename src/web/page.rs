@@ -202,7 +202,7 @@ pub fn render(
         "checks_count": checks.len(),
         "warn_count": count(Severity::Warn),
         "crit_count": count(Severity::Crit),
-        "generated_at": crate::clock::stamp(now),
+        "generated_at": now.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         "plans": plans,
         "activities": activities,
         "filter": {

@@ -182,6 +182,27 @@ fn forged_cross_site_requests_are_refused() {
         ),
     );
     assert_eq!(status, 403);
+    // A cross-site `text/plain` or `multipart/form-data` POST needs no preflight and may come
+    // without `Origin`; the browser adds the Basic credentials it remembers.
+    let basic = "Authorization: Basic YW55OmV4ZWMtc2VjcmV0LTI=\r\n"; // any:exec-secret-2
+    for (kind, body) in [
+        ("text/plain", "csrf=x"),
+        (
+            "multipart/form-data; boundary=b",
+            "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--\r\n",
+        ),
+        ("application/json", "{}"),
+    ] {
+        let (status, _, text) = request(
+            p,
+            &format!(
+                "POST /api/actions/db HTTP/1.0\r\nHost: 127.0.0.1:{p}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{basic}\r\n{body}",
+                body.len()
+            ),
+        );
+        assert_eq!(status, 403, "{kind}: {text}");
+        assert!(text.contains("Bearer"), "{text}");
+    }
     assert!(ws.activities().is_empty(), "a forged request ran something");
     // The page's own form works: its field comes from the page the token sees.
     let (_, _, page) = request(
