@@ -166,24 +166,80 @@ fn threshold(
     }
 }
 
-fn push_threshold(
-    settings: &mut Vec<(String, String, Origin)>,
-    thresholds: &mut Vec<(&'static str, Setting<Duration>)>,
-    key: &'static str,
-    t: Setting<Duration>,
-) {
-    settings.push((key.to_string(), duration::format(t.value), t.origin.clone()));
-    thresholds.push((key, t));
+/// What compiling one step collects; each kind's `compile` (in `steps/`) adds its own
+/// settings, thresholds and implicit edges through it.
+pub struct Compiling<'a> {
+    pub env: &'a Env,
+    /// The plan's declared steps, and their indexes in the compiled list.
+    pub plan: &'a Plan,
+    index: &'a HashMap<&'a str, usize>,
+    /// This step's index.
+    pub me: usize,
+    implicit: &'a mut Vec<(usize, usize, EdgeKind)>,
+    edge_spans: &'a mut HashMap<(usize, usize), Span>,
+    /// `OPS_VERIFY_AUTO`, resolved.
+    pub verify_auto: &'a Setting<bool>,
+    pub settings: Vec<(String, String, Origin)>,
+    pub thresholds: Vec<(&'static str, Setting<Duration>)>,
+    pub auto: Setting<bool>,
 }
 
-fn plan_or_default<T: Clone>(own: Option<&Spanned<T>>, default: T) -> Setting<T> {
+impl Compiling<'_> {
+    /// A setting written in the plan, for `plan show`.
+    pub fn plan_setting(&mut self, key: &str, value: impl Into<String>, span: Span) {
+        self.settings
+            .push((key.to_string(), value.into(), Origin::Plan(span)));
+    }
+
+    /// A setting with its origin, for `plan show`.
+    pub fn setting(&mut self, key: &str, value: impl Into<String>, origin: Origin) {
+        self.settings.push((key.to_string(), value.into(), origin));
+    }
+
+    /// A health threshold: `var` (in units of `unit_secs`) over the plan's value over `default`.
+    pub fn threshold(
+        &mut self,
+        key: &'static str,
+        var: &str,
+        unit_secs: u64,
+        own: Option<&Spanned<Duration>>,
+        default: Duration,
+    ) {
+        let t = threshold(self.env, var, unit_secs, own, default);
+        self.settings
+            .push((key.to_string(), duration::format(t.value), t.origin.clone()));
+        self.thresholds.push((key, t));
+    }
+
+    /// An edge this kind implies from the step named `name` (declared in the plan) to this one.
+    pub fn needs(&mut self, name: &Spanned<String>, kind: EdgeKind) -> bool {
+        let Some(&dep) = self.index.get(name.value.as_str()) else {
+            return false;
+        };
+        self.implicit.push((dep, self.me, kind));
+        self.edge_spans.insert((dep, self.me), name.span);
+        true
+    }
+
+    /// Edges from every other step of the plan that `keep` selects to this one.
+    pub fn after_all(&mut self, keep: impl Fn(&StepKind) -> bool, kind: EdgeKind) {
+        for other in &self.plan.steps {
+            if keep(&other.kind) {
+                self.implicit
+                    .push((self.index[other.name.value.as_str()], self.me, kind));
+            }
+        }
+    }
+}
+
+pub fn plan_or_default<T: Clone>(own: Option<&Spanned<T>>, default: T) -> Setting<T> {
     match own {
         Some(v) => Setting::new(v.value.clone(), Origin::Plan(v.span)),
         None => Setting::new(default, Origin::Default),
     }
 }
 
-fn describe_source(s: &Sourced) -> String {
+pub fn describe_source(s: &Sourced) -> String {
     match &s.source {
         ValueSource::Literal(_) => "(written in the plan)".into(),
         ValueSource::Env(v) => format!("env {v}"),
@@ -241,10 +297,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
             .collect();
         for step in &plan.steps {
             let me = index[step.name.value.as_str()];
-            let mut settings: Vec<(String, String, Origin)> = Vec::new();
-            let mut thresholds = Vec::new();
             let mut hook_of = Vec::new();
-            let mut auto = Setting::new(true, Origin::Default);
             let is_command = matches!(step.kind, StepKind::Command(_));
             // An `always` command only waits for what it follows; it runs whatever happened.
             let after_kind = match &step.kind {
@@ -269,159 +322,32 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                     hook_of.push((target, HookWhen::Before));
                 }
             }
+            let mut c = Compiling {
+                env,
+                plan: &plan,
+                index: &index,
+                me,
+                implicit: &mut implicit,
+                edge_spans: &mut edge_spans,
+                verify_auto: &verify_auto,
+                settings: Vec::new(),
+                thresholds: Vec::new(),
+                auto: Setting::new(true, Origin::Default),
+            };
             match &step.kind {
-                StepKind::Dump(d) => {
-                    if let Some(db) = &d.database {
-                        settings.push(("database".into(), db.value.clone(), Origin::Plan(db.span)));
-                    }
-                    let stale = threshold(
-                        env,
-                        "OPS_DB_DUMP_STALE_MIN",
-                        60,
-                        d.stale_after.as_ref(),
-                        DUMP_STALE,
-                    );
-                    push_threshold(&mut settings, &mut thresholds, "stale-after", stale);
-                    let fail = threshold(
-                        env,
-                        "OPS_DB_DUMP_FAIL_MIN",
-                        60,
-                        d.fail_after.as_ref(),
-                        DUMP_FAIL,
-                    );
-                    push_threshold(&mut settings, &mut thresholds, "fail-after", fail);
-                    if let Some(k) = &d.keep {
-                        settings.push(("keep".into(), k.value.to_string(), Origin::Plan(k.span)));
-                    }
-                    if let Some(m) = &d.min_size {
-                        settings.push((
-                            "min-size".into(),
-                            crate::units::size::format(m.value),
-                            Origin::Plan(m.span),
-                        ));
-                    }
-                    let level = plan_or_default(d.compression_level.as_ref(), 6);
-                    settings.push((
-                        "compression-level".into(),
-                        level.value.to_string(),
-                        level.origin,
-                    ));
-                }
-                StepKind::Snapshot(s) => {
-                    let stale = threshold(
-                        env,
-                        "OPS_SNAPSHOT_STALE_MIN",
-                        60,
-                        s.stale_after.as_ref(),
-                        SNAPSHOT_STALE,
-                    );
-                    push_threshold(&mut settings, &mut thresholds, "stale-after", stale);
-                    let paths: Vec<&str> = s.paths.iter().map(|p| p.value.as_str()).collect();
-                    if let Some(p) = s.paths.first() {
-                        settings.push(("paths".into(), paths.join(" "), Origin::Plan(p.span)));
-                    }
-                    if env.get("RESTIC_REPO").is_some() {
-                        settings.push((
-                            "repository".into(),
-                            "env RESTIC_REPO".into(),
-                            Origin::Env("RESTIC_REPO".into()),
-                        ));
-                    } else if let Some(r) = &s.repository {
-                        settings.push((
-                            "repository".into(),
-                            describe_source(r),
-                            Origin::Plan(r.span),
-                        ));
-                    }
-                    let policy = match &s.incomplete {
-                        Some(p) => (
-                            if p.value == IncompletePolicy::Warn {
-                                "warn"
-                            } else {
-                                "fail"
-                            },
-                            Origin::Plan(p.span),
-                        ),
-                        None => ("fail", Origin::Default),
-                    };
-                    settings.push(("incomplete".into(), policy.0.into(), policy.1));
-                }
-                StepKind::Verify(v) => {
-                    if let Some(dump) = &v.dump
-                        && let Some(&dep) = index.get(dump.value.as_str())
-                    {
-                        implicit.push((dep, me, EdgeKind::Requires));
-                        edge_spans.insert((dep, me), dump.span);
-                        settings.push(("dump".into(), dump.value.clone(), Origin::Plan(dump.span)));
-                    }
-                    let overdue = threshold(
-                        env,
-                        "OPS_VERIFY_OVERDUE_HOURS",
-                        3600,
-                        v.overdue_after.as_ref(),
-                        VERIFY_OVERDUE,
-                    );
-                    push_threshold(&mut settings, &mut thresholds, "overdue-after", overdue);
-                    if let Some(m) = &v.min_tables {
-                        settings.push((
-                            "min-tables".into(),
-                            m.value.to_string(),
-                            Origin::Plan(m.span),
-                        ));
-                    }
-                    settings.push(match &v.ownership {
-                        Some(o) if o.value == Ownership::Keep => {
-                            ("ownership".into(), "keep".into(), Origin::Plan(o.span))
-                        }
-                        Some(o) => ("ownership".into(), "ignore".into(), Origin::Plan(o.span)),
-                        None => ("ownership".into(), "ignore".into(), Origin::Default),
-                    });
-                    auto = verify_auto.clone();
-                }
-                StepKind::Report(r) => {
-                    let t = r
-                        .template
-                        .as_ref()
-                        .map(|t| Setting::new(t.value.clone(), Origin::Plan(t.span)))
-                        .unwrap_or_else(|| Setting::new("backup-report".into(), Origin::Default));
-                    settings.push(("template".into(), t.value, t.origin));
-                    for other in &plan.steps {
-                        if !matches!(other.kind, StepKind::Report(_) | StepKind::GitTag(_)) {
-                            implicit.push((index[other.name.value.as_str()], me, EdgeKind::Order));
-                        }
-                    }
-                }
-                StepKind::GitTag(g) => {
-                    if let Some(n) = &g.name {
-                        settings.push(("name".into(), n.value.clone(), Origin::Plan(n.span)));
-                    }
-                    if let Some(r) = &g.repository {
-                        settings.push(("repository".into(), r.value.clone(), Origin::Plan(r.span)));
-                    }
-                    for other in &plan.steps {
-                        if !matches!(other.kind, StepKind::GitTag(_)) {
-                            implicit.push((
-                                index[other.name.value.as_str()],
-                                me,
-                                EdgeKind::Requires,
-                            ));
-                        }
-                    }
-                }
-                StepKind::Command(c) => {
-                    if let Some(dir) = &c.dir {
-                        settings.push(("dir".into(), dir.value.clone(), Origin::Plan(dir.span)));
-                    }
-                    for (k, v) in &c.env {
-                        // A literal command variable is configuration, not a secret: show it.
-                        let shown = match &v.source {
-                            ValueSource::Literal(text) => text.clone(),
-                            _ => describe_source(v),
-                        };
-                        settings.push((format!("env {}", k.value), shown, Origin::Plan(v.span)));
-                    }
-                }
+                StepKind::Dump(d) => crate::steps::dump::compile(d, &mut c),
+                StepKind::Snapshot(s) => crate::steps::snapshot::compile(s, &mut c),
+                StepKind::Verify(v) => crate::steps::verify::compile(v, &mut c),
+                StepKind::Report(r) => crate::steps::report::compile(r, &mut c),
+                StepKind::GitTag(g) => crate::steps::git_tag::compile(g, &mut c),
+                StepKind::Command(cmd) => crate::steps::command::compile(cmd, &mut c),
             }
+            let Compiling {
+                settings,
+                thresholds,
+                auto,
+                ..
+            } = c;
             out.steps.push(CompiledStep {
                 id: format!("{}/{}", plan.name.value, step.name.value),
                 plan: pi,

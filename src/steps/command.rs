@@ -1,10 +1,12 @@
 //! The `command` step: an argv run directly (or `sh -c` when the plan says `shell`).
 
 use super::Settings;
+use crate::plan::compile::{Compiling, describe_source};
 use crate::plan::decode::Decoder;
 use crate::plan::decode::valid_env_name;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
+use crate::plan::model::ValueSource;
 use crate::plan::validate::Scope;
 use kdl::KdlNode;
 use serde_json::json;
@@ -27,6 +29,21 @@ pub fn decode(c: &mut Command, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "always" => c.always = dec.boolean(node),
         "env" => env(c, node, dec),
         _ => {}
+    }
+}
+
+/// A `command`'s compiled form: its folder and environment (a literal value is
+/// configuration and shown; one from the environment or a file is named, never shown).
+pub fn compile(cmd: &Command, c: &mut Compiling) {
+    if let Some(dir) = &cmd.dir {
+        c.plan_setting("dir", dir.value.clone(), dir.span);
+    }
+    for (k, v) in &cmd.env {
+        let shown = match &v.source {
+            ValueSource::Literal(text) => text.clone(),
+            _ => describe_source(v),
+        };
+        c.plan_setting(&format!("env {}", k.value), shown, v.span);
     }
 }
 

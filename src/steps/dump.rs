@@ -4,6 +4,7 @@
 //! get its final name and its sidecar. Anything else removes the temporary file.
 
 use super::Settings;
+use crate::plan::compile::{Compiling, DUMP_FAIL, DUMP_STALE, plan_or_default};
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
@@ -58,6 +59,36 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
         }
         _ => {}
     }
+}
+
+/// A `dump`'s compiled form: database, thresholds (with their environment overrides),
+/// retention, size floor and compression level, each with its origin for `plan show`.
+pub fn compile(d: &Dump, c: &mut Compiling) {
+    if let Some(db) = &d.database {
+        c.plan_setting("database", db.value.clone(), db.span);
+    }
+    c.threshold(
+        "stale-after",
+        "OPS_DB_DUMP_STALE_MIN",
+        60,
+        d.stale_after.as_ref(),
+        DUMP_STALE,
+    );
+    c.threshold(
+        "fail-after",
+        "OPS_DB_DUMP_FAIL_MIN",
+        60,
+        d.fail_after.as_ref(),
+        DUMP_FAIL,
+    );
+    if let Some(k) = &d.keep {
+        c.plan_setting("keep", k.value.to_string(), k.span);
+    }
+    if let Some(m) = &d.min_size {
+        c.plan_setting("min-size", size::format(m.value), m.span);
+    }
+    let level = plan_or_default(d.compression_level.as_ref(), 6);
+    c.setting("compression-level", level.value.to_string(), level.origin);
 }
 
 /// Checks a `dump` block on its own (references to its plan's databases and steps).

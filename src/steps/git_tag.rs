@@ -5,6 +5,8 @@
 //! deploy key through `GIT_SSH_COMMAND`.
 
 use super::Settings;
+use crate::graph::EdgeKind;
+use crate::plan::compile::Compiling;
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
@@ -36,6 +38,18 @@ pub fn decode(g: &mut GitTag, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "ref" => g.git_ref = dec.string(node),
         _ => {}
     }
+}
+
+/// A `git-tag`'s compiled form: its name pattern and repository, and a requirement on every
+/// other step of the plan (a release is tagged only when all of them succeeded).
+pub fn compile(g: &GitTag, c: &mut Compiling) {
+    if let Some(n) = &g.name {
+        c.plan_setting("name", n.value.clone(), n.span);
+    }
+    if let Some(r) = &g.repository {
+        c.plan_setting("repository", r.value.clone(), r.span);
+    }
+    c.after_all(|k| !matches!(k, StepKind::GitTag(_)), EdgeKind::Requires);
 }
 
 /// Checks a `git-tag` block on its own (references to its plan's databases and steps).

@@ -2,10 +2,14 @@
 //! period's activity, and writes it to `reports/`.
 
 use super::Settings;
+use crate::graph::EdgeKind;
+use crate::plan::compile::Compiling;
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
+use crate::plan::model::StepKind;
 use crate::plan::validate::Scope;
+use crate::settings::Origin;
 use kdl::KdlNode;
 use serde_json::json;
 
@@ -23,6 +27,19 @@ pub fn decode(r: &mut Report, key: &str, node: &KdlNode, dec: &mut Decoder) {
     if key == "template" {
         r.template = dec.string(node);
     }
+}
+
+/// A `report`'s compiled form: its template, and an order after every step but reports and
+/// tags, so it describes what this apply did.
+pub fn compile(r: &Report, c: &mut Compiling) {
+    match &r.template {
+        Some(t) => c.plan_setting("template", t.value.clone(), t.span),
+        None => c.setting("template", "backup-report", Origin::Default),
+    }
+    c.after_all(
+        |k| !matches!(k, StepKind::Report(_) | StepKind::GitTag(_)),
+        EdgeKind::Order,
+    );
 }
 
 /// A `report` block has nothing to check on its own (its template is rendered by `plan

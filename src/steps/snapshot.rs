@@ -4,10 +4,12 @@
 //! rules run `restic forget --prune` afterwards as a `prune` activity.
 
 use super::Settings;
+use crate::plan::compile::{Compiling, SNAPSHOT_STALE, describe_source};
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
 use crate::plan::validate::Scope;
+use crate::settings::Origin;
 use kdl::KdlNode;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -57,6 +59,38 @@ pub fn decode(s: &mut Snapshot, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "init" => s.init = dec.boolean(node),
         "forget" => s.forget = dec.keep(node),
         _ => {}
+    }
+}
+
+/// A `snapshot`'s compiled form: its threshold, paths, repository (`RESTIC_REPO` first) and
+/// incomplete policy.
+pub fn compile(s: &Snapshot, c: &mut Compiling) {
+    c.threshold(
+        "stale-after",
+        "OPS_SNAPSHOT_STALE_MIN",
+        60,
+        s.stale_after.as_ref(),
+        SNAPSHOT_STALE,
+    );
+    if let Some(p) = s.paths.first() {
+        let paths: Vec<&str> = s.paths.iter().map(|p| p.value.as_str()).collect();
+        c.plan_setting("paths", paths.join(" "), p.span);
+    }
+    if c.env.get("RESTIC_REPO").is_some() {
+        c.setting(
+            "repository",
+            "env RESTIC_REPO",
+            Origin::Env("RESTIC_REPO".into()),
+        );
+    } else if let Some(r) = &s.repository {
+        c.plan_setting("repository", describe_source(r), r.span);
+    }
+    match &s.incomplete {
+        Some(p) if p.value == IncompletePolicy::Warn => {
+            c.plan_setting("incomplete", "warn", p.span)
+        }
+        Some(p) => c.plan_setting("incomplete", "fail", p.span),
+        None => c.setting("incomplete", "fail", Origin::Default),
     }
 }
 

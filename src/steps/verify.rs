@@ -4,10 +4,13 @@
 //! `verify/`.
 
 use super::Settings;
+use crate::graph::EdgeKind;
+use crate::plan::compile::{Compiling, VERIFY_OVERDUE};
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::{Expect, Spanned};
 use crate::plan::validate::{self, Scope};
+use crate::settings::Origin;
 use kdl::KdlNode;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
@@ -75,6 +78,32 @@ pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
         }
         _ => {}
     }
+}
+
+/// A `verify`'s compiled form: the edge from its dump, its threshold, table floor and
+/// ownership; `OPS_VERIFY_AUTO=false` takes it off the schedule.
+pub fn compile(v: &Verify, c: &mut Compiling) {
+    if let Some(dump) = &v.dump
+        && c.needs(dump, EdgeKind::Requires)
+    {
+        c.plan_setting("dump", dump.value.clone(), dump.span);
+    }
+    c.threshold(
+        "overdue-after",
+        "OPS_VERIFY_OVERDUE_HOURS",
+        3600,
+        v.overdue_after.as_ref(),
+        VERIFY_OVERDUE,
+    );
+    if let Some(m) = &v.min_tables {
+        c.plan_setting("min-tables", m.value.to_string(), m.span);
+    }
+    match &v.ownership {
+        Some(o) if o.value == Ownership::Keep => c.plan_setting("ownership", "keep", o.span),
+        Some(o) => c.plan_setting("ownership", "ignore", o.span),
+        None => c.setting("ownership", "ignore", Origin::Default),
+    }
+    c.auto = c.verify_auto.clone();
 }
 
 /// Checks a `verify` block on its own (references to its plan's databases and steps).
