@@ -85,6 +85,39 @@ pub enum Command {
     /// Bring existing backup files into the layout
     #[command(subcommand)]
     Backups(BackupsCommand),
+    /// Load a good dump into a database (never destroying before the replacement is complete)
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RestoreCommand {
+    /// Load a dump of a dump step into TARGET: a new database on the dump's server, a `database`
+    /// block of the plan, or for SQLite a file. The newest good dump unless --dump or --at.
+    Db {
+        /// The dump step (PLAN/STEP, or STEP when only one plan has it)
+        step: String,
+        /// The database (or SQLite file) to restore into
+        #[arg(long)]
+        to: String,
+        /// This dump (its file name or path in the step's folder)
+        #[arg(long, conflicts_with = "at")]
+        dump: Option<String>,
+        /// The newest good dump taken at or before this time (RFC 3339, or "YYYY-mm-dd HH:MM"
+        /// in the plan's time zone)
+        #[arg(long)]
+        at: Option<String>,
+        /// Put the restore in place of a TARGET that holds tables, keeping the old one
+        /// (TARGET_before_YYYYmmddHHMM; SQLite: TARGET.before-YYYYmmdd-HHMM)
+        #[arg(long)]
+        replace: bool,
+        /// Load owners, grants and definers as dumped (the restoring role must be allowed to)
+        #[arg(long)]
+        keep_ownership: bool,
+        /// Check the dump and print what would run; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

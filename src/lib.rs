@@ -47,7 +47,7 @@ pub mod store;
 pub mod units;
 pub mod web;
 
-use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand};
+use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand, RestoreCommand};
 
 /// Runs one command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -87,6 +87,26 @@ pub fn run(cli: Cli) -> i32 {
             .and_then(|wait| web::serve(&app, listen.as_deref(), wait)),
         Command::Permissions => app.load().map(|(_, compiled)| web::auth::print(&compiled)),
         Command::Metrics { textfile } => commands::status::metrics(&app, textfile.as_deref()),
+        Command::Restore(RestoreCommand::Db {
+            step,
+            to,
+            dump,
+            at,
+            replace,
+            keep_ownership,
+            dry_run,
+        }) => commands::restore::db(
+            &app,
+            &commands::restore::DbArgs {
+                step,
+                to,
+                dump: dump.as_deref(),
+                at: at.as_deref(),
+                replace: *replace,
+                dry_run: *dry_run,
+                keep_ownership: *keep_ownership,
+            },
+        ),
         Command::Backups(BackupsCommand::Migrate {
             from,
             dry_run,

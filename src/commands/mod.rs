@@ -4,6 +4,7 @@ pub mod activities;
 pub mod alerts;
 pub mod apply;
 pub mod migrate;
+pub mod restore;
 pub mod show;
 pub mod status;
 pub mod validate;

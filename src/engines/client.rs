@@ -110,6 +110,18 @@ impl Client {
     }
 
     /// The number of base tables in the current database.
+    pub fn maintenance_db(&self) -> &'static str {
+        self.server.maintenance_db()
+    }
+
+    pub fn exists_sql(&self, name: &str) -> String {
+        self.server.exists_sql(name)
+    }
+
+    pub fn rename_sql(&self, from: &str, to: &str) -> Option<String> {
+        self.server.rename_sql(from, to)
+    }
+
     pub fn count_tables_sql(&self) -> &'static str {
         self.server.count_tables_sql()
     }

@@ -79,6 +79,13 @@ pub trait Server: Sync {
     }
     /// The number of base tables in the current database.
     fn count_tables_sql(&self) -> &'static str;
+    /// `1` when database `name` exists, else `0` (run in the maintenance database). `name` is
+    /// a plain identifier (letters, digits, `_`), checked by the caller.
+    fn exists_sql(&self, name: &str) -> String;
+    /// A database every login may connect to, for statements about other databases.
+    fn maintenance_db(&self) -> &'static str;
+    /// Renames a database, when the engine can (`restore --replace` swaps names with it).
+    fn rename_sql(&self, from: &str, to: &str) -> Option<String>;
     /// The line only a complete dump has.
     fn marker(&self) -> &'static str;
     /// What leaves ownership and privileges out of an import (`ownership ignore`).

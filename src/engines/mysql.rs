@@ -116,6 +116,20 @@ impl Server for MySql {
         "SELECT count(*) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema = DATABASE()"
     }
 
+    fn maintenance_db(&self) -> &'static str {
+        "information_schema"
+    }
+
+    fn exists_sql(&self, name: &str) -> String {
+        format!("SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{name}'")
+    }
+
+    /// MariaDB and MySQL cannot rename a database (tables could be moved one by one, but not
+    /// their views, routines and events): `restore --replace` refuses a non-empty target.
+    fn rename_sql(&self, _from: &str, _to: &str) -> Option<String> {
+        None
+    }
+
     fn marker(&self) -> &'static str {
         MARKER
     }

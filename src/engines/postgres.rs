@@ -89,6 +89,22 @@ impl Server for Postgres {
         "SELECT count(*) FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"
     }
 
+    fn maintenance_db(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn exists_sql(&self, name: &str) -> String {
+        format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'")
+    }
+
+    fn rename_sql(&self, from: &str, to: &str) -> Option<String> {
+        Some(format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            self.quote(from),
+            self.quote(to)
+        ))
+    }
+
     fn marker(&self) -> &'static str {
         MARKER
     }

@@ -181,7 +181,7 @@ fn scratch_name(plan: &str) -> String {
 
 /// The newest dump that has a sidecar: the one a verify must test (an older one would report
 /// green on yesterday's file). A dump dated after `now` is never taken: it is no evidence.
-fn newest_with_sidecar(
+pub(crate) fn newest_with_sidecar(
     dir: &Path,
     tz: chrono_tz::Tz,
     now: chrono::DateTime<chrono::Utc>,
@@ -366,6 +366,74 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
     Ok(())
 }
 
+/// Streams a gzip dump into database `db` through the engine's client: decompressed on the
+/// way, owners and privileges left out unless `keep_ownership`, and refused when the stream
+/// lacks the completion line. Also answers how many statements the ownership filter left out.
+pub(crate) fn import_dump(
+    client: &Client,
+    db: &str,
+    dump: &Path,
+    keep_ownership: bool,
+    timeout: Option<Duration>,
+    redactor: &exec::redact::Redactor,
+) -> (u64, Result<(), String>) {
+    let mut import = client.import(db);
+    import.timeout = timeout;
+    let path = dump.to_path_buf();
+    let marker = client.marker();
+    let filter = if keep_ownership {
+        Box::new(ownership::Keep)
+    } else {
+        client.ownership()
+    };
+    let changed = Arc::new(AtomicU64::new(0));
+    let counted = changed.clone();
+    let (r, feed_error) = exec::run_feeding(
+        &import,
+        redactor,
+        Box::new(move |w| {
+            let file = File::open(&path)?;
+            let mut gz =
+                flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+            let mut end = StreamEnd::default();
+            let mut filtered = ownership::Filtered::new(w, filter, counted);
+            std::io::copy(
+                &mut gz,
+                &mut TeeEnd {
+                    end: &mut end,
+                    inner: &mut filtered,
+                },
+            )?;
+            filtered.finish()?;
+            truncated(&end, marker)
+        }),
+    );
+    let changed = changed.load(Ordering::Relaxed);
+    if let Some(e) = feed_error {
+        return (changed, Err(format!("the import failed: {e}")));
+    }
+    if !r.success() {
+        return (
+            changed,
+            Err(format!(
+                "the import failed: {}\n{}",
+                exit_reason(&import, &r),
+                r.tail.trim()
+            )),
+        );
+    }
+    (changed, Ok(()))
+}
+
+/// What the ownership filter did, for a log.
+pub(crate) fn ownership_line(keep: bool, changed: u64) -> String {
+    if keep {
+        "ownership: kept as dumped".to_string()
+    } else {
+        format!("ownership: ignored ({changed} owner, privilege or definer statements left out)")
+    }
+}
+
 /// Why a client run failed, naming the program that ran.
 fn exit_reason(spec: &exec::ProcessSpec, r: &ProcessResult) -> String {
     r.exit
@@ -474,7 +542,7 @@ pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
 }
 
 /// The first field of the first output line as a number.
-fn number(r: &ProcessResult) -> Option<i64> {
+pub(crate) fn number(r: &ProcessResult) -> Option<i64> {
     r.tail
         .lines()
         .next()?
@@ -527,62 +595,15 @@ fn verify_server(
         .host
         .as_ref()
         .map_or("localhost".to_string(), |h| h.value.clone());
-    let result = (|| {
-        let mut import = client.import(scratch);
-        import.timeout = timeout;
-        let path = dump.path.clone();
-        let marker = client.marker();
+    let result: Result<u64, String> = (|| {
         let keep = v
             .ownership
             .as_ref()
             .is_some_and(|o| o.value == Ownership::Keep);
-        let filter = if keep {
-            Box::new(ownership::Keep)
-        } else {
-            client.ownership()
-        };
-        let changed = Arc::new(AtomicU64::new(0));
-        let counted = changed.clone();
-        let (r, feed_error) = exec::run_feeding(
-            &import,
-            ctx.redactor,
-            Box::new(move |w| {
-                let file = File::open(&path)?;
-                let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
-                    1 << 20,
-                    file,
-                ));
-                let mut end = StreamEnd::default();
-                let mut filtered = ownership::Filtered::new(w, filter, counted);
-                std::io::copy(
-                    &mut gz,
-                    &mut TeeEnd {
-                        end: &mut end,
-                        inner: &mut filtered,
-                    },
-                )?;
-                filtered.finish()?;
-                truncated(&end, marker)
-            }),
-        );
-        ev.line(if keep {
-            "ownership: kept as dumped".to_string()
-        } else {
-            format!(
-                "ownership: ignored ({} owner, privilege or definer statements left out)",
-                changed.load(Ordering::Relaxed)
-            )
-        });
-        if let Some(e) = feed_error {
-            return Err(format!("the import failed: {e}"));
-        }
-        if !r.success() {
-            return Err(format!(
-                "the import failed: {}\n{}",
-                exit_reason(&import, &r),
-                r.tail.trim()
-            ));
-        }
+        let (changed, imported) =
+            import_dump(&client, scratch, &dump.path, keep, timeout, ctx.redactor);
+        ev.line(ownership_line(keep, changed));
+        imported?;
         let count = exec::run(
             &client.sql(scratch, client.count_tables_sql()),
             ctx.redactor,
@@ -672,37 +693,14 @@ fn verify_sqlite(
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(format!(".{scratch}.sqlite"));
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let guard = Remove(path.clone());
+    let guard = RemoveOnDrop(path.clone());
     let result = (|| {
-        // The scratch copy holds the whole database: readable by its owner only.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let conn = rusqlite::Connection::open(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let file = File::open(&dump.path).map_err(|e| format!("cannot read the dump: {e}"))?;
-        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
-        let mut end = StreamEnd::default();
-        import_sqlite(
-            &conn,
-            gz,
+        let conn = load_sqlite(
+            &path,
+            &dump.path,
             crate::exec::escape::remaining(ctx.step.timeout.value),
-            &mut end,
         )?;
-        truncated(&end, crate::engines::sqlite::MARKER)
-            .map_err(|e| format!("the import failed: {e}"))?;
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'", [], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
+        let tables = sqlite_tables(&conn)?;
         check_tables(v, tables as u64, ev)?;
         for e in &v.expects {
             let got = conn.query_row(&e.sql.value, [], |r| r.get::<_, i64>(0));
@@ -724,6 +722,49 @@ fn verify_sqlite(
     drop(guard);
     ev.line(format!("scratch: {} (removed)", path.display()));
     result
+}
+
+/// Removes a file when dropped (a scratch or temporary copy), whatever happened.
+pub(crate) struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Loads a gzip SQLite dump into the new file `path` (created `0600`: it holds the whole
+/// database), refusing a dump without its completion line.
+pub(crate) fn load_sqlite(
+    path: &Path,
+    dump: &Path,
+    timeout: Duration,
+) -> Result<rusqlite::Connection, String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let conn = rusqlite::Connection::open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let file = File::open(dump).map_err(|e| format!("cannot read the dump: {e}"))?;
+    let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+    let mut end = StreamEnd::default();
+    import_sqlite(&conn, gz, timeout, &mut end)?;
+    truncated(&end, crate::engines::sqlite::MARKER)
+        .map_err(|e| format!("the import failed: {e}"))?;
+    Ok(conn)
+}
+
+/// The number of tables of a SQLite database.
+pub(crate) fn sqlite_tables(conn: &rusqlite::Connection) -> Result<i64, String> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Executes a SQL stream one complete statement at a time, so memory stays bounded.

@@ -65,6 +65,7 @@ pub enum ActivityType {
     Prune,
     Migrate,
     Alert,
+    Restore,
 }
 
 words!(ActivityType, "an activity type", {
@@ -77,6 +78,7 @@ words!(ActivityType, "an activity type", {
     Prune => "prune",
     Migrate => "migrate",
     Alert => "alert",
+    Restore => "restore",
 });
 
 /// The `status` column.

@@ -22,6 +22,34 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A plan `app` with one `database main` of `engine` on the test server (`pg` or `my` in the
+/// variable names), database `name`, its password from `APP_DB_PASSWORD`, and `dump db` with
+/// `extra` settings.
+pub fn server_plan(engine: &str, vars: &str, name: &str, extra: &str) -> String {
+    format!(
+        r#"plan app {{
+            base "backups"
+            database main {{
+                engine {engine}
+                host "{}"
+                port {}
+                name {name}
+                user {}
+                password env=APP_DB_PASSWORD
+            }}
+            dump db {{
+                database main
+                {extra}
+            }}
+        }}"#,
+        var(&format!("OPS_TEST_{vars}_HOST")),
+        var(&format!("OPS_TEST_{vars}_PORT")),
+        var(&format!("OPS_TEST_{vars}_USER")),
+    )
+}
+
+const SCHEDULE: &str = "schedule \"0 2 * * *\"";
+
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run a client");
     assert!(
@@ -74,7 +102,7 @@ pub fn mariadb(db: Option<&str>) -> Command {
 }
 
 /// `table|count` lines for every table, sorted.
-fn pg_counts(db: &str) -> Vec<String> {
+pub fn pg_counts(db: &str) -> Vec<String> {
     let tables = run_ok(psql(db).args(["-c", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"]));
     tables
         .lines()
@@ -85,7 +113,7 @@ fn pg_counts(db: &str) -> Vec<String> {
         .collect()
 }
 
-fn my_counts(db: &str) -> Vec<String> {
+pub fn my_counts(db: &str) -> Vec<String> {
     let tables = run_ok(mariadb(Some(db)).args(["-e", "SHOW TABLES"]));
     tables
         .lines()
@@ -198,27 +226,8 @@ fn postgres_dump_restores_to_the_same_tables_and_counts() {
         ),
     ]));
     let password = var("OPS_TEST_PG_PASSWORD");
-    let ws = Workspace::with_plan(&format!(
-        r#"plan app {{
-            base "backups"
-            database main {{
-                engine postgres
-                host "{}"
-                port {}
-                name {src}
-                user {}
-                password env=APP_DB_PASSWORD
-            }}
-            dump db {{
-                database main
-                schedule "0 2 * * *"
-            }}
-        }}"#,
-        var("OPS_TEST_PG_HOST"),
-        var("OPS_TEST_PG_PORT"),
-        var("OPS_TEST_PG_USER"),
-    ))
-    .env("APP_DB_PASSWORD", &password);
+    let ws = Workspace::with_plan(&server_plan("postgres", "PG", &src, SCHEDULE))
+        .env("APP_DB_PASSWORD", &password);
     apply_watching_argv(&ws, "pg_dump", &password);
     let artifact = the_artifact(&ws);
     check_files(&artifact);
@@ -256,27 +265,8 @@ fn mysql_family_dump_restores(engine: &str, tool: &str) {
          CREATE VIEW big_invoices AS SELECT * FROM invoices WHERE amount > 100;"
     )]));
     let password = var("OPS_TEST_MY_PASSWORD");
-    let ws = Workspace::with_plan(&format!(
-        r#"plan app {{
-            base "backups"
-            database main {{
-                engine {engine}
-                host "{}"
-                port {}
-                name {src}
-                user {}
-                password env=APP_DB_PASSWORD
-            }}
-            dump db {{
-                database main
-                schedule "0 2 * * *"
-            }}
-        }}"#,
-        var("OPS_TEST_MY_HOST"),
-        var("OPS_TEST_MY_PORT"),
-        var("OPS_TEST_MY_USER"),
-    ))
-    .env("APP_DB_PASSWORD", &password);
+    let ws = Workspace::with_plan(&server_plan(engine, "MY", &src, SCHEDULE))
+        .env("APP_DB_PASSWORD", &password);
     apply_watching_argv(&ws, tool, &password);
     let artifact = the_artifact(&ws);
     check_files(&artifact);

@@ -14,6 +14,7 @@ mod invalid_plans;
 mod migrate;
 mod ownership;
 mod report;
+mod restore;
 mod runner;
 mod serve;
 mod shipped;

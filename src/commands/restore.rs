@@ -1,0 +1,511 @@
+//! `ops-run restore db STEP --to TARGET`: loads a good dump of a `dump` step into a database,
+//! never destroying anything before the replacement is complete. The dump is the newest good
+//! one (a sidecar, not from the future), or the one named (`--dump`), or the newest taken at or
+//! before `--at`; its sha256 is checked against its sidecar before anything is created.
+//!
+//! A target that exists and holds tables is refused unless `--replace`. With `--replace`,
+//! PostgreSQL loads into a new database and only then swaps names, keeping the old one as
+//! `TARGET_before_YYYYmmddHHMM`; SQLite loads into a new file and renames it over the target,
+//! keeping the old file as `TARGET.before-YYYYmmdd-HHMM`; MariaDB and MySQL cannot rename a
+//! database, so `--replace` of a non-empty target is refused there. Every restore is recorded
+//! as a `restore` activity.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde_json::json;
+
+use crate::app::App;
+use crate::artifact::layout::{self, Area, DumpFile};
+use crate::artifact::sha;
+use crate::clock::stamp;
+use crate::engines::client::Client;
+use crate::error::Failure;
+use crate::exec;
+use crate::plan::model::{Database, Engine, StepKind};
+use crate::runner::Trigger;
+use crate::session::{Session, StepExecutor};
+use crate::steps::Context;
+use crate::steps::verify::{
+    RemoveOnDrop, import_dump, load_sqlite, number, ownership_line, sqlite_tables,
+};
+use crate::store::kinds::{ActivityStatus, ActivityType};
+
+/// What `restore db` was asked.
+pub struct DbArgs<'a> {
+    pub step: &'a str,
+    pub to: &'a str,
+    pub dump: Option<&'a str>,
+    pub at: Option<&'a str>,
+    pub replace: bool,
+    pub dry_run: bool,
+    pub keep_ownership: bool,
+}
+
+/// Why a restore stopped: refused before anything was touched (exit 2, nothing recorded), or
+/// failed on the way (exit 1, recorded).
+enum Stop {
+    Refused(String),
+    Failed(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+/// What a restore did, for its activity and the operator.
+#[derive(Default)]
+struct Done {
+    target: String,
+    tables: u64,
+    kept_as: Option<String>,
+    lines: Vec<String>,
+}
+
+pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
+    let (_loaded, compiled) = app.load()?;
+    let si = compiled.find(a.step).map_err(Failure::Usage)?;
+    let step = &compiled.steps[si];
+    let StepKind::Dump(d) = &step.decl.kind else {
+        return Err(Failure::Usage(format!(
+            "`{}` is not a dump step: restore db loads the dumps of a `dump` step",
+            step.id
+        )));
+    };
+    let redactor = app.redactor(&compiled);
+    let executor = StepExecutor {
+        app,
+        compiled: &compiled,
+        redactor: &redactor,
+    };
+    let ctx = executor.context(si);
+    let source = ctx
+        .database(d.database.as_ref().map_or("", |n| n.value.as_str()))
+        .map_err(Failure::Usage)?;
+    let dir = ctx.plan.dir(step.name(), Area::Dumps);
+    let dump = choose(&dir, &ctx, a)?;
+    // The checksum first: a damaged dump is never loaded, and nothing is created for it.
+    let sha256 = check_sidecar(&dump).map_err(Failure::Runtime)?;
+    let engine =
+        source.engine.as_ref().map(|e| e.value).ok_or_else(|| {
+            Failure::Usage(format!("database `{}` has no engine", source.name.value))
+        })?;
+    crate::outln!(
+        "dump: {} (sha256 {sha256}, matches its sidecar)",
+        dump.path.display()
+    );
+    // Loading is writing: under the apply lock, so retention cannot take the dump meanwhile.
+    let _session = match a.dry_run {
+        true => None,
+        false => Some(Session::begin(app, &compiled, Duration::ZERO)?),
+    };
+    let started_at = app.clock.now();
+    let started = Instant::now();
+    let result = match engine {
+        Engine::Sqlite => sqlite(&ctx, a, &dump),
+        Engine::Postgres | Engine::Mysql | Engine::Mariadb => server(&ctx, a, source, &dump),
+    };
+    let result = match result {
+        Err(Stop::Refused(why)) => return Err(Failure::Usage(redactor.redact(&why))),
+        Err(Stop::Failed(why)) => Err(why),
+        Ok(done) => Ok(done),
+    };
+    if a.dry_run {
+        return result.map(|_| ()).map_err(Failure::Runtime);
+    }
+    let duration = started.elapsed();
+    let store = app.open_store()?;
+    let (status, log, done) = match &result {
+        Ok(done) => (ActivityStatus::Success, done.lines.join("\n"), Some(done)),
+        Err(e) => (ActivityStatus::Failed, redactor.redact(e), None),
+    };
+    let meta = json!({
+        "dump": dump.path.display().to_string(),
+        "sha256": sha256,
+        "target": done.map_or(a.to.to_string(), |d| d.target.clone()),
+        "replaced": done.and_then(|d| d.kept_as.clone()),
+        "tables": done.map(|d| d.tables),
+        "duration_ms": duration.as_millis() as u64,
+    });
+    let now = app.clock.now();
+    store
+        .start(
+            &ctx.plan.decl.name.value,
+            step.name(),
+            ActivityType::Restore,
+            Trigger::Manual,
+            &stamp(started_at),
+        )
+        .and_then(|id| {
+            store.finish(
+                id,
+                status,
+                &stamp(now),
+                duration.as_millis() as i64,
+                &meta,
+                &log,
+            )
+        })
+        .map_err(|e| Failure::Runtime(format!("cannot record the restore: {e}")))?;
+    match result {
+        Ok(done) => {
+            crate::outln!(
+                "restored {} into {}: {} tables in {:.1} s",
+                dump.name,
+                done.target,
+                done.tables,
+                duration.as_secs_f64()
+            );
+            if let Some(old) = &done.kept_as {
+                crate::outln!("the previous {} is kept as {old}", done.target);
+            }
+            Ok(())
+        }
+        Err(e) => Err(Failure::Runtime(format!(
+            "restore of {} failed: {}",
+            dump.name,
+            redactor.redact(&e)
+        ))),
+    }
+}
+
+/// The dump to load: named, the newest at or before `--at`, or the newest good one.
+fn choose(dir: &Path, ctx: &Context, a: &DbArgs) -> Result<DumpFile, Failure> {
+    let tz = ctx.plan.timezone.value;
+    let now = ctx.clock.now();
+    let good: Vec<DumpFile> = layout::list_dumps(dir, tz)
+        .into_iter()
+        .filter(|d| d.taken <= now && layout::sidecar_path(&d.path).exists())
+        .collect();
+    let none = || {
+        Failure::Usage(format!(
+            "no good dump (one with its sidecar) of {} in {}",
+            ctx.step.id,
+            dir.display()
+        ))
+    };
+    if let Some(named) = a.dump {
+        let name = Path::new(named)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return good.into_iter().find(|d| d.name == name).ok_or_else(|| {
+            Failure::Usage(format!(
+                "{named} is not a good dump of {} (it must be in {} and have its sidecar)",
+                ctx.step.id,
+                dir.display()
+            ))
+        });
+    }
+    if let Some(at) = a.at {
+        let at = parse_at(at, tz).map_err(Failure::Usage)?;
+        return good
+            .into_iter()
+            .find(|d| d.taken <= at)
+            .ok_or_else(|| Failure::Usage(format!("no good dump taken at or before {at}")));
+    }
+    good.into_iter().next().ok_or_else(none)
+}
+
+/// `--at`: RFC 3339, or `YYYY-mm-dd HH:MM` (or with `T`) in the plan's time zone.
+fn parse_at(s: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(s, format) {
+            return tz
+                .from_local_datetime(&naive)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or_else(|| format!("--at {s} does not exist in {}", tz.name()));
+        }
+    }
+    Err(format!(
+        "--at {s}: expected RFC 3339 (2026-11-28T02:00:00Z) or `YYYY-mm-dd HH:MM` in the plan's time zone"
+    ))
+}
+
+/// The sha256 of the dump when it matches its sidecar.
+fn check_sidecar(dump: &DumpFile) -> Result<String, String> {
+    let sidecar = std::fs::read_to_string(layout::sidecar_path(&dump.path))
+        .map_err(|e| format!("cannot read the sidecar of {}: {e}", dump.name))?;
+    let claimed = sha::parse_sidecar(&sidecar, &dump.name)
+        .ok_or_else(|| format!("the sidecar of {} does not name it", dump.name))?;
+    let actual = sha::file_sha256(&dump.path)
+        .map_err(|e| format!("cannot read {}: {e}", dump.path.display()))?;
+    if actual != claimed {
+        return Err(format!(
+            "checksum mismatch: {} is damaged (sha256 {actual}, the sidecar says {claimed}); nothing was restored",
+            dump.name
+        ));
+    }
+    Ok(actual)
+}
+
+/// A database name ops-run may create, rename and put into SQL literals: letters, digits and
+/// `_`, at most 63 characters (PostgreSQL's limit).
+fn plain_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 63
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(format!(
+            "--to `{name}`: a database name of letters, digits and `_` (at most 63), or a `database` block of the plan"
+        ));
+    }
+    Ok(())
+}
+
+fn suffix(ctx: &Context) -> String {
+    ctx.clock
+        .now()
+        .with_timezone(&ctx.plan.timezone.value)
+        .format("%Y%m%d%H%M")
+        .to_string()
+}
+
+/// PostgreSQL, MariaDB, MySQL: see the module's comment.
+fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Result<Done, Stop> {
+    // `--to` names a `database` block of the plan (its server and name), or a database on the
+    // dump's own server.
+    let (server_db, name) = match ctx.database(a.to) {
+        Ok(db) => (
+            db,
+            db.dbname.as_ref().map(|n| n.value.clone()).ok_or_else(|| {
+                Stop::Refused(format!("database `{}` names no database (`name`)", a.to))
+            })?,
+        ),
+        Err(_) => (source, a.to.to_string()),
+    };
+    plain_name(&name).map_err(Stop::Refused)?;
+    let client = Client::new(&ctx.target(server_db)?, &ctx.plan.tools)?;
+    let maintenance = client.maintenance_db();
+    let run = |spec: &exec::ProcessSpec| -> Result<exec::ProcessResult, String> {
+        let r = exec::run(spec, ctx.redactor);
+        if r.success() {
+            Ok(r)
+        } else {
+            Err(format!(
+                "{} failed: {}",
+                spec.display(ctx.redactor),
+                r.tail.trim()
+            ))
+        }
+    };
+    let count = |db: &str| -> Result<i64, String> {
+        let r = run(&client.sql(db, client.count_tables_sql()))?;
+        number(&r).ok_or_else(|| format!("cannot count the tables of {db}: {}", r.tail.trim()))
+    };
+    let exists = number(&run(&client.sql(maintenance, &client.exists_sql(&name)))?) == Some(1);
+    let tables = if exists { count(&name)? } else { 0 };
+    let swap = exists && client.rename_sql(&name, "x").is_some();
+    if exists && tables > 0 && !a.replace {
+        return Err(Stop::Refused(format!(
+            "{name} exists and holds {tables} tables: nothing restored. Add --replace to keep it as {name}_before_… and put the restore in its place, or choose another --to"
+        )));
+    }
+    if exists && tables > 0 && !swap {
+        return Err(Stop::Refused(format!(
+            "{name} holds {tables} tables and this server cannot rename a database, so --replace cannot keep it: nothing restored. Restore into a new name (--to {name}_restored) and point the application at it, or empty {name} first"
+        )));
+    }
+    let stamp = suffix(ctx);
+    // Loaded under a new name first when the target exists (swapped in afterwards); into the
+    // target itself when it does not exist, or exists empty where names cannot be swapped.
+    let load_into = if swap {
+        format!("{name}_restore_{stamp}")
+    } else {
+        name.clone()
+    };
+    plain_name(&load_into)?;
+    let kept_as = format!("{name}_before_{stamp}");
+    let create = !exists || swap;
+    if a.dry_run {
+        crate::outln!("would run:");
+        if create {
+            crate::outln!(
+                "  {}",
+                client.create(maintenance, &load_into).display(ctx.redactor)
+            );
+        }
+        crate::outln!(
+            "  gunzip -c {} | {} (owners and privileges {})",
+            exec::shell_quote(&dump.path.display().to_string()),
+            client.import(&load_into).display(ctx.redactor),
+            if a.keep_ownership { "kept" } else { "left out" }
+        );
+        if swap {
+            for (from, to) in [(&name, &kept_as), (&load_into, &name)] {
+                let sql = client.rename_sql(from, to).unwrap_or_default();
+                crate::outln!("  {}", client.sql(maintenance, &sql).display(ctx.redactor));
+            }
+        }
+        return Ok(Done::default());
+    }
+    let mut done = Done {
+        target: name.clone(),
+        ..Done::default()
+    };
+    if create {
+        run(&client.create(maintenance, &load_into))?;
+    }
+    let loaded = (|| {
+        let (changed, imported) = import_dump(
+            &client,
+            &load_into,
+            &dump.path,
+            a.keep_ownership,
+            None,
+            ctx.redactor,
+        );
+        done.lines.push(ownership_line(a.keep_ownership, changed));
+        imported?;
+        count(&load_into)
+    })();
+    let tables = match loaded {
+        Ok(n) => n as u64,
+        Err(e) => {
+            if create {
+                let _ = client.drop_scratch(maintenance, &load_into, ctx.redactor);
+                return Err(format!(
+                    "{e}\n(the partial {load_into} was dropped; nothing else changed)"
+                )
+                .into());
+            }
+            return Err(format!(
+                "{e}\n({name} was empty before and now holds what loaded before the error)"
+            )
+            .into());
+        }
+    };
+    done.tables = tables;
+    done.lines.push(format!(
+        "loaded {} into {load_into}: {tables} tables",
+        dump.path.display()
+    ));
+    if swap {
+        let rename = |from: &str, to: &str| {
+            run(&client.sql(
+                maintenance,
+                &client.rename_sql(from, to).unwrap_or_default(),
+            ))
+        };
+        rename(&name, &kept_as).map_err(|e| {
+            format!("{e}\nthe restore is complete in {load_into}; {name} was left as it was (are sessions connected to it?)")
+        })?;
+        if let Err(e) = rename(&load_into, &name) {
+            let back = rename(&kept_as, &name).is_ok();
+            return Err(format!(
+                "{e}\nthe restore is complete in {load_into}; {}",
+                if back {
+                    format!("{name} was put back")
+                } else {
+                    format!("the previous database is {kept_as}")
+                }
+            )
+            .into());
+        }
+        done.lines.push(format!(
+            "renamed {name} to {kept_as}, {load_into} to {name}"
+        ));
+        done.kept_as = Some(kept_as);
+    }
+    Ok(done)
+}
+
+/// SQLite: `--to` is a file (or a `database` block with a `path`).
+fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile) -> Result<Done, Stop> {
+    let target = match ctx.database(a.to) {
+        Ok(db) => PathBuf::from(
+            db.path
+                .as_ref()
+                .map(|p| p.value.clone())
+                .ok_or_else(|| Stop::Refused(format!("database `{}` has no path", a.to)))?,
+        ),
+        Err(_) => PathBuf::from(a.to),
+    };
+    let tables = |path: &Path| -> Result<i64, String> {
+        let conn =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        sqlite_tables(&conn).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let exists = target.exists();
+    let held = if exists { tables(&target)? } else { 0 };
+    if held > 0 && !a.replace {
+        return Err(Stop::Refused(format!(
+            "{} exists and holds {held} tables: nothing restored. Add --replace to keep it as {}.before-… and put the restore in its place, or choose another --to",
+            target.display(),
+            target.display()
+        )));
+    }
+    let kept_as = PathBuf::from(format!(
+        "{}.before-{}",
+        target.display(),
+        layout::stamp_name("x", ctx.clock.now(), ctx.plan.timezone.value).trim_start_matches("x-")
+    ));
+    if a.dry_run {
+        crate::outln!(
+            "would load {} into a new file beside {}",
+            dump.name,
+            target.display()
+        );
+        if exists {
+            crate::outln!("would keep the previous file as {}", kept_as.display());
+        }
+        crate::outln!("would rename the new file to {}", target.display());
+        return Ok(Done::default());
+    }
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file = target
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .ok_or_else(|| format!("--to {}: not a file name", target.display()))?;
+    let temp = dir.join(format!(".{file}.restore.{}", std::process::id()));
+    let guard = RemoveOnDrop(temp.clone());
+    // No deadline of its own: the operator watches a restore and stops it with Ctrl-C.
+    let conn = load_sqlite(&temp, &dump.path, Duration::from_secs(10 * 365 * 86400))?;
+    let loaded = sqlite_tables(&conn)? as u64;
+    drop(conn);
+
+    let mut done = Done {
+        target: target.display().to_string(),
+        tables: loaded,
+        ..Done::default()
+    };
+    if exists {
+        // The old file keeps its name until the new one is in place: a hard link first, then
+        // one rename replaces the target.
+        std::fs::hard_link(&target, &kept_as).map_err(|e| {
+            format!(
+                "cannot keep {} as {}: {e}",
+                target.display(),
+                kept_as.display()
+            )
+        })?;
+        std::fs::rename(&temp, &target).map_err(|e| {
+            format!(
+                "cannot put the restore in place of {}: {e}",
+                target.display()
+            )
+        })?;
+        done.kept_as = Some(kept_as.display().to_string());
+    } else {
+        layout::rename_new(&temp, &target)
+            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    }
+    drop(guard);
+    done.lines.push(format!(
+        "loaded {} into {}: {loaded} tables",
+        dump.path.display(),
+        target.display()
+    ));
+    Ok(done)
+}

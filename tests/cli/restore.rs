@@ -1,0 +1,304 @@
+//! `ops-run restore db`: a dump loads into a new database with the source's tables and rows;
+//! a target with tables is refused, and `--replace` keeps it under its `_before_` name; a
+//! damaged dump is refused before anything is created; `--at` picks the right dump. Real
+//! PostgreSQL and MariaDB from scripts/test; SQLite in-process.
+
+use crate::engines::{mariadb, my_counts, pg_counts, psql, run_ok, server_plan, unique, var};
+use crate::harness::Workspace;
+use crate::ownership::Cleanup;
+
+fn pg_plan(src: &str) -> String {
+    server_plan("postgres", "PG", src, "")
+}
+
+fn drop_pg(names: &[&str]) -> Cleanup {
+    Cleanup(
+        names
+            .iter()
+            .map(|n| {
+                let mut c = psql("postgres");
+                c.args(["-c", &format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)")]);
+                c
+            })
+            .collect(),
+    )
+}
+
+fn databases_like(prefix: &str) -> Vec<String> {
+    let out = run_ok(psql("postgres").args([
+        "-c",
+        &format!("SELECT datname FROM pg_database WHERE datname LIKE '{prefix}%' ORDER BY 1"),
+    ]));
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn postgres_restore_loads_refuses_and_replaces_keeping_the_old_one() {
+    let src = unique("ops_rsrc");
+    let dst = unique("ops_rdst");
+    let _cleanup = drop_pg(&[
+        &src,
+        &dst,
+        &format!("{dst}_before_202611281300"),
+        &format!("{dst}_restore_202611281300"),
+    ]);
+    run_ok(psql("postgres").args([
+        "-c",
+        &format!(
+            "CREATE DATABASE {src} TEMPLATE {}",
+            var("OPS_TEST_PG_FIXTURE")
+        ),
+    ]));
+    let password = var("OPS_TEST_PG_PASSWORD");
+    let ws = Workspace::with_plan(&pg_plan(&src)).env("APP_DB_PASSWORD", &password);
+    // Two dumps: the second after a table was added, so --at can tell them apart.
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    run_ok(psql(&src).args([
+        "-c",
+        "CREATE TABLE added_later (id int); INSERT INTO added_later VALUES (1)",
+    ]));
+    assert_eq!(ws.run_at("2026-11-28T11:00:00Z", &["run", "db"]).code(), 0);
+
+    // A dry run checks the dump, prints what would run (no password), and creates nothing.
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &["restore", "db", "db", "--to", &dst, "--dry-run"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("CREATE DATABASE"), "{}", r.stdout());
+    assert!(!r.stdout().contains(&password) && !r.stderr().contains(&password));
+    assert!(
+        databases_like(&dst).is_empty(),
+        "a dry run created a database"
+    );
+
+    // --at: the dump of 10:00, without the later table.
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &[
+            "restore",
+            "db",
+            "db",
+            "--to",
+            &dst,
+            "--at",
+            "2026-11-28T10:30:00Z",
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stdout().contains("full-20261128-1000.sql.gz"),
+        "{}",
+        r.stdout()
+    );
+    let mut older = pg_counts(&src);
+    older.retain(|t| !t.starts_with("added_later"));
+    assert_eq!(pg_counts(&dst), older);
+
+    // The target now holds tables: refused, nothing changed.
+    let r = ws.run_at(
+        "2026-11-28T13:00:00Z",
+        &["restore", "db", "db", "--to", &dst],
+    );
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert!(r.stderr().contains("--replace"), "{}", r.stderr());
+    assert_eq!(pg_counts(&dst), older);
+
+    // --replace: the newest dump takes its place, the old one is kept.
+    let r = ws.run_at(
+        "2026-11-28T13:00:00Z",
+        &["restore", "db", "db", "--to", &dst, "--replace"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(pg_counts(&dst), pg_counts(&src));
+    assert_eq!(pg_counts(&format!("{dst}_before_202611281300")), older);
+    assert!(
+        r.stdout()
+            .contains(&format!("kept as {dst}_before_202611281300")),
+        "{}",
+        r.stdout()
+    );
+
+    // Every restore is an activity naming its dump and sha256; the refused one is not.
+    let restores: Vec<_> = ws
+        .activities()
+        .into_iter()
+        .filter(|a| a["type"] == "restore")
+        .collect();
+    assert_eq!(restores.len(), 2, "{restores:?}");
+    assert!(restores.iter().all(|a| a["status"] == "success"));
+    assert!(
+        restores
+            .iter()
+            .any(|a| a["meta"]["replaced"] == format!("{dst}_before_202611281300")),
+        "{restores:?}"
+    );
+    assert!(
+        restores
+            .iter()
+            .all(|a| a["meta"]["sha256"].as_str().unwrap().len() == 64)
+    );
+    let all = serde_json::to_string(&restores).unwrap();
+    assert!(!all.contains(&password));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn a_damaged_dump_is_refused_before_anything_is_created() {
+    let src = unique("ops_rsrc");
+    let dst = unique("ops_rdst");
+    let _cleanup = drop_pg(&[&src, &dst]);
+    run_ok(psql("postgres").args([
+        "-c",
+        &format!(
+            "CREATE DATABASE {src} TEMPLATE {}",
+            var("OPS_TEST_PG_FIXTURE")
+        ),
+    ]));
+    let ws =
+        Workspace::with_plan(&pg_plan(&src)).env("APP_DB_PASSWORD", &var("OPS_TEST_PG_PASSWORD"));
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    let dump = ws.path("backups/db/full-20261128-1000.sql.gz");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&dump, bytes).unwrap();
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &["restore", "db", "db", "--to", &dst],
+    );
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(r.stderr().contains("checksum mismatch"), "{}", r.stderr());
+    assert!(
+        databases_like(&dst).is_empty(),
+        "a database was created for a damaged dump"
+    );
+}
+
+#[test]
+#[ignore = "needs MariaDB; run scripts/test"]
+fn mariadb_restore_loads_a_new_database_and_refuses_to_replace() {
+    let src = unique("ops_rsrc");
+    let dst = unique("ops_rdst");
+    let _cleanup = Cleanup(
+        [&src, &dst]
+            .iter()
+            .map(|n| {
+                let mut c = mariadb(None);
+                c.args(["-e", &format!("DROP DATABASE IF EXISTS {n}")]);
+                c
+            })
+            .collect(),
+    );
+    run_ok(mariadb(None).args([
+        "-e",
+        &format!(
+            "CREATE DATABASE {src}; USE {src};
+         CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(200));
+         INSERT INTO users SELECT seq, CONCAT('u', seq, '@example.com') FROM seq_1_to_300;
+         CREATE TABLE notes (id INT, body TEXT);
+         INSERT INTO notes VALUES (1, 'O''Reilly');"
+        ),
+    ]));
+    let ws = Workspace::with_plan(&server_plan("mariadb", "MY", &src, ""))
+        .env("APP_DB_PASSWORD", &var("OPS_TEST_MY_PASSWORD"));
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &["restore", "db", "db", "--to", &dst],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(my_counts(&dst), my_counts(&src));
+    assert_eq!(my_counts(&dst), ["notes|1", "users|300"]);
+    // MariaDB cannot rename a database: --replace of one with tables is refused, clearly.
+    let r = ws.run_at(
+        "2026-11-28T13:00:00Z",
+        &["restore", "db", "db", "--to", &dst, "--replace"],
+    );
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert!(
+        r.stderr().contains("cannot rename a database"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(my_counts(&dst), ["notes|1", "users|300"]);
+}
+
+#[test]
+fn sqlite_restore_writes_a_new_file_and_replaces_keeping_the_old_one() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            database main {
+                engine sqlite
+                path "app.db"
+            }
+            dump db {
+                database main
+            }
+        }"#,
+    );
+    let db = rusqlite::Connection::open(ws.path("app.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);
+         INSERT INTO users (email) VALUES ('a@example.com'), ('b''c@example.com');
+         CREATE TABLE notes (body TEXT);",
+    )
+    .unwrap();
+    drop(db);
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    let users = |path: &str| -> i64 {
+        rusqlite::Connection::open(ws.path(path))
+            .unwrap()
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap()
+    };
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &["restore", "db", "db", "--to", "restored.db"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(users("restored.db"), 2);
+    // Refused over a file with tables; --replace keeps the old file beside it.
+    let live = rusqlite::Connection::open(ws.path("restored.db")).unwrap();
+    live.execute("INSERT INTO users (email) VALUES ('new@example.com')", [])
+        .unwrap();
+    drop(live);
+    let r = ws.run_at(
+        "2026-11-28T13:00:00Z",
+        &["restore", "db", "db", "--to", "restored.db"],
+    );
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert_eq!(users("restored.db"), 3);
+    let r = ws.run_at(
+        "2026-11-28T13:00:00Z",
+        &["restore", "db", "db", "--to", "restored.db", "--replace"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(users("restored.db"), 2);
+    assert_eq!(users("restored.db.before-20261128-1300"), 3);
+    // No temporary file is left beside it.
+    let left: Vec<String> = std::fs::read_dir(ws.path(""))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".restore."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // A file name that is not a good dump of the step is refused.
+    let r = ws.run_at(
+        "2026-11-28T13:00:00Z",
+        &[
+            "restore",
+            "db",
+            "db",
+            "--to",
+            "x.db",
+            "--dump",
+            "full-20200101-0000.sql.gz",
+        ],
+    );
+    assert_eq!(r.code(), 2);
+    assert!(!ws.path("x.db").exists());
+}
