@@ -118,6 +118,30 @@ pub enum RestoreCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// `restic restore` a snapshot of a snapshot step into DIR (paths appear under it as in
+    /// the snapshot). The newest complete one unless --snapshot or --at.
+    Files {
+        /// The snapshot step (PLAN/STEP, or STEP when only one plan has it)
+        step: String,
+        /// The folder to restore into (empty, or --overwrite)
+        #[arg(long)]
+        to: PathBuf,
+        /// This snapshot (an id restic knows)
+        #[arg(long, conflicts_with = "at")]
+        snapshot: Option<String>,
+        /// The newest complete snapshot taken at or before this time
+        #[arg(long)]
+        at: Option<String>,
+        /// Only this path of the snapshot (repeatable)
+        #[arg(long)]
+        include: Vec<String>,
+        /// Let restic write into a folder that is not empty
+        #[arg(long)]
+        overwrite: bool,
+        /// Print the restic command; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

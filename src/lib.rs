@@ -107,6 +107,26 @@ pub fn run(cli: Cli) -> i32 {
                 keep_ownership: *keep_ownership,
             },
         ),
+        Command::Restore(RestoreCommand::Files {
+            step,
+            to,
+            snapshot,
+            at,
+            include,
+            overwrite,
+            dry_run,
+        }) => commands::restore::files(
+            &app,
+            &commands::restore::FilesArgs {
+                step,
+                to,
+                snapshot: snapshot.as_deref(),
+                at: at.as_deref(),
+                include,
+                overwrite: *overwrite,
+                dry_run: *dry_run,
+            },
+        ),
         Command::Backups(BackupsCommand::Migrate {
             from,
             dry_run,

@@ -117,7 +117,6 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
         return result.map(|_| ()).map_err(Failure::Runtime);
     }
     let duration = started.elapsed();
-    let store = app.open_store()?;
     let (status, log, done) = match &result {
         Ok(done) => (ActivityStatus::Success, done.lines.join("\n"), Some(done)),
         Err(e) => (ActivityStatus::Failed, redactor.redact(e), None),
@@ -130,26 +129,7 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
         "tables": done.map(|d| d.tables),
         "duration_ms": duration.as_millis() as u64,
     });
-    let now = app.clock.now();
-    store
-        .start(
-            &ctx.plan.decl.name.value,
-            step.name(),
-            ActivityType::Restore,
-            Trigger::Manual,
-            &stamp(started_at),
-        )
-        .and_then(|id| {
-            store.finish(
-                id,
-                status,
-                &stamp(now),
-                duration.as_millis() as i64,
-                &meta,
-                &log,
-            )
-        })
-        .map_err(|e| Failure::Runtime(format!("cannot record the restore: {e}")))?;
+    record(app, &ctx, started_at, duration, (status, &meta, &log))?;
     match result {
         Ok(done) => {
             crate::outln!(
@@ -170,6 +150,200 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
             redactor.redact(&e)
         ))),
     }
+}
+
+/// Records a `restore` activity of the step `ctx` is about.
+fn record(
+    app: &App,
+    ctx: &Context,
+    started_at: DateTime<Utc>,
+    duration: Duration,
+    (status, meta, log): (ActivityStatus, &serde_json::Value, &str),
+) -> Result<(), Failure> {
+    let store = app.open_store()?;
+    let now = app.clock.now();
+    store
+        .start(
+            &ctx.plan.decl.name.value,
+            ctx.step.name(),
+            ActivityType::Restore,
+            Trigger::Manual,
+            &stamp(started_at),
+        )
+        .and_then(|id| {
+            store.finish(
+                id,
+                status,
+                &stamp(now),
+                duration.as_millis() as i64,
+                meta,
+                log,
+            )
+        })
+        .map_err(|e| Failure::Runtime(format!("cannot record the restore: {e}")))
+}
+
+/// What `restore files` was asked.
+pub struct FilesArgs<'a> {
+    pub step: &'a str,
+    pub to: &'a Path,
+    pub snapshot: Option<&'a str>,
+    pub at: Option<&'a str>,
+    pub include: &'a [String],
+    pub overwrite: bool,
+    pub dry_run: bool,
+}
+
+/// `restore files STEP --to DIR`: `restic restore` of a snapshot of the `snapshot` step into
+/// DIR (the snapshot's absolute paths appear under it). The newest complete snapshot ops-run
+/// made (its marker), the newest at or before `--at`, or `--snapshot ID`. A DIR that holds
+/// anything is refused unless `--overwrite`.
+pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
+    let (_loaded, compiled) = app.load()?;
+    let si = compiled.find(a.step).map_err(Failure::Usage)?;
+    let step = &compiled.steps[si];
+    let StepKind::Snapshot(snap) = &step.decl.kind else {
+        return Err(Failure::Usage(format!(
+            "`{}` is not a snapshot step: restore files reads the snapshots of a `snapshot` step",
+            step.id
+        )));
+    };
+    let redactor = app.redactor(&compiled);
+    let executor = StepExecutor {
+        app,
+        compiled: &compiled,
+        redactor: &redactor,
+    };
+    let ctx = executor.context(si);
+    let id = match a.snapshot {
+        Some(id) => id.to_string(),
+        None => newest_snapshot(&ctx, a.at)?,
+    };
+    let busy = std::fs::read_dir(a.to).is_ok_and(|mut d| d.next().is_some());
+    if busy && !a.overwrite {
+        return Err(Failure::Usage(format!(
+            "{} is not empty: nothing restored. Choose an empty folder, or add --overwrite to let restic write over what is there",
+            a.to.display()
+        )));
+    }
+    let env = crate::steps::snapshot::credentials(&ctx, snap).map_err(Failure::Usage)?;
+    let mut args: Vec<String> = vec![
+        "restore".into(),
+        id.clone(),
+        "--target".into(),
+        a.to.display().to_string(),
+    ];
+    for p in a.include {
+        args.push("--include".into());
+        args.push(p.clone());
+    }
+    let mut spec = crate::steps::snapshot::restic(&ctx, &env, &args);
+    spec.timeout = None;
+    if a.dry_run {
+        crate::outln!("would run:");
+        crate::outln!(
+            "  {}   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)",
+            spec.display(&redactor)
+        );
+        return Ok(());
+    }
+    let _session = Session::begin(app, &compiled, Duration::ZERO)?;
+    let started_at = app.clock.now();
+    let started = Instant::now();
+    let result = std::fs::create_dir_all(a.to)
+        .map_err(|e| format!("cannot create {}: {e}", a.to.display()))
+        .and_then(|()| {
+            let r = exec::run(&spec, &redactor);
+            if r.success() {
+                Ok(r)
+            } else {
+                Err(format!(
+                    "{} failed: {}\n{}",
+                    spec.display(&redactor),
+                    r.exit.reason("restic").unwrap_or_default(),
+                    r.tail.trim()
+                ))
+            }
+        });
+    let duration = started.elapsed();
+    let count = count_files(a.to);
+    let meta = json!({
+        "snapshot": id,
+        "target": a.to.display().to_string(),
+        "include": a.include,
+        "files": count,
+        "duration_ms": duration.as_millis() as u64,
+    });
+    let (status, log) = match &result {
+        Ok(r) => (ActivityStatus::Success, r.tail.clone()),
+        Err(e) => (ActivityStatus::Failed, e.clone()),
+    };
+    record(app, &ctx, started_at, duration, (status, &meta, &log))?;
+    match result {
+        Ok(_) => {
+            crate::outln!(
+                "restored snapshot {id} into {}: {count} files in {:.1} s (each under its absolute path)",
+                a.to.display(),
+                duration.as_secs_f64()
+            );
+            Ok(())
+        }
+        Err(e) => Err(Failure::Runtime(format!(
+            "restore of snapshot {id} failed: {e}"
+        ))),
+    }
+}
+
+/// The full id of the newest complete snapshot the step made (at or before `at`).
+fn newest_snapshot(ctx: &Context, at: Option<&str>) -> Result<String, Failure> {
+    let tz = ctx.plan.timezone.value;
+    let until = match at {
+        Some(at) => parse_at(at, tz).map_err(Failure::Usage)?,
+        None => ctx.clock.now(),
+    };
+    let dir = ctx.plan.dir(ctx.step.name(), Area::Snapshots);
+    for marker in layout::list_stamped(&dir, "snapshot-", ".txt", tz) {
+        if marker.taken > until {
+            continue;
+        }
+        let text = std::fs::read_to_string(&marker.path).unwrap_or_default();
+        if text.lines().any(|l| l == "incomplete: true") {
+            continue;
+        }
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id: "))
+            .filter(|id| !id.is_empty())
+            .or_else(|| text.lines().next())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    Err(Failure::Usage(format!(
+        "no complete snapshot of {} recorded in {}{}; name one with --snapshot ID (`restic snapshots` lists them)",
+        ctx.step.id,
+        dir.display(),
+        at.map(|t| format!(" at or before {t}")).unwrap_or_default()
+    )))
+}
+
+/// Regular files under `dir`, for the record.
+fn count_files(dir: &Path) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
 }
 
 /// The dump to load: named, the newest at or before `--at`, or the newest good one.

@@ -128,7 +128,7 @@ pub fn validate(s: &Snapshot, name: &Spanned<String>, scope: &Scope, diags: &mut
 
 /// Repository and password: the seed's variables override the plan (`RESTIC_REPO`,
 /// `RESTIC_PASSWORD`); both reach restic through its environment, never argv.
-fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, String> {
     let pick = |var: &str, own: &Option<Sourced>, what: &str| -> Result<String, String> {
         if let Some(v) = ctx.env.get(var) {
             return Ok(v.to_string());
@@ -153,7 +153,7 @@ fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, Str
     ])
 }
 
-fn restic(ctx: &Context, env: &[(String, String)], args: &[String]) -> ProcessSpec {
+pub(crate) fn restic(ctx: &Context, env: &[(String, String)], args: &[String]) -> ProcessSpec {
     let mut spec = ProcessSpec::new(
         tool(&ctx.plan.tools, "restic", "restic"),
         args.iter().cloned(),

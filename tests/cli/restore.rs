@@ -302,3 +302,112 @@ fn sqlite_restore_writes_a_new_file_and_replaces_keeping_the_old_one() {
     assert_eq!(r.code(), 2);
     assert!(!ws.path("x.db").exists());
 }
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn restore_files_brings_a_snapshot_back_byte_for_byte() {
+    let password = "restic-Rs-7f2a";
+    let ws = Workspace::with_plan(
+        r#"plan files {
+            base "backups"
+            snapshot uploads {
+                paths "data"
+                repository "repo"
+                password env=UPLOADS_PW
+                init #true
+            }
+        }"#,
+    )
+    .env("UPLOADS_PW", password);
+    let cache = ws.path("cache").to_str().unwrap().to_string();
+    let ws = ws.env("RESTIC_CACHE_DIR", &cache);
+    ws.write("data/a.txt", "first\n");
+    let binary: Vec<u8> = (0..70_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::create_dir_all(ws.path("data/sub")).unwrap();
+    std::fs::write(ws.path("data/sub/b.bin"), &binary).unwrap();
+    assert_eq!(
+        ws.run_at("2026-11-28T10:00:00Z", &["run", "uploads"])
+            .code(),
+        0
+    );
+    ws.write("data/a.txt", "second\n");
+    assert_eq!(
+        ws.run_at("2026-11-28T11:00:00Z", &["run", "uploads"])
+            .code(),
+        0
+    );
+    let data = ws.path("data");
+    let under = |out: &str, rel: &str| {
+        let mut p = ws.path(out);
+        p.push(data.strip_prefix("/").unwrap());
+        p.push(rel);
+        p
+    };
+
+    // The newest snapshot, byte for byte.
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &["restore", "files", "uploads", "--to", "out"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(under("out", "a.txt")).unwrap(),
+        "second\n"
+    );
+    assert_eq!(std::fs::read(under("out", "sub/b.bin")).unwrap(), binary);
+    // A folder that holds something is refused.
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &["restore", "files", "uploads", "--to", "out"],
+    );
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert!(r.stderr().contains("not empty"), "{}", r.stderr());
+    // --at: the snapshot of 10:00; --include: only what is named.
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &[
+            "restore",
+            "files",
+            "uploads",
+            "--to",
+            "old",
+            "--at",
+            "2026-11-28T10:30:00Z",
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(under("old", "a.txt")).unwrap(),
+        "first\n"
+    );
+    let sub = data.join("sub");
+    let r = ws.run_at(
+        "2026-11-28T12:00:00Z",
+        &[
+            "restore",
+            "files",
+            "uploads",
+            "--to",
+            "part",
+            "--include",
+            sub.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(under("part", "sub/b.bin").exists());
+    assert!(!under("part", "a.txt").exists());
+    // Recorded, and the password shows nowhere.
+    let restores: Vec<_> = ws
+        .activities()
+        .into_iter()
+        .filter(|a| a["type"] == "restore")
+        .collect();
+    assert_eq!(restores.len(), 3, "{restores:?}");
+    assert!(
+        restores
+            .iter()
+            .all(|a| a["status"] == "success" && a["step"] == "uploads")
+    );
+    let all = serde_json::to_string(&restores).unwrap() + &r.stdout() + &r.stderr();
+    assert!(!all.contains(password));
+}
