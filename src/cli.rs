@@ -61,6 +61,15 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write the disaster-recovery runbook of a plan [default: BASE/reports/dr-runbook.md]
+    Runbook {
+        /// The plan (needed when there are several)
+        #[arg(long)]
+        plan: Option<String>,
+        /// Where to write it
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The contextual help registry: every key, or one
     Help { key: Option<String> },
     /// The status page, /api/status, /api/activities, /metrics and /healthz (read-only)

@@ -78,6 +78,16 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report { plan, out } => {
             commands::alerts::report(&app, plan.as_deref(), out.as_deref())
         }
+        Command::Runbook { plan, out } => app.load().and_then(|(_, compiled)| {
+            let plan = compiled
+                .plan_named(plan.as_deref())
+                .map_err(error::Failure::Usage)?;
+            let path =
+                report::runbook::write(&compiled, plan, &app.env, app.clock.now(), out.as_deref())
+                    .map_err(error::Failure::Runtime)?;
+            crate::outln!("{}", path.display());
+            Ok(())
+        }),
         Command::Help { key } => help::run(key.as_deref()),
         Command::Serve {
             listen,

@@ -302,25 +302,8 @@ fn newest_snapshot(ctx: &Context, at: Option<&str>) -> Result<String, Failure> {
         None => ctx.clock.now(),
     };
     let dir = ctx.plan.dir(ctx.step.name(), Area::Snapshots);
-    for marker in layout::list_stamped(&dir, "snapshot-", ".txt", tz) {
-        if marker.taken > until {
-            continue;
-        }
-        let text = std::fs::read_to_string(&marker.path).unwrap_or_default();
-        if text.lines().any(|l| l == "incomplete: true") {
-            continue;
-        }
-        let id = text
-            .lines()
-            .find_map(|l| l.strip_prefix("id: "))
-            .filter(|id| !id.is_empty())
-            .or_else(|| text.lines().next())
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if !id.is_empty() {
-            return Ok(id);
-        }
+    if let Some((id, _)) = crate::steps::snapshot::newest_complete(&dir, tz, until) {
+        return Ok(id);
     }
     Err(Failure::Usage(format!(
         "no complete snapshot of {} recorded in {}{}; name one with --snapshot ID (`restic snapshots` lists them)",

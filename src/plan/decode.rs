@@ -25,8 +25,8 @@ pub const TOOL_NAMES: [&str; 6] = [
 ];
 
 /// The plan's own settings; every step keyword (`StepKind::all`) is allowed too, repeatedly.
-const PLAN_KEYS: [&str; 7] = [
-    "base", "timezone", "tools", "database", "alert", "ping", "serve",
+const PLAN_KEYS: [&str; 8] = [
+    "base", "timezone", "tools", "database", "alert", "ping", "serve", "runbook",
 ];
 const PLAN_REPEATABLE: [&str; 2] = ["database", "alert"];
 const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
@@ -50,6 +50,7 @@ const ALERT_KEYS: [&str; 7] = [
     "include-logs",
 ];
 const PING_KEYS: [&str; 2] = ["url", "timeout"];
+const RUNBOOK_KEYS: [&str; 3] = ["owner", "contact", "note"];
 const SERVE_KEYS: [&str; 3] = ["listen", "token", "allowed-hosts"];
 const STEP_REPEATABLE: [&str; 1] = ["after"];
 
@@ -728,6 +729,7 @@ impl Decoder<'_> {
             alerts: Vec::new(),
             ping: None,
             serve: None,
+            runbook: None,
         };
         if node.children().is_none() {
             let span = self.node_span(node);
@@ -767,6 +769,7 @@ impl Decoder<'_> {
                 }
                 "ping" => plan.ping = Some(self.ping(child)),
                 "serve" => plan.serve = Some(self.serve(child)),
+                "runbook" => plan.runbook = Some(self.runbook(child)),
                 keyword => {
                     if let Some(step) = self.step(child, keyword) {
                         plan.steps.push(step);
@@ -982,6 +985,22 @@ impl Decoder<'_> {
             }
         }
         ping
+    }
+
+    /// `runbook { owner "…" contact "…" note "…" }`: who answers for the recovery.
+    pub(crate) fn runbook(&mut self, node: &KdlNode) -> RunbookInfo {
+        self.shape_block_only(node);
+        let mut info = RunbookInfo::default();
+        for child in self.settings(node, "`runbook`", &RUNBOOK_KEYS, &[]) {
+            let value = self.string(child);
+            match child.name().value() {
+                "owner" => info.owner = value,
+                "contact" => info.contact = value,
+                "note" => info.note = value,
+                _ => {}
+            }
+        }
+        info
     }
 
     pub(crate) fn serve(&mut self, node: &KdlNode) -> Serve {

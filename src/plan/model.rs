@@ -48,6 +48,7 @@ pub struct Plan {
     pub alerts: Vec<Alert>,
     pub ping: Option<Ping>,
     pub serve: Option<Serve>,
+    pub runbook: Option<RunbookInfo>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,6 +287,14 @@ pub struct Alert {
     pub renotify_after: Option<Spanned<Duration>>,
     pub timeout: Option<Spanned<Duration>>,
     pub include_logs: Option<Spanned<bool>>,
+}
+
+/// Who answers for a plan's recovery, printed at the end of its runbook.
+#[derive(Clone, Debug, Default)]
+pub struct RunbookInfo {
+    pub owner: Option<Spanned<String>>,
+    pub contact: Option<Spanned<String>>,
+    pub note: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Debug)]

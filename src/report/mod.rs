@@ -2,6 +2,7 @@
 //! is built from the one health evaluation, the files and the activity log.
 
 pub mod render;
+pub mod runbook;
 
 use crate::store::kinds::{ActivityStatus, ActivityType};
 use crate::store::meta::VerifyMeta;

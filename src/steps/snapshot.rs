@@ -128,6 +128,32 @@ pub fn validate(s: &Snapshot, name: &Spanned<String>, scope: &Scope, diags: &mut
 
 /// Repository and password: the seed's variables override the plan (`RESTIC_REPO`,
 /// `RESTIC_PASSWORD`); both reach restic through its environment, never argv.
+/// The full id and time of the newest complete snapshot whose marker is in `dir`, taken at or
+/// before `until` (an incomplete one is no recovery point).
+pub fn newest_complete(
+    dir: &Path,
+    tz: chrono_tz::Tz,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+    layout::list_stamped(dir, "snapshot-", ".txt", tz)
+        .into_iter()
+        .filter(|m| m.taken <= until)
+        .find_map(|m| {
+            let text = std::fs::read_to_string(&m.path).ok()?;
+            if text.lines().any(|l| l == "incomplete: true") {
+                return None;
+            }
+            let id = text
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .filter(|id| !id.trim().is_empty())
+                .or_else(|| text.lines().next())?
+                .trim()
+                .to_string();
+            (!id.is_empty()).then_some((id, m.taken))
+        })
+}
+
 pub(crate) fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, String> {
     let pick = |var: &str, own: &Option<Sourced>, what: &str| -> Result<String, String> {
         if let Some(v) = ctx.env.get(var) {

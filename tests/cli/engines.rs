@@ -50,6 +50,17 @@ pub fn server_plan(engine: &str, vars: &str, name: &str, extra: &str) -> String 
 
 const SCHEDULE: &str = "schedule \"0 2 * * *\"";
 
+/// A new PostgreSQL database `name`, a copy of the CRM-shaped fixture (44 tables).
+pub fn fixture_copy(name: &str) {
+    run_ok(psql("postgres").args([
+        "-c",
+        &format!(
+            "CREATE DATABASE {name} TEMPLATE {}",
+            var("OPS_TEST_PG_FIXTURE")
+        ),
+    ]));
+}
+
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run a client");
     assert!(
@@ -218,13 +229,7 @@ fn apply_watching_argv(ws: &Workspace, tool: &str, password: &str) {
 fn postgres_dump_restores_to_the_same_tables_and_counts() {
     let src = unique("ops_src");
     let dst = unique("ops_dst");
-    run_ok(psql("postgres").args([
-        "-c",
-        &format!(
-            "CREATE DATABASE {src} TEMPLATE {}",
-            var("OPS_TEST_PG_FIXTURE")
-        ),
-    ]));
+    fixture_copy(&src);
     let password = var("OPS_TEST_PG_PASSWORD");
     let ws = Workspace::with_plan(&server_plan("postgres", "PG", &src, SCHEDULE))
         .env("APP_DB_PASSWORD", &password);

@@ -15,6 +15,7 @@ mod migrate;
 mod ownership;
 mod report;
 mod restore;
+mod runbook;
 mod runner;
 mod serve;
 mod shipped;

@@ -3,7 +3,9 @@
 //! damaged dump is refused before anything is created; `--at` picks the right dump. Real
 //! PostgreSQL and MariaDB from scripts/test; SQLite in-process.
 
-use crate::engines::{mariadb, my_counts, pg_counts, psql, run_ok, server_plan, unique, var};
+use crate::engines::{
+    fixture_copy, mariadb, my_counts, pg_counts, psql, run_ok, server_plan, unique, var,
+};
 use crate::harness::Workspace;
 use crate::ownership::Cleanup;
 
@@ -43,13 +45,7 @@ fn postgres_restore_loads_refuses_and_replaces_keeping_the_old_one() {
         &format!("{dst}_before_202611281300"),
         &format!("{dst}_restore_202611281300"),
     ]);
-    run_ok(psql("postgres").args([
-        "-c",
-        &format!(
-            "CREATE DATABASE {src} TEMPLATE {}",
-            var("OPS_TEST_PG_FIXTURE")
-        ),
-    ]));
+    fixture_copy(&src);
     let password = var("OPS_TEST_PG_PASSWORD");
     let ws = Workspace::with_plan(&pg_plan(&src)).env("APP_DB_PASSWORD", &password);
     // Two dumps: the second after a table was added, so --at can tell them apart.
@@ -149,13 +145,7 @@ fn a_damaged_dump_is_refused_before_anything_is_created() {
     let src = unique("ops_rsrc");
     let dst = unique("ops_rdst");
     let _cleanup = drop_pg(&[&src, &dst]);
-    run_ok(psql("postgres").args([
-        "-c",
-        &format!(
-            "CREATE DATABASE {src} TEMPLATE {}",
-            var("OPS_TEST_PG_FIXTURE")
-        ),
-    ]));
+    fixture_copy(&src);
     let ws =
         Workspace::with_plan(&pg_plan(&src)).env("APP_DB_PASSWORD", &var("OPS_TEST_PG_PASSWORD"));
     assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);

@@ -1,0 +1,346 @@
+//! `ops-run runbook`: the disaster-recovery runbook of a plan, written from its configuration
+//! and its files. For each database the check and load commands a shell on a new machine runs
+//! without ops-run (`sha256sum -c`, `createdb`, `gunzip -c … | psql …`), then the same with
+//! `ops-run restore`; for each snapshot its `restic restore`. Commands are built here, quoted for
+//! the shell; secrets appear only as the variables or files that hold them.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::artifact::layout::{self, Area};
+use crate::artifact::sha;
+use crate::exec::shell_quote as q;
+use crate::plan::compile::{Compiled, CompiledPlan};
+use crate::plan::model::{Database, Engine, Sourced, StepKind, ValueSource};
+use crate::settings::Env;
+use crate::units::duration;
+
+/// The built-in runbook template.
+pub const TEMPLATE: &str = include_str!("../../templates/dr-runbook.md.hbs");
+
+/// A secret as a shell expression: `"$VAR"` or `"$(cat 'FILE')"`; `None` when it is written in
+/// the plan (it is never copied into the runbook).
+fn secret_expr(s: &Sourced) -> Option<String> {
+    match &s.source {
+        ValueSource::Env(v) => Some(format!("\"${v}\"")),
+        ValueSource::File(p) => Some(format!("\"$(cat {})\"", q(p))),
+        ValueSource::Literal(_) => None,
+    }
+}
+
+/// Where a secret comes from, in words.
+fn secret_words(s: &Sourced) -> String {
+    match &s.source {
+        ValueSource::Env(v) => format!("the environment variable `{v}`"),
+        ValueSource::File(p) => format!("the file `{p}`"),
+        ValueSource::Literal(_) => "the plan file itself (not copied here)".into(),
+    }
+}
+
+/// A repository written in the plan as a local path (no scheme, no user): no secret, and the
+/// runbook needs it; absolute. Any other written value (`rest:https://user:…@…`) stays out.
+fn plain_repository(s: &Sourced) -> Option<String> {
+    let ValueSource::Literal(v) = &s.source else {
+        return None;
+    };
+    let path = v.strip_prefix("local:").unwrap_or(v);
+    if path.contains(':') || path.contains('@') {
+        return None;
+    }
+    Some(std::path::absolute(path).map_or_else(|_| path.to_string(), |p| p.display().to_string()))
+}
+
+/// `export NAME=…` for a secret, or a comment saying where it is.
+fn export(name: &str, s: Option<&Sourced>) -> Option<String> {
+    let s = s?;
+    Some(match secret_expr(s) {
+        Some(e) => format!("export {name}={e}"),
+        None => format!("# {name}: written in the plan file; export it by hand"),
+    })
+}
+
+fn minute(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    crate::clock::local_minute(t, tz)
+}
+
+/// The newest good dump of a folder: name, path, size, sha256 and when it was taken.
+fn newest_dump(dir: &Path, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Value> {
+    let d = layout::list_dumps(dir, tz)
+        .into_iter()
+        .find(|d| d.taken <= now && layout::sidecar_path(&d.path).exists())?;
+    let sidecar = std::fs::read_to_string(layout::sidecar_path(&d.path)).ok()?;
+    let sha256 = sha::parse_sidecar(&sidecar, &d.name)?;
+    let size = std::fs::metadata(&d.path).map(|m| m.len()).unwrap_or(0);
+    Some(json!({
+        "name": d.name,
+        "path": d.path.display().to_string(),
+        "dir": dir.display().to_string(),
+        "size": crate::units::size::format(size),
+        "sha256": sha256,
+        "taken": minute(d.taken, tz),
+        "age": duration::format(std::time::Duration::from_secs((now - d.taken).num_seconds().max(0) as u64)),
+    }))
+}
+
+/// The shell commands that create a database and load `dump` into it, without ops-run.
+fn load_commands(db: &Database, dump: &str) -> Vec<String> {
+    let opt = |flag: &str, v: Option<String>| v.map(|v| format!("{flag}={}", q(&v)));
+    let host = opt("--host", db.host.as_ref().map(|h| h.value.clone()));
+    let port = opt("--port", db.port.as_ref().map(|p| p.value.to_string()));
+    let name = db
+        .dbname
+        .as_ref()
+        .map_or(String::new(), |n| n.value.clone());
+    let engine = db.engine.as_ref().map(|e| e.value);
+    let join =
+        |words: Vec<Option<String>>| words.into_iter().flatten().collect::<Vec<_>>().join(" ");
+    match engine {
+        Some(Engine::Postgres) => {
+            let user = opt("--username", db.user.as_ref().map(|u| u.value.clone()));
+            let mut lines: Vec<String> = export("PGPASSWORD", db.password.as_ref())
+                .into_iter()
+                .collect();
+            lines.push(join(vec![
+                Some("createdb".into()),
+                host.clone(),
+                port.clone(),
+                user.clone(),
+                Some(q(&name)),
+            ]));
+            lines.push(format!(
+                "gunzip -c {} | {}",
+                q(dump),
+                join(vec![
+                    Some("psql -X -q -v ON_ERROR_STOP=1".into()),
+                    host,
+                    port,
+                    user,
+                    Some(format!("--dbname={}", q(&name))),
+                ])
+            ));
+            lines
+        }
+        Some(Engine::Mysql | Engine::Mariadb) => {
+            let user = opt("--user", db.user.as_ref().map(|u| u.value.clone()));
+            let client = join(vec![Some("mariadb".into()), host, port, user]);
+            let mut lines: Vec<String> = export("MYSQL_PWD", db.password.as_ref())
+                .into_iter()
+                .collect();
+            lines.push(format!(
+                "{client} -e {}",
+                q(&format!("CREATE DATABASE `{}`", name.replace('`', "``")))
+            ));
+            lines.push(format!("gunzip -c {} | {client} {}", q(dump), q(&name)));
+            lines
+        }
+        Some(Engine::Sqlite) => {
+            let path = db.path.as_ref().map_or(String::new(), |p| p.value.clone());
+            let path = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
+            vec![format!(
+                "gunzip -c {} | sqlite3 {}",
+                q(dump),
+                q(&path.display().to_string())
+            )]
+        }
+        None => vec!["# the database has no engine in the plan".into()],
+    }
+}
+
+/// Where a database lives, in words.
+fn address(db: &Database) -> String {
+    match db.engine.as_ref().map(|e| e.value) {
+        Some(Engine::Sqlite) => db.path.as_ref().map_or("?".into(), |p| {
+            std::path::absolute(&p.value)
+                .map_or_else(|_| p.value.clone(), |a| a.display().to_string())
+        }),
+        _ => format!(
+            "{} on {}:{}{}",
+            db.dbname.as_ref().map_or("?", |n| n.value.as_str()),
+            db.host.as_ref().map_or("localhost", |h| h.value.as_str()),
+            db.port
+                .as_ref()
+                .map_or_else(|| "default port".into(), |p| p.value.to_string()),
+            db.user
+                .as_ref()
+                .map_or(String::new(), |u| format!(" as {}", u.value)),
+        ),
+    }
+}
+
+/// The runbook's context for one plan.
+pub fn context(compiled: &Compiled, plan: &CompiledPlan, env: &Env, now: DateTime<Utc>) -> Value {
+    let tz = plan.timezone.value;
+    let mut tools = vec!["gzip", "coreutils"];
+    let mut databases = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut points = Vec::new();
+    for step in compiled
+        .steps
+        .iter()
+        .filter(|s| std::ptr::eq(&compiled.plans[s.plan], plan))
+    {
+        match &step.decl.kind {
+            StepKind::Dump(d) => {
+                let Some(db) = plan
+                    .decl
+                    .databases
+                    .iter()
+                    .find(|db| Some(&db.name.value) == d.database.as_ref().map(|n| &n.value))
+                else {
+                    continue;
+                };
+                let engine = db.engine.as_ref().map(|e| e.value);
+                tools.push(match engine {
+                    Some(Engine::Postgres) => "postgresql-client",
+                    Some(Engine::Mysql | Engine::Mariadb) => "mariadb-client",
+                    Some(Engine::Sqlite) => "sqlite3",
+                    None => "gzip",
+                });
+                let dir = plan.dir(step.name(), Area::Dumps);
+                let newest = newest_dump(&dir, tz, now);
+                let dump_path = newest
+                    .as_ref()
+                    .and_then(|n| n["path"].as_str())
+                    .map_or_else(
+                        || dir.join("full-YYYYmmdd-HHMM.sql.gz").display().to_string(),
+                        str::to_string,
+                    );
+                let dump_name = newest
+                    .as_ref()
+                    .and_then(|n| n["name"].as_str())
+                    .unwrap_or("full-YYYYmmdd-HHMM.sql.gz")
+                    .to_string();
+                if let Some(n) = &newest {
+                    points.push(json!({ "what": step.id, "kind": "database dump", "taken": n["taken"], "age": n["age"] }));
+                }
+                let target = match engine {
+                    Some(Engine::Sqlite) => {
+                        db.path.as_ref().map_or(String::new(), |p| p.value.clone())
+                    }
+                    _ => db
+                        .dbname
+                        .as_ref()
+                        .map_or(String::new(), |n| n.value.clone()),
+                };
+                databases.push(json!({
+                    "step": step.id,
+                    "database": db.name.value,
+                    "engine": engine.map_or("?", |e| e.name()),
+                    "address": address(db),
+                    "password": db.password.as_ref().map(secret_words),
+                    "dir": dir.display().to_string(),
+                    "schedule": step.schedule.as_ref().map_or_else(|| "none (run by hand)".into(), |s| s.value.expr.clone()),
+                    "keep": d.keep.as_ref().map_or_else(|| "all".into(), |k| k.value.to_string()),
+                    "newest": newest,
+                    "check": format!("cd {}\nsha256sum -c {}", q(&dir.display().to_string()), q(&format!("{dump_name}.sha256"))),
+                    "load": load_commands(db, &dump_path).join("\n"),
+                    "ops_run": format!("ops-run restore db {} --to {}", q(&step.id), q(&target)),
+                }));
+            }
+            StepKind::Snapshot(s) => {
+                tools.push("restic");
+                let dir = plan.dir(step.name(), Area::Snapshots);
+                let newest = crate::steps::snapshot::newest_complete(&dir, tz, now);
+                if let Some((_, taken)) = &newest {
+                    points.push(json!({
+                        "what": step.id,
+                        "kind": "file snapshot",
+                        "taken": minute(*taken, tz),
+                        "age": duration::format(std::time::Duration::from_secs((now - *taken).num_seconds().max(0) as u64)),
+                    }));
+                }
+                let repo = if env.get("RESTIC_REPO").is_some() {
+                    Some("export RESTIC_REPOSITORY=\"$RESTIC_REPO\"".to_string())
+                } else {
+                    match s.repository.as_ref().and_then(plain_repository) {
+                        Some(path) => Some(format!("export RESTIC_REPOSITORY={}", q(&path))),
+                        None => export("RESTIC_REPOSITORY", s.repository.as_ref()),
+                    }
+                };
+                let password = if env.get("RESTIC_PASSWORD").is_some() {
+                    Some("export RESTIC_PASSWORD=\"$RESTIC_PASSWORD\"".to_string())
+                } else {
+                    export("RESTIC_PASSWORD", s.password.as_ref())
+                };
+                let id = newest
+                    .as_ref()
+                    .map_or("latest".to_string(), |(id, _)| id.clone());
+                let restore: Vec<String> = repo
+                    .into_iter()
+                    .chain(password)
+                    .chain([format!("restic restore {} --target /", q(&id))])
+                    .collect();
+                snapshots.push(json!({
+                    "step": step.id,
+                    "paths": s.paths.iter().map(|p| p.value.clone()).collect::<Vec<_>>().join(", "),
+                    "repository": if env.get("RESTIC_REPO").is_some() {
+                        "the environment variable `RESTIC_REPO`".to_string()
+                    } else {
+                        match s.repository.as_ref().and_then(plain_repository) {
+                            Some(path) => format!("`{path}`"),
+                            None => s.repository.as_ref().map_or("?".into(), secret_words),
+                        }
+                    },
+                    "password": if env.get("RESTIC_PASSWORD").is_some() {
+                        "the environment variable `RESTIC_PASSWORD`".to_string()
+                    } else {
+                        s.password.as_ref().map_or("?".into(), secret_words)
+                    },
+                    "schedule": step.schedule.as_ref().map_or_else(|| "none (run by hand)".into(), |s| s.value.expr.clone()),
+                    "newest": newest.as_ref().map(|(id, taken)| json!({ "id": id, "taken": minute(*taken, tz) })),
+                    "restore": restore.join("\n"),
+                    "ops_run": format!("ops-run restore files {} --to /", q(&step.id)),
+                }));
+            }
+            StepKind::Verify(_)
+            | StepKind::Report(_)
+            | StepKind::GitTag(_)
+            | StepKind::Command(_) => {}
+        }
+    }
+    tools.sort_unstable();
+    tools.dedup();
+    let info = plan.decl.runbook.clone().unwrap_or_default();
+    let text =
+        |v: &Option<crate::plan::model::Spanned<String>>| v.as_ref().map(|s| s.value.clone());
+    json!({
+        "plan": plan.decl.name.value,
+        "timezone": tz.name(),
+        "generated_at": minute(now, tz),
+        "base": plan.base.value,
+        "tools": format!("apt-get install -y {}", tools.join(" ")),
+        "databases": databases,
+        "snapshots": snapshots,
+        "recovery_points": points,
+        "owner": text(&info.owner),
+        "contact": text(&info.contact),
+        "note": text(&info.note),
+    })
+}
+
+/// Renders the runbook of `plan` and writes it to `out`, or to `BASE/reports/dr-runbook.md`
+/// (replaced atomically: there is one current runbook). Answers the path.
+pub fn write(
+    compiled: &Compiled,
+    plan: &CompiledPlan,
+    env: &Env,
+    now: DateTime<Utc>,
+    out: Option<&Path>,
+) -> Result<PathBuf, String> {
+    let registry = crate::help::registry()?;
+    let text = super::render::render(TEMPLATE, &context(compiled, plan, env, now), &registry)
+        .map_err(|e| format!("the runbook template does not render: {e}"))?;
+    let path = match out {
+        Some(p) => p.to_path_buf(),
+        None => Path::new(&plan.base.value).join("reports/dr-runbook.md"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    layout::write_atomic(&path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
