@@ -61,9 +61,9 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Write the disaster-recovery runbook of a plan [default: BASE/reports/dr-runbook.md]
+    /// Write the disaster-recovery runbook of every plan (or one) to BASE/reports/dr-runbook.md
     Runbook {
-        /// The plan (needed when there are several)
+        /// Only this plan (needed with --out when there are several)
         #[arg(long)]
         plan: Option<String>,
         /// Where to write it

@@ -16,7 +16,9 @@ fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
         StepKind::Dump(_) => Some(CheckKind::Dump),
         StepKind::Snapshot(_) => Some(CheckKind::Snapshot),
         StepKind::Verify(_) => Some(CheckKind::Verify),
-        StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) => None,
+        StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) | StepKind::Runbook(_) => {
+            None
+        }
     }
 }
 

@@ -79,13 +79,21 @@ pub fn run(cli: Cli) -> i32 {
             commands::alerts::report(&app, plan.as_deref(), out.as_deref())
         }
         Command::Runbook { plan, out } => app.load().and_then(|(_, compiled)| {
-            let plan = compiled
-                .plan_named(plan.as_deref())
-                .map_err(error::Failure::Usage)?;
-            let path =
-                report::runbook::write(&compiled, plan, &app.env, app.clock.now(), out.as_deref())
-                    .map_err(error::Failure::Runtime)?;
-            crate::outln!("{}", path.display());
+            // Without --plan (and --out), every plan's runbook in its own base.
+            let plans: Vec<&plan::compile::CompiledPlan> = match (plan, out) {
+                (None, None) => compiled.plans.iter().collect(),
+                _ => vec![
+                    compiled
+                        .plan_named(plan.as_deref())
+                        .map_err(error::Failure::Usage)?,
+                ],
+            };
+            for p in plans {
+                let path =
+                    report::runbook::write(&compiled, p, &app.env, app.clock.now(), out.as_deref())
+                        .map_err(error::Failure::Runtime)?;
+                crate::outln!("{}", path.display());
+            }
             Ok(())
         }),
         Command::Help { key } => help::run(key.as_deref()),

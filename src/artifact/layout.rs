@@ -44,7 +44,10 @@ impl Area {
             StepKind::Dump(_) => Some(Area::Dumps),
             StepKind::Snapshot(_) => Some(Area::Snapshots),
             StepKind::Verify(_) => Some(Area::VerifyLogs),
-            StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) => None,
+            StepKind::Report(_)
+            | StepKind::GitTag(_)
+            | StepKind::Command(_)
+            | StepKind::Runbook(_) => None,
         }
     }
 }

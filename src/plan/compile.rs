@@ -341,6 +341,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                 StepKind::Report(r) => crate::steps::report::compile(r, &mut c),
                 StepKind::GitTag(g) => crate::steps::git_tag::compile(g, &mut c),
                 StepKind::Command(cmd) => crate::steps::command::compile(cmd, &mut c),
+                StepKind::Runbook(r) => crate::steps::runbook::compile(r, &mut c),
             }
             let Compiling {
                 settings,

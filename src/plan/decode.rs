@@ -25,8 +25,8 @@ pub const TOOL_NAMES: [&str; 6] = [
 ];
 
 /// The plan's own settings; every step keyword (`StepKind::all`) is allowed too, repeatedly.
-const PLAN_KEYS: [&str; 8] = [
-    "base", "timezone", "tools", "database", "alert", "ping", "serve", "runbook",
+const PLAN_KEYS: [&str; 7] = [
+    "base", "timezone", "tools", "database", "alert", "ping", "serve",
 ];
 const PLAN_REPEATABLE: [&str; 2] = ["database", "alert"];
 const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
@@ -769,7 +769,8 @@ impl Decoder<'_> {
                 }
                 "ping" => plan.ping = Some(self.ping(child)),
                 "serve" => plan.serve = Some(self.serve(child)),
-                "runbook" => plan.runbook = Some(self.runbook(child)),
+                // `runbook { owner … }` describes the plan; `runbook NAME { … }` is a step.
+                "runbook" if child.entries().is_empty() => plan.runbook = Some(self.runbook(child)),
                 keyword => {
                     if let Some(step) = self.step(child, keyword) {
                         plan.steps.push(step);

@@ -125,12 +125,13 @@ pub enum StepKind {
     Report(Report),
     GitTag(GitTag),
     Command(Command),
+    Runbook(Runbook),
 }
 
 impl StepKind {
     /// Every kind, with empty settings: the one list a new kind joins (and `keyword` below;
     /// the compiler names the rest).
-    pub fn all() -> [StepKind; 6] {
+    pub fn all() -> [StepKind; 7] {
         [
             StepKind::Dump(Dump::default()),
             StepKind::Snapshot(Snapshot::default()),
@@ -138,6 +139,7 @@ impl StepKind {
             StepKind::Report(Report::default()),
             StepKind::GitTag(GitTag::default()),
             StepKind::Command(Command::default()),
+            StepKind::Runbook(Runbook::default()),
         ]
     }
 
@@ -155,6 +157,7 @@ impl StepKind {
             StepKind::Report(_) => "report",
             StepKind::GitTag(_) => "git-tag",
             StepKind::Command(_) => "command",
+            StepKind::Runbook(_) => "runbook",
         }
     }
 
@@ -167,6 +170,7 @@ impl StepKind {
             StepKind::Report(_) => ActivityType::Report,
             StepKind::GitTag(_) => ActivityType::GitTag,
             StepKind::Command(_) => ActivityType::Command,
+            StepKind::Runbook(_) => ActivityType::Report,
         }
     }
 }
@@ -225,6 +229,10 @@ pub struct Verify {
     pub verify_database: Option<Spanned<String>>,
     pub ownership: Option<Spanned<Ownership>>,
 }
+
+/// A `runbook` step: no settings of its own.
+#[derive(Clone, Debug, Default)]
+pub struct Runbook {}
 
 #[derive(Clone, Debug, Default)]
 pub struct Report {

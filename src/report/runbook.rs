@@ -297,7 +297,8 @@ pub fn context(compiled: &Compiled, plan: &CompiledPlan, env: &Env, now: DateTim
             StepKind::Verify(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)
-            | StepKind::Command(_) => {}
+            | StepKind::Command(_)
+            | StepKind::Runbook(_) => {}
         }
     }
     tools.sort_unstable();

@@ -5,6 +5,7 @@ pub mod dump;
 pub mod git_tag;
 pub mod prune;
 pub mod report;
+pub mod runbook;
 pub mod snapshot;
 pub mod verify;
 
@@ -144,6 +145,7 @@ pub fn settings(kind: &StepKind) -> &'static Settings {
         StepKind::Report(_) => &report::SETTINGS,
         StepKind::GitTag(_) => &git_tag::SETTINGS,
         StepKind::Command(_) => &command::SETTINGS,
+        StepKind::Runbook(_) => &runbook::SETTINGS,
     }
 }
 
@@ -156,6 +158,7 @@ pub fn decode_setting(kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut 
         StepKind::Report(r) => report::decode(r, key, node, dec),
         StepKind::GitTag(g) => git_tag::decode(g, key, node, dec),
         StepKind::Command(c) => command::decode(c, key, node, dec),
+        StepKind::Runbook(r) => runbook::decode(r, key, node, dec),
     }
 }
 
@@ -170,6 +173,7 @@ pub fn validate(step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
         StepKind::Report(r) => report::validate(r, name, scope, diags),
         StepKind::GitTag(g) => git_tag::validate(g, name, scope, diags),
         StepKind::Command(c) => command::validate(c, name, scope, diags),
+        StepKind::Runbook(r) => runbook::validate(r, name, scope, diags),
     }
 }
 
@@ -182,6 +186,7 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
         StepKind::Verify(v) => verify::preview(ctx, v),
         StepKind::Report(r) => report::preview(ctx, r),
         StepKind::GitTag(g) => git_tag::preview(ctx, g),
+        StepKind::Runbook(r) => runbook::preview(ctx, r),
     }
 }
 
@@ -194,7 +199,8 @@ pub fn ready(ctx: &Context) -> Result<(), String> {
         | StepKind::Dump(_)
         | StepKind::Snapshot(_)
         | StepKind::Report(_)
-        | StepKind::GitTag(_) => Ok(()),
+        | StepKind::GitTag(_)
+        | StepKind::Runbook(_) => Ok(()),
     }
 }
 
@@ -207,7 +213,8 @@ pub fn sweep(ctx: &Context) -> Vec<String> {
         | StepKind::Dump(_)
         | StepKind::Snapshot(_)
         | StepKind::Report(_)
-        | StepKind::GitTag(_) => Vec::new(),
+        | StepKind::GitTag(_)
+        | StepKind::Runbook(_) => Vec::new(),
     }
 }
 
@@ -219,5 +226,6 @@ pub fn execute(ctx: &Context) -> Outcome {
         StepKind::Verify(v) => verify::execute(ctx, v),
         StepKind::Report(r) => report::execute(ctx, r),
         StepKind::GitTag(g) => git_tag::execute(ctx, g),
+        StepKind::Runbook(r) => runbook::execute(ctx, r),
     }
 }

@@ -70,6 +70,7 @@ fn actions(site: &Site, token: Option<&super::auth::Token>) -> Vec<Value> {
                 StepKind::Snapshot(_) => ("Storage snapshot", "ops.execute"),
                 StepKind::Verify(_) => ("Verify restore", "ops.execute"),
                 StepKind::Report(_) => ("Report", "ops.execute"),
+                StepKind::Runbook(_) => ("Runbook", "ops.execute"),
                 StepKind::GitTag(_) => ("Create git tag", "ops.release"),
                 StepKind::Command(_) => return None,
             };

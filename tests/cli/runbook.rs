@@ -177,3 +177,44 @@ fn the_postgres_runbook_recreates_a_dropped_database() {
     run_blocks(&blocks, &ws.path(""), &[("APP_DB_PASSWORD", &password)]);
     assert_eq!(pg_counts(&src), before);
 }
+
+#[test]
+fn a_runbook_step_rewrites_the_runbook_after_the_dumps_of_its_apply() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            database main {
+                engine sqlite
+                path "app.db"
+            }
+            runbook printed {
+                schedule "0 3 * * *"
+            }
+            dump db {
+                database main
+                schedule "0 3 * * *"
+            }
+        }"#,
+    );
+    rusqlite::Connection::open(ws.path("app.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let r = ws.run_at("2026-11-28T03:00:10Z", &["plan", "apply"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let text = std::fs::read_to_string(ws.path("backups/reports/dr-runbook.md")).unwrap();
+    // Declared first, it still runs after the dump, so it names the dump just made.
+    assert!(text.contains("full-20261128-0300.sql.gz"), "{text}");
+    let kinds: Vec<String> = ws
+        .activities()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["step"].as_str().unwrap(),
+                a["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&"printed:success".to_string()), "{kinds:?}");
+}
