@@ -16,6 +16,7 @@ fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
         StepKind::Dump(_) => Some(CheckKind::Dump),
         StepKind::Snapshot(_) => Some(CheckKind::Snapshot),
         StepKind::Verify(_) => Some(CheckKind::Verify),
+        StepKind::Drill(_) => Some(CheckKind::Drill),
         StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) | StepKind::Runbook(_) => {
             None
         }
@@ -68,7 +69,7 @@ pub fn checks(
         let files = match kind {
             CheckKind::Dump => Some((Area::Dumps, "full-", ".sql.gz")),
             CheckKind::Snapshot => Some((Area::Snapshots, "snapshot-", ".txt")),
-            CheckKind::Verify => None,
+            CheckKind::Verify | CheckKind::Drill => None,
         };
         let (artifact, future) = files.map_or((None, None), |(area, prefix, suffix)| {
             // A dump counts with a sidecar naming it; a snapshot marker is its own proof.

@@ -66,6 +66,7 @@ pub enum CheckKind {
     Dump,
     Snapshot,
     Verify,
+    Drill,
 }
 
 /// The newest finished run of a step.
@@ -200,6 +201,7 @@ pub fn evaluate(
     let ran = |run: &Run| {
         let what = match kind {
             CheckKind::Verify => "restore test",
+            CheckKind::Drill => "drill",
             _ => "run",
         };
         let at = run.at.format("%Y-%m-%d %H:%M UTC");
@@ -209,7 +211,7 @@ pub fn evaluate(
         }
     };
     let reference = match kind {
-        CheckKind::Verify => facts.last_success,
+        CheckKind::Verify | CheckKind::Drill => facts.last_success,
         _ => facts.artifact.as_ref().map(|(_, at)| *at),
     };
     let age_now = reference.map(age);
@@ -272,17 +274,34 @@ pub fn evaluate(
                 }
             }
         },
-        CheckKind::Verify => {
+        CheckKind::Verify | CheckKind::Drill => {
+            let what = if kind == CheckKind::Drill {
+                "drill"
+            } else {
+                "restore"
+            };
             if let Some(run) = attempt_failed {
                 (State::Fail, Severity::Crit, ran(run))
+            } else if let Some(run) = incomplete.filter(|_| kind == CheckKind::Drill) {
+                // A drill that restored everything but took longer, or found older backups,
+                // than its objectives allow.
+                (State::Incomplete, Severity::Warn, ran(run))
             } else {
                 match age_now {
-                    None => (State::Overdue, Severity::Warn, "never verified".to_string()),
+                    None => (
+                        State::Overdue,
+                        Severity::Warn,
+                        if kind == CheckKind::Drill {
+                            "never drilled".to_string()
+                        } else {
+                            "never verified".to_string()
+                        },
+                    ),
                     Some(a) if over(a, t.overdue_after) => (
                         State::Overdue,
                         Severity::Warn,
                         format!(
-                            "last successful restore {} ago, past overdue-after {}",
+                            "last successful {what} {} ago, past overdue-after {}",
                             secs(a),
                             secs(t.overdue_after.unwrap_or_default())
                         ),
@@ -290,7 +309,7 @@ pub fn evaluate(
                     Some(a) => (
                         State::Ok,
                         Severity::Ok,
-                        format!("last successful restore {} ago", secs(a)),
+                        format!("last successful {what} {} ago", secs(a)),
                     ),
                 }
             }

@@ -43,7 +43,7 @@ impl Area {
         match kind {
             StepKind::Dump(_) => Some(Area::Dumps),
             StepKind::Snapshot(_) => Some(Area::Snapshots),
-            StepKind::Verify(_) => Some(Area::VerifyLogs),
+            StepKind::Verify(_) | StepKind::Drill(_) => Some(Area::VerifyLogs),
             StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Command(_)

@@ -211,6 +211,19 @@ impl Compiling<'_> {
         self.thresholds.push((key, t));
     }
 
+    /// A health threshold no environment variable overrides: the plan's value or `default`.
+    pub fn own_threshold(
+        &mut self,
+        key: &'static str,
+        own: Option<&Spanned<Duration>>,
+        default: Duration,
+    ) {
+        let t = plan_or_default(own, default);
+        self.settings
+            .push((key.to_string(), duration::format(t.value), t.origin.clone()));
+        self.thresholds.push((key, t));
+    }
+
     /// An edge this kind implies from the step named `name` (declared in the plan) to this one.
     pub fn needs(&mut self, name: &Spanned<String>, kind: EdgeKind) -> bool {
         let Some(&dep) = self.index.get(name.value.as_str()) else {
@@ -342,6 +355,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                 StepKind::GitTag(g) => crate::steps::git_tag::compile(g, &mut c),
                 StepKind::Command(cmd) => crate::steps::command::compile(cmd, &mut c),
                 StepKind::Runbook(r) => crate::steps::runbook::compile(r, &mut c),
+                StepKind::Drill(d) => crate::steps::drill::compile(d, &mut c),
             }
             let Compiling {
                 settings,

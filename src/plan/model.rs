@@ -126,12 +126,13 @@ pub enum StepKind {
     GitTag(GitTag),
     Command(Command),
     Runbook(Runbook),
+    Drill(Drill),
 }
 
 impl StepKind {
     /// Every kind, with empty settings: the one list a new kind joins (and `keyword` below;
     /// the compiler names the rest).
-    pub fn all() -> [StepKind; 7] {
+    pub fn all() -> [StepKind; 8] {
         [
             StepKind::Dump(Dump::default()),
             StepKind::Snapshot(Snapshot::default()),
@@ -140,6 +141,7 @@ impl StepKind {
             StepKind::GitTag(GitTag::default()),
             StepKind::Command(Command::default()),
             StepKind::Runbook(Runbook::default()),
+            StepKind::Drill(Drill::default()),
         ]
     }
 
@@ -158,6 +160,7 @@ impl StepKind {
             StepKind::GitTag(_) => "git-tag",
             StepKind::Command(_) => "command",
             StepKind::Runbook(_) => "runbook",
+            StepKind::Drill(_) => "drill",
         }
     }
 
@@ -171,6 +174,7 @@ impl StepKind {
             StepKind::GitTag(_) => ActivityType::GitTag,
             StepKind::Command(_) => ActivityType::Command,
             StepKind::Runbook(_) => ActivityType::Report,
+            StepKind::Drill(_) => ActivityType::DrDrill,
         }
     }
 }
@@ -228,6 +232,27 @@ pub struct Verify {
     pub expects: Vec<Expect>,
     pub verify_database: Option<Spanned<String>>,
     pub ownership: Option<Spanned<Ownership>>,
+}
+
+/// A `drill` step: a rehearsal of the recovery on scratch targets.
+#[derive(Clone, Debug, Default)]
+pub struct Drill {
+    /// The database part, as a verify restores it (`dump`, `min-tables`, `expect`,
+    /// `ownership`, `verify-database`, and the check's `overdue-after`).
+    pub restore: Verify,
+    pub snapshot: Option<Spanned<String>>,
+    pub sample: Option<Spanned<Sample>>,
+    pub max_mismatch: Option<Spanned<u64>>,
+    /// Recovery time and recovery point objectives.
+    pub rto: Option<Spanned<Duration>>,
+    pub rpo: Option<Spanned<Duration>>,
+}
+
+/// How many restored files a drill compares with the live ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sample {
+    Count(u64),
+    Percent(u32),
 }
 
 /// A `runbook` step: no settings of its own.

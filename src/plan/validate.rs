@@ -233,7 +233,8 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                 StepKind::Dump(d) => d.fail_after.as_ref(),
                 StepKind::Snapshot(s) => s.stale_after.as_ref(),
                 StepKind::Verify(v) => v.overdue_after.as_ref(),
-                StepKind::Report(_)
+                StepKind::Drill(_)
+                | StepKind::Report(_)
                 | StepKind::GitTag(_)
                 | StepKind::Command(_)
                 | StepKind::Runbook(_) => None,
@@ -270,8 +271,10 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
             StepKind::Command(c) => out.extend(c.env.iter().map(|(_, v)| v)),
             // No values from the environment or files (a new kind with one must add it here:
             // this list decides what is redacted).
+            // A drill reads its snapshot step's credentials, listed with that step.
             StepKind::Dump(_)
             | StepKind::Verify(_)
+            | StepKind::Drill(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Runbook(_) => {}

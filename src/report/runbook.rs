@@ -295,6 +295,7 @@ pub fn context(compiled: &Compiled, plan: &CompiledPlan, env: &Env, now: DateTim
                 }));
             }
             StepKind::Verify(_)
+            | StepKind::Drill(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Command(_)

@@ -1,6 +1,7 @@
 //! Step kinds: each file builds its command as a plain value and turns a run into an outcome.
 
 pub mod command;
+pub mod drill;
 pub mod dump;
 pub mod git_tag;
 pub mod prune;
@@ -146,6 +147,7 @@ pub fn settings(kind: &StepKind) -> &'static Settings {
         StepKind::GitTag(_) => &git_tag::SETTINGS,
         StepKind::Command(_) => &command::SETTINGS,
         StepKind::Runbook(_) => &runbook::SETTINGS,
+        StepKind::Drill(_) => &drill::SETTINGS,
     }
 }
 
@@ -159,6 +161,7 @@ pub fn decode_setting(kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut 
         StepKind::GitTag(g) => git_tag::decode(g, key, node, dec),
         StepKind::Command(c) => command::decode(c, key, node, dec),
         StepKind::Runbook(r) => runbook::decode(r, key, node, dec),
+        StepKind::Drill(d) => drill::decode(d, key, node, dec),
     }
 }
 
@@ -174,6 +177,7 @@ pub fn validate(step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
         StepKind::GitTag(g) => git_tag::validate(g, name, scope, diags),
         StepKind::Command(c) => command::validate(c, name, scope, diags),
         StepKind::Runbook(r) => runbook::validate(r, name, scope, diags),
+        StepKind::Drill(d) => drill::validate(d, name, scope, diags),
     }
 }
 
@@ -187,6 +191,7 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
         StepKind::Report(r) => report::preview(ctx, r),
         StepKind::GitTag(g) => git_tag::preview(ctx, g),
         StepKind::Runbook(r) => runbook::preview(ctx, r),
+        StepKind::Drill(d) => drill::preview(ctx, d),
     }
 }
 
@@ -195,6 +200,7 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
 pub fn ready(ctx: &Context) -> Result<(), String> {
     match &ctx.step.decl.kind {
         StepKind::Verify(v) => verify::ready(ctx, v),
+        StepKind::Drill(d) => drill::ready(ctx, d),
         StepKind::Command(_)
         | StepKind::Dump(_)
         | StepKind::Snapshot(_)
@@ -209,6 +215,7 @@ pub fn ready(ctx: &Context) -> Result<(), String> {
 pub fn sweep(ctx: &Context) -> Vec<String> {
     match &ctx.step.decl.kind {
         StepKind::Verify(v) => verify::sweep(ctx, v),
+        StepKind::Drill(d) => drill::sweep(ctx, d),
         StepKind::Command(_)
         | StepKind::Dump(_)
         | StepKind::Snapshot(_)
@@ -227,5 +234,6 @@ pub fn execute(ctx: &Context) -> Outcome {
         StepKind::Report(r) => report::execute(ctx, r),
         StepKind::GitTag(g) => git_tag::execute(ctx, g),
         StepKind::Runbook(r) => runbook::execute(ctx, r),
+        StepKind::Drill(d) => drill::execute(ctx, d),
     }
 }

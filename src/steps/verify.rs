@@ -286,6 +286,27 @@ pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
     }
 }
 
+/// A restore test as a drill runs it: the verify's work without its log file or activity.
+pub(crate) struct RestoreTest {
+    pub result: Result<u64, String>,
+    pub lines: Vec<String>,
+    pub dump: Option<PathBuf>,
+    /// When the restored dump was taken.
+    pub age: Option<Duration>,
+}
+
+/// Restores the newest good dump of `v.dump` into a scratch database, checks it, drops it.
+pub(crate) fn restore_test(ctx: &Context, v: &Verify) -> RestoreTest {
+    let mut ev = Evidence::default();
+    let result = run(ctx, v, &mut ev);
+    RestoreTest {
+        result: result.map(|()| ev.tables.unwrap_or(0)),
+        lines: ev.lines,
+        dump: ev.dump,
+        age: ev.age,
+    }
+}
+
 fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     std::fs::create_dir_all(&dir)?;

@@ -175,12 +175,42 @@ impl Store {
         step: &str,
         kind: ActivityType,
     ) -> rusqlite::Result<Option<Value>> {
+        self.newest_meta(
+            "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3
+             AND status = 'success' ORDER BY id DESC LIMIT 1",
+            plan,
+            step,
+            kind,
+        )
+    }
+
+    /// The `meta` of the newest run of a step that completed its work: `success`, or
+    /// `incomplete` (a drill over its objectives still measured them).
+    pub fn newest_measured_meta(
+        &self,
+        plan: &str,
+        step: &str,
+        kind: ActivityType,
+    ) -> rusqlite::Result<Option<Value>> {
+        self.newest_meta(
+            "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3
+             AND status IN ('success', 'incomplete') ORDER BY id DESC LIMIT 1",
+            plan,
+            step,
+            kind,
+        )
+    }
+
+    fn newest_meta(
+        &self,
+        sql: &str,
+        plan: &str,
+        step: &str,
+        kind: ActivityType,
+    ) -> rusqlite::Result<Option<Value>> {
         let meta: Option<String> = self
             .conn
-            .prepare_cached(
-                "SELECT meta FROM ops_activities WHERE plan = ?1 AND step = ?2 AND type = ?3
-                 AND status = 'success' ORDER BY id DESC LIMIT 1",
-            )?
+            .prepare_cached(sql)?
             .query_row(params![plan, step, kind], |r| r.get(0))
             .optional()?;
         Ok(meta.and_then(|m| serde_json::from_str(&m).ok()))

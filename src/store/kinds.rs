@@ -66,6 +66,7 @@ pub enum ActivityType {
     Migrate,
     Alert,
     Restore,
+    DrDrill,
 }
 
 words!(ActivityType, "an activity type", {
@@ -79,6 +80,7 @@ words!(ActivityType, "an activity type", {
     Migrate => "migrate",
     Alert => "alert",
     Restore => "restore",
+    DrDrill => "dr_drill",
 });
 
 /// The `status` column.

@@ -191,6 +191,31 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
             );
         }
     }
+    for (name, key, help) in [
+        (
+            "ops_run_drill_duration_seconds",
+            "rto_seconds",
+            "Recovery time measured by the newest drill: the wall time of its restores.",
+        ),
+        (
+            "ops_run_recovery_point_age_seconds",
+            "rpo_seconds",
+            "Recovery point at the newest drill: the age of the oldest of the newest dump and snapshot it restored.",
+        ),
+    ] {
+        f.head(name, "gauge", help);
+        for step in compiled
+            .steps
+            .iter()
+            .filter(|s| s.decl.kind.activity_type() == ActivityType::DrDrill)
+        {
+            let plan = &compiled.plans[step.plan].decl.name.value;
+            let meta = store.newest_measured_meta(plan, step.name(), ActivityType::DrDrill)?;
+            if let Some(v) = meta.and_then(|m| m[key].as_f64()) {
+                f.sample(name, &[("plan", plan), ("step", step.name())], v);
+            }
+        }
+    }
     f.head(
         "ops_run_activities_total",
         "counter",
@@ -213,6 +238,7 @@ fn kind_name(k: CheckKind) -> &'static str {
         CheckKind::Dump => "dump",
         CheckKind::Snapshot => "snapshot",
         CheckKind::Verify => "verify",
+        CheckKind::Drill => "drill",
     }
 }
 

@@ -71,6 +71,7 @@ fn actions(site: &Site, token: Option<&super::auth::Token>) -> Vec<Value> {
                 StepKind::Verify(_) => ("Verify restore", "ops.execute"),
                 StepKind::Report(_) => ("Report", "ops.execute"),
                 StepKind::Runbook(_) => ("Runbook", "ops.execute"),
+                StepKind::Drill(_) => ("Run drill", "ops.execute"),
                 StepKind::GitTag(_) => ("Create git tag", "ops.release"),
                 StepKind::Command(_) => return None,
             };
