@@ -88,10 +88,17 @@ pub fn run(cli: Cli) -> i32 {
                         .map_err(error::Failure::Usage)?,
                 ],
             };
+            let store = app.open_reader()?;
             for p in plans {
-                let path =
-                    report::runbook::write(&compiled, p, &app.env, app.clock.now(), out.as_deref())
-                        .map_err(error::Failure::Runtime)?;
+                let path = report::runbook::write(
+                    &compiled,
+                    p,
+                    &app.env,
+                    app.clock.now(),
+                    out.as_deref(),
+                    store.as_ref(),
+                )
+                .map_err(error::Failure::Runtime)?;
                 crate::outln!("{}", path.display());
             }
             Ok(())

@@ -170,12 +170,19 @@ fn address(db: &Database) -> String {
 }
 
 /// The runbook's context for one plan.
-pub fn context(compiled: &Compiled, plan: &CompiledPlan, env: &Env, now: DateTime<Utc>) -> Value {
+pub fn context(
+    compiled: &Compiled,
+    plan: &CompiledPlan,
+    env: &Env,
+    now: DateTime<Utc>,
+    store: Option<&crate::store::Store>,
+) -> Value {
     let tz = plan.timezone.value;
     let mut tools = vec!["gzip", "coreutils"];
     let mut databases = Vec::new();
     let mut snapshots = Vec::new();
     let mut points = Vec::new();
+    let mut drills = Vec::new();
     for step in compiled
         .steps
         .iter()
@@ -294,8 +301,33 @@ pub fn context(compiled: &Compiled, plan: &CompiledPlan, env: &Env, now: DateTim
                     "ops_run": format!("ops-run restore files {} --to /", q(&step.id)),
                 }));
             }
+            StepKind::Drill(d) => {
+                // The last drill's figures, from the log (a drill over its objectives counts).
+                let meta = store.and_then(|s| {
+                    s.newest_measured_meta(
+                        &plan.decl.name.value,
+                        step.name(),
+                        crate::store::kinds::ActivityType::DrDrill,
+                    )
+                    .ok()
+                    .flatten()
+                });
+                let figure = |key: &str| {
+                    meta.as_ref().and_then(|m| m[key].as_f64()).map(|s| {
+                        duration::format(std::time::Duration::from_secs((s as u64).max(1)))
+                    })
+                };
+                if let (Some(rto), Some(rpo)) = (figure("rto_seconds"), figure("rpo_seconds")) {
+                    drills.push(json!({
+                        "step": step.id,
+                        "rto": rto,
+                        "rpo": rpo,
+                        "rto_objective": d.rto.as_ref().map(|v| duration::format(v.value)),
+                        "rpo_objective": d.rpo.as_ref().map(|v| duration::format(v.value)),
+                    }));
+                }
+            }
             StepKind::Verify(_)
-            | StepKind::Drill(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Command(_)
@@ -316,6 +348,7 @@ pub fn context(compiled: &Compiled, plan: &CompiledPlan, env: &Env, now: DateTim
         "databases": databases,
         "snapshots": snapshots,
         "recovery_points": points,
+        "drills": drills,
         "owner": text(&info.owner),
         "contact": text(&info.contact),
         "note": text(&info.note),
@@ -330,10 +363,15 @@ pub fn write(
     env: &Env,
     now: DateTime<Utc>,
     out: Option<&Path>,
+    store: Option<&crate::store::Store>,
 ) -> Result<PathBuf, String> {
     let registry = crate::help::registry()?;
-    let text = super::render::render(TEMPLATE, &context(compiled, plan, env, now), &registry)
-        .map_err(|e| format!("the runbook template does not render: {e}"))?;
+    let text = super::render::render(
+        TEMPLATE,
+        &context(compiled, plan, env, now, store),
+        &registry,
+    )
+    .map_err(|e| format!("the runbook template does not render: {e}"))?;
     let path = match out {
         Some(p) => p.to_path_buf(),
         None => Path::new(&plan.base.value).join("reports/dr-runbook.md"),

@@ -21,13 +21,17 @@ pub const SETTINGS: Settings = Settings {
 
 pub fn decode(_: &mut Runbook, _: &str, _: &KdlNode, _: &mut Decoder) {}
 
-/// Ordered after every step that makes backups, so it names the newest ones.
+/// Ordered after every step that makes or proves backups, so it names the newest ones and the
+/// last drill.
 pub fn compile(_: &Runbook, c: &mut Compiling) {
     c.after_all(
         |k| {
             matches!(
                 k,
-                StepKind::Dump(_) | StepKind::Snapshot(_) | StepKind::Verify(_)
+                StepKind::Dump(_)
+                    | StepKind::Snapshot(_)
+                    | StepKind::Verify(_)
+                    | StepKind::Drill(_)
             )
         },
         EdgeKind::Order,
@@ -44,7 +48,17 @@ pub fn preview(ctx: &Context, _: &Runbook) -> Result<String, String> {
 }
 
 pub fn execute(ctx: &Context, _: &Runbook) -> Outcome {
-    match crate::report::runbook::write(ctx.compiled, ctx.plan, ctx.env, ctx.clock.now(), None) {
+    let store = ctx
+        .state
+        .and_then(|p| crate::store::Store::open_read_only(p).ok().flatten());
+    match crate::report::runbook::write(
+        ctx.compiled,
+        ctx.plan,
+        ctx.env,
+        ctx.clock.now(),
+        None,
+        store.as_ref(),
+    ) {
         Ok(path) => Outcome {
             status: Status::Success,
             meta: json!({ "report": path.display().to_string(), "template": "dr-runbook" }),

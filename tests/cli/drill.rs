@@ -110,6 +110,15 @@ fn a_drill_restores_both_and_records_recovery_time_and_point() {
         "{metrics}"
     );
     assert!(metrics.contains("ops_run_drill_duration_seconds{plan=\"app\",step=\"rehearsal\"}"));
+    // The runbook ends with what the drill measured, against the objectives.
+    let r = ws.run_at("2026-11-28T10:11:00Z", &["runbook"]);
+    let text = std::fs::read_to_string(r.stdout().trim()).unwrap();
+    assert!(
+        text.contains("The last drill of app/rehearsal measured a recovery time of")
+            && text.contains("(objective 1h)")
+            && text.contains("recovery point of **10m**"),
+        "{text}"
+    );
 }
 
 #[test]
