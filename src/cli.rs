@@ -123,6 +123,9 @@ pub enum RestoreCommand {
         /// Load owners, grants and definers as dumped (the restoring role must be allowed to)
         #[arg(long)]
         keep_ownership: bool,
+        /// Apply the roles dumped beside the dump (`globals #true`) first
+        #[arg(long)]
+        with_globals: bool,
         /// Check the dump and print what would run; change nothing
         #[arg(long)]
         dry_run: bool,

@@ -119,6 +119,7 @@ pub fn run(cli: Cli) -> i32 {
             at,
             replace,
             keep_ownership,
+            with_globals,
             dry_run,
         }) => commands::restore::db(
             &app,
@@ -130,6 +131,7 @@ pub fn run(cli: Cli) -> i32 {
                 replace: *replace,
                 dry_run: *dry_run,
                 keep_ownership: *keep_ownership,
+                with_globals: *with_globals,
             },
         ),
         Command::Restore(RestoreCommand::Files {

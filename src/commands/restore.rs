@@ -41,6 +41,7 @@ pub struct DbArgs<'a> {
     pub replace: bool,
     pub dry_run: bool,
     pub keep_ownership: bool,
+    pub with_globals: bool,
 }
 
 /// Why a restore stopped: refused before anything was touched (exit 2, nothing recorded), or
@@ -507,6 +508,9 @@ fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Resu
         target: name.clone(),
         ..Done::default()
     };
+    if a.with_globals {
+        apply_globals(ctx, &client, dump, &mut done)?;
+    }
     if create {
         run(&client.create(maintenance, &load_into))?;
     }
@@ -572,6 +576,63 @@ fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Resu
         done.kept_as = Some(kept_as);
     }
     Ok(done)
+}
+
+/// Applies the roles dumped beside `dump` (`globals #true`) before the load, checked against
+/// their sidecar first. A role that exists already is said, not fatal.
+fn apply_globals(
+    ctx: &Context,
+    client: &Client,
+    dump: &DumpFile,
+    done: &mut Done,
+) -> Result<(), Stop> {
+    let path = crate::steps::dump::globals_path(&dump.path)
+        .filter(|p| p.exists())
+        .ok_or_else(|| {
+            Stop::Refused(format!(
+                "--with-globals: no roles were dumped beside {} (the dump step needs `globals #true`)",
+                dump.name
+            ))
+        })?;
+    let globals = DumpFile {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: path.clone(),
+        ..dump.clone()
+    };
+    check_sidecar(&globals)?;
+    let spec = client.globals_import();
+    let (r, feed_error) = exec::run_feeding(
+        &spec,
+        ctx.redactor,
+        Box::new(move |w| {
+            let file = std::fs::File::open(&path)?;
+            let mut gz = flate2::read::MultiGzDecoder::new(file);
+            std::io::copy(&mut gz, w).map(|_| ())
+        }),
+    );
+    if let Some(e) = feed_error {
+        return Err(Stop::Failed(format!("cannot apply the roles: {e}")));
+    }
+    if !r.success() {
+        return Err(Stop::Failed(format!(
+            "the roles could not be applied: {}\n{}",
+            r.exit.reason(&spec.program).unwrap_or_default(),
+            r.tail.trim()
+        )));
+    }
+    let said: Vec<&str> = r.tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    done.lines.push(format!(
+        "roles: applied {} ({} message(s))",
+        globals.name,
+        said.len()
+    ));
+    for l in said.iter().take(20) {
+        crate::outln!("roles: {l}");
+    }
+    Ok(())
 }
 
 /// SQLite: `--to` is a file (or a `database` block with a `path`).

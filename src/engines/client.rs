@@ -50,6 +50,11 @@ impl Client {
         self.spec(self.server.import_args(db))
     }
 
+    /// Reads globals (roles) from stdin, going on past errors.
+    pub fn globals_import(&self) -> ProcessSpec {
+        self.spec(self.server.globals_import_args())
+    }
+
     pub fn create(&self, maintenance: &str, name: &str) -> ProcessSpec {
         self.sql(
             maintenance,

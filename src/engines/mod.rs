@@ -56,6 +56,17 @@ pub trait Server: Sync {
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
     ) -> Result<DumpSource, String>;
+    /// The roles (users) and their grants, as SQL: `pg_dumpall --globals-only`,
+    /// `mariadb-dump --system=users`. Passwords (hashes) only with `role_passwords`.
+    fn globals(
+        &self,
+        target: &Target,
+        tools: &HashMap<String, Setting<String>>,
+        role_passwords: bool,
+    ) -> Result<(ProcessSpec, Option<SecretFile>), String>;
+    /// Client argv reading globals from stdin into the maintenance database, going on past
+    /// errors (a role that exists already).
+    fn globals_import_args(&self) -> Vec<String>;
     /// The command-line client (`psql`, `mariadb`).
     fn client(&self, tools: &HashMap<String, Setting<String>>) -> String;
     /// Client argv (after the login) running one statement in `db`, unaligned, no headers.

@@ -77,6 +77,33 @@ impl Server for MySql {
         })
     }
 
+    fn globals(
+        &self,
+        target: &Target,
+        tools: &HashMap<String, Setting<String>>,
+        role_passwords: bool,
+    ) -> Result<(ProcessSpec, Option<SecretFile>), String> {
+        if !self.mariadb {
+            return Err(
+                "roles (globals) are dumped for MariaDB only (mariadb-dump --system=users)".into(),
+            );
+        }
+        let login = self.login(target)?;
+        let mut args = login.args;
+        args.push("--system=users".into());
+        args.push("--insert-ignore".into());
+        let mut spec = ProcessSpec::new(tool(tools, "mariadb-dump", "mariadb-dump"), args);
+        spec.env = login.env;
+        // mariadb-dump has no option to leave password hashes out: they are removed from the
+        // stream by the caller unless role_passwords.
+        let _ = role_passwords;
+        Ok((spec, login.secret))
+    }
+
+    fn globals_import_args(&self) -> Vec<String> {
+        vec!["--force".into(), "mysql".into()]
+    }
+
     fn client(&self, tools: &HashMap<String, Setting<String>>) -> String {
         tool(
             tools,

@@ -56,6 +56,27 @@ impl Server for Postgres {
         })
     }
 
+    fn globals(
+        &self,
+        target: &Target,
+        tools: &HashMap<String, Setting<String>>,
+        role_passwords: bool,
+    ) -> Result<(ProcessSpec, Option<SecretFile>), String> {
+        let login = self.login(target)?;
+        let mut args = vec!["--globals-only".to_string()];
+        if !role_passwords {
+            args.push("--no-role-passwords".into());
+        }
+        args.extend(login.args);
+        let mut spec = ProcessSpec::new(tool(tools, "pg-dumpall", "pg_dumpall"), args);
+        spec.env = login.env;
+        Ok((spec, login.secret))
+    }
+
+    fn globals_import_args(&self) -> Vec<String> {
+        vec!["-X".into(), "-q".into(), "--dbname=postgres".into()]
+    }
+
     fn client(&self, tools: &HashMap<String, Setting<String>>) -> String {
         tool(tools, "psql", "psql")
     }

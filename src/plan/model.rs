@@ -188,6 +188,10 @@ pub struct Dump {
     pub max_shrink: Option<Spanned<f64>>,
     pub keep: Option<Spanned<Keep>>,
     pub compression_level: Option<Spanned<u32>>,
+    /// Also dump the server's roles (`globals-….sql.gz` beside each dump).
+    pub globals: Option<Spanned<bool>>,
+    /// With their passwords (hashes); off by default.
+    pub role_passwords: Option<Spanned<bool>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha::{self, HashingWriter};
 use crate::engines::{self, DumpSource};
 use crate::exec;
-use crate::plan::model::{Database, Dump, StepKind};
+use crate::plan::model::{Database, Dump, Engine, StepKind};
 use crate::units::size;
 
 /// The settings of a `dump` block (beside the common ones: schedule, after, timeout, …).
@@ -38,6 +38,8 @@ pub const SETTINGS: Settings = Settings {
         "max-shrink",
         "keep",
         "compression-level",
+        "globals",
+        "role-passwords",
     ],
     repeatable: &[],
 };
@@ -45,6 +47,8 @@ pub const SETTINGS: Settings = Settings {
 pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
     match key {
         "database" => d.database = dec.string(node),
+        "globals" => d.globals = dec.boolean(node),
+        "role-passwords" => d.role_passwords = dec.boolean(node),
         "stale-after" => d.stale_after = dec.duration(node),
         "fail-after" => d.fail_after = dec.duration(node),
         "min-size" => d.min_size = dec.parsed(node, size::EXPECTED, size::parse),
@@ -118,6 +122,27 @@ pub fn validate(d: &Dump, name: &Spanned<String>, scope: &Scope, diags: &mut Vec
             )
             .with_related(stale.span, "stale-after"),
         );
+    }
+    if let Some(g) = d.globals.as_ref().filter(|g| g.value) {
+        let engine = scope
+            .plan
+            .databases
+            .iter()
+            .find(|db| Some(&db.name.value) == d.database.as_ref().map(|n| &n.value))
+            .and_then(|db| db.engine.as_ref().map(|e| e.value));
+        if let Some(e @ (Engine::Sqlite | Engine::Mysql)) = engine {
+            diags.push(
+                Diagnostic::error(
+                    g.span,
+                    format!(
+                        "`globals` is for PostgreSQL and MariaDB servers, not {}",
+                        e.name()
+                    ),
+                    "no roles to dump",
+                )
+                .with_help("remove `globals`"),
+            );
+        }
     }
 }
 
@@ -296,6 +321,11 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
         }
         Ok((w, final_path)) => {
             let mut extra = Vec::new();
+            // The roles beside the dump: its failure fails the step (the dump itself is kept).
+            let globals = match d.globals.as_ref().is_some_and(|g| g.value) {
+                true => Some(write_globals(ctx, d, db, &final_path)),
+                false => None,
+            };
             if let Some(keep) = &d.keep {
                 // The dump just made is not in the log yet: it is the newest.
                 let history = history(ctx).map(|mut h| {
@@ -305,8 +335,13 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                 });
                 extra.push(super::prune::run(&dir, &keep.value, tz, history));
             }
+            let globals_error = globals.as_ref().and_then(|g| g.as_ref().err()).cloned();
             Outcome {
-                status: Status::Success,
+                status: if globals_error.is_some() {
+                    Status::Failed
+                } else {
+                    Status::Success
+                },
                 meta: json!({
                     "artifact": final_path.display().to_string(),
                     "size": w.compressed,
@@ -316,19 +351,107 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                     "engine": engines::engine_name(db),
                     "tool_version": tool_version,
                     "orphans_removed": orphans.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                    "globals": globals.as_ref().and_then(|g| g.as_ref().ok()).map(|p| p.display().to_string()),
                 }),
-                log_excerpt: ctx.redactor.redact(&w.stderr),
-                summary: format!(
-                    "{} ({}, sha256 {})",
-                    final_path.display(),
-                    size::format(w.compressed),
-                    &w.sha256[..12]
-                ),
+                log_excerpt: ctx.redactor.redact(&match &globals_error {
+                    Some(e) => format!("{}ops-run: {e}\n", w.stderr),
+                    None => w.stderr.clone(),
+                }),
+                summary: match &globals_error {
+                    Some(e) => ctx.redactor.redact(e),
+                    None => format!(
+                        "{} ({}, sha256 {})",
+                        final_path.display(),
+                        size::format(w.compressed),
+                        &w.sha256[..12]
+                    ),
+                },
                 extra,
                 tolerated: false,
             }
         }
     }
+}
+
+/// The globals file that belongs to a dump: `full-X.sql.gz` → `globals-X.sql.gz`.
+pub fn globals_path(dump: &Path) -> Option<PathBuf> {
+    let name = dump.file_name()?.to_str()?;
+    Some(dump.with_file_name(format!("globals-{}", name.strip_prefix("full-")?)))
+}
+
+/// Leaves password hashes out of MariaDB's `CREATE USER` statements.
+fn without_password_hashes(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        let mut line = line.to_string();
+        for start in [" IDENTIFIED BY PASSWORD '", " USING '"] {
+            while let Some(i) = line.find(start) {
+                let from = i + start.len();
+                let Some(len) = line[from..].find('\'') else {
+                    break;
+                };
+                line.replace_range(i..from + len + 1, "");
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Dumps the server's roles beside the dump `dump` (same stamp, `globals-` prefix), with its
+/// sidecar; never a half-written file under the final name.
+fn write_globals(ctx: &Context, d: &Dump, db: &Database, dump: &Path) -> Result<PathBuf, String> {
+    let engine = db.engine.as_ref().map(|e| e.value).ok_or("no engine")?;
+    let server = engines::server(engine).ok_or_else(|| {
+        format!(
+            "{} has no roles to dump: `globals` is for database servers",
+            engine.name()
+        )
+    })?;
+    let role_passwords = d.role_passwords.as_ref().is_some_and(|r| r.value);
+    let (mut spec, _secret) = server.globals(&ctx.target(db)?, &ctx.plan.tools, role_passwords)?;
+    spec.timeout = Some(ctx.step.timeout.value);
+    let mut sql = Vec::new();
+    let (r, write_error) = exec::run_streaming(&spec, ctx.redactor, &mut |chunk| {
+        sql.extend_from_slice(chunk);
+        Ok(())
+    });
+    if let Some(e) = write_error {
+        return Err(format!("cannot read the roles: {e}"));
+    }
+    if let Some(why) = r.exit.reason(&spec.program) {
+        return Err(format!(
+            "the roles (globals) could not be dumped: {why}\n{}",
+            r.tail.trim()
+        ));
+    }
+    let mut text = String::from_utf8_lossy(&sql).into_owned();
+    if !role_passwords && engine != crate::plan::model::Engine::Postgres {
+        text = without_password_hashes(&text);
+    }
+    let path = globals_path(dump).ok_or("the dump has no standard name")?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot compress the roles: {e}"))?;
+    let bytes = gz
+        .finish()
+        .map_err(|e| format!("cannot compress the roles: {e}"))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sha256 = sha::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    // The file first, then its sidecar: without the sidecar it does not count.
+    layout::write_atomic(&path, &bytes)
+        .and_then(|()| {
+            layout::write_atomic(
+                &layout::sidecar_path(&path),
+                sha::sidecar_line(&sha256, &name).as_bytes(),
+            )
+        })
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// Streams the dump into `tmp`: tool → end-marker check → parallel gzip → SHA-256 → file.

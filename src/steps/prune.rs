@@ -83,6 +83,12 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, String>) ->
         match std::fs::remove_file(path) {
             Ok(()) => {
                 let _ = std::fs::remove_file(layout::sidecar_path(path));
+                // The roles dumped beside it go with it.
+                if let Some(globals) = super::dump::globals_path(path)
+                    && std::fs::remove_file(&globals).is_ok()
+                {
+                    let _ = std::fs::remove_file(layout::sidecar_path(&globals));
+                }
                 deleted.push(path.display().to_string());
             }
             Err(e) => errors.push(format!("cannot delete {}: {e}", path.display())),

@@ -401,3 +401,62 @@ fn restore_files_brings_a_snapshot_back_byte_for_byte() {
     let all = serde_json::to_string(&restores).unwrap() + &r.stdout() + &r.stderr();
     assert!(!all.contains(password));
 }
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn globals_are_dumped_beside_the_dump_and_restore_recreates_a_role() {
+    let src = unique("ops_rgsrc");
+    let dst = unique("ops_rgdst");
+    let role = unique("ops_rgrole");
+    let mut cleanup = drop_pg(&[&src, &dst]);
+    cleanup.0.push({
+        let mut c = psql("postgres");
+        c.args(["-c", &format!("DROP ROLE IF EXISTS {role}")]);
+        c
+    });
+    fixture_copy(&src);
+    run_ok(psql("postgres").args(["-c", &format!("CREATE ROLE {role} NOLOGIN")]));
+    let ws = Workspace::with_plan(&server_plan(
+        "postgres",
+        "PG",
+        &src,
+        "globals #true\n keep last=1",
+    ))
+    .env("APP_DB_PASSWORD", &var("OPS_TEST_PG_PASSWORD"));
+    assert_eq!(ws.run_at("2026-11-28T09:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    // Beside its dump, with a sidecar; the older one went with its dump.
+    let globals = ws.path("backups/db/globals-20261128-1000.sql.gz");
+    assert!(
+        globals.exists()
+            && ws
+                .path("backups/db/globals-20261128-1000.sql.gz.sha256")
+                .exists()
+    );
+    assert!(!ws.path("backups/db/globals-20261128-0900.sql.gz").exists());
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&globals).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert!(text.contains(&format!("CREATE ROLE {role}")), "{text}");
+    assert!(
+        !text.contains("SCRAM-SHA-256$"),
+        "a password hash was dumped: {text}"
+    );
+    // The role is gone; the restore with globals brings it back before the load.
+    run_ok(psql("postgres").args(["-c", &format!("DROP ROLE {role}")]));
+    let r = ws.run_at(
+        "2026-11-28T11:00:00Z",
+        &["restore", "db", "db", "--to", &dst, "--with-globals"],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let n = run_ok(psql("postgres").args([
+        "-c",
+        &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"),
+    ]));
+    assert_eq!(n.trim(), "1");
+    assert_eq!(pg_counts(&dst), pg_counts(&src));
+}
