@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Benchmarks of issue 4, each beside its baseline in the same hyperfine run:
+# Restore benchmarks, each beside its baseline in the same hyperfine run:
 #  - verify of the CRM fixture's dump at scale=1 vs
 #    `createdb t && gunzip -c dump | psql -v ON_ERROR_STOP=1 t && dropdb t`;
 #  - a snapshot of a 10,000-file tree vs the bare `restic backup` of it (a fresh repository
 #    before every run of either, so both do the same full backup).
+#  - `ops-run restore db` of that dump into a new database vs
+#    `createdb t && gunzip -c dump | psql -v ON_ERROR_STOP=1 t` (both dropped before each run);
+#  - a drill of the 10,000-file snapshot (sample 200) vs `restic restore` of it and
+#    `sha256sum` of the same 200 files, restored and live.
 # Starts its own throwaway PostgreSQL unless OPS_TEST_PG_PORT points at one. Writes under
-# bench/out/ (git-ignored). SCALE=0.1 for a quicker run; ONLY=verify or ONLY=snapshot for one.
+# bench/out/ (git-ignored). SCALE=0.1 for a quicker run; ONLY=verify, snapshot, restore or
+# drill for one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)"; exit 1; }
@@ -31,6 +36,22 @@ if [ "${ONLY:-verify}" = verify ]; then
         -n "createdb + gunzip | psql + dropdb" \
         "createdb ${pg[*]} ops_bench_t && gunzip -c $dump | psql ${pg[*]} -q -o /dev/null -v ON_ERROR_STOP=1 ops_bench_t && dropdb ${pg[*]} ops_bench_t" \
         -n "ops-run run restore" "${ops[*]} run restore"
+fi
+
+if [ "${ONLY:-restore}" = restore ]; then
+    [ -n "${dump:-}" ] || {
+        source bench/crm-db.sh
+        bench_plan "$out"
+        ops=("$bin" --plans "$out/plan.kdl" --state "$out/state.db")
+        "${ops[@]}" run db >/dev/null
+        dump=$(ls "$out"/backups/db/full-*.sql.gz)
+    }
+    hyperfine --runs "$runs" --export-markdown "$out/restore.md" --export-json "$out/restore.json" \
+        --prepare "dropdb ${pg[*]} --if-exists ops_bench_t && dropdb ${pg[*]} --if-exists ops_bench_r" \
+        -n "createdb + gunzip | psql" \
+        "createdb ${pg[*]} ops_bench_t && gunzip -c $dump | psql ${pg[*]} -q -o /dev/null -v ON_ERROR_STOP=1 ops_bench_t" \
+        -n "ops-run restore db" "${ops[*]} restore db db --to ops_bench_r"
+    dropdb "${pg[@]}" --if-exists ops_bench_t; dropdb "${pg[@]}" --if-exists ops_bench_r
 fi
 
 if [ "${ONLY:-snapshot}" = snapshot ]; then
@@ -66,10 +87,42 @@ KDL
         -n "ops-run run tree" "${snap[*]} run tree"
 fi
 
+if [ "${ONLY:-drill}" = drill ]; then
+    command -v restic >/dev/null || { echo "needs restic (apt-get install restic)"; exit 1; }
+    [ -d "$out/tree" ] || { echo "run with ONLY unset (or ONLY=snapshot first): the drill restores that tree"; exit 1; }
+    export RESTIC_PASSWORD=bench-restic-pw
+    repo=$out/repo
+    cat > "$out/drill.kdl" <<KDL
+plan drill {
+    base "$out/drill-backups"
+    snapshot tree {
+        paths "$out/tree"
+        repository "$repo"
+        password env=RESTIC_PASSWORD
+        init #true
+    }
+    drill rehearsal {
+        snapshot tree
+        sample "200"
+    }
+}
+KDL
+    rm -rf "$repo" "$out/drill-backups"
+    drill=("$bin" --plans "$out/drill.kdl" --state "$out/drill-state.db")
+    "${drill[@]}" run tree >/dev/null
+    find "$out/tree" -type f | shuf -n 200 --random-source=<(yes) > "$out/sample.txt"
+    sed "s|^|$out/restored|" "$out/sample.txt" > "$out/sample-restored.txt"
+    hyperfine --runs "$runs" --export-markdown "$out/drill.md" --export-json "$out/drill.json" \
+        --prepare "rm -rf $out/restored" \
+        -n "restic restore + sha256sum of the sample" \
+        "env RESTIC_REPOSITORY=$repo restic restore latest -q --target $out/restored && xargs -a $out/sample.txt sha256sum >/dev/null && xargs -a $out/sample-restored.txt sha256sum >/dev/null" \
+        -n "ops-run run rehearsal" "${drill[*]} run rehearsal"
+fi
+
 python3 - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-for name in ("verify", "snapshot"):
+for name in ("verify", "restore", "snapshot", "drill"):
     path = os.path.join(out, f"{name}.json")
     if not os.path.exists(path):
         continue

@@ -417,7 +417,9 @@ pub(crate) fn import_dump(
             let mut gz =
                 flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
             let mut end = StreamEnd::default();
-            let mut filtered = ownership::Filtered::new(w, filter, counted);
+            // The filter passes line by line: buffer, or each line is a write to the pipe.
+            let mut buffered = std::io::BufWriter::with_capacity(256 << 10, w);
+            let mut filtered = ownership::Filtered::new(&mut buffered, filter, counted);
             std::io::copy(
                 &mut gz,
                 &mut TeeEnd {
