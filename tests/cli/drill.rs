@@ -3,14 +3,20 @@
 //! it; a recovery point over `rpo` is a warning; the scratch database and folder are gone
 //! after success and failure.
 
-use crate::harness::Workspace;
+use crate::harness::{Workspace, signal, wait_for};
 
 const PASSWORD: &str = "restic-Dr-40b9";
 
 fn workspace(extra: &str) -> Workspace {
+    workspace_with("", extra, |_| {})
+}
+
+/// The plan with `plan_extra` at plan level (a `tools` block) and `extra` in the drill.
+fn workspace_with(plan_extra: &str, extra: &str, tools: impl FnOnce(&Workspace)) -> Workspace {
     let ws = Workspace::with_plan(&format!(
         r#"plan app {{
             base "backups"
+            {plan_extra}
             database main {{
                 engine sqlite
                 path "app.db"
@@ -48,6 +54,7 @@ fn workspace(extra: &str) -> Workspace {
     for i in 0..20 {
         ws.write(&format!("data/f{i:02}.txt"), &format!("file number {i}\n"));
     }
+    tools(&ws);
     assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
     let r = ws.run_at("2026-11-28T10:00:30Z", &["run", "uploads"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
@@ -197,4 +204,60 @@ fn a_drill_without_anything_to_rehearse_is_refused() {
         "{}",
         r.stderr()
     );
+}
+
+/// A drill whose `restic restore` hangs after it wrote the files: stopped by SIGTERM or by its
+/// timeout, it leaves no scratch folder and no scratch database.
+fn stopped_drill(drill_extra: &str, stop: impl FnOnce(u32)) {
+    let ws = workspace_with(
+        "tools {\n restic \"./slow-restic\"\n }",
+        drill_extra,
+        |ws| {
+            ws.write(
+                "slow-restic",
+                &format!(
+                    "#!/bin/sh\nif [ \"$1\" = restore ]; then restic \"$@\" || exit $?; touch {}; sleep 60; exit 0; fi\nexec restic \"$@\"\n",
+                    ws.path("restored").display()
+                ),
+            );
+            std::process::Command::new("chmod")
+                .args(["+x"])
+                .arg(ws.path("slow-restic"))
+                .status()
+                .unwrap();
+        },
+    );
+    let mut child = ws
+        .command(&["run", "rehearsal"])
+        .env("OPS_NOW", "2026-11-28T10:10:00Z")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(30, || ws.path("restored").exists()),
+        "the restore never ran"
+    );
+    stop(child.id());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let d = &drills(&ws)[0];
+    assert!(d["status"] == "failed" || d["status"] == "timeout", "{d}");
+    assert_no_scratch(&ws);
+    assert!(
+        crate::harness::processes_with(&ws.path("slow-restic").display().to_string()).is_empty(),
+        "the hanging restore outlived the drill"
+    );
+}
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn a_drill_stopped_by_sigterm_leaves_no_scratch() {
+    stopped_drill("", |pid| signal(pid, rustix::process::Signal::TERM));
+}
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn a_drill_past_its_timeout_leaves_no_scratch() {
+    stopped_drill("timeout \"3s\"", |_| {});
 }
