@@ -101,7 +101,7 @@ pub fn checks(
             overdue_after: step.threshold("overdue-after"),
             incomplete_is_crit,
         };
-        out.push(health::evaluate(
+        let mut check = health::evaluate(
             &step.id,
             plan_name,
             step.name(),
@@ -109,7 +109,42 @@ pub fn checks(
             &facts,
             &thresholds,
             now,
-        ));
+        );
+        if let (StepKind::Drill(d), Some(store), health::State::Ok) =
+            (&step.decl.kind, store, check.state)
+        {
+            // What the last drill measured, against its objectives: on the page, in status,
+            // the report and alerts.
+            let meta = store.newest_measured_meta(plan_name, step.name(), ActivityType::DrDrill)?;
+            if let Some(m) = meta {
+                let figure = |key: &str,
+                              objective: &Option<
+                    crate::plan::model::Spanned<std::time::Duration>,
+                >| {
+                    m[key].as_f64().map(|s| {
+                        let measured = crate::units::duration::format(
+                            std::time::Duration::from_secs((s as u64).max(1)),
+                        );
+                        match objective {
+                            Some(o) => format!(
+                                "{measured} (objective {})",
+                                crate::units::duration::format(o.value)
+                            ),
+                            None => measured,
+                        }
+                    })
+                };
+                if let (Some(rto), Some(rpo)) =
+                    (figure("rto_seconds", &d.rto), figure("rpo_seconds", &d.rpo))
+                {
+                    check.detail = format!(
+                        "{}; recovery time {rto}, recovery point {rpo}",
+                        check.detail
+                    );
+                }
+            }
+        }
+        out.push(check);
     }
     Ok(out)
 }

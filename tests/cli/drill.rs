@@ -107,7 +107,9 @@ fn a_drill_restores_both_and_records_recovery_time_and_point() {
     // Health and metrics know it.
     let status = ws.run_at("2026-11-28T10:11:00Z", &["status"]);
     assert!(
-        status.stdout().contains("app/rehearsal"),
+        status
+            .stdout()
+            .contains("(objective 1h), recovery point 10m (objective 26h)"),
         "{}",
         status.stdout()
     );
