@@ -21,6 +21,23 @@ bin=$PWD/target/release/ops-run
 out=$PWD/bench/out/restore
 rm -rf "$out" && mkdir -p "$out"
 
+# A 10,000-file tree of random 200 B–8 KB files in 700 folders, at $out/tree.
+make_tree() {
+    tree=$out/tree
+    [ -d "$tree" ] && return
+    echo "==> building a 10,000-file tree"
+    python3 - "$tree" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rnd = random.Random(7)
+for i in range(10000):
+    d = os.path.join(root, f"d{i % 100:02d}", f"e{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"file{i}.bin"), "wb") as f:
+        f.write(rnd.randbytes(rnd.randint(200, 8000)))
+PY
+}
+
 if [ "${ONLY:-verify}" = verify ]; then
     source bench/crm-db.sh
     bench_plan "$out" '    verify restore {
@@ -56,18 +73,7 @@ fi
 
 if [ "${ONLY:-snapshot}" = snapshot ]; then
     command -v restic >/dev/null || { echo "needs restic (apt-get install restic)"; exit 1; }
-    tree=$out/tree
-    echo "==> building a 10,000-file tree"
-    python3 - "$tree" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-rnd = random.Random(7)
-for i in range(10000):
-    d = os.path.join(root, f"d{i % 100:02d}", f"e{i % 7}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"file{i}.bin"), "wb") as f:
-        f.write(rnd.randbytes(rnd.randint(200, 8000)))
-PY
+    make_tree
     export RESTIC_PASSWORD=bench-restic-pw
     repo=$out/repo
     cat > "$out/snap.kdl" <<KDL
@@ -89,7 +95,7 @@ fi
 
 if [ "${ONLY:-drill}" = drill ]; then
     command -v restic >/dev/null || { echo "needs restic (apt-get install restic)"; exit 1; }
-    [ -d "$out/tree" ] || { echo "run with ONLY unset (or ONLY=snapshot first): the drill restores that tree"; exit 1; }
+    make_tree
     export RESTIC_PASSWORD=bench-restic-pw
     repo=$out/repo
     cat > "$out/drill.kdl" <<KDL

@@ -303,8 +303,8 @@ fn newest_snapshot(ctx: &Context, at: Option<&str>) -> Result<String, Failure> {
         None => ctx.clock.now(),
     };
     let dir = ctx.plan.dir(ctx.step.name(), Area::Snapshots);
-    if let Some((id, _)) = crate::steps::snapshot::newest_complete(&dir, tz, until) {
-        return Ok(id);
+    if let Some(marker) = crate::steps::snapshot::newest_complete(&dir, tz, until) {
+        return Ok(marker.id);
     }
     Err(Failure::Usage(format!(
         "no complete snapshot of {} recorded in {}{}; name one with --snapshot ID (`restic snapshots` lists them)",

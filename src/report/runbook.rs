@@ -249,7 +249,8 @@ pub fn context(
             StepKind::Snapshot(s) => {
                 tools.push("restic");
                 let dir = plan.dir(step.name(), Area::Snapshots);
-                let newest = crate::steps::snapshot::newest_complete(&dir, tz, now);
+                let newest =
+                    crate::steps::snapshot::newest_complete(&dir, tz, now).map(|m| (m.id, m.taken));
                 if let Some((_, taken)) = &newest {
                     points.push(json!({
                         "what": step.id,

@@ -352,12 +352,13 @@ fn rehearse_files(
 ) -> Result<(Duration, Duration), String> {
     let (name, snap) = snapshot_of(ctx, d).ok_or("no such snapshot step")?;
     let now = ctx.clock.now();
-    let (id, taken) = super::snapshot::newest_complete(
+    let marker = super::snapshot::newest_complete(
         &ctx.plan.dir(name, Area::Snapshots),
         ctx.plan.timezone.value,
         now,
     )
     .ok_or_else(|| format!("no complete snapshot of `{name}`"))?;
+    let (id, taken) = (marker.id.clone(), marker.taken);
     let point = (now - taken).to_std().unwrap_or_default();
     lines.push(format!(
         "snapshot: {id} (taken {}, {} ago)",
@@ -396,7 +397,10 @@ fn rehearse_files(
     ));
     // Which live files may have changed since: restic's own time of the snapshot (when it
     // began reading), not the marker's.
-    let started_at = snapshot_time(ctx, &env, &id)?;
+    let started_at = match marker.began {
+        Some(b) => b,
+        None => snapshot_time(ctx, &env, &id)?,
+    };
     let sample = d.sample.as_ref().map_or(DEFAULT_SAMPLE, |s| s.value);
     let all = live_files(&snap.paths);
     let total = all.len();

@@ -128,13 +128,21 @@ pub fn validate(s: &Snapshot, name: &Spanned<String>, scope: &Scope, diags: &mut
 
 /// Repository and password: the seed's variables override the plan (`RESTIC_REPO`,
 /// `RESTIC_PASSWORD`); both reach restic through its environment, never argv.
-/// The full id and time of the newest complete snapshot whose marker is in `dir`, taken at or
-/// before `until` (an incomplete one is no recovery point).
+/// The newest complete snapshot whose marker is in `dir`, taken at or before `until` (an
+/// incomplete one is no recovery point).
+pub struct Marker {
+    pub id: String,
+    /// When the marker was written (the plan's clock): the recovery point.
+    pub taken: chrono::DateTime<chrono::Utc>,
+    /// The real time restic was started, when the marker says (since this version).
+    pub began: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 pub fn newest_complete(
     dir: &Path,
     tz: chrono_tz::Tz,
     until: chrono::DateTime<chrono::Utc>,
-) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+) -> Option<Marker> {
     layout::list_stamped(dir, "snapshot-", ".txt", tz)
         .into_iter()
         .filter(|m| m.taken <= until)
@@ -150,7 +158,16 @@ pub fn newest_complete(
                 .or_else(|| text.lines().next())?
                 .trim()
                 .to_string();
-            (!id.is_empty()).then_some((id, m.taken))
+            let began = text
+                .lines()
+                .find_map(|l| l.strip_prefix("began: "))
+                .and_then(|b| chrono::DateTime::parse_from_rfc3339(b.trim()).ok())
+                .map(|b| b.with_timezone(&chrono::Utc));
+            (!id.is_empty()).then_some(Marker {
+                id,
+                taken: m.taken,
+                began,
+            })
         })
 }
 
@@ -315,6 +332,9 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
         }
     }
     let mut stdout = Vec::new();
+    // The real time restic is started: files modified after it may differ from the snapshot
+    // (a drill's spot check skips them). Not OPS_NOW: file times are real.
+    let began = chrono::Utc::now();
     let (result, _) = exec::run_streaming(
         &restic(ctx, &env, &backup_args(s)),
         ctx.redactor,
@@ -353,7 +373,9 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
             Err(outcome) => return *outcome,
         },
     };
-    finish(ctx, s, &env, started, &result, &summary, &short, id, paths)
+    finish(
+        ctx, s, &env, started, &result, &summary, &short, id, paths, began,
+    )
 }
 
 /// The full id and paths of snapshot `short` from `restic snapshots --json`.
@@ -439,6 +461,7 @@ fn finish(
     short: &str,
     id: String,
     paths: Vec<String>,
+    began: chrono::DateTime<chrono::Utc>,
 ) -> Outcome {
     let incomplete = result.exit == Exit::Code(3);
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -455,6 +478,7 @@ fn finish(
         "data_added": summary["data_added"],
         "total_bytes": summary["total_bytes_processed"],
         "duration_ms": duration_ms,
+        "began": began.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "restic_exit": if incomplete { 3 } else { 0 },
     });
     // An incomplete snapshot under `incomplete fail` gets no marker: it is not a good one.
@@ -526,6 +550,9 @@ fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<P
         num("total_bytes"),
         num("duration_ms"),
     );
+    if let Some(b) = f["began"].as_str() {
+        text.push_str(&format!("began: {b}\n"));
+    }
     if incomplete {
         text.push_str("incomplete: true\n");
     }
