@@ -460,3 +460,62 @@ fn globals_are_dumped_beside_the_dump_and_restore_recreates_a_role() {
     assert_eq!(n.trim(), "1");
     assert_eq!(pg_counts(&dst), pg_counts(&src));
 }
+
+#[test]
+#[ignore = "needs MariaDB; run scripts/test"]
+fn mariadb_globals_recreate_a_user_without_its_password_hash() {
+    let src = unique("ops_rgmsrc");
+    let dst = unique("ops_rgmdst");
+    let user = unique("ops_rgmuser");
+    let mut cleanup = Cleanup(
+        [&src, &dst]
+            .iter()
+            .map(|n| {
+                let mut c = mariadb(None);
+                c.args(["-e", &format!("DROP DATABASE IF EXISTS {n}")]);
+                c
+            })
+            .collect(),
+    );
+    cleanup.0.push({
+        let mut c = mariadb(None);
+        c.args(["-e", &format!("DROP USER IF EXISTS '{user}'@'localhost'")]);
+        c
+    });
+    run_ok(mariadb(None).args([
+        "-e",
+        &format!(
+            "CREATE DATABASE {src}; CREATE TABLE {src}.t (id INT); INSERT INTO {src}.t VALUES (1);
+             CREATE USER '{user}'@'localhost' IDENTIFIED BY 'app-Pw-77'; GRANT SELECT ON {src}.* TO '{user}'@'localhost';"
+        ),
+    ]));
+    let ws = Workspace::with_plan(&server_plan("mariadb", "MY", &src, "globals #true"))
+        .env("APP_DB_PASSWORD", &var("OPS_TEST_MY_PASSWORD"));
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(ws.path("backups/db/globals-20261128-1000.sql.gz")).unwrap(),
+        ),
+        &mut text,
+    )
+    .unwrap();
+    assert!(text.contains(&user), "{text}");
+    assert!(
+        !text.contains("IDENTIFIED BY PASSWORD '*"),
+        "a password hash was kept: {text}"
+    );
+    run_ok(mariadb(None).args(["-e", &format!("DROP USER '{user}'@'localhost'")]));
+    let r = ws.run_at(
+        "2026-11-28T11:00:00Z",
+        &["restore", "db", "db", "--to", &dst, "--with-globals"],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let n = run_ok(mariadb(None).args([
+        "-e",
+        &format!("SELECT count(*) FROM mysql.user WHERE user = '{user}'"),
+    ]));
+    assert_eq!(n.trim(), "1");
+    assert_eq!(my_counts(&dst), ["t|1"]);
+}
