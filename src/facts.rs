@@ -115,33 +115,28 @@ pub fn checks(
         {
             // What the last drill measured, against its objectives: on the page, in status,
             // the report and alerts.
-            let meta = store.newest_measured_meta(plan_name, step.name(), ActivityType::DrDrill)?;
-            if let Some(m) = meta {
-                let figure = |key: &str,
-                              objective: &Option<
+            if let Some((rto, rpo)) =
+                crate::steps::drill::last_figures(store, plan_name, step.name())?
+            {
+                let against = |measured: f64,
+                               objective: &Option<
                     crate::plan::model::Spanned<std::time::Duration>,
                 >| {
-                    m[key].as_f64().map(|s| {
-                        let measured = crate::units::duration::format(
-                            std::time::Duration::from_secs((s as u64).max(1)),
-                        );
-                        match objective {
-                            Some(o) => format!(
-                                "{measured} (objective {})",
-                                crate::units::duration::format(o.value)
-                            ),
-                            None => measured,
-                        }
-                    })
+                    let measured = crate::steps::drill::figure(measured);
+                    match objective {
+                        Some(o) => format!(
+                            "{measured} (objective {})",
+                            crate::units::duration::format(o.value)
+                        ),
+                        None => measured,
+                    }
                 };
-                if let (Some(rto), Some(rpo)) =
-                    (figure("rto_seconds", &d.rto), figure("rpo_seconds", &d.rpo))
-                {
-                    check.detail = format!(
-                        "{}; recovery time {rto}, recovery point {rpo}",
-                        check.detail
-                    );
-                }
+                check.detail = format!(
+                    "{}; recovery time {}, recovery point {}",
+                    check.detail,
+                    against(rto, &d.rto),
+                    against(rpo, &d.rpo)
+                );
             }
         }
         out.push(check);

@@ -275,6 +275,14 @@ pub fn list_dumps(dir: &Path, tz: Tz) -> Vec<DumpFile> {
     list_stamped(dir, "full-", ".sql.gz", tz)
 }
 
+/// The dumps of `dir` that count as evidence, newest first: with a sidecar, and not dated
+/// after `now`.
+pub fn good_dumps(dir: &Path, tz: Tz, now: DateTime<Utc>) -> impl Iterator<Item = DumpFile> {
+    list_dumps(dir, tz)
+        .into_iter()
+        .filter(move |d| d.taken <= now && sidecar_path(&d.path).exists())
+}
+
 type ListingCache = HashMap<(PathBuf, String, String), (SystemTime, Tz, Arc<Vec<DumpFile>>)>;
 
 /// Every `PREFIX…SUFFIX` file of the layout in `dir`, newest first. A listing is reused while

@@ -334,10 +334,7 @@ fn count_files(dir: &Path) -> u64 {
 fn choose(dir: &Path, ctx: &Context, a: &DbArgs) -> Result<DumpFile, Failure> {
     let tz = ctx.plan.timezone.value;
     let now = ctx.clock.now();
-    let good: Vec<DumpFile> = layout::list_dumps(dir, tz)
-        .into_iter()
-        .filter(|d| d.taken <= now && layout::sidecar_path(&d.path).exists())
-        .collect();
+    let good: Vec<DumpFile> = layout::good_dumps(dir, tz, now).collect();
     let none = || {
         Failure::Usage(format!(
             "no good dump (one with its sidecar) of {} in {}",
@@ -460,7 +457,10 @@ fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Resu
     };
     let exists = number(&run(&client.sql(maintenance, &client.exists_sql(&name)))?) == Some(1);
     let tables = if exists { count(&name)? } else { 0 };
-    let swap = exists && client.rename_sql(&name, "x").is_some();
+    let stamp = suffix(ctx);
+    let kept_as = format!("{name}_before_{stamp}");
+    // Names are swapped where the server can rename a database.
+    let swap = exists && client.rename_sql(&name, &kept_as).is_some();
     if exists && tables > 0 && !a.replace {
         return Err(Stop::Refused(format!(
             "{name} exists and holds {tables} tables: nothing restored. Add --replace to keep it as {name}_before_… and put the restore in its place, or choose another --to"
@@ -471,7 +471,6 @@ fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Resu
             "{name} holds {tables} tables and this server cannot rename a database, so --replace cannot keep it: nothing restored. Restore into a new name (--to {name}_restored) and point the application at it, or empty {name} first"
         )));
     }
-    let stamp = suffix(ctx);
     // Loaded under a new name first when the target exists (swapped in afterwards); into the
     // target itself when it does not exist, or exists empty where names cannot be swapped.
     let load_into = if swap {
@@ -480,7 +479,6 @@ fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Resu
         name.clone()
     };
     plain_name(&load_into)?;
-    let kept_as = format!("{name}_before_{stamp}");
     let create = !exists || swap;
     if a.dry_run {
         crate::outln!("would run:");
@@ -664,7 +662,10 @@ fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile) -> Result<Done, Stop> {
     let kept_as = PathBuf::from(format!(
         "{}.before-{}",
         target.display(),
-        layout::stamp_name("x", ctx.clock.now(), ctx.plan.timezone.value).trim_start_matches("x-")
+        ctx.clock
+            .now()
+            .with_timezone(&ctx.plan.timezone.value)
+            .format("%Y%m%d-%H%M")
     ));
     if a.dry_run {
         crate::outln!(

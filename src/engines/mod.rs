@@ -64,6 +64,11 @@ pub trait Server: Sync {
         tools: &HashMap<String, Setting<String>>,
         role_passwords: bool,
     ) -> Result<(ProcessSpec, Option<SecretFile>), String>;
+    /// The roles dump as written to disk: password hashes left out unless `role_passwords`,
+    /// where the tool cannot leave them out itself.
+    fn clean_globals(&self, sql: String, _role_passwords: bool) -> String {
+        sql
+    }
     /// Client argv reading globals from stdin into the maintenance database, going on past
     /// errors (a role that exists already).
     fn globals_import_args(&self) -> Vec<String>;

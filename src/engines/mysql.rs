@@ -81,7 +81,7 @@ impl Server for MySql {
         &self,
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
-        role_passwords: bool,
+        _role_passwords: bool,
     ) -> Result<(ProcessSpec, Option<SecretFile>), String> {
         if !self.mariadb {
             return Err(
@@ -94,10 +94,16 @@ impl Server for MySql {
         args.push("--insert-ignore".into());
         let mut spec = ProcessSpec::new(tool(tools, "mariadb-dump", "mariadb-dump"), args);
         spec.env = login.env;
-        // mariadb-dump has no option to leave password hashes out: they are removed from the
-        // stream by the caller unless role_passwords.
-        let _ = role_passwords;
         Ok((spec, login.secret))
+    }
+
+    /// mariadb-dump has no option to leave password hashes out: they are removed here.
+    fn clean_globals(&self, sql: String, role_passwords: bool) -> String {
+        if role_passwords {
+            sql
+        } else {
+            without_password_hashes(&sql)
+        }
     }
 
     fn globals_import_args(&self) -> Vec<String> {
@@ -164,4 +170,24 @@ impl Server for MySql {
     fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
         Box::new(super::ownership::Definers)
     }
+}
+
+/// Leaves password hashes out of MariaDB's `CREATE USER` statements.
+fn without_password_hashes(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        let mut line = line.to_string();
+        for start in [" IDENTIFIED BY PASSWORD '", " USING '"] {
+            while let Some(i) = line.find(start) {
+                let from = i + start.len();
+                let Some(len) = line[from..].find('\'') else {
+                    break;
+                };
+                line.replace_range(i..from + len + 1, "");
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }

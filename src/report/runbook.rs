@@ -67,9 +67,7 @@ fn minute(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
 
 /// The newest good dump of a folder: name, path, size, sha256 and when it was taken.
 fn newest_dump(dir: &Path, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Value> {
-    let d = layout::list_dumps(dir, tz)
-        .into_iter()
-        .find(|d| d.taken <= now && layout::sidecar_path(&d.path).exists())?;
+    let d = layout::good_dumps(dir, tz, now).next()?;
     let sidecar = std::fs::read_to_string(layout::sidecar_path(&d.path)).ok()?;
     let sha256 = sha::parse_sidecar(&sidecar, &d.name)?;
     let size = std::fs::metadata(&d.path).map(|m| m.len()).unwrap_or(0);
@@ -303,26 +301,16 @@ pub fn context(
                 }));
             }
             StepKind::Drill(d) => {
-                // The last drill's figures, from the log (a drill over its objectives counts).
-                let meta = store.and_then(|s| {
-                    s.newest_measured_meta(
-                        &plan.decl.name.value,
-                        step.name(),
-                        crate::store::kinds::ActivityType::DrDrill,
-                    )
-                    .ok()
-                    .flatten()
+                let figures = store.and_then(|s| {
+                    crate::steps::drill::last_figures(s, &plan.decl.name.value, step.name())
+                        .ok()
+                        .flatten()
                 });
-                let figure = |key: &str| {
-                    meta.as_ref().and_then(|m| m[key].as_f64()).map(|s| {
-                        duration::format(std::time::Duration::from_secs((s as u64).max(1)))
-                    })
-                };
-                if let (Some(rto), Some(rpo)) = (figure("rto_seconds"), figure("rpo_seconds")) {
+                if let Some((rto, rpo)) = figures {
                     drills.push(json!({
                         "step": step.id,
-                        "rto": rto,
-                        "rpo": rpo,
+                        "rto": crate::steps::drill::figure(rto),
+                        "rpo": crate::steps::drill::figure(rpo),
                         "rto_objective": d.rto.as_ref().map(|v| duration::format(v.value)),
                         "rpo_objective": d.rpo.as_ref().map(|v| duration::format(v.value)),
                     }));

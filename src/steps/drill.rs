@@ -27,6 +27,23 @@ use crate::plan::validate::{self, Scope};
 use crate::settings::Origin;
 use crate::units::duration;
 
+/// What the newest drill of a step that restored everything measured: recovery time and
+/// recovery point, in seconds (from its activity's meta; a drill over its objectives counts).
+pub fn last_figures(
+    store: &crate::store::Store,
+    plan: &str,
+    step: &str,
+) -> rusqlite::Result<Option<(f64, f64)>> {
+    let meta =
+        store.newest_measured_meta(plan, step, crate::store::kinds::ActivityType::DrDrill)?;
+    Ok(meta.and_then(|m| Some((m["rto_seconds"].as_f64()?, m["rpo_seconds"].as_f64()?))))
+}
+
+/// A measured figure as people read it (at least `1s`).
+pub fn figure(seconds: f64) -> String {
+    duration::format(Duration::from_secs((seconds as u64).max(1)))
+}
+
 /// A monthly drill is overdue after five weeks.
 pub const DRILL_OVERDUE: Duration = Duration::from_secs(35 * 24 * 3600);
 const DEFAULT_SAMPLE: Sample = Sample::Count(200);

@@ -379,26 +379,6 @@ pub fn globals_path(dump: &Path) -> Option<PathBuf> {
     Some(dump.with_file_name(format!("globals-{}", name.strip_prefix("full-")?)))
 }
 
-/// Leaves password hashes out of MariaDB's `CREATE USER` statements.
-fn without_password_hashes(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    for line in sql.lines() {
-        let mut line = line.to_string();
-        for start in [" IDENTIFIED BY PASSWORD '", " USING '"] {
-            while let Some(i) = line.find(start) {
-                let from = i + start.len();
-                let Some(len) = line[from..].find('\'') else {
-                    break;
-                };
-                line.replace_range(i..from + len + 1, "");
-            }
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
 /// Dumps the server's roles beside the dump `dump` (same stamp, `globals-` prefix), with its
 /// sidecar; never a half-written file under the final name.
 fn write_globals(ctx: &Context, d: &Dump, db: &Database, dump: &Path) -> Result<PathBuf, String> {
@@ -426,10 +406,7 @@ fn write_globals(ctx: &Context, d: &Dump, db: &Database, dump: &Path) -> Result<
             r.tail.trim()
         ));
     }
-    let mut text = String::from_utf8_lossy(&sql).into_owned();
-    if !role_passwords && engine != crate::plan::model::Engine::Postgres {
-        text = without_password_hashes(&text);
-    }
+    let text = server.clean_globals(String::from_utf8_lossy(&sql).into_owned(), role_passwords);
     let path = globals_path(dump).ok_or("the dump has no standard name")?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(text.as_bytes())

@@ -186,9 +186,7 @@ pub(crate) fn newest_with_sidecar(
     tz: chrono_tz::Tz,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<DumpFile> {
-    layout::list_dumps(dir, tz)
-        .into_iter()
-        .find(|d| d.taken <= now && layout::sidecar_path(&d.path).exists())
+    layout::good_dumps(dir, tz, now).next()
 }
 
 pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {

@@ -191,30 +191,41 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
             );
         }
     }
-    for (name, key, help) in [
-        (
-            "ops_run_drill_duration_seconds",
-            "rto_seconds",
-            "Recovery time measured by the newest drill: the wall time of its restores.",
-        ),
-        (
-            "ops_run_recovery_point_age_seconds",
-            "rpo_seconds",
-            "Recovery point at the newest drill: the age of the oldest of the newest dump and snapshot it restored.",
-        ),
-    ] {
-        f.head(name, "gauge", help);
-        for step in compiled
-            .steps
-            .iter()
-            .filter(|s| s.decl.kind.activity_type() == ActivityType::DrDrill)
-        {
-            let plan = &compiled.plans[step.plan].decl.name.value;
-            let meta = store.newest_measured_meta(plan, step.name(), ActivityType::DrDrill)?;
-            if let Some(v) = meta.and_then(|m| m[key].as_f64()) {
-                f.sample(name, &[("plan", plan), ("step", step.name())], v);
-            }
+    // One read of each drill's figures for both families.
+    let mut drills = Vec::new();
+    for step in compiled
+        .steps
+        .iter()
+        .filter(|s| s.decl.kind.activity_type() == ActivityType::DrDrill)
+    {
+        let plan = &compiled.plans[step.plan].decl.name.value;
+        if let Some(figures) = crate::steps::drill::last_figures(store, plan, step.name())? {
+            drills.push((plan, step.name(), figures));
         }
+    }
+    f.head(
+        "ops_run_drill_duration_seconds",
+        "gauge",
+        "Recovery time measured by the newest drill: the wall time of its restores.",
+    );
+    for (plan, step, (rto, _)) in &drills {
+        f.sample(
+            "ops_run_drill_duration_seconds",
+            &[("plan", plan), ("step", step)],
+            *rto,
+        );
+    }
+    f.head(
+        "ops_run_recovery_point_age_seconds",
+        "gauge",
+        "Recovery point at the newest drill: the age of the oldest of the newest dump and snapshot it restored.",
+    );
+    for (plan, step, (_, rpo)) in &drills {
+        f.sample(
+            "ops_run_recovery_point_age_seconds",
+            &[("plan", plan), ("step", step)],
+            *rpo,
+        );
     }
     f.head(
         "ops_run_activities_total",

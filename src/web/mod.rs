@@ -211,10 +211,6 @@ pub fn route(site: &Site, method: &Method, url: &str, token: Option<&auth::Token
     result.unwrap_or_else(|e| Reply::text(500, &format!("error: {e}")))
 }
 
-fn header<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
-    request.header(name)
-}
-
 fn unauthorized() -> Reply {
     let mut r = Reply::text(
         401,
@@ -249,7 +245,7 @@ fn respond(site: &Site, request: Request) {
     let url = request.url.clone();
     let path = url.split('?').next().unwrap_or("/").to_string();
     let open = matches!(path.as_str(), "/healthz" | "/static/style.css");
-    if let Some(host) = header(&request, "Host")
+    if let Some(host) = request.header("Host")
         && path != "/healthz"
         && !site.hosts.allows(host)
     {
@@ -264,7 +260,7 @@ fn respond(site: &Site, request: Request) {
     }
     let token = site
         .tokens
-        .authenticate(header(&request, "Authorization"))
+        .authenticate(request.header("Authorization"))
         .cloned();
     // With tokens configured, everything but /healthz needs a token (ops.view to read).
     if site.tokens.configured() && !open {
@@ -310,20 +306,22 @@ fn respond(site: &Site, request: Request) {
             );
         }
         // Cross-site requests are refused: a browser says where a form came from.
-        let host = header(&request, "Host").unwrap_or_default().to_string();
-        if let Some(origin) = header(&request, "Origin")
+        let host = request.header("Host").unwrap_or_default().to_string();
+        if let Some(origin) = request.header("Origin")
             && origin != format!("http://{host}")
             && origin != format!("https://{host}")
         {
             return send(request, Reply::text(403, "cross-site request refused"));
         }
-        let form = header(&request, "Content-Type")
+        let form = request
+            .header("Content-Type")
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         // A browser sends remembered Basic credentials with any cross-site POST (a
         // `text/plain` or `multipart/form-data` one needs no preflight and may carry no
         // `Origin`), but it never adds a Bearer token by itself. So an action with Basic
         // credentials must be the page's own form with its anti-forgery field.
-        let bearer = header(&request, "Authorization")
+        let bearer = request
+            .header("Authorization")
             .is_some_and(|a| a.trim_start().starts_with("Bearer "));
         if !bearer && !form {
             return send(

@@ -26,6 +26,19 @@ fn drop_pg(names: &[&str]) -> Cleanup {
     )
 }
 
+fn drop_my(names: &[&str]) -> Cleanup {
+    Cleanup(
+        names
+            .iter()
+            .map(|n| {
+                let mut c = mariadb(None);
+                c.args(["-e", &format!("DROP DATABASE IF EXISTS {n}")]);
+                c
+            })
+            .collect(),
+    )
+}
+
 fn databases_like(prefix: &str) -> Vec<String> {
     let out = run_ok(psql("postgres").args([
         "-c",
@@ -171,16 +184,7 @@ fn a_damaged_dump_is_refused_before_anything_is_created() {
 fn mariadb_restore_loads_a_new_database_and_refuses_to_replace() {
     let src = unique("ops_rsrc");
     let dst = unique("ops_rdst");
-    let _cleanup = Cleanup(
-        [&src, &dst]
-            .iter()
-            .map(|n| {
-                let mut c = mariadb(None);
-                c.args(["-e", &format!("DROP DATABASE IF EXISTS {n}")]);
-                c
-            })
-            .collect(),
-    );
+    let _cleanup = drop_my(&[&src, &dst]);
     run_ok(mariadb(None).args([
         "-e",
         &format!(
@@ -467,16 +471,7 @@ fn mariadb_globals_recreate_a_user_without_its_password_hash() {
     let src = unique("ops_rgmsrc");
     let dst = unique("ops_rgmdst");
     let user = unique("ops_rgmuser");
-    let mut cleanup = Cleanup(
-        [&src, &dst]
-            .iter()
-            .map(|n| {
-                let mut c = mariadb(None);
-                c.args(["-e", &format!("DROP DATABASE IF EXISTS {n}")]);
-                c
-            })
-            .collect(),
-    );
+    let mut cleanup = drop_my(&[&src, &dst]);
     cleanup.0.push({
         let mut c = mariadb(None);
         c.args(["-e", &format!("DROP USER IF EXISTS '{user}'@'localhost'")]);
