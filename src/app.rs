@@ -32,8 +32,8 @@ pub fn url_password(url: &str) -> Option<String> {
 
 impl App {
     pub fn new(cli: &Cli) -> Result<App, Failure> {
-        let env = Env::load(cli.env_file.as_deref()).map_err(Failure::Usage)?;
-        let clock = Clock::from_env(env.get("OPS_NOW")).map_err(Failure::Usage)?;
+        let env = Env::load(cli.env_file.as_deref())?;
+        let clock = Clock::from_env(env.get("OPS_NOW"))?;
         let state = match (&cli.state, env.get("OPS_STATE")) {
             (Some(p), _) => Setting::new(p.clone(), Origin::Flag("--state".into())),
             (None, Some(p)) => Setting::new(PathBuf::from(p), Origin::Env("OPS_STATE".into())),
@@ -50,7 +50,7 @@ impl App {
 
     /// Loads plans; errors are rendered into `Failure::Plan` (exit 2, nothing runs).
     pub fn load(&self) -> Result<(Loaded, Compiled), Failure> {
-        let mut loaded = plan::load(&self.plans, &self.env).map_err(Failure::Usage)?;
+        let mut loaded = plan::load(&self.plans, &self.env)?;
         match loaded.compiled.take() {
             Some(c) if !loaded.has_errors() => Ok((loaded, c)),
             _ => {

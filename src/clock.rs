@@ -22,12 +22,15 @@ impl Clock {
 
     /// `OPS_NOW` as an RFC 3339 instant; time still moves forward from it during the command,
     /// so activities of one run keep their order.
-    pub fn from_env(value: Option<&str>) -> Result<Clock, String> {
+    pub fn from_env(value: Option<&str>) -> Result<Clock, crate::settings::EnvError> {
         match value {
             None => Ok(Clock::system()),
             Some(v) => {
                 let base = DateTime::parse_from_rfc3339(v)
-                    .map_err(|e| format!("OPS_NOW={v} is not an RFC 3339 instant: {e}"))?
+                    .map_err(|e| crate::settings::EnvError::Now {
+                        value: v.to_string(),
+                        why: e.to_string(),
+                    })?
                     .with_timezone(&Utc);
                 Ok(Clock {
                     base,

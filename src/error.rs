@@ -3,13 +3,25 @@
 //! `Failure` through `From`, so every command and `status`'s UNKNOWN line use one mapping.
 
 use crate::lock::LockError;
+use crate::plan::PlanError;
+use crate::report::ReportError;
+use crate::settings::EnvError;
+use crate::steps::StepError;
 use crate::store::StoreError;
+use crate::web::WebError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     /// Bad command line or environment: nothing ran (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// The environment (`--env-file`) could not be read: nothing ran (exit 2).
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// Plans could not be read, or a name on the command line names nothing: nothing ran
+    /// (exit 2).
+    #[error(transparent)]
+    Plans(#[from] PlanError),
     /// Invalid plans, already rendered as diagnostics: nothing ran (exit 2).
     #[error("{0}")]
     Plan(String),
@@ -19,6 +31,15 @@ pub enum Failure {
     /// The state database could not be opened, read or written (exit 1).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A step could not be prepared or run outside the runner (exit 1).
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// A report or runbook was not written (exit 1).
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The metrics could not be rendered or written (exit 1).
+    #[error(transparent)]
+    Web(#[from] WebError),
     /// Something broke at run time (exit 1).
     #[error("{0}")]
     Runtime(String),
@@ -37,6 +58,8 @@ impl From<LockError> for Failure {
         match e {
             LockError::Held(holder) => Failure::Locked(holder),
             LockError::Io(m) => Failure::Runtime(m),
+            // The operator's to settle: nothing ran (exit 2).
+            LockError::Base(m) => Failure::Usage(m),
         }
     }
 }
@@ -44,9 +67,16 @@ impl From<LockError> for Failure {
 impl Failure {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Failure::Usage(_) | Failure::Plan(_) => EXIT_USAGE,
+            Failure::Usage(_) | Failure::Env(_) | Failure::Plans(_) | Failure::Plan(_) => {
+                EXIT_USAGE
+            }
             Failure::Locked(_) => EXIT_LOCKED,
-            Failure::Store(_) | Failure::Runtime(_) | Failure::StepsFailed => EXIT_FAILED,
+            Failure::Store(_)
+            | Failure::Step(_)
+            | Failure::Report(_)
+            | Failure::Web(_)
+            | Failure::Runtime(_)
+            | Failure::StepsFailed => EXIT_FAILED,
         }
     }
 

@@ -15,12 +15,17 @@ pub struct Entry {
     pub link: Option<String>,
 }
 
+/// The built-in help registry does not parse (a build that shipped a broken file).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("templates/help.toml: {0}")]
+pub struct HelpError(String);
+
 /// The registry, parsed once per process.
-pub fn registry() -> Result<BTreeMap<String, Entry>, String> {
-    static PARSED: std::sync::OnceLock<Result<BTreeMap<String, Entry>, String>> =
+pub fn registry() -> Result<BTreeMap<String, Entry>, HelpError> {
+    static PARSED: std::sync::OnceLock<Result<BTreeMap<String, Entry>, HelpError>> =
         std::sync::OnceLock::new();
     PARSED
-        .get_or_init(|| toml::from_str(REGISTRY).map_err(|e| format!("templates/help.toml: {e}")))
+        .get_or_init(|| toml::from_str(REGISTRY).map_err(|e| HelpError(e.to_string())))
         .clone()
 }
 
@@ -36,7 +41,7 @@ fn subcommand_help(name: &str) -> Option<String> {
 
 pub fn run(key: Option<&str>) -> Result<(), crate::error::Failure> {
     use crate::error::Failure;
-    let reg = registry().map_err(Failure::Runtime)?;
+    let reg = registry().map_err(|e| Failure::Runtime(e.to_string()))?;
     match key {
         None => {
             let width = reg.keys().map(String::len).max().unwrap_or(0);

@@ -82,11 +82,7 @@ pub fn run(cli: Cli) -> i32 {
             // Without --plan (and --out), every plan's runbook in its own base.
             let plans: Vec<&plan::compile::CompiledPlan> = match (plan, out) {
                 (None, None) => compiled.plans.iter().collect(),
-                _ => vec![
-                    compiled
-                        .plan_named(plan.as_deref())
-                        .map_err(error::Failure::Usage)?,
-                ],
+                _ => vec![compiled.plan_named(plan.as_deref())?],
             };
             let store = app.open_reader()?;
             for p in plans {
@@ -97,8 +93,7 @@ pub fn run(cli: Cli) -> i32 {
                     app.clock.now(),
                     out.as_deref(),
                     store.as_ref(),
-                )
-                .map_err(error::Failure::Runtime)?;
+                )?;
                 crate::outln!("{}", path.display());
             }
             Ok(())

@@ -17,6 +17,9 @@ pub enum LockError {
     Held(String),
     #[error("{0}")]
     Io(String),
+    /// The backup base belongs to another state database, or cannot be claimed.
+    #[error("{0}")]
+    Base(String),
 }
 
 pub fn lock_path(state: &Path) -> PathBuf {
@@ -76,7 +79,11 @@ pub const BASE_OWNER: &str = ".ops-run-state";
 /// it: two logs over one base would prune, migrate and judge each other's files. The first
 /// state database to run on a base writes its path into `BASE/.ops-run-state` (created
 /// exclusively, so two first runs cannot both win).
-pub fn claim_base(base: &Path, state: &Path) -> Result<(), String> {
+pub fn claim_base(base: &Path, state: &Path) -> Result<(), LockError> {
+    claim(base, state).map_err(LockError::Base)
+}
+
+fn claim(base: &Path, state: &Path) -> Result<(), String> {
     let state = match (state.parent(), state.file_name()) {
         (Some(dir), Some(name)) => {
             let dir = if dir.as_os_str().is_empty() {
@@ -144,7 +151,7 @@ mod tests {
         let b = dir.path().join("b.db");
         claim_base(&base, &a).unwrap();
         claim_base(&base, &a).unwrap();
-        let refused = claim_base(&base, &b).unwrap_err();
+        let refused = claim_base(&base, &b).unwrap_err().to_string();
         assert!(
             refused.contains(&format!("belongs to the state database {}", a.display())),
             "{refused}"

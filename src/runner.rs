@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::graph::{EdgeKind, Graph};
-use crate::steps::Outcome;
+use crate::steps::{Outcome, StepError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -51,7 +51,7 @@ pub trait Sink {
 pub trait Executor: Sync {
     /// Whether the step can run now (asked on the main thread when its turn comes);
     /// `Err(why)` skips it and what requires it.
-    fn ready(&self, _step: usize) -> Result<(), String> {
+    fn ready(&self, _step: usize) -> Result<(), StepError> {
         Ok(())
     }
 
@@ -207,7 +207,7 @@ mod tests {
     }
 
     impl Executor for Mock {
-        fn ready(&self, step: usize) -> Result<(), String> {
+        fn ready(&self, step: usize) -> Result<(), StepError> {
             match self.unready.contains(&step) {
                 true => Err("nothing to test".into()),
                 false => Ok(()),

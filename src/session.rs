@@ -49,7 +49,7 @@ impl StepExecutor<'_> {
 }
 
 impl Executor for StepExecutor<'_> {
-    fn ready(&self, step: usize) -> Result<(), String> {
+    fn ready(&self, step: usize) -> Result<(), steps::StepError> {
         steps::ready(&self.context(step))
     }
 
@@ -166,8 +166,7 @@ impl<'a> Session<'a> {
     pub fn begin(app: &'a App, compiled: &'a Compiled, wait: Duration) -> Result<Self, Failure> {
         let lock = take_lock(app, wait)?;
         for plan in &compiled.plans {
-            lock::claim_base(Path::new(&plan.base.value), &app.state.value)
-                .map_err(Failure::Usage)?;
+            lock::claim_base(Path::new(&plan.base.value), &app.state.value)?;
         }
         remove_orphans(compiled);
         let session = Session {

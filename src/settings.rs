@@ -7,6 +7,30 @@ use std::path::Path;
 use crate::plan::model::{Sourced, ValueSource};
 use crate::plan::source::{Sources, Span};
 
+/// Why the environment or a secret could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("cannot read env file {path}: {source}")]
+    EnvFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    EnvFileSyntax {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("OPS_NOW={value} is not an RFC 3339 instant: {why}")]
+    Now { value: String, why: String },
+    #[error("environment variable {0} is not set")]
+    NotSet(String),
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
 /// The environment ops-run reads: the process environment over an optional `--env-file`.
 #[derive(Clone, Debug, Default)]
 pub struct Env {
@@ -15,12 +39,17 @@ pub struct Env {
 
 impl Env {
     /// The process environment; a `--env-file` fills in variables the process does not set.
-    pub fn load(env_file: Option<&Path>) -> Result<Env, String> {
+    pub fn load(env_file: Option<&Path>) -> Result<Env, EnvError> {
         let mut vars = HashMap::new();
         if let Some(path) = env_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read env file {}: {e}", path.display()))?;
-            for (k, v) in parse_dotenv(&text).map_err(|e| format!("{}: {e}", path.display()))? {
+            let text = std::fs::read_to_string(path).map_err(|source| EnvError::EnvFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            for (k, v) in parse_dotenv(&text).map_err(|why| EnvError::EnvFileSyntax {
+                path: path.to_path_buf(),
+                why,
+            })? {
                 vars.insert(k, v);
             }
         }
@@ -55,16 +84,19 @@ impl Env {
     }
 
     /// Resolves a value source. Errors say which variable or file is missing.
-    pub fn resolve(&self, source: &ValueSource) -> Result<String, String> {
+    pub fn resolve(&self, source: &ValueSource) -> Result<String, EnvError> {
         match source {
             ValueSource::Literal(v) => Ok(v.clone()),
             ValueSource::Env(name) => self
                 .get(name)
                 .map(str::to_string)
-                .ok_or_else(|| format!("environment variable {name} is not set")),
+                .ok_or_else(|| EnvError::NotSet(name.clone())),
             ValueSource::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read {path}: {e}")),
+                .map_err(|source| EnvError::File {
+                    path: path.clone(),
+                    source,
+                }),
         }
     }
 }
@@ -72,7 +104,7 @@ impl Env {
 /// A dotenv file's `KEY=value` lines, as dotenvy reads them: `#` comments, `export `, single
 /// quotes (literal), double quotes (escapes such as `\n`, values over several lines), and
 /// `$VAR` / `${VAR}` expanded in unquoted and double-quoted values.
-pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
+fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
         let (k, v) = item.map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::DeliveryError;
 use crate::exec::redact::Redactor;
 use crate::exec::{self, ProcessSpec};
 
@@ -14,7 +15,7 @@ pub fn run(
     body: &Value,
     budget: Duration,
     redactor: &Redactor,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let mut spec = ProcessSpec::new(
         argv.first().cloned().unwrap_or_default(),
         argv.iter().skip(1).cloned(),
@@ -41,11 +42,10 @@ pub fn run(
     if r.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{} failed ({:?}): {}",
-            spec.program,
-            r.exit,
-            r.tail.trim()
-        ))
+        Err(DeliveryError::Command {
+            program: spec.program.clone(),
+            exit: format!("{:?}", r.exit),
+            tail: r.tail.trim().to_string(),
+        })
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::DeliveryError;
 use crate::exec::redact::Redactor;
 
 const ATTEMPTS: u32 = 3;
@@ -28,7 +29,7 @@ fn agent(timeout: Duration) -> ureq::Agent {
 }
 
 /// One request: the status, or why there was none.
-pub fn request(
+fn request(
     method: &str,
     url: &str,
     body: Option<&Value>,
@@ -56,7 +57,7 @@ pub fn post_json(
     body: &Value,
     budget: Duration,
     redactor: &Redactor,
-) -> Result<u32, String> {
+) -> Result<u32, DeliveryError> {
     send(url, "POST", Some(body), budget, redactor)
 }
 
@@ -66,7 +67,7 @@ pub fn send(
     body: Option<&Value>,
     budget: Duration,
     redactor: &Redactor,
-) -> Result<u32, String> {
+) -> Result<u32, DeliveryError> {
     let deadline = Instant::now() + budget;
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
@@ -77,9 +78,9 @@ pub fn send(
         match request(method, url, body, left) {
             Ok(s) if (200..300).contains(&s) => return Ok(attempt),
             Ok(s) if (400..500).contains(&s) => {
-                return Err(format!("the receiver answered HTTP {s}"));
+                return Err(DeliveryError::Rejected(s));
             }
-            Ok(s) => last = format!("the receiver answered HTTP {s}"),
+            Ok(s) => last = DeliveryError::Rejected(s).to_string(),
             Err(e) => last = redactor.redact(&e.replace(url, "***")),
         }
         if attempt < ATTEMPTS {
@@ -90,8 +91,8 @@ pub fn send(
             std::thread::sleep(pause);
         }
     }
-    Err(format!(
-        "{last} (gave up within {})",
-        crate::units::duration::format(budget)
-    ))
+    Err(DeliveryError::GaveUp {
+        last,
+        budget: crate::units::duration::format(budget),
+    })
 }

@@ -84,21 +84,36 @@ pub enum Target {
     Command(Vec<String>),
 }
 
+/// Why a channel of a plan cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("alert {channel} has no {what}")]
+    Missing { channel: String, what: &'static str },
+    #[error("alert {channel}: {source}")]
+    Secret {
+        channel: String,
+        source: crate::settings::EnvError,
+    },
+}
+
 /// The channels of a plan that are switched on, with their secrets resolved. An empty
 /// `ALERT_SLACK_WEBHOOK` turns Slack off (the seed's rule); a set one replaces the plan's.
-pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>, String>> {
+pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>, ChannelError>> {
     let mut out = Vec::new();
     for a in &plan.decl.alerts {
         let name = format!("{}/{}", plan.decl.name.value, a.name.value);
-        let resolve =
-            |s: &Option<crate::plan::model::Sourced>, what: &str| -> Result<String, String> {
-                let s = s
-                    .as_ref()
-                    .ok_or_else(|| format!("alert {name} has no {what}"))?;
-                app.env
-                    .resolve(&s.source)
-                    .map_err(|e| format!("alert {name}: {e}"))
-            };
+        let resolve = |s: &Option<crate::plan::model::Sourced>, what: &'static str| {
+            let s = s.as_ref().ok_or_else(|| ChannelError::Missing {
+                channel: name.clone(),
+                what,
+            })?;
+            app.env
+                .resolve(&s.source)
+                .map_err(|source| ChannelError::Secret {
+                    channel: name.clone(),
+                    source,
+                })
+        };
         let target = match a.kind {
             AlertKind::Slack => {
                 if app.env.is_set("ALERT_SLACK_WEBHOOK")
@@ -116,7 +131,10 @@ pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>
                 .run
                 .as_ref()
                 .map(|r| Target::Command(r.value.clone()))
-                .ok_or_else(|| format!("alert {name} has no run")),
+                .ok_or_else(|| ChannelError::Missing {
+                    channel: name.clone(),
+                    what: "run",
+                }),
         };
         out.push(target.map(|target| Channel {
             name,
@@ -237,10 +255,28 @@ pub fn text(plan: &str, changes: &[(ChangeKind, &Check)], test: bool) -> String 
     format!("{head}\n{}", lines.join("\n"))
 }
 
+/// Why a message was not delivered. The words never hold the channel's URL.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A 4xx: not worth repeating.
+    #[error("the receiver answered HTTP {0}")]
+    Rejected(u16),
+    /// Every attempt within the budget failed; `last` is the last one's reason.
+    #[error("{last} (gave up within {budget})")]
+    GaveUp { last: String, budget: String },
+    /// An `alert command` program failed.
+    #[error("{program} failed ({exit}): {tail}")]
+    Command {
+        program: String,
+        exit: String,
+        tail: String,
+    },
+}
+
 /// Sends `body` through `channel` within its time budget. Returns how many attempts it took.
 /// Every string of the body is redacted here, on the one path out, so no caller can send an
 /// unredacted message.
-pub fn deliver(channel: &Channel, body: &Value, redactor: &Redactor) -> Result<u32, String> {
+pub fn deliver(channel: &Channel, body: &Value, redactor: &Redactor) -> Result<u32, DeliveryError> {
     let body = &redactor.redact_json(body);
     let budget = channel
         .alert
@@ -273,7 +309,7 @@ pub fn notify(
             let channel = match channel {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("warning: {}", redactor.redact(&e));
+                    eprintln!("warning: {}", redactor.redact(&e.to_string()));
                     continue;
                 }
             };
@@ -360,7 +396,7 @@ fn record(
     plan: &str,
     channel: &Channel,
     changes: &[(ChangeKind, &Check)],
-    result: &Result<u32, String>,
+    result: &Result<u32, DeliveryError>,
     redactor: &Redactor,
 ) {
     let now = stamp(app.clock.now());
@@ -371,7 +407,7 @@ fn record(
     });
     let (status, log) = match result {
         Ok(_) => (ActivityStatus::Success, String::new()),
-        Err(e) => (ActivityStatus::Failed, redactor.redact(e)),
+        Err(e) => (ActivityStatus::Failed, redactor.redact(&e.to_string())),
     };
     let r = store
         .start(

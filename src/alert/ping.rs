@@ -42,7 +42,7 @@ pub fn send(app: &App, compiled: &Compiled, signal: Signal, redactor: &Redactor)
             eprintln!(
                 "warning: ping of plan {} failed: {}",
                 plan.decl.name.value,
-                redactor.redact(&e)
+                redactor.redact(&e.to_string())
             );
         }
     }

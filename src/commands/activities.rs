@@ -4,13 +4,13 @@ use crate::app::App;
 use crate::cli::ActivitiesArgs;
 use crate::error::Failure;
 use crate::store::activities::Filter;
-use crate::store::kinds::{ActivityStatus, ActivityType};
+use crate::store::kinds::{ActivityStatus, ActivityType, UnknownWord};
 
 /// A filter option's word as its type; an unknown word is a usage error, not an empty list.
 fn option<T>(
     flag: &str,
     value: Option<&str>,
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, UnknownWord>,
 ) -> Result<Option<T>, Failure> {
     value
         .map(parse)

@@ -16,7 +16,7 @@ pub fn test(app: &App, only: Option<&str>) -> Result<(), Failure> {
             let channel = match channel {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {}", redactor.redact(&e));
+                    eprintln!("error: {}", redactor.redact(&e.to_string()));
                     failed += 1;
                     continue;
                 }
@@ -35,7 +35,11 @@ pub fn test(app: &App, only: Option<&str>) -> Result<(), Failure> {
                 }
                 Err(e) => {
                     failed += 1;
-                    crate::outln!("failed  {}: {}", channel.name, redactor.redact(&e));
+                    crate::outln!(
+                        "failed  {}: {}",
+                        channel.name,
+                        redactor.redact(&e.to_string())
+                    );
                 }
             }
         }
@@ -55,7 +59,7 @@ pub fn test(app: &App, only: Option<&str>) -> Result<(), Failure> {
 
 pub fn report(app: &App, plan: Option<&str>, out: Option<&Path>) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
-    let plan = compiled.plan_named(plan).map_err(Failure::Usage)?;
+    let plan = compiled.plan_named(plan)?;
     let redactor = app.redactor(&compiled);
     // The plan's own report step names its template; otherwise the built-in one.
     let template = compiled
@@ -78,7 +82,7 @@ pub fn report(app: &App, plan: Option<&str>, out: Option<&Path>) -> Result<(), F
         redactor: &redactor,
     };
     let ctx = executor.context(step);
-    let path = crate::steps::report::make(&ctx, &template, out).map_err(Failure::Runtime)?;
+    let path = crate::steps::report::make(&ctx, &template, out)?;
     crate::outln!("{}", path.display());
     Ok(())
 }

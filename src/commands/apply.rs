@@ -31,7 +31,7 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     let only = args
         .only
         .iter()
-        .map(|n| compiled.find(n).map_err(Failure::Usage))
+        .map(|n| compiled.find(n).map_err(Failure::from))
         .collect::<Result<Vec<usize>, Failure>>()?;
     let wait = parse_wait(args.wait.as_deref())?;
     if args.dry_run {
@@ -71,7 +71,7 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
 
 pub fn run_one(app: &App, name: &str, wait: Option<&str>) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
-    let step = compiled.find(name).map_err(Failure::Usage)?;
+    let step = compiled.find(name)?;
     let wait = parse_wait(wait)?;
     let session = Session::begin(app, &compiled, wait)?;
     let planned = session::one(&compiled, step, Trigger::Manual, "run by hand".into());
@@ -149,7 +149,7 @@ fn dry_run(
         }
         match steps::preview(&executor.context(p.step)) {
             Ok(argv) => out.push_str(&format!("       $ {argv}\n")),
-            Err(why) => out.push_str(&format!("       ! {}\n", redactor.redact(&why))),
+            Err(why) => out.push_str(&format!("       ! {}\n", redactor.redact(&why.to_string()))),
         }
     }
     let idle: Vec<usize> = compiled

@@ -301,7 +301,7 @@ pub fn run(
             std::time::Duration::ZERO,
         )?),
     };
-    let plan = compiled.plan_named(plan_name).map_err(Failure::Usage)?;
+    let plan = compiled.plan_named(plan_name)?;
     let base = PathBuf::from(&plan.base.value);
     let from = from.map_or_else(|| base.clone(), Path::to_path_buf);
     let (mut moves, mut unknown) =

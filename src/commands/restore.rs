@@ -10,7 +10,9 @@
 //! database, so `--replace` of a non-empty target is refused there. Every restore is recorded
 //! as a `restore` activity.
 
+use std::cell::{OnceCell, RefCell};
 use std::path::{Path, PathBuf};
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -20,16 +22,17 @@ use crate::app::App;
 use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha;
 use crate::clock::stamp;
+use crate::engines::EngineError;
 use crate::engines::client::Client;
 use crate::error::Failure;
 use crate::exec;
 use crate::plan::model::{Database, Engine, StepKind};
 use crate::runner::Trigger;
 use crate::session::{Session, StepExecutor};
-use crate::steps::Context;
 use crate::steps::verify::{
     RemoveOnDrop, import_dump, load_sqlite, number, ownership_line, sqlite_tables,
 };
+use crate::steps::{Context, StepError};
 use crate::store::kinds::{ActivityStatus, ActivityType};
 
 /// What `restore db` was asked.
@@ -49,11 +52,63 @@ pub struct DbArgs<'a> {
 enum Stop {
     Refused(String),
     Failed(String),
+    /// The dump does not match its sidecar: nothing was created (exit 1, nothing recorded).
+    Damaged(String),
+}
+
+/// The dump's checksum, computed in a thread of its own while the target is probed (and the
+/// lock taken): waited for before any decision, and before anything is created.
+struct Checksum<'s> {
+    dump: &'s DumpFile,
+    pending: RefCell<Option<ScopedJoinHandle<'s, Result<String, String>>>>,
+    result: OnceCell<Result<String, String>>,
+}
+
+impl<'s> Checksum<'s> {
+    fn start(scope: &'s Scope<'s, '_>, dump: &'s DumpFile) -> Checksum<'s> {
+        Checksum {
+            dump,
+            pending: RefCell::new(Some(scope.spawn(|| check_sidecar(dump)))),
+            result: OnceCell::new(),
+        }
+    }
+
+    /// The sha256, once it is known to match the sidecar.
+    fn wait(&self) -> Result<&str, Stop> {
+        let result = self.result.get_or_init(|| {
+            let r = match self.pending.borrow_mut().take() {
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err("the checksum could not be computed".into())),
+                None => Err("the checksum could not be computed".into()),
+            };
+            if let Ok(sha256) = &r {
+                crate::outln!(
+                    "dump: {} (sha256 {sha256}, matches its sidecar)",
+                    self.dump.path.display()
+                );
+            }
+            r
+        });
+        result.as_deref().map_err(|e| Stop::Damaged(e.to_string()))
+    }
 }
 
 impl From<String> for Stop {
     fn from(e: String) -> Stop {
         Stop::Failed(e)
+    }
+}
+
+impl From<StepError> for Stop {
+    fn from(e: StepError) -> Stop {
+        Stop::Failed(e.to_string())
+    }
+}
+
+impl From<EngineError> for Stop {
+    fn from(e: EngineError) -> Stop {
+        Stop::Failed(e.to_string())
     }
 }
 
@@ -68,7 +123,7 @@ struct Done {
 
 pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
-    let si = compiled.find(a.step).map_err(Failure::Usage)?;
+    let si = compiled.find(a.step)?;
     let step = &compiled.steps[si];
     let StepKind::Dump(d) = &step.decl.kind else {
         return Err(Failure::Usage(format!(
@@ -85,34 +140,57 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
     let ctx = executor.context(si);
     let source = ctx
         .database(d.database.as_ref().map_or("", |n| n.value.as_str()))
-        .map_err(Failure::Usage)?;
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let dir = ctx.plan.dir(step.name(), Area::Dumps);
     let dump = choose(&dir, &ctx, a)?;
-    // The checksum first: a damaged dump is never loaded, and nothing is created for it.
-    let sha256 = check_sidecar(&dump).map_err(Failure::Runtime)?;
     let engine =
         source.engine.as_ref().map(|e| e.value).ok_or_else(|| {
             Failure::Usage(format!("database `{}` has no engine", source.name.value))
         })?;
-    crate::outln!(
-        "dump: {} (sha256 {sha256}, matches its sidecar)",
-        dump.path.display()
-    );
+    // The checksum first: a damaged dump is never loaded, and nothing is created for it. It
+    // is read while the lock is taken and the target probed.
+    std::thread::scope(|scope| {
+        let checksum = Checksum::start(scope, &dump);
+        load(app, &ctx, a, (source, engine), &dump, &checksum)
+    })
+}
+
+/// `restore db` once the dump is chosen: under the lock, recorded.
+fn load(
+    app: &App,
+    ctx: &Context,
+    a: &DbArgs,
+    (source, engine): (&Database, Engine),
+    dump: &DumpFile,
+    checksum: &Checksum,
+) -> Result<(), Failure> {
+    let redactor = ctx.redactor;
     // Loading is writing: under the apply lock, so retention cannot take the dump meanwhile.
     let _session = match a.dry_run {
         true => None,
-        false => Some(Session::begin(app, &compiled, Duration::ZERO)?),
+        false => Some(Session::begin(app, ctx.compiled, Duration::ZERO)?),
     };
     let started_at = app.clock.now();
     let started = Instant::now();
     let result = match engine {
-        Engine::Sqlite => sqlite(&ctx, a, &dump),
-        Engine::Postgres | Engine::Mysql | Engine::Mariadb => server(&ctx, a, source, &dump),
+        Engine::Sqlite => sqlite(ctx, a, dump, checksum),
+        Engine::Postgres | Engine::Mysql | Engine::Mariadb => {
+            server(ctx, a, source, dump, checksum)
+        }
     };
     let result = match result {
+        Err(Stop::Damaged(why)) => return Err(Failure::Runtime(why)),
         Err(Stop::Refused(why)) => return Err(Failure::Usage(redactor.redact(&why))),
         Err(Stop::Failed(why)) => Err(why),
         Ok(done) => Ok(done),
+    };
+    // Known by now unless the probe failed first: then the failure is recorded only for a
+    // good dump.
+    let sha256 = match checksum.wait() {
+        Ok(sha256) => sha256.to_string(),
+        Err(Stop::Damaged(why) | Stop::Refused(why) | Stop::Failed(why)) => {
+            return Err(Failure::Runtime(why));
+        }
     };
     if a.dry_run {
         return result.map(|_| ()).map_err(Failure::Runtime);
@@ -130,7 +208,7 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
         "tables": done.map(|d| d.tables),
         "duration_ms": duration.as_millis() as u64,
     });
-    record(app, &ctx, started_at, duration, (status, &meta, &log))?;
+    record(app, ctx, started_at, duration, (status, &meta, &log))?;
     match result {
         Ok(done) => {
             crate::outln!(
@@ -201,7 +279,7 @@ pub struct FilesArgs<'a> {
 /// anything is refused unless `--overwrite`.
 pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
-    let si = compiled.find(a.step).map_err(Failure::Usage)?;
+    let si = compiled.find(a.step)?;
     let step = &compiled.steps[si];
     let StepKind::Snapshot(snap) = &step.decl.kind else {
         return Err(Failure::Usage(format!(
@@ -227,7 +305,8 @@ pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
             a.to.display()
         )));
     }
-    let env = crate::steps::snapshot::credentials(&ctx, snap).map_err(Failure::Usage)?;
+    let env = crate::steps::snapshot::credentials(&ctx, snap)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let mut args: Vec<String> = vec![
         "restore".into(),
         id.clone(),
@@ -424,7 +503,13 @@ fn suffix(ctx: &Context) -> String {
 }
 
 /// PostgreSQL, MariaDB, MySQL: see the module's comment.
-fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Result<Done, Stop> {
+fn server(
+    ctx: &Context,
+    a: &DbArgs,
+    source: &Database,
+    dump: &DumpFile,
+    checksum: &Checksum,
+) -> Result<Done, Stop> {
     // `--to` names a `database` block of the plan (its server and name), or a database on the
     // dump's own server.
     let (server_db, name) = match ctx.database(a.to) {
@@ -457,6 +542,7 @@ fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Resu
     };
     let exists = number(&run(&client.sql(maintenance, &client.exists_sql(&name)))?) == Some(1);
     let tables = if exists { count(&name)? } else { 0 };
+    checksum.wait()?;
     let stamp = suffix(ctx);
     let kept_as = format!("{name}_before_{stamp}");
     // Names are swapped where the server can rename a database.
@@ -522,7 +608,7 @@ fn server(ctx: &Context, a: &DbArgs, source: &Database, dump: &DumpFile) -> Resu
             ctx.redactor,
         );
         done.lines.push(ownership_line(a.keep_ownership, changed));
-        imported?;
+        imported.map_err(|e| e.to_string())?;
         count(&load_into)
     })();
     let tables = match loaded {
@@ -634,7 +720,7 @@ fn apply_globals(
 }
 
 /// SQLite: `--to` is a file (or a `database` block with a `path`).
-fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile) -> Result<Done, Stop> {
+fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile, checksum: &Checksum) -> Result<Done, Stop> {
     let target = match ctx.database(a.to) {
         Ok(db) => PathBuf::from(
             db.path
@@ -652,6 +738,7 @@ fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile) -> Result<Done, Stop> {
     };
     let exists = target.exists();
     let held = if exists { tables(&target)? } else { 0 };
+    checksum.wait()?;
     if held > 0 && !a.replace {
         return Err(Stop::Refused(format!(
             "{} exists and holds {held} tables: nothing restored. Add --replace to keep it as {}.before-… and put the restore in its place, or choose another --to",

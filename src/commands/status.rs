@@ -135,7 +135,7 @@ pub fn metrics(app: &App, textfile: Option<&std::path::Path>) -> Result<(), Fail
     };
     match textfile {
         Some(path) => crate::web::metrics::write_textfile(&compiled, &store, &checks, path)
-            .map_err(Failure::Runtime),
+            .map_err(Failure::from),
         None => {
             let text = crate::web::metrics::render(&compiled, &store, &checks)
                 .map_err(|e| Failure::Runtime(format!("cannot read the activity log: {e}")))?;

@@ -16,7 +16,7 @@ fn check_templates(app: &App, loaded: &mut plan::Loaded) {
         Err(e) => {
             loaded.diagnostics.push(plan::diagnostic::Diagnostic {
                 severity: plan::diagnostic::Severity::Error,
-                message: e,
+                message: e.to_string(),
                 span: None,
                 label: String::new(),
                 help: None,
@@ -98,7 +98,7 @@ fn check_shared_folders(loaded: &mut plan::Loaded) {
 }
 
 pub fn run(app: &App) -> Result<(), Failure> {
-    let mut loaded = plan::load(&app.plans, &app.env).map_err(Failure::Usage)?;
+    let mut loaded = plan::load(&app.plans, &app.env)?;
     check_templates(app, &mut loaded);
     check_shared_folders(&mut loaded);
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();

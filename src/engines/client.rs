@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{Login, Server, Target};
+use super::{EngineError, Login, Server, Target};
 use crate::exec::ProcessSpec;
 use crate::settings::Setting;
 
@@ -18,15 +18,14 @@ impl Client {
     pub fn new(
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
-    ) -> Result<Client, String> {
+    ) -> Result<Client, EngineError> {
         let engine = target
             .db
             .engine
             .as_ref()
             .map(|e| e.value)
-            .ok_or("database has no engine")?;
-        let server = super::server(engine)
-            .ok_or_else(|| format!("{} has no server client", engine.name()))?;
+            .ok_or(EngineError::NoEngine)?;
+        let server = super::server(engine).ok_or(EngineError::NoClient(engine.name()))?;
         Ok(Client {
             server,
             program: server.client(tools),
@@ -62,8 +61,8 @@ impl Client {
         )
     }
 
-    pub fn drop_database(&self, maintenance: &str, name: &str) -> ProcessSpec {
-        let mut spec = self.sql(maintenance, &self.server.drop_sql(name));
+    pub fn drop_database(&self, maintenance: &str, name: &str, end_sessions: bool) -> ProcessSpec {
+        let mut spec = self.sql(maintenance, &self.server.drop_sql(name, end_sessions));
         spec.ignore_interrupt = true;
         spec.timeout = Some(std::time::Duration::from_secs(20));
         spec
@@ -71,16 +70,17 @@ impl Client {
 
     /// Drops a scratch database for sure, within about a minute: the sessions a killed client
     /// left are ended first (PostgreSQL's `WITH (FORCE)` does that itself), and the drop is
-    /// tried three times. Not interrupted by SIGTERM. `Err` holds the last refusal.
+    /// tried three times, the second time without ending sessions (the form that also ends
+    /// an autovacuum worker). Not interrupted by SIGTERM. `Err` holds the last refusal.
     pub fn drop_scratch(
         &self,
         maintenance: &str,
         name: &str,
         redactor: &crate::exec::redact::Redactor,
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let mut why = String::new();
         for attempt in 0..3u64 {
-            if attempt > 0 {
+            if attempt > 1 {
                 std::thread::sleep(std::time::Duration::from_secs(attempt * 2));
             }
             if let Some(query) = self.server.sessions_sql(name) {
@@ -100,7 +100,7 @@ impl Client {
                     crate::exec::run(&end, redactor);
                 }
             }
-            let spec = self.drop_database(maintenance, name);
+            let spec = self.drop_database(maintenance, name, attempt != 1);
             let r = crate::exec::run(&spec, redactor);
             if r.success() {
                 return Ok(());
@@ -111,7 +111,7 @@ impl Client {
                 r.tail.trim()
             );
         }
-        Err(why)
+        Err(EngineError::Refused(why))
     }
 
     /// The number of base tables in the current database.

@@ -49,13 +49,13 @@ pub struct Login {
 /// What ops-run knows of a database server engine, in one file per engine.
 pub trait Server: Sync {
     /// Options and credentials file every tool of the engine takes first.
-    fn login(&self, target: &Target) -> Result<Login, String>;
+    fn login(&self, target: &Target) -> Result<Login, EngineError>;
     /// The dump: its program and the argv after the login options, and the completion line.
     fn dump(
         &self,
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
-    ) -> Result<DumpSource, String>;
+    ) -> Result<DumpSource, EngineError>;
     /// The roles (users) and their grants, as SQL: `pg_dumpall --globals-only`,
     /// `mariadb-dump --system=users`. Passwords (hashes) only with `role_passwords`.
     fn globals(
@@ -63,7 +63,7 @@ pub trait Server: Sync {
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
         role_passwords: bool,
-    ) -> Result<(ProcessSpec, Option<SecretFile>), String>;
+    ) -> Result<(ProcessSpec, Option<SecretFile>), EngineError>;
     /// The roles dump as written to disk: password hashes left out unless `role_passwords`,
     /// where the tool cannot leave them out itself.
     fn clean_globals(&self, sql: String, _role_passwords: bool) -> String {
@@ -80,8 +80,9 @@ pub trait Server: Sync {
     fn import_args(&self, db: &str) -> Vec<String>;
     /// An identifier, quoted.
     fn quote(&self, name: &str) -> String;
-    /// Drops a (scratch) database.
-    fn drop_sql(&self, name: &str) -> String {
+    /// Drops a (scratch) database; `end_sessions`: and ends the sessions connected to it,
+    /// where the statement can.
+    fn drop_sql(&self, name: &str, _end_sessions: bool) -> String {
         format!("DROP DATABASE IF EXISTS {}", self.quote(name))
     }
     /// A query listing the ids of the other sessions connected to database `name`, when
@@ -143,13 +144,13 @@ pub fn tool(tools: &HashMap<String, Setting<String>>, key: &str, default: &str) 
 pub fn dump_source(
     target: &Target,
     tools: &HashMap<String, Setting<String>>,
-) -> Result<DumpSource, String> {
+) -> Result<DumpSource, EngineError> {
     let engine = target
         .db
         .engine
         .as_ref()
         .map(|e| e.value)
-        .ok_or("database has no engine")?;
+        .ok_or(EngineError::NoEngine)?;
     match server(engine) {
         Some(server) => server.dump(target, tools),
         None => Ok(DumpSource::Sqlite {
@@ -158,8 +159,54 @@ pub fn dump_source(
                 .path
                 .as_ref()
                 .map(|p| p.value.clone().into())
-                .ok_or("sqlite database has no path")?,
+                .ok_or(EngineError::NoPath)?,
         }),
+    }
+}
+
+/// Why an engine could not build a tool's command line or dump a database itself.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("database has no engine")]
+    NoEngine,
+    #[error("sqlite database has no path")]
+    NoPath,
+    #[error("{0} has no server client")]
+    NoClient(&'static str),
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error("cannot create the credentials folder {path}: {source}")]
+    CredentialsFolder {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create a credentials file in {path}: {source}")]
+    Credentials {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create a credentials file: too many attempts")]
+    CredentialsExhausted,
+    /// SQLite read by ops-run itself (`path`: what failed).
+    #[error("{what}: {source}")]
+    Sqlite {
+        what: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot write the dump: {0}")]
+    Write(#[from] std::io::Error),
+    /// A check between rows stopped the dump (timeout, interruption).
+    #[error("{0}")]
+    Stopped(String),
+    /// The server refused to drop a scratch database (the client's last words).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Into the words an activity records.
+impl From<EngineError> for String {
+    fn from(e: EngineError) -> String {
+        e.to_string()
     }
 }
 

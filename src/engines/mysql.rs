@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::secret_file::SecretFile;
-use super::{DumpSource, Login, Server, Target, address_args, tool};
+use super::{DumpSource, EngineError, Login, Server, Target, address_args, tool};
 use crate::exec::ProcessSpec;
 use crate::settings::Setting;
 
@@ -22,7 +22,7 @@ pub struct MySql {
 }
 
 impl Server for MySql {
-    fn login(&self, target: &Target) -> Result<Login, String> {
+    fn login(&self, target: &Target) -> Result<Login, EngineError> {
         let mut args = Vec::new();
         let secret = match &target.password {
             Some(pw) => {
@@ -45,7 +45,7 @@ impl Server for MySql {
         &self,
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
-    ) -> Result<DumpSource, String> {
+    ) -> Result<DumpSource, EngineError> {
         let default = if self.mariadb {
             "mariadb-dump"
         } else {
@@ -82,11 +82,11 @@ impl Server for MySql {
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
         _role_passwords: bool,
-    ) -> Result<(ProcessSpec, Option<SecretFile>), String> {
+    ) -> Result<(ProcessSpec, Option<SecretFile>), EngineError> {
         if !self.mariadb {
-            return Err(
-                "roles (globals) are dumped for MariaDB only (mariadb-dump --system=users)".into(),
-            );
+            return Err(EngineError::Unsupported(
+                "roles (globals) are dumped for MariaDB only (mariadb-dump --system=users)",
+            ));
         }
         let login = self.login(target)?;
         let mut args = login.args;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::secret_file::SecretFile;
-use super::{DumpSource, Login, Server, Target, address_args, tool};
+use super::{DumpSource, EngineError, Login, Server, Target, address_args, tool};
 use crate::exec::ProcessSpec;
 use crate::settings::Setting;
 
@@ -19,7 +19,7 @@ fn pgpass_line(password: &str) -> String {
 pub struct Postgres;
 
 impl Server for Postgres {
-    fn login(&self, target: &Target) -> Result<Login, String> {
+    fn login(&self, target: &Target) -> Result<Login, EngineError> {
         let mut args = vec!["--no-password".to_string()];
         args.extend(address_args(target.db, "username"));
         let mut env = Vec::new();
@@ -38,7 +38,7 @@ impl Server for Postgres {
         &self,
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
-    ) -> Result<DumpSource, String> {
+    ) -> Result<DumpSource, EngineError> {
         let program = tool(tools, "pg-dump", "pg_dump");
         let login = self.login(target)?;
         let mut args = vec!["--format=plain".to_string()];
@@ -61,7 +61,7 @@ impl Server for Postgres {
         target: &Target,
         tools: &HashMap<String, Setting<String>>,
         role_passwords: bool,
-    ) -> Result<(ProcessSpec, Option<SecretFile>), String> {
+    ) -> Result<(ProcessSpec, Option<SecretFile>), EngineError> {
         let login = self.login(target)?;
         let mut args = vec!["--globals-only".to_string()];
         if !role_passwords {
@@ -101,9 +101,16 @@ impl Server for Postgres {
         format!("\"{}\"", name.replace('"', "\"\""))
     }
 
-    fn drop_sql(&self, name: &str) -> String {
-        // FORCE (PostgreSQL 13+) ends the sessions a killed client left behind.
-        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quote(name))
+    fn drop_sql(&self, name: &str, end_sessions: bool) -> String {
+        // FORCE (PostgreSQL 13+) ends the sessions a killed client left behind. It refuses
+        // when an autovacuum worker is in the database and the login is not a superuser
+        // (PostgreSQL 15: "must be a member of the role whose process is being terminated"),
+        // which is right after a large load; the plain statement ends autovacuum itself.
+        if end_sessions {
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quote(name))
+        } else {
+            format!("DROP DATABASE IF EXISTS {}", self.quote(name))
+        }
     }
 
     fn count_tables_sql(&self) -> &'static str {

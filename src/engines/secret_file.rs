@@ -3,6 +3,7 @@
 //! folder (0700) beside the state database, `STATE.credentials/`, not in the shared `/tmp`;
 //! what a killed ops-run left there is removed at the next start.
 
+use super::EngineError;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ fn dir() -> PathBuf {
 }
 
 /// Creates the private folder (0700), or makes an existing one private again.
-fn private_dir() -> Result<PathBuf, String> {
+fn private_dir() -> Result<PathBuf, EngineError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = dir();
     if DIR.get().is_none() {
@@ -38,17 +39,15 @@ fn private_dir() -> Result<PathBuf, String> {
         .mode(0o700)
         .create(&dir)
         .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| {
-            format!(
-                "cannot create the credentials folder {}: {e}",
-                dir.display()
-            )
+        .map_err(|source| EngineError::CredentialsFolder {
+            path: dir.clone(),
+            source,
         })?;
     Ok(dir)
 }
 
 impl SecretFile {
-    pub fn create(prefix: &str, content: &str) -> Result<SecretFile, String> {
+    pub fn create(prefix: &str, content: &str) -> Result<SecretFile, EngineError> {
         let dir = private_dir()?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -66,19 +65,22 @@ impl SecretFile {
             {
                 Ok(mut f) => {
                     f.write_all(content.as_bytes())
-                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                        .map_err(|source| EngineError::Credentials {
+                            path: dir.clone(),
+                            source,
+                        })?;
                     return Ok(SecretFile { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
-                    return Err(format!(
-                        "cannot create a credentials file in {}: {e}",
-                        dir.display()
-                    ));
+                    return Err(EngineError::Credentials {
+                        path: dir.clone(),
+                        source: e,
+                    });
                 }
             }
         }
-        Err("cannot create a credentials file: too many attempts".into())
+        Err(EngineError::CredentialsExhausted)
     }
 
     pub fn path(&self) -> &Path {

@@ -7,6 +7,8 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
+use super::EngineError;
+
 /// The last line of a complete SQLite dump.
 pub const MARKER: &str = "-- ops-run sqlite dump complete";
 
@@ -53,17 +55,23 @@ fn write_value(out: &mut dyn Write, v: ValueRef) -> std::io::Result<()> {
 pub fn dump(
     path: &Path,
     out: &mut dyn Write,
-    check: &dyn Fn() -> Result<(), String>,
-) -> Result<(), String> {
+    check: &dyn Fn() -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    let sql = |source: rusqlite::Error| EngineError::Sqlite {
+        what: path.display().to_string(),
+        source,
+    };
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    .map_err(|source| EngineError::Sqlite {
+        what: format!("cannot open {}", path.display()),
+        source,
+    })?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
-        .map_err(|e| e.to_string())?;
-    let io = |e: std::io::Error| format!("cannot write the dump: {e}");
-    let sql = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        .map_err(sql)?;
+    let io = EngineError::Write;
     // One read transaction: every table is read from the same snapshot.
     conn.execute_batch("BEGIN").map_err(sql)?;
     let schema: Vec<(String, String, String)> = {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+use super::PlanError;
 use super::diagnostic::Diagnostic;
 use super::model::*;
 use super::source::Span;
@@ -94,29 +95,26 @@ pub struct Compiled {
 
 impl Compiled {
     /// The plan named by `--plan`, or the only one when there is only one.
-    pub fn plan_named(&self, name: Option<&str>) -> Result<&CompiledPlan, String> {
+    pub fn plan_named(&self, name: Option<&str>) -> Result<&CompiledPlan, PlanError> {
         match name {
             Some(n) => self
                 .plans
                 .iter()
                 .find(|p| p.decl.name.value == n)
-                .ok_or_else(|| format!("no plan named `{n}`")),
+                .ok_or_else(|| PlanError::NoPlan(n.to_string())),
             None => match self.plans.as_slice() {
                 [one] => Ok(one),
                 many => {
                     let names: Vec<&str> =
                         many.iter().map(|p| p.decl.name.value.as_str()).collect();
-                    Err(format!(
-                        "several plans: name one with --plan ({})",
-                        names.join(", ")
-                    ))
+                    Err(PlanError::SeveralPlans(names.join(", ")))
                 }
             },
         }
     }
 
     /// Finds `PLAN/STEP`, or `STEP` when exactly one plan has it.
-    pub fn find(&self, name: &str) -> Result<usize, String> {
+    pub fn find(&self, name: &str) -> Result<usize, PlanError> {
         if let Some(i) = self.steps.iter().position(|s| s.id == name) {
             return Ok(i);
         }
@@ -131,14 +129,17 @@ impl Compiled {
                 let hint = super::diagnostic::did_you_mean(name, ids.iter().chain(&names).copied())
                     .map(|m| format!("; did you mean `{m}`?"))
                     .unwrap_or_default();
-                Err(format!("no step named `{name}`{hint}"))
+                Err(PlanError::NoStep {
+                    name: name.to_string(),
+                    hint,
+                })
             }
             many => {
                 let ids: Vec<&str> = many.iter().map(|&i| self.steps[i].id.as_str()).collect();
-                Err(format!(
-                    "step name `{name}` is ambiguous; name one of: {}",
-                    ids.join(", ")
-                ))
+                Err(PlanError::AmbiguousStep {
+                    name: name.to_string(),
+                    ids: ids.join(", "),
+                })
             }
         }
     }

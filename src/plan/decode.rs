@@ -11,9 +11,9 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::source::{Sources, Span};
 use crate::steps;
-use crate::units::duration;
 use crate::units::keep::{self, Keep};
 use crate::units::schedule::{self, Schedule};
+use crate::units::{ValueError, duration};
 
 pub const TOOL_NAMES: [&str; 6] = [
     "pg-dump",
@@ -218,7 +218,7 @@ pub struct Decoder<'a> {
     file: usize,
     diags: &'a mut Vec<Diagnostic>,
     /// Parsed cron expressions by text: plans repeat a few schedules many times.
-    schedules: &'a mut HashMap<String, Result<Schedule, String>>,
+    schedules: &'a mut HashMap<String, Result<Schedule, ValueError>>,
 }
 
 fn describe(v: &KdlValue) -> String {
@@ -500,11 +500,11 @@ impl Decoder<'_> {
     }
 
     /// A string argument turned into a value by `parse`; errors point at the argument.
-    pub(crate) fn parsed<T>(
+    pub(crate) fn parsed<T, E: std::fmt::Display>(
         &mut self,
         node: &KdlNode,
         expected: &str,
-        parse: impl FnMut(&str) -> Result<T, String>,
+        parse: impl FnMut(&str) -> Result<T, E>,
     ) -> Option<Spanned<T>> {
         if !self.shape(node, 1, 1, &[]) {
             return None;
@@ -514,12 +514,12 @@ impl Decoder<'_> {
         self.entry_parsed(e, &what, expected, parse)
     }
 
-    pub(crate) fn entry_parsed<T>(
+    pub(crate) fn entry_parsed<T, E: std::fmt::Display>(
         &mut self,
         e: &KdlEntry,
         what: &str,
         expected: &str,
-        mut parse: impl FnMut(&str) -> Result<T, String>,
+        mut parse: impl FnMut(&str) -> Result<T, E>,
     ) -> Option<Spanned<T>> {
         let span = self.sp(e.span());
         match e.value() {

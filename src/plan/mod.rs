@@ -62,6 +62,25 @@ pub fn load_sources(sources: Sources, env: &Env) -> Loaded {
     }
 }
 
-pub fn load(path: &Path, env: &Env) -> Result<Loaded, String> {
+/// Why plans, or a file a plan names, could not be read, or a name given on the command line
+/// names nothing. Each is the operator's to fix: nothing ran (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A plans file or folder, or a template, could not be read (the words name the path).
+    #[error("{0}")]
+    Read(String),
+    #[error("no plan named `{0}`")]
+    NoPlan(String),
+    #[error("several plans: name one with --plan ({0})")]
+    SeveralPlans(String),
+    #[error("no step named `{name}`{hint}")]
+    NoStep { name: String, hint: String },
+    #[error("step name `{name}` is ambiguous; name one of: {ids}")]
+    AmbiguousStep { name: String, ids: String },
+    #[error("{0}")]
+    TagPattern(String),
+}
+
+pub fn load(path: &Path, env: &Env) -> Result<Loaded, PlanError> {
     Ok(load_sources(Sources::load(path)?, env))
 }

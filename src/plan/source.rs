@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::PlanError;
+
 /// A byte range in one loaded file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Span {
@@ -36,7 +38,11 @@ pub const MAX_PLAN_BYTES: u64 = 4 << 20;
 
 /// Reads a regular file of at most `limit` bytes: a device, a FIFO or a huge file is refused
 /// instead of read for ever.
-pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, PlanError> {
+    read_limited(path, limit).map_err(PlanError::Read)
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -69,7 +75,11 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
 
 impl Sources {
     /// Loads `path`: a single `.kdl` file, or every `*.kdl` file directly in a folder, by name.
-    pub fn load(path: &Path) -> Result<Sources, String> {
+    pub fn load(path: &Path) -> Result<Sources, PlanError> {
+        Sources::read(path).map_err(PlanError::Read)
+    }
+
+    fn read(path: &Path) -> Result<Sources, String> {
         let mut paths = Vec::new();
         let meta = std::fs::metadata(path)
             .map_err(|e| format!("cannot read plans at {}: {e}", path.display()))?;
@@ -92,7 +102,7 @@ impl Sources {
         }
         let mut sources = Sources::default();
         for p in paths {
-            let bytes = read_regular(&p, MAX_PLAN_BYTES)?;
+            let bytes = read_limited(&p, MAX_PLAN_BYTES)?;
             let text = String::from_utf8(bytes).map_err(|e| {
                 let bytes = e.as_bytes();
                 let at = e.utf8_error().valid_up_to();

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::PlanError;
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::source::Span;
@@ -324,15 +325,17 @@ pub fn secret_values(plan: &Plan) -> Vec<&Sourced> {
         .collect()
 }
 
-pub fn check_tag_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_tag_pattern(pattern: &str) -> Result<(), PlanError> {
     let mut rest = pattern;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
-            return Err("`{` without a closing `}`".into());
+            return Err(PlanError::TagPattern("`{` without a closing `}`".into()));
         };
         let key = &rest[open + 1..open + close];
         if !matches!(key, "date" | "time" | "plan" | "seq") {
-            return Err(format!("unknown placeholder `{{{key}}}`"));
+            return Err(PlanError::TagPattern(format!(
+                "unknown placeholder `{{{key}}}`"
+            )));
         }
         rest = &rest[open + close + 1..];
     }
@@ -351,7 +354,9 @@ pub fn check_tag_pattern(pattern: &str) -> Result<(), String> {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
     if bad {
-        return Err(format!("`{sample}` is not a valid git tag name"));
+        return Err(PlanError::TagPattern(format!(
+            "`{sample}` is not a valid git tag name"
+        )));
     }
     Ok(())
 }

@@ -26,9 +26,33 @@ pub const PERIOD: Duration = Duration::from_secs(7 * 86_400);
 
 use crate::clock::local_minute as local;
 
+/// Why a report or runbook was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("template: {0}")]
+    Template(#[from] crate::plan::PlanError),
+    #[error("the template {0} is not UTF-8")]
+    NotUtf8(std::path::PathBuf),
+    /// Handlebars' reason, with the line and column when it gives them.
+    #[error("{0}")]
+    Render(String),
+    #[error(transparent)]
+    Help(#[from] crate::help::HelpError),
+    #[error("cannot create {path}: {source}")]
+    Folder {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The template a report step (or `ops-run report`) uses: the built-in `backup-report`, or a
 /// file named relative to the plans folder.
-pub fn template(name: &str, plans_dir: &Path) -> Result<String, String> {
+pub fn template(name: &str, plans_dir: &Path) -> Result<String, ReportError> {
     if name == "backup-report" {
         return Ok(render::BACKUP_REPORT.to_string());
     }
@@ -38,9 +62,8 @@ pub fn template(name: &str, plans_dir: &Path) -> Result<String, String> {
         plans_dir.parent().unwrap_or(Path::new("."))
     };
     let path = base.join(name);
-    let bytes = crate::plan::source::read_regular(&path, TEMPLATE_BYTES)
-        .map_err(|e| format!("template: {e}"))?;
-    String::from_utf8(bytes).map_err(|_| format!("the template {} is not UTF-8", path.display()))
+    let bytes = crate::plan::source::read_regular(&path, TEMPLATE_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| ReportError::NotUtf8(path))
 }
 
 /// The largest report template ops-run reads.

@@ -72,7 +72,7 @@ pub fn render(
     template: &str,
     context: &Value,
     registry: &BTreeMap<String, Entry>,
-) -> Result<String, String> {
+) -> Result<String, super::ReportError> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(markdown_escape);
@@ -90,7 +90,7 @@ pub fn render(
             (Some(l), None) => format!("line {l}: "),
             _ => String::new(),
         };
-        format!("{at}{}", e.reason())
+        super::ReportError::Render(format!("{at}{}", e.reason()))
     })?;
     let used = used.lock().map(|u| u.clone()).unwrap_or_default();
     if !used.is_empty() {
@@ -131,7 +131,9 @@ mod tests {
 
     #[test]
     fn strict_mode_names_the_line_of_an_unknown_variable() {
-        let err = render("line one\n{{plna}}\n", &json!({ "plan": "x" }), &registry()).unwrap_err();
+        let err = render("line one\n{{plna}}\n", &json!({ "plan": "x" }), &registry())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("line 2"), "{err}");
         assert!(err.contains("plna"), "{err}");
     }
@@ -144,6 +146,6 @@ mod tests {
             "{out}"
         );
         let err = render("{{help \"nope\"}}", &json!({}), &registry()).unwrap_err();
-        assert!(err.contains("unknown help key `nope`"), "{err}");
+        assert!(err.to_string().contains("unknown help key `nope`"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::ReportError;
 use crate::artifact::layout::{self, Area};
 use crate::artifact::sha;
 use crate::exec::shell_quote as q;
@@ -353,23 +354,27 @@ pub fn write(
     now: DateTime<Utc>,
     out: Option<&Path>,
     store: Option<&crate::store::Store>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ReportError> {
     let registry = crate::help::registry()?;
     let text = super::render::render(
         TEMPLATE,
         &context(compiled, plan, env, now, store),
         &registry,
     )
-    .map_err(|e| format!("the runbook template does not render: {e}"))?;
+    .map_err(|e| ReportError::Render(format!("the runbook template does not render: {e}")))?;
     let path = match out {
         Some(p) => p.to_path_buf(),
         None => Path::new(&plan.base.value).join("reports/dr-runbook.md"),
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::Folder {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    layout::write_atomic(&path, text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    layout::write_atomic(&path, text.as_bytes()).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }

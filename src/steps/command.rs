@@ -11,7 +11,7 @@ use crate::plan::validate::Scope;
 use kdl::KdlNode;
 use serde_json::json;
 
-use super::{Context, Outcome, Status};
+use super::{Context, Outcome, Status, StepError};
 use crate::exec::{self, Exit, ProcessSpec};
 use crate::plan::model::Command;
 
@@ -101,7 +101,7 @@ fn env(c: &mut Command, node: &KdlNode, dec: &mut Decoder) {
 }
 
 /// Builds the process; fails when an `env=` / `file=` value cannot be resolved.
-pub fn build(ctx: &Context, c: &Command) -> Result<ProcessSpec, String> {
+pub fn build(ctx: &Context, c: &Command) -> Result<ProcessSpec, StepError> {
     let mut spec = match (&c.run, &c.shell) {
         (Some(run), _) => {
             let mut argv = run.value.iter();
@@ -132,7 +132,7 @@ pub fn build(ctx: &Context, c: &Command) -> Result<ProcessSpec, String> {
 pub fn execute(ctx: &Context, c: &Command) -> Outcome {
     let spec = match build(ctx, c) {
         Ok(s) => s,
-        Err(e) => return Outcome::failed(ctx.redactor.redact(&e)),
+        Err(e) => return Outcome::failed(ctx.redactor.redact(&e.to_string())),
     };
     let result = exec::run(&spec, ctx.redactor);
     let argv = spec.display(ctx.redactor);

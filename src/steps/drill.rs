@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use kdl::KdlNode;
 use serde_json::json;
 
-use super::{Context, Outcome, Settings, Status};
+use super::{Context, Outcome, Settings, Status, StepError};
 use crate::artifact::layout::{self, Area};
 use crate::artifact::sha;
 use crate::exec;
@@ -182,7 +182,7 @@ fn snapshot_of<'a>(ctx: &'a Context, d: &Drill) -> Option<(&'a str, &'a Snapshot
     })
 }
 
-pub fn preview(ctx: &Context, d: &Drill) -> Result<String, String> {
+pub fn preview(ctx: &Context, d: &Drill) -> Result<String, StepError> {
     let mut parts = Vec::new();
     if let Some(dump) = &d.restore.dump {
         parts.push(format!(
@@ -203,7 +203,7 @@ pub fn preview(ctx: &Context, d: &Drill) -> Result<String, String> {
 }
 
 /// A drill needs something to rehearse: a good dump (when it names one) and a snapshot.
-pub fn ready(ctx: &Context, d: &Drill) -> Result<(), String> {
+pub fn ready(ctx: &Context, d: &Drill) -> Result<(), StepError> {
     if d.restore.dump.is_some() {
         super::verify::ready(ctx, &d.restore)?;
     }
@@ -212,7 +212,7 @@ pub fn ready(ctx: &Context, d: &Drill) -> Result<(), String> {
         if super::snapshot::newest_complete(&dir, ctx.plan.timezone.value, ctx.clock.now())
             .is_none()
         {
-            return Err(format!("no complete snapshot of `{name}` to restore yet"));
+            return Err(format!("no complete snapshot of `{name}` to restore yet").into());
         }
     }
     Ok(())
@@ -223,8 +223,41 @@ struct RemoveTree(PathBuf);
 
 impl Drop for RemoveTree {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        remove_tree(&self.0);
     }
+}
+
+/// `remove_dir_all`, with the subfolders shared out to a few threads: unlinking is the
+/// kernel's work, and a restored tree of 10,000 files took twice as long on one thread.
+fn remove_tree(root: &Path) {
+    const THREADS: usize = 4;
+    // Breadth first, until there are enough folders to share out (or no deeper ones).
+    let mut level = vec![root.to_path_buf()];
+    while level.len() < 4 * THREADS {
+        let next: Vec<PathBuf> = level
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    if level.len() > 1 {
+        let queue = std::sync::Mutex::new(level);
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    while let Some(d) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                        let _ = std::fs::remove_dir_all(d);
+                    }
+                });
+            }
+        });
+    }
+    let _ = std::fs::remove_dir_all(root);
 }
 
 const SCRATCH_DIR: &str = ".drill-files.";
@@ -348,16 +381,16 @@ fn snapshot_time(
     ctx: &Context,
     env: &[(String, String)],
     id: &str,
-) -> Result<chrono::DateTime<chrono::Utc>, String> {
+) -> Result<chrono::DateTime<chrono::Utc>, StepError> {
     let spec = super::snapshot::restic(ctx, env, &["snapshots".into(), "--json".into(), id.into()]);
     let r = exec::run(&spec, ctx.redactor);
     let listed: serde_json::Value = serde_json::from_str(r.tail.trim())
         .map_err(|_| format!("restic snapshots did not list {id}: {}", r.tail.trim()))?;
-    listed[0]["time"]
+    Ok(listed[0]["time"]
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
-        .ok_or_else(|| format!("restic snapshots gave no time for {id}"))
+        .ok_or_else(|| format!("restic snapshots gave no time for {id}"))?)
 }
 
 /// The files part: restic restore into a scratch folder, then the spot check.
@@ -366,7 +399,7 @@ fn rehearse_files(
     d: &Drill,
     lines: &mut Vec<String>,
     meta: &mut serde_json::Value,
-) -> Result<(Duration, Duration), String> {
+) -> Result<(Duration, Duration), StepError> {
     let (name, snap) = snapshot_of(ctx, d).ok_or("no such snapshot step")?;
     let now = ctx.clock.now();
     let marker = super::snapshot::newest_complete(
@@ -405,7 +438,8 @@ fn rehearse_files(
             "restic restore failed: {}\n{}",
             r.exit.reason("restic").unwrap_or_default(),
             r.tail.trim()
-        ));
+        )
+        .into());
     }
     lines.push(format!(
         "files restored in {:.1} s into {}",
@@ -444,7 +478,8 @@ fn rehearse_files(
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )
+        .into());
     }
     lines.push(format!("scratch: {} (removed)", scratch.display()));
     Ok((took, point))

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{Context, Outcome, Status};
+use super::{Context, Outcome, Status, StepError};
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
 use crate::artifact::layout::{self, Area, DumpFile};
@@ -170,17 +170,17 @@ pub fn db_dir(ctx: &Context) -> PathBuf {
     ctx.plan.dir(ctx.step.name(), Area::Dumps)
 }
 
-fn database<'a>(ctx: &Context<'a>, d: &Dump) -> Result<&'a Database, String> {
+fn database<'a>(ctx: &Context<'a>, d: &Dump) -> Result<&'a Database, StepError> {
     ctx.database(d.database.as_ref().map_or("", |n| n.value.as_str()))
 }
 
-fn source(ctx: &Context, db: &Database) -> Result<DumpSource, String> {
-    engines::dump_source(&ctx.target(db)?, &ctx.plan.tools)
+fn source(ctx: &Context, db: &Database) -> Result<DumpSource, StepError> {
+    Ok(engines::dump_source(&ctx.target(db)?, &ctx.plan.tools)?)
 }
 
 /// `--dry-run`: the tool's argv (the password is in a file, never here), the final name, and
 /// what retention would delete now.
-pub fn preview(ctx: &Context, d: &Dump) -> Result<String, String> {
+pub fn preview(ctx: &Context, d: &Dump) -> Result<String, StepError> {
     let db = database(ctx, d)?;
     let dir = db_dir(ctx);
     let now = ctx.clock.now();
@@ -232,7 +232,7 @@ fn level(d: &Dump) -> u32 {
 
 /// What retention must know from the log: the dumps of this step that its verify steps
 /// restored last (never deleted) and when each dump was made (the order that counts).
-fn history(ctx: &Context) -> Result<super::prune::History, String> {
+fn history(ctx: &Context) -> Result<super::prune::History, StepError> {
     let Some(state) = ctx.state else {
         return Ok(Default::default());
     };
@@ -274,7 +274,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
     };
     let source = match source(ctx, db) {
         Ok(s) => s,
-        Err(e) => return Outcome::failed(ctx.redactor.redact(&e)),
+        Err(e) => return Outcome::failed(ctx.redactor.redact(&e.to_string())),
     };
     let dir = db_dir(ctx);
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -335,7 +335,10 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                 });
                 extra.push(super::prune::run(&dir, &keep.value, tz, history));
             }
-            let globals_error = globals.as_ref().and_then(|g| g.as_ref().err()).cloned();
+            let globals_error = globals
+                .as_ref()
+                .and_then(|g| g.as_ref().err())
+                .map(|e| e.to_string());
             Outcome {
                 status: if globals_error.is_some() {
                     Status::Failed
@@ -358,7 +361,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                     None => w.stderr.clone(),
                 }),
                 summary: match &globals_error {
-                    Some(e) => ctx.redactor.redact(e),
+                    Some(e) => ctx.redactor.redact(&e.to_string()),
                     None => format!(
                         "{} ({}, sha256 {})",
                         final_path.display(),
@@ -381,7 +384,12 @@ pub fn globals_path(dump: &Path) -> Option<PathBuf> {
 
 /// Dumps the server's roles beside the dump `dump` (same stamp, `globals-` prefix), with its
 /// sidecar; never a half-written file under the final name.
-fn write_globals(ctx: &Context, d: &Dump, db: &Database, dump: &Path) -> Result<PathBuf, String> {
+fn write_globals(
+    ctx: &Context,
+    d: &Dump,
+    db: &Database,
+    dump: &Path,
+) -> Result<PathBuf, StepError> {
     let engine = db.engine.as_ref().map(|e| e.value).ok_or("no engine")?;
     let server = engines::server(engine).ok_or_else(|| {
         format!(
@@ -398,13 +406,14 @@ fn write_globals(ctx: &Context, d: &Dump, db: &Database, dump: &Path) -> Result<
         Ok(())
     });
     if let Some(e) = write_error {
-        return Err(format!("cannot read the roles: {e}"));
+        return Err(format!("cannot read the roles: {e}").into());
     }
     if let Some(why) = r.exit.reason(&spec.program) {
         return Err(format!(
             "the roles (globals) could not be dumped: {why}\n{}",
             r.tail.trim()
-        ));
+        )
+        .into());
     }
     let text = server.clean_globals(String::from_utf8_lossy(&sql).into_owned(), role_passwords);
     let path = globals_path(dump).ok_or("the dump has no standard name")?;
@@ -471,12 +480,14 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
             let deadline = Instant::now() + crate::exec::escape::remaining(ctx.step.timeout.value);
             let check = || {
                 if crate::exec::signals::interrupted() {
-                    Err("interrupted: ops-run was stopped (SIGINT/SIGTERM)".to_string())
+                    Err(engines::EngineError::Stopped(
+                        "interrupted: ops-run was stopped (SIGINT/SIGTERM)".to_string(),
+                    ))
                 } else if Instant::now() > deadline {
-                    Err(format!(
+                    Err(engines::EngineError::Stopped(format!(
                         "timed out after {}",
                         crate::units::duration::format(ctx.step.timeout.value)
-                    ))
+                    )))
                 } else {
                     Ok(())
                 }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Context, Outcome, Status};
+use super::{Context, Outcome, Status, StepError};
 use crate::artifact::layout::{self, Area};
 use crate::artifact::sha;
 use crate::engines::tool;
@@ -149,7 +149,7 @@ pub fn tag_name(pattern: &str, ctx: &Context, seq: u32) -> String {
         .replace("{seq}", &seq.to_string())
 }
 
-fn run(ctx: &Context, spec: &ProcessSpec) -> Result<String, String> {
+fn run(ctx: &Context, spec: &ProcessSpec) -> Result<String, StepError> {
     let r = exec::run(spec, ctx.redactor);
     if r.success() {
         Ok(r.tail)
@@ -159,7 +159,8 @@ fn run(ctx: &Context, spec: &ProcessSpec) -> Result<String, String> {
             spec.args.join(" "),
             r.exit,
             r.tail.trim()
-        ))
+        )
+        .into())
     }
 }
 
@@ -271,7 +272,7 @@ fn evidence(ctx: &Context) -> String {
     lines.join("\n")
 }
 
-pub fn preview(ctx: &Context, g: &GitTag) -> Result<String, String> {
+pub fn preview(ctx: &Context, g: &GitTag) -> Result<String, StepError> {
     let repo = g
         .repository
         .as_ref()
@@ -300,11 +301,11 @@ pub fn execute(ctx: &Context, g: &GitTag) -> Outcome {
             extra: Vec::new(),
             tolerated: false,
         },
-        Err(e) => Outcome::failed(ctx.redactor.redact(&e)),
+        Err(e) => Outcome::failed(ctx.redactor.redact(&e.to_string())),
     }
 }
 
-fn tag(ctx: &Context, g: &GitTag) -> Result<(String, String, String), String> {
+fn tag(ctx: &Context, g: &GitTag) -> Result<(String, String, String), StepError> {
     let repo = g
         .repository
         .as_ref()
@@ -392,7 +393,7 @@ fn tag(ctx: &Context, g: &GitTag) -> Result<(String, String, String), String> {
         if exists(&name) {
             return Err(format!(
                 "the tag {name} exists already: tags are never moved or overwritten (add {{seq}} or {{time}} to the pattern to tag more than once a day)"
-            ));
+            ).into());
         }
         name
     };

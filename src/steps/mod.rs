@@ -36,29 +36,72 @@ pub struct Context<'a> {
     pub plans: &'a std::path::Path,
 }
 
+/// Why a step could not be previewed, made ready or run. Step kinds compose their messages
+/// (what failed, the tool's words); the secrets and engines below keep their own types.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("no database `{0}`")]
+    NoDatabase(String),
+    #[error("password of `{db}`: {source}")]
+    Password {
+        db: String,
+        source: crate::settings::EnvError,
+    },
+    #[error(transparent)]
+    Env(#[from] crate::settings::EnvError),
+    #[error(transparent)]
+    Engine(#[from] crate::engines::EngineError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for StepError {
+    fn from(why: String) -> StepError {
+        StepError::Failed(why)
+    }
+}
+
+/// Into the words an activity records (its summary and log).
+impl From<StepError> for String {
+    fn from(e: StepError) -> String {
+        e.to_string()
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(why: &str) -> StepError {
+        StepError::Failed(why.to_string())
+    }
+}
+
 impl<'a> Context<'a> {
     /// The plan's `database NAME` block.
-    pub fn database(&self, name: &str) -> Result<&'a crate::plan::model::Database, String> {
+    pub fn database(&self, name: &str) -> Result<&'a crate::plan::model::Database, StepError> {
         self.plan
             .decl
             .databases
             .iter()
             .find(|d| d.name.value == name)
-            .ok_or_else(|| format!("no database `{name}`"))
+            .ok_or_else(|| StepError::NoDatabase(name.to_string()))
     }
 
     /// A database with its password resolved, ready for a tool.
     pub fn target(
         &self,
         db: &'a crate::plan::model::Database,
-    ) -> Result<crate::engines::Target<'a>, String> {
+    ) -> Result<crate::engines::Target<'a>, StepError> {
         let password = db
             .password
             .as_ref()
             .map(|p| {
                 self.env
                     .resolve(&p.source)
-                    .map_err(|e| format!("password of `{}`: {e}", db.name.value))
+                    .map_err(|source| StepError::Password {
+                        db: db.name.value.clone(),
+                        source,
+                    })
             })
             .transpose()?;
         Ok(crate::engines::Target { db, password })
@@ -182,7 +225,7 @@ pub fn validate(step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
 }
 
 /// What `--dry-run` shows for a step: the exact argv (redacted), or why it cannot be built.
-pub fn preview(ctx: &Context) -> Result<String, String> {
+pub fn preview(ctx: &Context) -> Result<String, StepError> {
     match &ctx.step.decl.kind {
         StepKind::Command(c) => command::build(ctx, c).map(|spec| spec.display(ctx.redactor)),
         StepKind::Dump(d) => dump::preview(ctx, d),
@@ -197,7 +240,7 @@ pub fn preview(ctx: &Context) -> Result<String, String> {
 
 /// Whether a step has what it needs to run now (checked when its turn comes); `Err(why)`
 /// records it as skipped.
-pub fn ready(ctx: &Context) -> Result<(), String> {
+pub fn ready(ctx: &Context) -> Result<(), StepError> {
     match &ctx.step.decl.kind {
         StepKind::Verify(v) => verify::ready(ctx, v),
         StepKind::Drill(d) => drill::ready(ctx, d),

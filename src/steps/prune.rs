@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
-use super::{Extra, Status};
+use super::{Extra, Status, StepError};
 use crate::artifact::layout::{self, DumpFile};
 use crate::retention::{self, Selection};
 use crate::units::keep::Keep;
@@ -60,7 +60,7 @@ pub fn plan(
 
 /// Retention after a good dump. When the history cannot be read, nothing is deleted and the
 /// prune fails.
-pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, String>) -> Extra {
+pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>) -> Extra {
     let started = Instant::now();
     let history = match history {
         Ok(p) => p,
@@ -158,7 +158,12 @@ mod tests {
             last: 1,
             ..Keep::default()
         };
-        let extra = run(dir.path(), &keep, chrono_tz::UTC, history(&paths));
+        let extra = run(
+            dir.path(),
+            &keep,
+            chrono_tz::UTC,
+            history(&paths).map_err(StepError::from),
+        );
         (extra, paths.iter().map(|p| p.exists()).collect())
     }
 

@@ -13,7 +13,7 @@ use crate::settings::Origin;
 use kdl::KdlNode;
 use serde_json::json;
 
-use super::{Context, Outcome, Status};
+use super::{Context, Outcome, Status, StepError};
 use crate::plan::model::Report;
 use crate::report;
 
@@ -52,7 +52,7 @@ fn template_name(r: &Report) -> &str {
         .map_or("backup-report", |t| t.value.as_str())
 }
 
-pub fn preview(ctx: &Context, r: &Report) -> Result<String, String> {
+pub fn preview(ctx: &Context, r: &Report) -> Result<String, StepError> {
     Ok(format!(
         "render `{}` into {}/reports/backup-report-YYYYmmdd.md",
         template_name(r),
@@ -65,7 +65,7 @@ pub fn make(
     ctx: &Context,
     template: &str,
     out: Option<&std::path::Path>,
-) -> Result<std::path::PathBuf, String> {
+) -> Result<std::path::PathBuf, StepError> {
     let text = report::template(template, ctx.plans)?;
     // A report only reads the log.
     let store = match ctx.state {
@@ -84,12 +84,12 @@ pub fn make(
         now,
         ctx.redactor,
     );
-    let registry = crate::help::registry()?;
+    let registry = crate::help::registry().map_err(report::ReportError::from)?;
     let markdown = report::render::render(&text, &context, &registry)
         .map_err(|e| format!("template `{template}`: {e}"))?;
     let markdown = ctx.redactor.redact(&markdown);
-    report::write(ctx.plan, &markdown, now, out)
-        .map_err(|e| format!("cannot write the report: {e}"))
+    Ok(report::write(ctx.plan, &markdown, now, out)
+        .map_err(|e| format!("cannot write the report: {e}"))?)
 }
 
 pub fn execute(ctx: &Context, r: &Report) -> Outcome {
@@ -102,6 +102,6 @@ pub fn execute(ctx: &Context, r: &Report) -> Outcome {
             extra: Vec::new(),
             tolerated: false,
         },
-        Err(e) => Outcome::failed(ctx.redactor.redact(&e)),
+        Err(e) => Outcome::failed(ctx.redactor.redact(&e.to_string())),
     }
 }

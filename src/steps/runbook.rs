@@ -5,7 +5,7 @@
 use kdl::KdlNode;
 use serde_json::json;
 
-use super::{Context, Outcome, Settings, Status};
+use super::{Context, Outcome, Settings, Status, StepError};
 use crate::graph::EdgeKind;
 use crate::plan::compile::Compiling;
 use crate::plan::decode::Decoder;
@@ -40,7 +40,7 @@ pub fn compile(_: &Runbook, c: &mut Compiling) {
 
 pub fn validate(_: &Runbook, _: &Spanned<String>, _: &Scope, _: &mut Vec<Diagnostic>) {}
 
-pub fn preview(ctx: &Context, _: &Runbook) -> Result<String, String> {
+pub fn preview(ctx: &Context, _: &Runbook) -> Result<String, StepError> {
     Ok(format!(
         "write the disaster-recovery runbook to {}/reports/dr-runbook.md",
         ctx.plan.base.value
@@ -67,6 +67,6 @@ pub fn execute(ctx: &Context, _: &Runbook) -> Outcome {
             extra: Vec::new(),
             tolerated: false,
         },
-        Err(e) => Outcome::failed(ctx.redactor.redact(&e)),
+        Err(e) => Outcome::failed(ctx.redactor.redact(&e.to_string())),
     }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::{Context, Extra, Outcome, Status};
+use super::{Context, Extra, Outcome, Status, StepError};
 use crate::artifact::layout;
 use crate::engines::tool;
 use crate::exec::{self, Exit, ProcessSpec};
@@ -171,7 +171,7 @@ pub fn newest_complete(
         })
 }
 
-pub(crate) fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, StepError> {
     let pick = |var: &str, own: &Option<Sourced>, what: &str| -> Result<String, String> {
         if let Some(v) = ctx.env.get(var) {
             return Ok(v.to_string());
@@ -246,7 +246,7 @@ pub fn forget_args(s: &Snapshot, keep: &Keep) -> Vec<String> {
     args
 }
 
-pub fn preview(ctx: &Context, s: &Snapshot) -> Result<String, String> {
+pub fn preview(ctx: &Context, s: &Snapshot) -> Result<String, StepError> {
     let env = credentials(ctx, s)?;
     let mut out = restic(ctx, &env, &backup_args(s)).display(ctx.redactor);
     out.push_str("   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)");
@@ -288,7 +288,7 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
     let started = Instant::now();
     let env = match credentials(ctx, s) {
         Ok(e) => e,
-        Err(e) => return Outcome::failed(ctx.redactor.redact(&e)),
+        Err(e) => return Outcome::failed(ctx.redactor.redact(&e.to_string())),
     };
     let program = tool(&ctx.plan.tools, "restic", "restic");
     let local = local_repository(&env);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Context, Outcome, Status};
+use super::{Context, Outcome, Status, StepError};
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha;
@@ -189,7 +189,7 @@ pub(crate) fn newest_with_sidecar(
     layout::good_dumps(dir, tz, now).next()
 }
 
-pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
+pub fn preview(ctx: &Context, v: &Verify) -> Result<String, StepError> {
     let (source, fail_after, dir) = dump_of(ctx, v)?;
     let target = match &v.verify_database {
         Some(t) => ctx.database(&t.value)?,
@@ -208,7 +208,10 @@ pub fn preview(ctx: &Context, v: &Verify) -> Result<String, String> {
 
 /// The dump step's database and its `fail-after`.
 /// The dump step a verify tests: its database, its `fail-after`, and its folder.
-fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration, PathBuf), String> {
+fn dump_of<'a>(
+    ctx: &'a Context,
+    v: &Verify,
+) -> Result<(&'a Database, Duration, PathBuf), StepError> {
     let name = v
         .dump
         .as_ref()
@@ -221,7 +224,7 @@ fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration, 
         .find(|s| s.plan == ctx.step.plan && s.name() == name)
         .ok_or_else(|| format!("no dump step `{name}`"))?;
     let StepKind::Dump(d) = &step.decl.kind else {
-        return Err(format!("`{name}` is not a dump step"));
+        return Err(format!("`{name}` is not a dump step").into());
     };
     let db = ctx.database(d.database.as_ref().map_or("", |n| n.value.as_str()))?;
     Ok((
@@ -234,14 +237,15 @@ fn dump_of<'a>(ctx: &'a Context, v: &Verify) -> Result<(&'a Database, Duration, 
 
 /// A verify needs a dump to test: without a good one (the dump never succeeded) it is
 /// skipped, not failed: the dump's own check already says why, and one cause gets one alert.
-pub fn ready(ctx: &Context, v: &Verify) -> Result<(), String> {
+pub fn ready(ctx: &Context, v: &Verify) -> Result<(), StepError> {
     let (_, _, dir) = dump_of(ctx, v)?;
     match newest_with_sidecar(&dir, ctx.plan.timezone.value, ctx.clock.now()) {
         Some(_) => Ok(()),
         None => Err(format!(
             "no good dump of `{}` to restore yet",
             v.dump.as_ref().map_or("", |d| d.value.as_str())
-        )),
+        )
+        .into()),
     }
 }
 
@@ -256,7 +260,7 @@ pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
             Status::Success,
             format!("restored {} tables", ev.tables.unwrap_or(0)),
         ),
-        Err(why) => (Status::Failed, why.clone()),
+        Err(why) => (Status::Failed, why.to_string()),
     };
     ev.line(match &result {
         Ok(()) => "result: ok".to_string(),
@@ -286,7 +290,7 @@ pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
 
 /// A restore test as a drill runs it: the verify's work without its log file or activity.
 pub(crate) struct RestoreTest {
-    pub result: Result<u64, String>,
+    pub result: Result<u64, StepError>,
     pub lines: Vec<String>,
     pub dump: Option<PathBuf>,
     /// When the restored dump was taken.
@@ -315,7 +319,7 @@ fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
     layout::write_new(&dir, &stem, "log", text.as_bytes())
 }
 
-fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
+fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
     let (source, fail_after, dir) = dump_of(ctx, v)?;
     let tz = ctx.plan.timezone.value;
     let dump = newest_with_sidecar(&dir, tz, ctx.clock.now())
@@ -331,10 +335,7 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
         .map_err(|e| format!("cannot read {}: {e}", dump.path.display()))?;
     if actual != claimed {
         ev.line(format!("sha256: {actual} (the sidecar says {claimed})"));
-        return Err(format!(
-            "checksum mismatch: {} is damaged; not imported",
-            dump.name
-        ));
+        return Err(format!("checksum mismatch: {} is damaged; not imported", dump.name).into());
     }
     ev.line(format!("sha256: {actual} (matches the sidecar)"));
     let age = (ctx.clock.now() - dump.taken).to_std().unwrap_or_default();
@@ -350,7 +351,7 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
             dump.name,
             duration::format(Duration::from_secs(age.as_secs())),
             duration::format(fail_after)
-        ));
+        ).into());
     }
     let target = match &v.verify_database {
         Some(t) => ctx.database(&t.value)?,
@@ -370,7 +371,8 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), String> {
             "verify-database `{}` is not a {} server",
             target.name.value,
             crate::engines::engine_name(source)
-        ));
+        )
+        .into());
     }
     ev.line(format!("engine: {}", crate::engines::engine_name(source)));
     let scratch = scratch_name(&ctx.plan.decl.name.value);
@@ -395,7 +397,7 @@ pub(crate) fn import_dump(
     keep_ownership: bool,
     timeout: Option<Duration>,
     redactor: &exec::redact::Redactor,
-) -> (u64, Result<(), String>) {
+) -> (u64, Result<(), StepError>) {
     let mut import = client.import(db);
     import.timeout = timeout;
     let path = dump.to_path_buf();
@@ -431,7 +433,7 @@ pub(crate) fn import_dump(
     );
     let changed = changed.load(Ordering::Relaxed);
     if let Some(e) = feed_error {
-        return (changed, Err(format!("the import failed: {e}")));
+        return (changed, Err(format!("the import failed: {e}").into()));
     }
     if !r.success() {
         return (
@@ -440,7 +442,8 @@ pub(crate) fn import_dump(
                 "the import failed: {}\n{}",
                 exit_reason(&import, &r),
                 r.tail.trim()
-            )),
+            )
+            .into()),
         );
     }
     (changed, Ok(()))
@@ -486,13 +489,15 @@ struct Scratch<'a> {
 }
 
 impl Scratch<'_> {
+    /// `Err`: the server's last refusal.
     fn drop_now(&mut self) -> Result<(), String> {
         if let Some(d) = &self.dropped {
             return d.clone();
         }
         let r = self
             .client
-            .drop_scratch(&self.maintenance, &self.name, self.ctx.redactor);
+            .drop_scratch(&self.maintenance, &self.name, self.ctx.redactor)
+            .map_err(String::from);
         if r.is_ok() {
             let _ = std::fs::remove_file(&self.marker);
         }
@@ -542,7 +547,7 @@ pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
         let result = ctx.database(database.trim()).and_then(|db| {
             let client = Client::new(&ctx.target(db)?, &ctx.plan.tools)?;
             let maintenance = db.dbname.as_ref().map_or("postgres", |n| n.value.as_str());
-            client.drop_scratch(maintenance, name, ctx.redactor)
+            Ok(client.drop_scratch(maintenance, name, ctx.redactor)?)
         });
         said.push(match result {
             Ok(()) => {
@@ -555,7 +560,7 @@ pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
             Err(why) => format!(
                 "cannot drop the scratch database {name} of {} left by a killed ops-run (the next apply tries again): {}",
                 ctx.step.id,
-                ctx.redactor.redact(&why)
+                ctx.redactor.redact(&why.to_string())
             ),
         });
     }
@@ -581,7 +586,7 @@ fn verify_server(
     dump: &DumpFile,
     scratch: &str,
     ev: &mut Evidence,
-) -> Result<u64, String> {
+) -> Result<u64, StepError> {
     let client = Client::new(&ctx.target(target)?, &ctx.plan.tools)?;
     let maintenance = target
         .dbname
@@ -602,7 +607,8 @@ fn verify_server(
             "cannot create the scratch database {scratch}: {}\n{}",
             exit_reason(&create, &r),
             r.tail.trim()
-        ));
+        )
+        .into());
     }
     let mut guard = Scratch {
         client: &client,
@@ -656,14 +662,12 @@ fn verify_server(
     });
     let tables = result?;
     if dropped.is_err() {
-        return Err(format!(
-            "the scratch database {scratch} could not be dropped"
-        ));
+        return Err(format!("the scratch database {scratch} could not be dropped").into());
     }
     Ok(tables)
 }
 
-fn check_tables(v: &Verify, tables: u64, ev: &mut Evidence) -> Result<(), String> {
+fn check_tables(v: &Verify, tables: u64, ev: &mut Evidence) -> Result<(), StepError> {
     match &v.min_tables {
         Some(min) => {
             ev.line(format!("tables: {tables} (min {})", min.value));
@@ -671,7 +675,8 @@ fn check_tables(v: &Verify, tables: u64, ev: &mut Evidence) -> Result<(), String
                 return Err(format!(
                     "the restore has {tables} tables, fewer than min-tables {}",
                     min.value
-                ));
+                )
+                .into());
             }
         }
         None => ev.line(format!("tables: {tables}")),
@@ -685,7 +690,7 @@ fn expectation(
     got: Option<i64>,
     min: Option<i64>,
     output: &str,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let min = min.unwrap_or(1);
     match got {
         Some(n) if n >= min => {
@@ -694,11 +699,11 @@ fn expectation(
         }
         Some(n) => {
             ev.line(format!("expect: {sql} → {n} (min {min}): FAILED"));
-            Err(format!("expect `{sql}` gave {n}, less than {min}"))
+            Err(format!("expect `{sql}` gave {n}, less than {min}").into())
         }
         None => {
             ev.line(format!("expect: {sql} → error: {}", output.trim()));
-            Err(format!("expect `{sql}` failed: {}", output.trim()))
+            Err(format!("expect `{sql}` failed: {}", output.trim()).into())
         }
     }
 }
@@ -710,7 +715,7 @@ fn verify_sqlite(
     dump: &DumpFile,
     scratch: &str,
     ev: &mut Evidence,
-) -> Result<u64, String> {
+) -> Result<u64, StepError> {
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(format!(".{scratch}.sqlite"));
@@ -760,7 +765,7 @@ pub(crate) fn load_sqlite(
     path: &Path,
     dump: &Path,
     timeout: Duration,
-) -> Result<rusqlite::Connection, String> {
+) -> Result<rusqlite::Connection, StepError> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -779,13 +784,13 @@ pub(crate) fn load_sqlite(
 }
 
 /// The number of tables of a SQLite database.
-pub(crate) fn sqlite_tables(conn: &rusqlite::Connection) -> Result<i64, String> {
+pub(crate) fn sqlite_tables(conn: &rusqlite::Connection) -> Result<i64, StepError> {
     conn.query_row(
         "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
         [],
         |r| r.get(0),
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| StepError::Failed(e.to_string()))
 }
 
 /// Executes a SQL stream one complete statement at a time, so memory stays bounded.
@@ -794,7 +799,7 @@ fn import_sqlite(
     input: impl Read,
     timeout: Duration,
     end: &mut StreamEnd,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let deadline = Instant::now() + timeout;
     let mut reader = BufReader::new(input);
     let mut statement = String::new();
@@ -824,7 +829,7 @@ fn import_sqlite(
                 return Err("interrupted: ops-run was stopped (SIGINT/SIGTERM)".into());
             }
             if Instant::now() > deadline {
-                return Err(format!("timed out after {}", duration::format(timeout)));
+                return Err(format!("timed out after {}", duration::format(timeout)).into());
             }
         }
     }

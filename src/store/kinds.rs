@@ -6,6 +6,15 @@ use serde::Serialize;
 
 use crate::runner::Trigger;
 
+/// A word that names no activity type, status or trigger.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{word}` is not {what} (one of: {words})")]
+pub struct UnknownWord {
+    pub word: String,
+    pub what: &'static str,
+    pub words: String,
+}
+
 /// Each enum here: its words, parsing, and the SQLite and JSON conversions.
 macro_rules! words {
     ($name:ident, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
@@ -18,10 +27,14 @@ macro_rules! words {
                 }
             }
 
-            pub fn parse(s: &str) -> Result<$name, String> {
+            pub fn parse(s: &str) -> Result<$name, UnknownWord> {
                 $name::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
                     let words: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
-                    format!("`{s}` is not {} (one of: {})", $what, words.join(", "))
+                    UnknownWord {
+                        word: s.to_string(),
+                        what: $what,
+                        words: words.join(", "),
+                    }
                 })
             }
         }
@@ -136,6 +149,6 @@ mod tests {
             assert_eq!(ActivityStatus::parse(s.as_str()), Ok(*s));
         }
         let e = ActivityType::parse("db-backup").unwrap_err();
-        assert!(e.contains("db_backup"), "{e}");
+        assert!(e.to_string().contains("db_backup"), "{e}");
     }
 }

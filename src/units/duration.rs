@@ -2,16 +2,18 @@
 
 use std::time::Duration;
 
+use super::ValueError;
+
 pub const EXPECTED: &str = "a duration such as \"90s\", \"15m\", \"26h\", \"7d\" or \"1h30m\"";
 
 /// The longest duration a plan may write: ten years (3650d). Longer ones are typos, and every
 /// sum of a duration and a date stays far from overflowing.
 pub const MAX: Duration = Duration::from_secs(3650 * 86_400);
 
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, ValueError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err(ValueError::Empty("duration"));
     }
     let mut total: u64 = 0;
     let mut digits = String::new();
@@ -27,32 +29,38 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             'h' => 3600,
             'd' => 86_400,
             'w' => 604_800,
-            _ => return Err(format!("unknown unit `{c}` in `{text}`")),
+            _ => {
+                return Err(ValueError::UnknownUnit {
+                    unit: c.to_string(),
+                    text: text.into(),
+                });
+            }
         };
         if digits.is_empty() {
-            return Err(format!("a number must come before `{c}` in `{text}`"));
+            return Err(ValueError::NumberFirst {
+                unit: c,
+                text: text.into(),
+            });
         }
         let n: u64 = digits
             .parse()
-            .map_err(|_| format!("`{text}` is too large"))?;
+            .map_err(|_| ValueError::TooLarge(text.into()))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("`{text}` is too large"))?;
+            .ok_or_else(|| ValueError::TooLarge(text.into()))?;
         digits.clear();
         saw_unit = true;
     }
     if !digits.is_empty() {
         return Err(if saw_unit {
-            format!("`{text}` ends with a number without a unit")
+            ValueError::TrailingNumber(text.into())
         } else {
-            format!("`{text}` has no unit")
+            ValueError::NoUnit(text.into(), "")
         });
     }
     if total > MAX.as_secs() {
-        return Err(format!(
-            "`{text}` is longer than the longest duration ops-run takes, 3650d (ten years)"
-        ));
+        return Err(ValueError::TooLong(text.into()));
     }
     Ok(Duration::from_secs(total))
 }
@@ -99,9 +107,19 @@ mod tests {
 
     #[test]
     fn rejects_missing_or_unknown_units() {
-        assert!(parse("26").unwrap_err().contains("no unit"));
-        assert!(parse("1h30").unwrap_err().contains("without a unit"));
-        assert!(parse("5y").unwrap_err().contains("unknown unit"));
+        assert!(parse("26").unwrap_err().to_string().contains("no unit"));
+        assert!(
+            parse("1h30")
+                .unwrap_err()
+                .to_string()
+                .contains("without a unit")
+        );
+        assert!(
+            parse("5y")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert!(parse("h").is_err());
         assert!(parse("").is_err());
     }

@@ -5,6 +5,8 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
+use super::ValueError;
+
 pub const EXPECTED: &str =
     "a 5-field cron expression such as \"0 2 * * *\" (minute hour day-of-month month day-of-week)";
 
@@ -15,19 +17,23 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn parse(expr: &str) -> Result<Schedule, String> {
+    pub fn parse(expr: &str) -> Result<Schedule, ValueError> {
         let fields = expr.split_whitespace().count();
         if !expr.trim_start().starts_with('@') && fields != 5 {
-            return Err(format!(
-                "`{expr}` has {fields} fields, a cron expression has 5"
-            ));
+            return Err(ValueError::CronFields {
+                expr: expr.into(),
+                fields,
+            });
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
             .build()
             .parse(expr)
-            .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;
+            .map_err(|e| ValueError::Cron {
+                expr: expr.into(),
+                why: e.to_string(),
+            })?;
         Ok(Schedule {
             expr: expr.to_string(),
             cron,
@@ -54,9 +60,9 @@ impl Schedule {
     }
 }
 
-pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+pub fn parse_timezone(name: &str) -> Result<Tz, ValueError> {
     name.parse::<Tz>()
-        .map_err(|_| format!("`{name}` is not an IANA time zone name"))
+        .map_err(|_| ValueError::TimeZone(name.into()))
 }
 
 #[cfg(test)]
@@ -65,10 +71,16 @@ mod tests {
 
     #[test]
     fn rejects_wrong_field_counts_and_values() {
-        assert!(Schedule::parse("0 2 * *").unwrap_err().contains("4 fields"));
+        assert!(
+            Schedule::parse("0 2 * *")
+                .unwrap_err()
+                .to_string()
+                .contains("4 fields")
+        );
         assert!(
             Schedule::parse("0 0 2 * * *")
                 .unwrap_err()
+                .to_string()
                 .contains("6 fields")
         );
         assert!(Schedule::parse("61 2 * * *").is_err());

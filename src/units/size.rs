@@ -1,19 +1,23 @@
 //! Byte sizes written as `512B`, `10KB`, `1MiB`, `2GiB` (SI and binary units), and percentages.
 
+use super::ValueError;
+
 pub const EXPECTED: &str = "a size such as \"512KiB\", \"1MiB\" or \"2GB\"";
 
-pub fn parse(text: &str) -> Result<u64, String> {
+const UNIT_NAMES: &str = " (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)";
+
+pub fn parse(text: &str) -> Result<u64, ValueError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("`{text}` does not start with a number"));
+        return Err(ValueError::NoNumber(text.into()));
     }
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{num}` is not a number"))?;
+        .map_err(|_| ValueError::NotANumber(num.into()))?;
     let mult: u64 = match unit.trim() {
         "B" => 1,
         "KB" | "kB" => 1000,
@@ -25,35 +29,31 @@ pub fn parse(text: &str) -> Result<u64, String> {
         "TB" => 1_000_000_000_000,
         "TiB" => 1 << 40,
         "" => {
-            return Err(format!(
-                "`{text}` has no unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
-            ));
+            return Err(ValueError::NoUnit(text.into(), UNIT_NAMES));
         }
         other => {
-            return Err(format!(
-                "unknown unit `{other}` (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
-            ));
+            return Err(ValueError::UnknownSizeUnit(other.into()));
         }
     };
     let bytes = n * mult as f64;
     if !bytes.is_finite() || bytes > u64::MAX as f64 {
-        return Err(format!("`{text}` is too large"));
+        return Err(ValueError::TooLarge(text.into()));
     }
     Ok(bytes.round() as u64)
 }
 
 /// `"50%"` → 50.0; between 0 and 100.
-pub fn parse_percent(text: &str) -> Result<f64, String> {
+pub fn parse_percent(text: &str) -> Result<f64, ValueError> {
     let t = text.trim();
     let num = t
         .strip_suffix('%')
-        .ok_or_else(|| format!("`{text}` must end with `%`"))?;
+        .ok_or_else(|| ValueError::NoPercent(text.into()))?;
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("`{num}` is not a number"))?;
+        .map_err(|_| ValueError::NotANumber(num.into()))?;
     if !(0.0..=100.0).contains(&v) {
-        return Err(format!("`{text}` is not between 0% and 100%"));
+        return Err(ValueError::PercentRange(text.into()));
     }
     Ok(v)
 }
@@ -88,8 +88,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes() {
-        assert!(parse("10").unwrap_err().contains("no unit"));
-        assert!(parse("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse("10").unwrap_err().to_string().contains("no unit"));
+        assert!(
+            parse("10 parsecs")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert!(parse("MiB").is_err());
     }
 

@@ -259,11 +259,18 @@ pub fn write_textfile(
     store: &Store,
     checks: &[Check],
     path: &Path,
-) -> Result<(), String> {
-    let text = render(compiled, store, checks).map_err(|e| e.to_string())?;
+) -> Result<(), super::WebError> {
+    let text = render(compiled, store, checks)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| super::WebError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    crate::artifact::layout::write_atomic(path, text.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
+    crate::artifact::layout::write_atomic(path, text.as_bytes()).map_err(|source| {
+        super::WebError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }

@@ -19,7 +19,7 @@ use crate::error::Failure;
 use crate::plan::compile::Compiled;
 use crate::store::Store;
 use crate::store::activities::Filter;
-use crate::store::kinds::{ActivityStatus, ActivityType};
+use crate::store::kinds::{ActivityStatus, ActivityType, UnknownWord};
 pub use http::{MAX_BODY_BYTES, MAX_HEAD_BYTES, Method, Request};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
@@ -144,11 +144,43 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Why the page or the metrics could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// A filter the reader can correct (400).
+    #[error(transparent)]
+    Filter(#[from] UnknownWord),
+    #[error("cannot read the activity log: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Help(#[from] crate::help::HelpError),
+    #[error("the page does not render: {0}")]
+    Render(#[from] handlebars::RenderError),
+    #[error("{path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl WebError {
+    /// The reply to a reader: 400 for what they can correct, 500 for the rest.
+    fn reply(&self) -> Reply {
+        match self {
+            WebError::Filter(e) => Reply::text(400, &e.to_string()),
+            other => Reply::text(500, &format!("error: {other}")),
+        }
+    }
+}
+
 /// The activity filter of `/api/activities` and the page: `limit` (≤ 500), `before` (an id),
 /// `type`, `status`, `plan`.
 /// The activity filters of a query string; an unknown type or status is an error (a 400), not
 /// an empty list or an unfiltered one.
-pub fn activity_filter(q: &[(String, String)], default_limit: usize) -> Result<Filter, String> {
+pub fn activity_filter(
+    q: &[(String, String)],
+    default_limit: usize,
+) -> Result<Filter, UnknownWord> {
     let get = |k: &str| {
         q.iter()
             .find(|(n, v)| n == k && !v.is_empty())
@@ -192,23 +224,19 @@ pub fn route(site: &Site, method: &Method, url: &str, token: Option<&auth::Token
                         site.app.clock.now(),
                     ))
                 })
-                .map_err(|e| e.to_string())
+                .map_err(WebError::from)
         }
-        "/api/activities" => match activity_filter(&query(url), 50) {
-            Err(e) => Ok(Reply::text(400, &e)),
-            Ok(filter) => site
-                .store
-                .list(&filter)
-                .map(|rows| Reply::json(&json!(rows)))
-                .map_err(|e| e.to_string()),
-        },
+        "/api/activities" => activity_filter(&query(url), 50)
+            .map_err(WebError::from)
+            .and_then(|filter| Ok(site.store.list(&filter)?))
+            .map(|rows| Reply::json(&json!(rows))),
         "/metrics" => crate::facts::checks(site.compiled, Some(&site.store), site.app.clock.now())
             .and_then(|checks| metrics::render(site.compiled, &site.store, &checks))
             .map(|text| Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
-            .map_err(|e| e.to_string()),
+            .map_err(WebError::from),
         _ => Ok(Reply::text(404, "not found")),
     };
-    result.unwrap_or_else(|e| Reply::text(500, &format!("error: {e}")))
+    result.unwrap_or_else(|e| e.reply())
 }
 
 fn unauthorized() -> Reply {

@@ -86,10 +86,9 @@ pub fn render(
     site: &Site,
     q: &[(String, String)],
     token: Option<&super::auth::Token>,
-) -> Result<String, String> {
+) -> Result<String, super::WebError> {
     let now = site.app.clock.now();
-    let checks =
-        crate::facts::checks(site.compiled, Some(&site.store), now).map_err(|e| e.to_string())?;
+    let checks = crate::facts::checks(site.compiled, Some(&site.store), now)?;
     let registry = crate::help::registry()?;
     let overall = crate::health::overall(&checks);
     let mut plans = Vec::new();
@@ -122,16 +121,13 @@ pub fn render(
                 "chart": Value::Null,
             });
             if c.kind == CheckKind::Dump {
-                let runs = site
-                    .store
-                    .list(&Filter {
-                        limit: CHART_RUNS,
-                        kind: Some(ActivityType::DbBackup),
-                        status: Some(ActivityStatus::Success),
-                        plan: Some(name.clone()),
-                        before_id: None,
-                    })
-                    .map_err(|e| e.to_string())?;
+                let runs = site.store.list(&Filter {
+                    limit: CHART_RUNS,
+                    kind: Some(ActivityType::DbBackup),
+                    status: Some(ActivityStatus::Success),
+                    plan: Some(name.clone()),
+                    before_id: None,
+                })?;
                 let mut points: Vec<(f64, f64)> = runs
                     .iter()
                     .filter(|a| a.step == c.step)
@@ -157,7 +153,7 @@ pub fn render(
         plans.push(json!({ "name": name, "timezone": tz.name(), "checks": cards }));
     }
     let filter = super::activity_filter(q, 50)?;
-    let rows = site.store.list(&filter).map_err(|e| e.to_string())?;
+    let rows = site.store.list(&filter)?;
     let tz_of = |plan: &str| {
         site.compiled
             .plans
@@ -217,8 +213,7 @@ pub fn render(
     });
     let mut hb = handlebars::Handlebars::new();
     hb.set_strict_mode(false);
-    hb.render_template(TEMPLATE, &context)
-        .map_err(|e| e.to_string())
+    Ok(hb.render_template(TEMPLATE, &context)?)
 }
 
 /// A query value, percent-encoded (what is not unreserved, `/` kept readable).

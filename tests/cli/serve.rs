@@ -226,6 +226,13 @@ fn page_api_and_metrics_agree_with_status() {
     let acts: Value = serde_json::from_str(&acts).unwrap();
     assert_eq!(acts.as_array().unwrap().len(), 1);
     assert_eq!(acts[0]["step"], "noisy");
+    // A filter word that names nothing is the reader's to correct: 400 on the page and the
+    // API alike, saying which words there are.
+    for path in ["/?status=nope", "/api/activities?type=nope"] {
+        let (code, _, body) = get(&s, path);
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body.contains("`nope` is not"), "{path}: {body}");
+    }
 }
 
 #[test]
