@@ -20,7 +20,22 @@ pub struct App {
 }
 
 /// Seed variables whose values are secrets even when no plan refers to them.
-const SECRET_VARS: [&str; 2] = ["RESTIC_PASSWORD", "ALERT_SLACK_WEBHOOK"];
+/// Variables whose values are secrets wherever they appear: the seed's, and the credentials
+/// restic's backends read from the environment (a copy's destination).
+const SECRET_VARS: [&str; 12] = [
+    "RESTIC_PASSWORD",
+    "ALERT_SLACK_WEBHOOK",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "B2_ACCOUNT_KEY",
+    "AZURE_ACCOUNT_KEY",
+    "AZURE_ACCOUNT_SAS",
+    "GOOGLE_ACCESS_TOKEN",
+    "OS_PASSWORD",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "ST_KEY",
+    "RESTIC_REST_PASSWORD",
+];
 
 /// The password in `scheme://user:password@host…`, if any.
 pub fn url_password(url: &str) -> Option<String> {
@@ -85,6 +100,7 @@ impl App {
         // A repository URL may carry a password (`rest:https://user:PASSWORD@host/`).
         let repositories = compiled.steps.iter().filter_map(|s| match &s.decl.kind {
             crate::plan::model::StepKind::Snapshot(snap) => snap.repository.as_ref(),
+            crate::plan::model::StepKind::Copy(c) => c.repository.as_ref(),
             _ => None,
         });
         for r in repositories

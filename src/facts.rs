@@ -10,6 +10,7 @@ use crate::plan::compile::{Compiled, CompiledStep};
 use crate::plan::model::{IncompletePolicy, StepKind};
 use crate::store::Store;
 use crate::store::kinds::ActivityType;
+use crate::store::meta::CopyMeta;
 
 fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
     match step.decl.kind {
@@ -17,6 +18,7 @@ fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
         StepKind::Snapshot(_) => Some(CheckKind::Snapshot),
         StepKind::Verify(_) => Some(CheckKind::Verify),
         StepKind::Drill(_) => Some(CheckKind::Drill),
+        StepKind::Copy(_) => Some(CheckKind::Copy),
         StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) | StepKind::Runbook(_) => {
             None
         }
@@ -69,7 +71,7 @@ pub fn checks(
         let files = match kind {
             CheckKind::Dump => Some((Area::Dumps, "full-", ".sql.gz")),
             CheckKind::Snapshot => Some((Area::Snapshots, "snapshot-", ".txt")),
-            CheckKind::Verify | CheckKind::Drill => None,
+            CheckKind::Verify | CheckKind::Drill | CheckKind::Copy => None,
         };
         let (artifact, future) = files.map_or((None, None), |(area, prefix, suffix)| {
             // A dump counts with a sidecar naming it; a snapshot marker is its own proof.
@@ -77,6 +79,24 @@ pub fn checks(
             let dir = plan.dir(step.name(), area);
             let (good, future) = layout::newest_stamped(&dir, prefix, suffix, tz, now, good);
             (good, future.map(|d| d.name))
+        });
+        // A copy's artifact is the newest dump at the destination, as its newest successful
+        // run found it there (the destination is asked on every run, not on every view).
+        let copied = match (kind, store) {
+            (CheckKind::Copy, Some(store)) => store
+                .newest_success_meta(plan_name, step.name(), ActivityType::OffsiteCopy)?
+                .map(|m| CopyMeta::read(&m)),
+            _ => None,
+        };
+        let artifact = artifact.or_else(|| {
+            let c = copied.as_ref()?;
+            let at = parse_stamp(c.newest_taken.as_deref()?)?;
+            Some(layout::DumpFile {
+                path: c.newest.clone()?.into(),
+                name: c.newest.clone()?,
+                taken: at,
+                seq: 1,
+            })
         });
         let facts = Facts {
             artifact_size: artifact
@@ -110,6 +130,20 @@ pub fn checks(
             &thresholds,
             now,
         );
+        if let Some(c) = &copied
+            && check.state == health::State::Ok
+        {
+            check.detail = format!(
+                "{} at {}{}",
+                check.detail,
+                c.destination.as_deref().unwrap_or("the destination"),
+                match (&c.newest_local, &c.newest) {
+                    (Some(local), Some(there)) if local != there =>
+                        format!("; {local} is not there yet"),
+                    _ => String::new(),
+                }
+            );
+        }
         if let (StepKind::Drill(d), Some(store), health::State::Ok) =
             (&step.decl.kind, store, check.state)
         {

@@ -67,6 +67,8 @@ pub enum CheckKind {
     Snapshot,
     Verify,
     Drill,
+    /// An offsite copy: its artifact is the newest dump the destination holds.
+    Copy,
 }
 
 /// The newest finished run of a step.
@@ -216,10 +218,12 @@ pub fn evaluate(
     };
     let age_now = reference.map(age);
     let (state, severity, detail) = match kind {
-        CheckKind::Dump | CheckKind::Snapshot => match (&facts.artifact, age_now) {
+        CheckKind::Dump | CheckKind::Snapshot | CheckKind::Copy => match (&facts.artifact, age_now)
+        {
             (None, _) | (_, None) => {
                 let none = match kind {
                     CheckKind::Dump => "no good dump (a file with its sidecar) on disk",
+                    CheckKind::Copy => "nothing copied to the destination yet",
                     _ => "no snapshot marker on disk",
                 };
                 match attempt_failed {

@@ -47,7 +47,8 @@ impl Area {
             StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Command(_)
-            | StepKind::Runbook(_) => None,
+            | StepKind::Runbook(_)
+            | StepKind::Copy(_) => None,
         }
     }
 }

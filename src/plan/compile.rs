@@ -357,6 +357,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                 StepKind::Command(cmd) => crate::steps::command::compile(cmd, &mut c),
                 StepKind::Runbook(r) => crate::steps::runbook::compile(r, &mut c),
                 StepKind::Drill(d) => crate::steps::drill::compile(d, &mut c),
+                StepKind::Copy(cp) => crate::steps::copy::compile(cp, &mut c),
             }
             let Compiling {
                 settings,

@@ -127,12 +127,13 @@ pub enum StepKind {
     Command(Command),
     Runbook(Runbook),
     Drill(Drill),
+    Copy(OffsiteCopy),
 }
 
 impl StepKind {
     /// Every kind, with empty settings: the one list a new kind joins (and `keyword` below;
     /// the compiler names the rest).
-    pub fn all() -> [StepKind; 8] {
+    pub fn all() -> [StepKind; 9] {
         [
             StepKind::Dump(Dump::default()),
             StepKind::Snapshot(Snapshot::default()),
@@ -142,6 +143,7 @@ impl StepKind {
             StepKind::Command(Command::default()),
             StepKind::Runbook(Runbook::default()),
             StepKind::Drill(Drill::default()),
+            StepKind::Copy(OffsiteCopy::default()),
         ]
     }
 
@@ -161,6 +163,7 @@ impl StepKind {
             StepKind::Command(_) => "command",
             StepKind::Runbook(_) => "runbook",
             StepKind::Drill(_) => "drill",
+            StepKind::Copy(_) => "copy",
         }
     }
 
@@ -175,6 +178,7 @@ impl StepKind {
             StepKind::Command(_) => ActivityType::Command,
             StepKind::Runbook(_) => ActivityType::Report,
             StepKind::Drill(_) => ActivityType::DrDrill,
+            StepKind::Copy(_) => ActivityType::OffsiteCopy,
         }
     }
 }
@@ -236,6 +240,8 @@ pub struct Verify {
     pub expects: Vec<Expect>,
     pub verify_database: Option<Spanned<String>>,
     pub ownership: Option<Spanned<Ownership>>,
+    /// `from COPY`: the dump is read from that copy's destination, not from this machine.
+    pub from: Option<Spanned<String>>,
 }
 
 /// A `drill` step: a rehearsal of the recovery on scratch targets.
@@ -250,6 +256,21 @@ pub struct Drill {
     /// Recovery time and recovery point objectives.
     pub rto: Option<Spanned<Duration>>,
     pub rpo: Option<Spanned<Duration>>,
+}
+
+/// A `copy` step: every good dump of a `dump` step (with its sidecar and roles), one restic
+/// snapshot each, in a repository elsewhere.
+#[derive(Clone, Debug, Default)]
+pub struct OffsiteCopy {
+    pub dump: Option<Spanned<String>>,
+    pub repository: Option<Sourced>,
+    pub password: Option<Sourced>,
+    pub init: Option<Spanned<bool>>,
+    pub stale_after: Option<Spanned<Duration>>,
+    /// `restic forget` at the destination, for this step's snapshots only (off by default).
+    pub forget: Option<Spanned<Keep>>,
+    /// restic's `--limit-upload`, in bytes per second.
+    pub limit_upload: Option<Spanned<u64>>,
 }
 
 /// How many restored files a drill compares with the live ones.

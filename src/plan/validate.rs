@@ -235,6 +235,7 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                 StepKind::Snapshot(s) => s.stale_after.as_ref(),
                 StepKind::Verify(v) => v.overdue_after.as_ref(),
                 StepKind::Drill(_)
+                | StepKind::Copy(_)
                 | StepKind::Report(_)
                 | StepKind::GitTag(_)
                 | StepKind::Command(_)
@@ -268,6 +269,10 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
             StepKind::Snapshot(s) => {
                 out.extend(s.repository.as_ref());
                 out.extend(s.password.as_ref());
+            }
+            StepKind::Copy(c) => {
+                out.extend(c.repository.as_ref());
+                out.extend(c.password.as_ref());
             }
             StepKind::Command(c) => out.extend(c.env.iter().map(|(_, v)| v)),
             // No values from the environment or files (a new kind with one must add it here:
@@ -303,6 +308,7 @@ pub fn secret_values(plan: &Plan) -> Vec<&Sourced> {
         .iter()
         .filter_map(|s| match &s.kind {
             StepKind::Snapshot(snap) => snap.repository.as_ref().map(|r| r as *const Sourced),
+            StepKind::Copy(c) => c.repository.as_ref().map(|r| r as *const Sourced),
             _ => None,
         })
         .collect();

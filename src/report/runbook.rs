@@ -321,7 +321,8 @@ pub fn context(
             | StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Command(_)
-            | StepKind::Runbook(_) => {}
+            | StepKind::Runbook(_)
+            | StepKind::Copy(_) => {}
         }
     }
     tools.sort_unstable();

@@ -57,6 +57,7 @@ pub const SETTINGS: Settings = Settings {
         "expect",
         "verify-database",
         "ownership",
+        "from",
         "sample",
         "max-mismatch",
         "rto",
@@ -104,6 +105,11 @@ pub fn decode(d: &mut Drill, key: &str, node: &KdlNode, dec: &mut Decoder) {
 /// Edges from its dump and snapshot steps (a drill rehearses what they made), its
 /// `overdue-after`, and its sample and objectives for `plan show`.
 pub fn compile(d: &Drill, c: &mut Compiling) {
+    if let Some(from) = &d.restore.from
+        && c.needs(from, EdgeKind::Order)
+    {
+        c.plan_setting("from", from.value.clone(), from.span);
+    }
     if let Some(dump) = &d.restore.dump
         && c.needs(dump, EdgeKind::Order)
     {
@@ -218,73 +224,19 @@ pub fn ready(ctx: &Context, d: &Drill) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Removes a folder and everything in it when dropped.
-struct RemoveTree(PathBuf);
-
-impl Drop for RemoveTree {
-    fn drop(&mut self) {
-        remove_tree(&self.0);
-    }
-}
-
-/// `remove_dir_all`, with the subfolders shared out to a few threads: unlinking is the
-/// kernel's work, and a restored tree of 10,000 files took twice as long on one thread.
-fn remove_tree(root: &Path) {
-    const THREADS: usize = 4;
-    // Breadth first, until there are enough folders to share out (or no deeper ones).
-    let mut level = vec![root.to_path_buf()];
-    while level.len() < 4 * THREADS {
-        let next: Vec<PathBuf> = level
-            .iter()
-            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect();
-        if next.is_empty() {
-            break;
-        }
-        level = next;
-    }
-    if level.len() > 1 {
-        let queue = std::sync::Mutex::new(level);
-        std::thread::scope(|s| {
-            for _ in 0..THREADS {
-                s.spawn(|| {
-                    while let Some(d) = queue.lock().ok().and_then(|mut q| q.pop()) {
-                        let _ = std::fs::remove_dir_all(d);
-                    }
-                });
-            }
-        });
-    }
-    let _ = std::fs::remove_dir_all(root);
-}
-
 const SCRATCH_DIR: &str = ".drill-files.";
 
 /// Removes the scratch folders a killed ops-run left (their pid is gone).
 pub fn sweep(ctx: &Context, d: &Drill) -> Vec<String> {
     let mut said = super::verify::sweep(ctx, &d.restore);
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(SCRATCH_DIR)
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if exec::escape::still_running(pid) {
-            continue;
-        }
-        if std::fs::remove_dir_all(e.path()).is_ok() {
-            said.push(format!(
-                "removed the scratch folder {} of {} (left by an ops-run that was killed)",
-                e.path().display(),
-                ctx.step.id
-            ));
-        }
-    }
+    said.extend(super::scratch::sweep(&dir, SCRATCH_DIR).iter().map(|p| {
+        format!(
+            "removed the scratch folder {} of {} (left by an ops-run that was killed)",
+            p.display(),
+            ctx.step.id
+        )
+    }));
     said
 }
 
@@ -418,7 +370,7 @@ fn rehearse_files(
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let scratch = dir.join(format!("{SCRATCH_DIR}{}", std::process::id()));
-    let _remove = RemoveTree(scratch.clone());
+    let _remove = super::scratch::RemoveTree(scratch.clone());
     let env = super::snapshot::credentials(ctx, snap)?;
     let spec = super::snapshot::restic(
         ctx,

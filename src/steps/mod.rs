@@ -1,12 +1,14 @@
 //! Step kinds: each file builds its command as a plain value and turns a run into an outcome.
 
 pub mod command;
+pub mod copy;
 pub mod drill;
 pub mod dump;
 pub mod git_tag;
 pub mod prune;
 pub mod report;
 pub mod runbook;
+pub mod scratch;
 pub mod snapshot;
 pub mod verify;
 
@@ -191,6 +193,7 @@ pub fn settings(kind: &StepKind) -> &'static Settings {
         StepKind::Command(_) => &command::SETTINGS,
         StepKind::Runbook(_) => &runbook::SETTINGS,
         StepKind::Drill(_) => &drill::SETTINGS,
+        StepKind::Copy(_) => &copy::SETTINGS,
     }
 }
 
@@ -205,6 +208,7 @@ pub fn decode_setting(kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut 
         StepKind::Command(c) => command::decode(c, key, node, dec),
         StepKind::Runbook(r) => runbook::decode(r, key, node, dec),
         StepKind::Drill(d) => drill::decode(d, key, node, dec),
+        StepKind::Copy(c) => copy::decode(c, key, node, dec),
     }
 }
 
@@ -221,6 +225,7 @@ pub fn validate(step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
         StepKind::Command(c) => command::validate(c, name, scope, diags),
         StepKind::Runbook(r) => runbook::validate(r, name, scope, diags),
         StepKind::Drill(d) => drill::validate(d, name, scope, diags),
+        StepKind::Copy(c) => copy::validate(c, name, scope, diags),
     }
 }
 
@@ -235,6 +240,7 @@ pub fn preview(ctx: &Context) -> Result<String, StepError> {
         StepKind::GitTag(g) => git_tag::preview(ctx, g),
         StepKind::Runbook(r) => runbook::preview(ctx, r),
         StepKind::Drill(d) => drill::preview(ctx, d),
+        StepKind::Copy(c) => copy::preview(ctx, c),
     }
 }
 
@@ -244,6 +250,7 @@ pub fn ready(ctx: &Context) -> Result<(), StepError> {
     match &ctx.step.decl.kind {
         StepKind::Verify(v) => verify::ready(ctx, v),
         StepKind::Drill(d) => drill::ready(ctx, d),
+        StepKind::Copy(c) => copy::ready(ctx, c),
         StepKind::Command(_)
         | StepKind::Dump(_)
         | StepKind::Snapshot(_)
@@ -264,7 +271,8 @@ pub fn sweep(ctx: &Context) -> Vec<String> {
         | StepKind::Snapshot(_)
         | StepKind::Report(_)
         | StepKind::GitTag(_)
-        | StepKind::Runbook(_) => Vec::new(),
+        | StepKind::Runbook(_)
+        | StepKind::Copy(_) => Vec::new(),
     }
 }
 
@@ -278,5 +286,6 @@ pub fn execute(ctx: &Context) -> Outcome {
         StepKind::GitTag(g) => git_tag::execute(ctx, g),
         StepKind::Runbook(r) => runbook::execute(ctx, r),
         StepKind::Drill(d) => drill::execute(ctx, d),
+        StepKind::Copy(c) => copy::execute(ctx, c),
     }
 }

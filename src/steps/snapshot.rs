@@ -228,18 +228,7 @@ fn absolute(path: &str) -> String {
 /// `restic forget --prune --keep-daily N … --path P…`: only this step's snapshots.
 pub fn forget_args(s: &Snapshot, keep: &Keep) -> Vec<String> {
     let mut args: Vec<String> = vec!["forget".into(), "--prune".into(), "--json".into()];
-    for (flag, n) in [
-        ("--keep-last", keep.last),
-        ("--keep-hourly", keep.hourly),
-        ("--keep-daily", keep.daily),
-        ("--keep-weekly", keep.weekly),
-        ("--keep-monthly", keep.monthly),
-        ("--keep-yearly", keep.yearly),
-    ] {
-        if n > 0 {
-            args.push(format!("{flag}={n}"));
-        }
-    }
+    args.extend(keep.restic_args());
     for p in &s.paths {
         args.push(format!("--path={}", absolute(&p.value)));
     }
@@ -260,14 +249,14 @@ pub fn preview(ctx: &Context, s: &Snapshot) -> Result<String, StepError> {
 }
 
 /// The last JSON line of restic's output with `"message_type": "summary"`.
-fn summary_line(out: &str) -> Option<Value> {
+pub(crate) fn summary_line(out: &str) -> Option<Value> {
     out.lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
         .find(|v| v["message_type"] == "summary")
 }
 
-fn fail(ctx: &Context, reason: String, tail: &str) -> Outcome {
+pub(crate) fn fail(ctx: &Context, reason: String, tail: &str) -> Outcome {
     let mut log = tail.to_string();
     if !log.is_empty() && !log.ends_with('\n') {
         log.push('\n');
@@ -279,7 +268,7 @@ fn fail(ctx: &Context, reason: String, tail: &str) -> Outcome {
     }
 }
 
-fn exit_reason(program: &str, exit: &Exit) -> String {
+pub(crate) fn exit_reason(program: &str, exit: &Exit) -> String {
     exit.reason(program)
         .unwrap_or_else(|| format!("{program} succeeded"))
 }
@@ -292,44 +281,8 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
     };
     let program = tool(&ctx.plan.tools, "restic", "restic");
     let local = local_repository(&env);
-    // A local repository with a config file exists: no need for a restic run to ask.
-    let exists_locally = local
-        .as_ref()
-        .is_some_and(|dir| dir.join("config").exists());
-    if s.init.as_ref().is_some_and(|i| i.value) && !exists_locally {
-        let probe = exec::run(
-            &restic(ctx, &env, &["cat".into(), "config".into()]),
-            ctx.redactor,
-        );
-        // Only a missing repository is created (restic ≥ 0.17 says so with exit 10; 0.14 in
-        // words); any other error (a wrong password) is reported as it is.
-        let missing = probe.exit == Exit::Code(10)
-            || probe
-                .tail
-                .contains("Is there a repository at the following location?");
-        if !probe.success() && !missing {
-            return fail(
-                ctx,
-                format!(
-                    "cannot open the repository: {}",
-                    exit_reason(&program, &probe.exit)
-                ),
-                &probe.tail,
-            );
-        }
-        if missing {
-            let init = exec::run(&restic(ctx, &env, &["init".into()]), ctx.redactor);
-            if !init.success() {
-                return fail(
-                    ctx,
-                    format!(
-                        "cannot create the repository: {}",
-                        exit_reason(&program, &init.exit)
-                    ),
-                    &init.tail,
-                );
-            }
-        }
+    if let Err(outcome) = open_repository(ctx, &env, s.init.as_ref().is_some_and(|i| i.value)) {
+        return *outcome;
     }
     let mut stdout = Vec::new();
     // The real time restic is started: files modified after it may differ from the snapshot
@@ -376,6 +329,55 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
     finish(
         ctx, s, &env, started, &result, &summary, &short, id, paths, began,
     )
+}
+
+/// Creates the repository when `init` says so and it does not exist yet; any other error
+/// opening it (a wrong password) is reported as it is.
+pub(crate) fn open_repository(
+    ctx: &Context,
+    env: &[(String, String)],
+    init: bool,
+) -> Result<(), Box<Outcome>> {
+    let program = tool(&ctx.plan.tools, "restic", "restic");
+    // A local repository with a config file exists: no need for a restic run to ask.
+    let exists_locally = local_repository(env).is_some_and(|dir| dir.join("config").exists());
+    if !init || exists_locally {
+        return Ok(());
+    }
+    let probe = exec::run(
+        &restic(ctx, env, &["cat".into(), "config".into()]),
+        ctx.redactor,
+    );
+    // Only a missing repository is created (restic ≥ 0.17 says so with exit 10; 0.14 in
+    // words).
+    let missing = probe.exit == Exit::Code(10)
+        || probe
+            .tail
+            .contains("Is there a repository at the following location?");
+    if !probe.success() && !missing {
+        return Err(Box::new(fail(
+            ctx,
+            format!(
+                "cannot open the repository: {}",
+                exit_reason(&program, &probe.exit)
+            ),
+            &probe.tail,
+        )));
+    }
+    if missing {
+        let init = exec::run(&restic(ctx, env, &["init".into()]), ctx.redactor);
+        if !init.success() {
+            return Err(Box::new(fail(
+                ctx,
+                format!(
+                    "cannot create the repository: {}",
+                    exit_reason(&program, &init.exit)
+                ),
+                &init.tail,
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The full id and paths of snapshot `short` from `restic snapshots --json`.

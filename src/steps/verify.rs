@@ -43,6 +43,7 @@ pub const SETTINGS: Settings = Settings {
         "expect",
         "verify-database",
         "ownership",
+        "from",
     ],
     repeatable: &["expect"],
 };
@@ -57,6 +58,7 @@ pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
                 .map(|n| Spanned::new(n.value as u64, n.span))
         }
         "verify-database" => v.verify_database = dec.string(node),
+        "from" => v.from = dec.string(node),
         "ownership" => {
             v.ownership = dec.parsed(node, "`ignore` or `keep`", |o| match o {
                 "ignore" => Ok(Ownership::Ignore),
@@ -98,6 +100,13 @@ pub fn compile(v: &Verify, c: &mut Compiling) {
     if let Some(m) = &v.min_tables {
         c.plan_setting("min-tables", m.value.to_string(), m.span);
     }
+    // From a copy: after the copy when both run (a failed copy still leaves older copies to
+    // prove).
+    if let Some(from) = &v.from
+        && c.needs(from, EdgeKind::Order)
+    {
+        c.plan_setting("from", from.value.clone(), from.span);
+    }
     match &v.ownership {
         Some(o) if o.value == Ownership::Keep => c.plan_setting("ownership", "keep", o.span),
         Some(o) => c.plan_setting("ownership", "ignore", o.span),
@@ -106,13 +115,19 @@ pub fn compile(v: &Verify, c: &mut Compiling) {
     c.auto = c.verify_auto.clone();
 }
 
-/// Checks a `verify` block on its own (references to its plan's databases and steps).
-pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
-    match &v.dump {
+/// A `dump NAME` setting (of a verify, drill or copy): present, and naming a dump step.
+pub(crate) fn dump_reference(
+    keyword: &str,
+    dump: &Option<Spanned<String>>,
+    name: &Spanned<String>,
+    scope: &Scope,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match dump {
         None => diags.push(
             Diagnostic::error(
                 name.span,
-                format!("verify `{}` needs `dump`", name.value),
+                format!("{keyword} `{}` needs `dump`", name.value),
                 "dump missing",
             )
             .with_help("name the dump step whose newest artifact it restores: `dump db`"),
@@ -133,6 +148,52 @@ pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut V
             diags.push(d);
         }
         Some(_) => {}
+    }
+}
+
+/// Checks a `verify` block on its own (references to its plan's databases and steps).
+pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    dump_reference("verify", &v.dump, name, scope, diags);
+    if let Some(from) = &v.from {
+        let copies: Vec<(&str, Option<&str>)> = scope
+            .plan
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Copy(c) => Some((
+                    s.name.value.as_str(),
+                    c.dump.as_ref().map(|d| d.value.as_str()),
+                )),
+                _ => None,
+            })
+            .collect();
+        match copies.iter().find(|(n, _)| *n == from.value) {
+            None => {
+                let names: Vec<&str> = copies.iter().map(|(n, _)| *n).collect();
+                diags.push(validate::reference_error(
+                    from.span,
+                    "copy step",
+                    &from.value,
+                    &names,
+                ));
+            }
+            Some((_, copied)) if *copied != v.dump.as_ref().map(|d| d.value.as_str()) => {
+                diags.push(
+                    Diagnostic::error(
+                        from.span,
+                        format!(
+                            "copy `{}` copies `{}`, not `{}`",
+                            from.value,
+                            copied.unwrap_or("-"),
+                            v.dump.as_ref().map_or("-", |d| d.value.as_str())
+                        ),
+                        "another dump's copy",
+                    )
+                    .with_help("name the copy of the dump this step restores"),
+                );
+            }
+            Some(_) => {}
+        }
     }
     if let Some(r) = &v.verify_database
         && !scope.databases.contains(&r.value.as_str())
@@ -239,6 +300,10 @@ fn dump_of<'a>(
 /// skipped, not failed: the dump's own check already says why, and one cause gets one alert.
 pub fn ready(ctx: &Context, v: &Verify) -> Result<(), StepError> {
     let (_, _, dir) = dump_of(ctx, v)?;
+    if v.from.is_some() {
+        // The destination is asked when the restore runs; this machine may hold no dump.
+        return Ok(());
+    }
     match newest_with_sidecar(&dir, ctx.plan.timezone.value, ctx.clock.now()) {
         Some(_) => Ok(()),
         None => Err(format!(
@@ -322,8 +387,26 @@ fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
 fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
     let (source, fail_after, dir) = dump_of(ctx, v)?;
     let tz = ctx.plan.timezone.value;
-    let dump = newest_with_sidecar(&dir, tz, ctx.clock.now())
-        .ok_or_else(|| format!("no dump with a sidecar in {}", dir.display()))?;
+    // `from COPY`: the newest dump at that copy's destination, fetched into a scratch folder
+    // (removed when done) and checked against the sha256 it was copied with.
+    let _fetched;
+    let dump = match &v.from {
+        None => newest_with_sidecar(&dir, tz, ctx.clock.now())
+            .ok_or_else(|| format!("no dump with a sidecar in {}", dir.display()))?,
+        Some(copy) => {
+            let scratch = ctx
+                .plan
+                .dir(ctx.step.name(), Area::VerifyLogs)
+                .join(format!("{FETCH_DIR}{}", std::process::id()));
+            _fetched = super::scratch::RemoveTree(scratch.clone());
+            let (dump, id) = super::copy::fetch_newest(ctx, &copy.value, &scratch)?;
+            ev.line(format!(
+                "from: copy `{}`, snapshot {id} at its destination",
+                copy.value
+            ));
+            dump
+        }
+    };
     ev.dump = Some(dump.path.clone());
     ev.line(format!("dump: {}", dump.path.display()));
     // The checksum first: a damaged dump is never imported.
@@ -526,9 +609,21 @@ fn scratch_marker(ctx: &Context, scratch: &str) -> PathBuf {
 
 /// Drops the scratch databases a killed ops-run left behind (their markers name a process
 /// that is gone); one line per database for the operator.
+/// The scratch folder a dump fetched from a copy is read into (`.copy-fetch.<pid>`).
+const FETCH_DIR: &str = ".copy-fetch.";
+
 pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
-    let mut said = Vec::new();
+    let mut said: Vec<String> = super::scratch::sweep(&dir, FETCH_DIR)
+        .iter()
+        .map(|p| {
+            format!(
+                "removed the scratch folder {} of {} (left by an ops-run that was killed)",
+                p.display(),
+                ctx.step.id
+            )
+        })
+        .collect();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some((name, pid)) = file

@@ -80,6 +80,7 @@ pub enum ActivityType {
     Alert,
     Restore,
     DrDrill,
+    OffsiteCopy,
 }
 
 words!(ActivityType, "an activity type", {
@@ -94,6 +95,7 @@ words!(ActivityType, "an activity type", {
     Alert => "alert",
     Restore => "restore",
     DrDrill => "dr_drill",
+    OffsiteCopy => "offsite_copy",
 });
 
 /// The `status` column.

@@ -18,6 +18,30 @@ pub struct VerifyMeta {
     pub duration_ms: Option<u64>,
 }
 
+/// An `offsite_copy` activity.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CopyMeta {
+    /// The repository, without credentials.
+    pub destination: Option<String>,
+    /// The dumps this run shipped, newest first.
+    #[serde(default)]
+    pub copied: Vec<String>,
+    /// How many of the step's dumps the destination holds after the run.
+    pub at_destination: Option<u64>,
+    /// The newest dump at the destination and when it was taken (the store's time format).
+    pub newest: Option<String>,
+    pub newest_taken: Option<String>,
+    /// The newest good dump on this machine when the run began.
+    pub newest_local: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+impl CopyMeta {
+    pub fn read(meta: &Value) -> CopyMeta {
+        read(meta)
+    }
+}
+
 /// A kind's meta from an activity's JSON; what does not fit reads as the default (empty).
 pub fn read<T: serde::de::DeserializeOwned + Default>(meta: &Value) -> T {
     serde_json::from_value(meta.clone()).unwrap_or_default()

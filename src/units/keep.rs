@@ -32,11 +32,10 @@ impl Keep {
     pub fn keeps_nothing(&self) -> bool {
         *self == Keep::default()
     }
-}
 
-impl fmt::Display for Keep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = [
+    /// The counts that keep something, by key.
+    fn counts(&self) -> impl Iterator<Item = (&'static str, u32)> {
+        [
             ("last", self.last),
             ("hourly", self.hourly),
             ("daily", self.daily),
@@ -44,10 +43,21 @@ impl fmt::Display for Keep {
             ("monthly", self.monthly),
             ("yearly", self.yearly),
         ]
-        .iter()
+        .into_iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{k}={n}"))
-        .collect();
+    }
+
+    /// The same rule as `restic forget` options (`--keep-daily=7` …).
+    pub fn restic_args(&self) -> Vec<String> {
+        self.counts()
+            .map(|(k, n)| format!("--keep-{k}={n}"))
+            .collect()
+    }
+}
+
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.counts().map(|(k, n)| format!("{k}={n}")).collect();
         f.write_str(&parts.join(" "))
     }
 }

@@ -10,7 +10,7 @@ use crate::health::{Check, CheckKind, Severity};
 use crate::plan::compile::Compiled;
 use crate::store::Store;
 use crate::store::kinds::ActivityType;
-use crate::store::meta::VerifyMeta;
+use crate::store::meta::{CopyMeta, VerifyMeta};
 
 /// Label values escaped as the exposition format wants (`\\`, `\"`, `\n`).
 fn label(v: &str) -> String {
@@ -191,6 +191,52 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
             );
         }
     }
+    // Offsite copies, by destination: when the last copy succeeded, and when the newest dump
+    // the destination holds was taken (what the "copy stale" alert compares).
+    let mut copies = Vec::new();
+    for step in compiled
+        .steps
+        .iter()
+        .filter(|s| s.decl.kind.activity_type() == ActivityType::OffsiteCopy)
+    {
+        let plan = &compiled.plans[step.plan].decl.name.value;
+        let (last_success, _) = store.last_runs(plan, step.name(), ActivityType::OffsiteCopy)?;
+        let meta = store
+            .newest_success_meta(plan, step.name(), ActivityType::OffsiteCopy)?
+            .map(|m| CopyMeta::read(&m))
+            .unwrap_or_default();
+        let destination = meta.destination.clone().unwrap_or_else(|| "-".into());
+        copies.push((
+            plan,
+            step.name(),
+            destination,
+            last_success.as_deref().and_then(seconds),
+            meta.newest_taken.as_deref().and_then(seconds),
+        ));
+    }
+    for (name, help, newest) in [
+        (
+            "ops_run_copy_last_success_timestamp_seconds",
+            "When the newest successful copy to the destination started (Unix time).",
+            false,
+        ),
+        (
+            "ops_run_copy_newest_dump_timestamp_seconds",
+            "When the newest dump the destination holds was taken (Unix time).",
+            true,
+        ),
+    ] {
+        f.head(name, "gauge", help);
+        for (plan, step, destination, success, taken) in &copies {
+            if let Some(v) = if newest { taken } else { success } {
+                f.sample(
+                    name,
+                    &[("plan", plan), ("step", step), ("destination", destination)],
+                    *v,
+                );
+            }
+        }
+    }
     // One read of each drill's figures for both families.
     let mut drills = Vec::new();
     for step in compiled
@@ -250,6 +296,7 @@ fn kind_name(k: CheckKind) -> &'static str {
         CheckKind::Snapshot => "snapshot",
         CheckKind::Verify => "verify",
         CheckKind::Drill => "drill",
+        CheckKind::Copy => "copy",
     }
 }
 

@@ -72,6 +72,7 @@ fn actions(site: &Site, token: Option<&super::auth::Token>) -> Vec<Value> {
                 StepKind::Report(_) => ("Report", "ops.execute"),
                 StepKind::Runbook(_) => ("Runbook", "ops.execute"),
                 StepKind::Drill(_) => ("Run drill", "ops.execute"),
+                StepKind::Copy(_) => ("Copy offsite", "ops.execute"),
                 StepKind::GitTag(_) => ("Create git tag", "ops.release"),
                 StepKind::Command(_) => return None,
             };

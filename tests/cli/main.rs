@@ -7,6 +7,7 @@ mod receiver;
 mod actions;
 mod alerts;
 mod apply;
+mod copy;
 mod drill;
 mod dump;
 mod engines;

@@ -1,0 +1,595 @@
+//! The `copy` step (`type` `offsite_copy`): every good dump of a `dump` step that is not yet at
+//! the destination goes to a restic repository there (any backend restic speaks), one restic
+//! snapshot per dump with its sidecar (and its roles file), tagged `ops-run`, `plan=…`,
+//! `step=…`, `dump=full-…` and `sha256=…`. What is at the destination is asked of the
+//! destination (`restic snapshots --json --tag …`) on every run, never taken from memory, so a
+//! snapshot removed there is copied again. `forget` retention at the destination is optional; a
+//! refused forget (an append-only repository) is a warning.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kdl::KdlNode;
+use serde_json::{Value, json};
+
+use super::snapshot::{exit_reason, fail, open_repository, restic, summary_line};
+use super::{Context, Extra, Outcome, Settings, Status, StepError};
+use crate::artifact::layout::{self, Area, DumpFile};
+use crate::artifact::sha;
+use crate::exec;
+use crate::graph::EdgeKind;
+use crate::plan::compile::{Compiling, describe_source};
+use crate::plan::decode::Decoder;
+use crate::plan::diagnostic::Diagnostic;
+use crate::plan::model::{OffsiteCopy, Spanned, StepKind};
+use crate::plan::validate::Scope;
+use crate::settings::Origin;
+use crate::store::meta::CopyMeta;
+use crate::units::keep::Keep;
+use crate::units::size;
+
+/// A copy is stale when the newest dump at the destination is older than this.
+pub const COPY_STALE: Duration = Duration::from_secs(26 * 3600);
+
+pub const SETTINGS: Settings = Settings {
+    keys: &[
+        "dump",
+        "repository",
+        "password",
+        "password-file",
+        "init",
+        "stale-after",
+        "forget",
+        "limit-upload",
+    ],
+    repeatable: &[],
+};
+
+pub fn decode(c: &mut OffsiteCopy, key: &str, node: &KdlNode, dec: &mut Decoder) {
+    match key {
+        "dump" => c.dump = dec.string(node),
+        "repository" => c.repository = dec.sourced(node),
+        "password" => c.password = dec.sourced(node),
+        "password-file" => c.password = dec.password_file(node),
+        "init" => c.init = dec.boolean(node),
+        "stale-after" => c.stale_after = dec.duration(node),
+        "forget" => c.forget = dec.keep(node),
+        "limit-upload" => {
+            c.limit_upload =
+                dec.parsed(
+                    node,
+                    "a rate such as \"10MiB\" (per second)",
+                    |v| match size::parse(v).map_err(|e| e.to_string())? {
+                        0..1024 => Err(format!("`{v}` is below restic's smallest limit, 1KiB")),
+                        n => Ok(n),
+                    },
+                )
+        }
+        _ => {}
+    }
+}
+
+/// A `copy`'s compiled form: runs after the dump it copies (a failed dump skips it), its
+/// staleness threshold, the destination (described, never resolved) and its options.
+pub fn compile(c: &OffsiteCopy, cc: &mut Compiling) {
+    if let Some(dump) = &c.dump
+        && cc.needs(dump, EdgeKind::Requires)
+    {
+        cc.plan_setting("dump", dump.value.clone(), dump.span);
+    }
+    cc.own_threshold("stale-after", c.stale_after.as_ref(), COPY_STALE);
+    if let Some(r) = &c.repository {
+        cc.plan_setting("repository", describe_source(r), r.span);
+    }
+    match &c.forget {
+        Some(k) => cc.plan_setting("forget", k.value.to_string(), k.span),
+        None => cc.setting("forget", "off", Origin::Default),
+    }
+    if let Some(l) = &c.limit_upload {
+        cc.plan_setting(
+            "limit-upload",
+            format!("{}/s", size::format(l.value)),
+            l.span,
+        );
+    }
+}
+
+/// Checks a `copy` block on its own: the dump it copies, a destination and its password.
+pub fn validate(
+    c: &OffsiteCopy,
+    name: &Spanned<String>,
+    scope: &Scope,
+    diags: &mut Vec<Diagnostic>,
+) {
+    super::verify::dump_reference("copy", &c.dump, name, scope, diags);
+    for (missing, what, help) in [
+        (
+            c.repository.is_none(),
+            "repository",
+            "add `repository \"sftp:backup@host:/srv/restic/app\"` (or env=VAR)",
+        ),
+        (
+            c.password.is_none(),
+            "password",
+            "add `password env=OFFSITE_RESTIC_PASSWORD` (or file=…)",
+        ),
+    ] {
+        if missing {
+            diags.push(
+                Diagnostic::error(
+                    name.span,
+                    format!("copy `{}` needs `{what}`", name.value),
+                    format!("{what} missing"),
+                )
+                .with_help(help),
+            );
+        }
+    }
+}
+
+/// The destination repository and its password, resolved: into restic's environment only.
+/// The seed's `RESTIC_REPO` and `RESTIC_PASSWORD` are the snapshot's, never a copy's.
+pub(crate) fn credentials(
+    ctx: &Context,
+    c: &OffsiteCopy,
+) -> Result<Vec<(String, String)>, StepError> {
+    let resolve = |s: &Option<crate::plan::model::Sourced>, what: &str| {
+        let s = s
+            .as_ref()
+            .ok_or_else(|| StepError::Failed(format!("no {what}")))?;
+        ctx.env
+            .resolve(&s.source)
+            .map_err(|e| StepError::Failed(format!("{what}: {e}")))
+    };
+    Ok(vec![
+        (
+            "RESTIC_REPOSITORY".into(),
+            resolve(&c.repository, "repository")?,
+        ),
+        ("RESTIC_PASSWORD".into(), resolve(&c.password, "password")?),
+    ])
+}
+
+/// What the metrics and the page call the destination: the repository without credentials
+/// (`rest:https://user:***@host/`), or the variable that holds it.
+pub fn destination(ctx_env: &crate::settings::Env, c: &OffsiteCopy) -> String {
+    use crate::plan::model::ValueSource;
+    match c.repository.as_ref().map(|r| &r.source) {
+        Some(ValueSource::Literal(url)) => without_password(url),
+        Some(ValueSource::Env(var)) => ctx_env
+            .get(var)
+            .map_or_else(|| format!("env {var}"), without_password),
+        Some(ValueSource::File(path)) => format!("file {path}"),
+        None => "-".into(),
+    }
+}
+
+fn without_password(url: &str) -> String {
+    match crate::app::url_password(url) {
+        Some(pw) => url.replacen(&format!(":{pw}@"), ":***@", 1),
+        None => url.to_string(),
+    }
+}
+
+/// This machine's name, as restic records it: a copy only ever counts its own host's
+/// snapshots (several hosts may share a destination).
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The tag list that selects the snapshots of copy step `step` (`restic --tag a,b,c`: all
+/// of them).
+fn tag_filter(ctx: &Context, step: &str) -> String {
+    format!("ops-run,plan={},step={step}", ctx.plan.decl.name.value)
+}
+
+/// One snapshot of this step at the destination.
+#[derive(Clone, Debug)]
+pub struct Copied {
+    pub id: String,
+    pub dump: String,
+    pub sha256: Option<String>,
+    /// The files as restic stored them (absolute paths on the source host).
+    pub paths: Vec<String>,
+}
+
+/// Parses `restic snapshots --json` into this step's copies.
+pub(crate) fn parse_snapshots(json: &[u8]) -> Result<Vec<Copied>, String> {
+    let v: Value = serde_json::from_slice(json)
+        .map_err(|e| format!("restic snapshots printed no JSON list: {e}"))?;
+    let list = v
+        .as_array()
+        .ok_or("restic snapshots printed no JSON list")?;
+    Ok(list
+        .iter()
+        .filter_map(|s| {
+            let tags: Vec<&str> = s["tags"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let tag = |k: &str| {
+                tags.iter()
+                    .find_map(|t| t.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                    .map(str::to_string)
+            };
+            Some(Copied {
+                id: s["id"].as_str()?.to_string(),
+                dump: tag("dump")?,
+                sha256: tag("sha256"),
+                paths: s["paths"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// This step's snapshots at the destination, asked of the destination. `host`: only this
+/// machine's (a copy's own bookkeeping), or every host's (a restore on a new machine).
+pub(crate) fn at_destination(
+    ctx: &Context,
+    env: &[(String, String)],
+    step: &str,
+    host_only: bool,
+) -> Result<Vec<Copied>, String> {
+    let mut args = vec![
+        "snapshots".to_string(),
+        "--json".into(),
+        format!("--tag={}", tag_filter(ctx, step)),
+    ];
+    if host_only {
+        args.push(format!("--host={}", host()));
+    }
+    let mut out = Vec::new();
+    let (r, _) = exec::run_streaming(&restic(ctx, env, &args), ctx.redactor, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    });
+    if !r.success() {
+        return Err(format!(
+            "cannot list the destination: {}\n{}",
+            exit_reason("restic", &r.exit),
+            r.tail.trim()
+        ));
+    }
+    parse_snapshots(&out)
+}
+
+/// The files that travel with a dump: itself, its sidecar, and its roles with their sidecar.
+fn files_of(dump: &DumpFile) -> Vec<PathBuf> {
+    let mut files = vec![dump.path.clone(), layout::sidecar_path(&dump.path)];
+    if let Some(g) = super::dump::globals_path(&dump.path).filter(|g| g.exists()) {
+        files.push(layout::sidecar_path(&g));
+        files.push(g);
+    }
+    files
+}
+
+fn backup_args(ctx: &Context, c: &OffsiteCopy, dump: &DumpFile, sha256: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "backup".into(),
+        "--json".into(),
+        "--quiet".into(),
+        format!("--host={}", host()),
+        "--tag=ops-run".into(),
+        format!("--tag=plan={}", ctx.plan.decl.name.value),
+        format!("--tag=step={}", ctx.step.name()),
+        format!("--tag=dump={}", dump.name),
+        format!("--tag=sha256={sha256}"),
+    ];
+    if let Some(l) = &c.limit_upload {
+        args.push(format!("--limit-upload={}", (l.value / 1024).max(1)));
+    }
+    args.extend(files_of(dump).iter().map(|p| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string()
+    }));
+    args
+}
+
+/// Ships one dump; its restic snapshot id.
+fn copy_one(
+    ctx: &Context,
+    env: &[(String, String)],
+    c: &OffsiteCopy,
+    dump: &DumpFile,
+) -> Result<String, String> {
+    let sidecar = std::fs::read_to_string(layout::sidecar_path(&dump.path))
+        .map_err(|e| format!("cannot read the sidecar of {}: {e}", dump.name))?;
+    let sha256 = sha::parse_sidecar(&sidecar, &dump.name)
+        .ok_or_else(|| format!("the sidecar of {} does not name it", dump.name))?;
+    let mut out = Vec::new();
+    let (r, _) = exec::run_streaming(
+        &restic(ctx, env, &backup_args(ctx, c, dump, &sha256)),
+        ctx.redactor,
+        &mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        },
+    );
+    if !r.success() {
+        return Err(format!(
+            "restic backup of {} failed: {}\n{}",
+            dump.name,
+            exit_reason("restic", &r.exit),
+            r.tail.trim()
+        ));
+    }
+    summary_line(&String::from_utf8_lossy(&out))
+        .and_then(|s| s["snapshot_id"].as_str().map(str::to_string))
+        .ok_or_else(|| format!("restic printed no summary for {}", dump.name))
+}
+
+/// `restic forget --prune` of this host's copies at the destination, by `keep`. A refusal is
+/// a warning: an append-only destination is a fine destination.
+fn forget(ctx: &Context, env: &[(String, String)], keep: &Keep) -> Extra {
+    let started = Instant::now();
+    let mut args: Vec<String> = vec![
+        "forget".into(),
+        "--prune".into(),
+        format!("--host={}", host()),
+        format!("--tag={}", tag_filter(ctx, ctx.step.name())),
+        // One group: each dump is its own snapshot with its own paths and tags.
+        "--group-by=host".into(),
+    ];
+    args.extend(keep.restic_args());
+    let spec = restic(ctx, env, &args);
+    let r = exec::run(&spec, ctx.redactor);
+    let ok = r.success();
+    Extra {
+        kind: crate::store::kinds::ActivityType::Prune,
+        status: if ok {
+            Status::Success
+        } else {
+            Status::Incomplete
+        },
+        meta: json!({ "rule": keep.to_string(), "argv": spec.display(ctx.redactor) }),
+        log_excerpt: r.tail.clone(),
+        summary: if ok {
+            format!("restic forget --prune at the destination ({keep})")
+        } else {
+            format!(
+                "the destination refused restic forget ({}); the copies stay",
+                exit_reason(&spec.program, &r.exit)
+            )
+        },
+        duration: started.elapsed(),
+    }
+}
+
+/// Something to copy: the dump step has a good dump.
+pub fn ready(ctx: &Context, c: &OffsiteCopy) -> Result<(), StepError> {
+    let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
+    let dir = ctx.plan.dir(dump_step, Area::Dumps);
+    match layout::good_dumps(&dir, ctx.plan.timezone.value, ctx.clock.now()).next() {
+        Some(_) => Ok(()),
+        None => Err(StepError::Failed(format!(
+            "no good dump of `{dump_step}` to copy yet"
+        ))),
+    }
+}
+
+pub fn preview(ctx: &Context, c: &OffsiteCopy) -> Result<String, StepError> {
+    let env = credentials(ctx, c)?;
+    let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
+    let dir = ctx.plan.dir(dump_step, Area::Dumps);
+    let local: Vec<String> = layout::good_dumps(&dir, ctx.plan.timezone.value, ctx.clock.now())
+        .map(|d| d.name)
+        .collect();
+    let list = restic(
+        ctx,
+        &env,
+        &[
+            "snapshots".into(),
+            "--json".into(),
+            format!("--tag={}", tag_filter(ctx, ctx.step.name())),
+        ],
+    );
+    Ok(format!(
+        "{}\n       then, for each of the {} good dumps of `{dump_step}` not there yet: restic backup --tag=ops-run --tag=dump=NAME … DUMP SIDECAR   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)",
+        list.display(ctx.redactor),
+        local.len()
+    ))
+}
+
+pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
+    let started = Instant::now();
+    let env = match credentials(ctx, c) {
+        Ok(e) => e,
+        Err(e) => return Outcome::failed(ctx.redactor.redact(&e.to_string())),
+    };
+    if let Err(outcome) = open_repository(ctx, &env, c.init.as_ref().is_some_and(|i| i.value)) {
+        return *outcome;
+    }
+    let tz = ctx.plan.timezone.value;
+    let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
+    let dir = ctx.plan.dir(dump_step, Area::Dumps);
+    let local: Vec<DumpFile> = layout::good_dumps(&dir, tz, ctx.clock.now()).collect();
+    let there = match at_destination(ctx, &env, ctx.step.name(), true) {
+        Ok(t) => t,
+        Err(why) => return fail(ctx, why, ""),
+    };
+    let mut present: BTreeSet<String> = there.iter().map(|s| s.dump.clone()).collect();
+    let mut copied = Vec::new();
+    let mut lines = Vec::new();
+    let mut failure = None;
+    // Newest first: on a slow link the dump that matters most arrives first.
+    let missing: Vec<&DumpFile> = local
+        .iter()
+        .filter(|d| !present.contains(&d.name))
+        .collect();
+    for d in missing {
+        match copy_one(ctx, &env, c, d) {
+            Ok(id) => {
+                lines.push(format!("copied {} as snapshot {id}", d.name));
+                copied.push(d.name.clone());
+                present.insert(d.name.clone());
+            }
+            Err(why) => {
+                failure = Some(why);
+                break;
+            }
+        }
+    }
+    let newest = present
+        .iter()
+        .filter_map(|n| layout::parse_dump_name(n, tz).map(|(at, seq)| (at, seq, n)))
+        .max()
+        .map(|(at, _, n)| (n.clone(), at));
+    let meta = CopyMeta {
+        destination: Some(destination(ctx.env, c)),
+        copied: copied.clone(),
+        at_destination: Some(present.len() as u64),
+        newest: newest.as_ref().map(|(n, _)| n.clone()),
+        newest_taken: newest.as_ref().map(|(_, at)| crate::clock::stamp(*at)),
+        newest_local: local.first().map(|d| d.name.clone()),
+        duration_ms: Some(started.elapsed().as_millis() as u64),
+    };
+    let meta = serde_json::to_value(&meta).unwrap_or_default();
+    let log = ctx.redactor.redact(&lines.join("\n"));
+    if let Some(why) = failure {
+        let reason = if copied.is_empty() {
+            why
+        } else {
+            format!("{why}\n(copied before the failure: {})", copied.join(", "))
+        };
+        return Outcome {
+            meta,
+            ..fail(ctx, reason, &log)
+        };
+    }
+    let mut extra = Vec::new();
+    if let Some(keep) = &c.forget {
+        extra.push(forget(ctx, &env, &keep.value));
+    }
+    let summary = match copied.len() {
+        0 => format!(
+            "nothing to copy: {} dumps at the destination",
+            present.len()
+        ),
+        n => format!(
+            "copied {n} dump{} ({} at the destination)",
+            if n == 1 { "" } else { "s" },
+            present.len()
+        ),
+    };
+    Outcome {
+        status: Status::Success,
+        meta,
+        log_excerpt: log,
+        summary,
+        extra,
+        tolerated: false,
+    }
+}
+
+/// The newest dump copy step `step` holds at its destination (every host's: a restore may
+/// run on a new machine), fetched into `dir` and checked: its path, name and time taken.
+pub(crate) fn fetch_newest(
+    ctx: &Context,
+    step: &str,
+    dir: &Path,
+) -> Result<(DumpFile, String), StepError> {
+    let Some(StepKind::Copy(c)) = ctx
+        .compiled
+        .steps
+        .iter()
+        .find(|s| s.plan == ctx.step.plan && s.name() == step)
+        .map(|s| &s.decl.kind)
+    else {
+        return Err(format!("no copy step `{step}`").into());
+    };
+    let env = credentials(ctx, c)?;
+    let tz = ctx.plan.timezone.value;
+    let now = ctx.clock.now();
+    let newest = at_destination(ctx, &env, step, false)?
+        .into_iter()
+        .filter_map(|s| {
+            let (taken, seq) = layout::parse_dump_name(&s.dump, tz)?;
+            (taken <= now).then_some((taken, seq, s))
+        })
+        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        .ok_or_else(|| format!("no dump of copy `{step}` at its destination"))?;
+    let (taken, seq, copied) = newest;
+    let path = fetch(ctx, &env, &copied, dir)?;
+    Ok((
+        DumpFile {
+            path,
+            name: copied.dump.clone(),
+            taken,
+            seq,
+        },
+        copied.id,
+    ))
+}
+
+/// A dump's files read back from the destination into `dir` (`restic restore … --include`),
+/// checked against the sha256 it was copied with. Returns the dump's path under `dir`.
+pub(crate) fn fetch(
+    ctx: &Context,
+    env: &[(String, String)],
+    copy: &Copied,
+    dir: &Path,
+) -> Result<PathBuf, String> {
+    let dump_path = copy
+        .paths
+        .iter()
+        .find(|p| p.ends_with(&format!("/{}", copy.dump)))
+        .ok_or_else(|| format!("snapshot {} holds no {}", copy.id, copy.dump))?
+        .clone();
+    let mut args = vec![
+        "restore".to_string(),
+        copy.id.clone(),
+        format!("--target={}", dir.display()),
+    ];
+    for p in &copy.paths {
+        args.push(format!("--include={p}"));
+    }
+    let r = exec::run(&restic(ctx, env, &args), ctx.redactor);
+    if !r.success() {
+        return Err(format!(
+            "restic restore of {} failed: {}\n{}",
+            copy.dump,
+            exit_reason("restic", &r.exit),
+            r.tail.trim()
+        ));
+    }
+    let local = dir.join(dump_path.trim_start_matches('/'));
+    let actual =
+        sha::file_sha256(&local).map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+    let sidecar = std::fs::read_to_string(layout::sidecar_path(&local)).ok();
+    let claimed = sidecar
+        .as_deref()
+        .and_then(|s| sha::parse_sidecar(s, &copy.dump));
+    for expected in [copy.sha256.as_ref(), claimed.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if &actual != expected {
+            return Err(format!(
+                "checksum mismatch: {} at the destination is not the dump that was copied (sha256 {actual}, expected {expected}); nothing was imported",
+                copy.dump
+            ));
+        }
+    }
+    if copy.sha256.is_none() && claimed.is_none() {
+        return Err(format!(
+            "{} at the destination has no sha256 to check it against; nothing was imported",
+            copy.dump
+        ));
+    }
+    Ok(local)
+}

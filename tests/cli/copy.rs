@@ -1,0 +1,395 @@
+//! Offsite copies with the real restic: to a repository in a folder, and over restic's REST
+//! protocol to `rclone serve restic` (also append-only). What is at the destination is asked
+//! of the destination: a snapshot forgotten there is copied again. An unreachable destination
+//! fails the step and touches no local dump. No credential shows anywhere.
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{Workspace, wait_for};
+use crate::serve::free_port;
+
+const PASSWORD: &str = "offsite-Pw-5c1d7";
+
+fn workspace(repository: &str, copy_extra: &str) -> Workspace {
+    workspace_with(repository, copy_extra, "")
+}
+
+fn workspace_with(repository: &str, copy_extra: &str, steps: &str) -> Workspace {
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app {{
+            base "backups"
+            database main {{
+                engine sqlite
+                path "app.db"
+            }}
+            dump db {{
+                database main
+            }}
+            copy offsite {{
+                dump db
+                repository "{repository}"
+                password env=OFFSITE_PW
+                init #true
+                stale-after "26h"
+                {copy_extra}
+            }}
+            {steps}
+        }}"#
+    ))
+    .env("OFFSITE_PW", PASSWORD);
+    let cache = ws.path("cache").display().to_string();
+    let ws = ws.env("RESTIC_CACHE_DIR", &cache);
+    rusqlite::Connection::open(ws.path("app.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);
+             INSERT INTO users (email) VALUES ('a@example.com'), ('b@example.com');",
+        )
+        .unwrap();
+    ws
+}
+
+/// `restic snapshots --json` of `repository`, as restic itself lists it.
+fn snapshots(ws: &Workspace, repository: &str) -> Vec<Value> {
+    let out = Command::new("restic")
+        .args(["snapshots", "--json"])
+        .env("RESTIC_REPOSITORY", repository)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", ws.path("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn tag(snapshot: &Value, key: &str) -> Option<String> {
+    snapshot["tags"].as_array()?.iter().find_map(|t| {
+        t.as_str()?
+            .strip_prefix(key)?
+            .strip_prefix('=')
+            .map(str::to_string)
+    })
+}
+
+fn copies(ws: &Workspace) -> Vec<Value> {
+    ws.activities()
+        .into_iter()
+        .filter(|a| a["type"] == "offsite_copy")
+        .collect()
+}
+
+fn check(ws: &Workspace, now: &str, id: &str) -> Value {
+    let r = ws.run_at(now, &["status", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {id}: {v}"))
+}
+
+/// Every word a user or a scraper can see.
+fn everything(ws: &Workspace, now: &str) -> String {
+    let mut all = serde_json::to_string(&ws.activities()).unwrap();
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["metrics"],
+        &["plan", "show"],
+        &["activities", "--json"],
+    ] {
+        let r = ws.run_at(now, args);
+        all.push_str(&r.stdout());
+        all.push_str(&r.stderr());
+    }
+    all
+}
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn each_good_dump_is_copied_once_and_again_when_it_is_gone_at_the_destination() {
+    let ws = workspace("offsite", "");
+    let repo = ws.path("offsite").display().to_string();
+    // restic runs in the plans folder: the relative repository is this folder.
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    assert_eq!(ws.run_at("2026-11-28T11:00:00Z", &["run", "db"]).code(), 0);
+    // A dump without its sidecar is no good dump: never copied.
+    ws.write("backups/db/full-20261128-0900.sql.gz", "half a dump");
+
+    let r = ws.run_at("2026-11-28T11:05:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("copied 2 dumps"), "{}", r.stdout());
+    let snaps = snapshots(&ws, &repo);
+    let mut dumps: Vec<String> = snaps.iter().filter_map(|s| tag(s, "dump")).collect();
+    dumps.sort();
+    assert_eq!(
+        dumps,
+        ["full-20261128-1000.sql.gz", "full-20261128-1100.sql.gz"]
+    );
+    for s in &snaps {
+        assert_eq!(tag(s, "plan").as_deref(), Some("app"));
+        assert_eq!(tag(s, "step").as_deref(), Some("offsite"));
+        assert!(s["tags"].as_array().unwrap().contains(&"ops-run".into()));
+        // The dump travels with its sidecar, and the sha256 it was copied with is a tag.
+        let dump = tag(s, "dump").unwrap();
+        let paths: Vec<&str> = s["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert!(paths.iter().any(|p| p.ends_with(&dump)), "{paths:?}");
+        assert!(
+            paths.iter().any(|p| p.ends_with(&format!("{dump}.sha256"))),
+            "{paths:?}"
+        );
+        let sidecar =
+            std::fs::read_to_string(ws.path(&format!("backups/db/{dump}.sha256"))).unwrap();
+        assert_eq!(tag(s, "sha256").as_deref(), Some(&sidecar[..64]));
+    }
+    assert_eq!(
+        check(&ws, "2026-11-28T11:06:00Z", "app/offsite")["state"],
+        "ok"
+    );
+
+    // A second run asks the destination and finds nothing to do.
+    let r = ws.run_at("2026-11-28T11:10:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("nothing to copy"), "{}", r.stdout());
+    assert_eq!(snapshots(&ws, &repo).len(), 2);
+
+    // Forgotten at the destination: copied again on the next run.
+    let gone = snaps
+        .iter()
+        .find(|s| tag(s, "dump").as_deref() == Some("full-20261128-1000.sql.gz"))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = Command::new("restic")
+        .args(["forget", &gone])
+        .env("RESTIC_REPOSITORY", &repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", ws.path("cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r = ws.run_at("2026-11-28T11:15:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("copied 1 dump"), "{}", r.stdout());
+    let again: Vec<String> = snapshots(&ws, &repo)
+        .iter()
+        .filter_map(|s| tag(s, "dump"))
+        .collect();
+    assert!(again.contains(&"full-20261128-1000.sql.gz".to_string()));
+    assert_eq!(again.len(), 2);
+
+    // The check goes stale when the newest dump at the destination is older than stale-after.
+    let c = check(&ws, "2026-11-29T14:00:00Z", "app/offsite");
+    assert_eq!(c["state"], "stale", "{c}");
+    let metrics = ws.run_at("2026-11-28T11:16:00Z", &["metrics"]).stdout();
+    assert!(
+        metrics.contains(
+            "ops_run_copy_last_success_timestamp_seconds{plan=\"app\",step=\"offsite\",destination=\"offsite\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("ops_run_copy_newest_dump_timestamp_seconds{plan=\"app\",step=\"offsite\""),
+        "{metrics}"
+    );
+    assert!(!everything(&ws, "2026-11-28T11:16:00Z").contains(PASSWORD));
+}
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn an_unreachable_destination_fails_and_touches_no_local_dump() {
+    let port = free_port();
+    let ws = workspace(&format!("rest:http://127.0.0.1:{port}/"), "");
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    let before = std::fs::read(ws.path("backups/db/full-20261128-1000.sql.gz")).unwrap();
+    let r = ws.run_at("2026-11-28T10:05:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("failed"), "{}", r.stdout());
+    assert_eq!(
+        std::fs::read(ws.path("backups/db/full-20261128-1000.sql.gz")).unwrap(),
+        before
+    );
+    assert!(
+        ws.path("backups/db/full-20261128-1000.sql.gz.sha256")
+            .exists()
+    );
+    let c = check(&ws, "2026-11-28T10:06:00Z", "app/offsite");
+    assert_eq!(
+        (c["state"].as_str(), c["severity"].as_str()),
+        (Some("fail"), Some("crit")),
+        "{c}"
+    );
+    assert_eq!(copies(&ws)[0]["status"], "failed");
+}
+
+/// `rclone serve restic` on a free loopback port, stopped when dropped.
+struct Rclone {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Rclone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rclone(dir: &std::path::Path, extra: &[&str]) -> Rclone {
+    let port = free_port();
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new("rclone")
+        .args(["serve", "restic", "--addr", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rclone (apt-get install rclone)");
+    let r = Rclone { child, port };
+    assert!(
+        wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
+        "rclone serve restic did not start"
+    );
+    r
+}
+
+#[test]
+#[ignore = "needs restic and rclone; run scripts/test"]
+fn a_rest_destination_with_credentials_append_only_keeps_its_copies_and_says_so() {
+    let user_pw = "rest-Secret-77aa";
+    let dir = tempfile::tempdir().unwrap();
+    let server = rclone(
+        dir.path(),
+        &["--append-only", "--user", "backup", "--pass", user_pw],
+    );
+    let repository = format!("rest:http://backup:{user_pw}@127.0.0.1:{}/", server.port);
+    let ws = workspace(&repository, "forget last=1");
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    assert_eq!(ws.run_at("2026-11-28T11:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at("2026-11-28T11:05:00Z", &["run", "offsite"]);
+    // The copy succeeded; the forget the append-only server refused is a warning only.
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("copied 2 dumps"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("the destination refused restic forget"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(snapshots(&ws, &repository).len(), 2);
+    let prune = ws
+        .activities()
+        .into_iter()
+        .find(|a| a["type"] == "prune")
+        .unwrap();
+    assert_eq!(prune["status"], "incomplete");
+    assert_eq!(
+        check(&ws, "2026-11-28T11:06:00Z", "app/offsite")["state"],
+        "ok"
+    );
+    let all = everything(&ws, "2026-11-28T11:06:00Z");
+    assert!(!all.contains(user_pw), "the REST password leaked");
+    assert!(!all.contains(PASSWORD));
+    assert!(
+        all.contains("backup:***@127.0.0.1"),
+        "the destination is named without its password"
+    );
+}
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn a_verify_from_the_copy_restores_it_and_refuses_a_different_file_under_its_tag() {
+    let ws = workspace_with(
+        "offsite",
+        "",
+        r#"verify fromcopy {
+            dump db
+            from offsite
+            min-tables 1
+            expect "SELECT count(*) FROM users" min=2
+        }"#,
+    );
+    let repo = ws.path("offsite").display().to_string();
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    assert_eq!(
+        ws.run_at("2026-11-28T10:05:00Z", &["run", "offsite"])
+            .code(),
+        0
+    );
+    // This machine is gone: only the copy is left.
+    std::fs::remove_dir_all(ws.path("backups/db")).unwrap();
+    let r = ws.run_at("2026-11-28T10:10:00Z", &["run", "fromcopy"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("restored 1 tables"), "{}", r.stdout());
+    let verify = ws
+        .activities()
+        .into_iter()
+        .find(|a| a["type"] == "verify_restore")
+        .unwrap();
+    let log = std::fs::read_to_string(verify["meta"]["verify_log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("from: copy `offsite`"), "{log}");
+    assert!(log.contains("matches the sidecar"), "{log}");
+
+    // Someone stores another file under the same dump tag: refused on the checksum, nothing
+    // imported, nothing left behind.
+    let sha = tag(&snapshots(&ws, &repo)[0], "sha256").unwrap();
+    ws.write(
+        "evil/full-20261128-1000.sql.gz",
+        "not the dump that was copied",
+    );
+    let out = Command::new("restic")
+        .args([
+            "backup",
+            "--tag=ops-run",
+            "--tag=plan=app",
+            "--tag=step=offsite",
+            "--tag=dump=full-20261128-1000.sql.gz",
+            &format!("--tag=sha256={sha}"),
+        ])
+        .arg(ws.path("evil/full-20261128-1000.sql.gz"))
+        .env("RESTIC_REPOSITORY", &repo)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", ws.path("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = ws.run_at("2026-11-28T10:15:00Z", &["run", "fromcopy"]);
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("checksum mismatch"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("nothing was imported"),
+        "{}",
+        r.stdout()
+    );
+    let left: Vec<_> = std::fs::read_dir(ws.path("backups/verify"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+}
