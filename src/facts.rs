@@ -19,6 +19,7 @@ fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
         StepKind::Verify(_) => Some(CheckKind::Verify),
         StepKind::Drill(_) => Some(CheckKind::Drill),
         StepKind::Copy(_) => Some(CheckKind::Copy),
+        StepKind::Check(_) => Some(CheckKind::RepoCheck),
         StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) | StepKind::Runbook(_) => {
             None
         }
@@ -71,7 +72,7 @@ pub fn checks(
         let files = match kind {
             CheckKind::Dump => Some((Area::Dumps, "full-", ".sql.gz")),
             CheckKind::Snapshot => Some((Area::Snapshots, "snapshot-", ".txt")),
-            CheckKind::Verify | CheckKind::Drill | CheckKind::Copy => None,
+            CheckKind::Verify | CheckKind::Drill | CheckKind::Copy | CheckKind::RepoCheck => None,
         };
         let (artifact, future) = files.map_or((None, None), |(area, prefix, suffix)| {
             // A dump counts with a sidecar naming it; a snapshot marker is its own proof.

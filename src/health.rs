@@ -69,6 +69,9 @@ pub enum CheckKind {
     Drill,
     /// An offsite copy: its artifact is the newest dump the destination holds.
     Copy,
+    /// A repository check (`restic check`): overdue like a verify.
+    #[serde(rename = "repo_check")]
+    RepoCheck,
 }
 
 /// The newest finished run of a step.
@@ -204,6 +207,7 @@ pub fn evaluate(
         let what = match kind {
             CheckKind::Verify => "restore test",
             CheckKind::Drill => "drill",
+            CheckKind::RepoCheck => "repository check",
             _ => "run",
         };
         let at = run.at.format("%Y-%m-%d %H:%M UTC");
@@ -213,7 +217,7 @@ pub fn evaluate(
         }
     };
     let reference = match kind {
-        CheckKind::Verify | CheckKind::Drill => facts.last_success,
+        CheckKind::Verify | CheckKind::Drill | CheckKind::RepoCheck => facts.last_success,
         _ => facts.artifact.as_ref().map(|(_, at)| *at),
     };
     let age_now = reference.map(age);
@@ -278,11 +282,11 @@ pub fn evaluate(
                 }
             }
         },
-        CheckKind::Verify | CheckKind::Drill => {
-            let what = if kind == CheckKind::Drill {
-                "drill"
-            } else {
-                "restore"
+        CheckKind::Verify | CheckKind::Drill | CheckKind::RepoCheck => {
+            let what = match kind {
+                CheckKind::Drill => "drill",
+                CheckKind::RepoCheck => "repository check",
+                _ => "restore",
             };
             if let Some(run) = attempt_failed {
                 (State::Fail, Severity::Crit, ran(run))
@@ -295,11 +299,12 @@ pub fn evaluate(
                     None => (
                         State::Overdue,
                         Severity::Warn,
-                        if kind == CheckKind::Drill {
-                            "never drilled".to_string()
-                        } else {
-                            "never verified".to_string()
-                        },
+                        match kind {
+                            CheckKind::Drill => "never drilled",
+                            CheckKind::RepoCheck => "never checked",
+                            _ => "never verified",
+                        }
+                        .to_string(),
                     ),
                     Some(a) if over(a, t.overdue_after) => (
                         State::Overdue,

@@ -48,7 +48,8 @@ impl Area {
             | StepKind::GitTag(_)
             | StepKind::Command(_)
             | StepKind::Runbook(_)
-            | StepKind::Copy(_) => None,
+            | StepKind::Copy(_)
+            | StepKind::Check(_) => None,
         }
     }
 }

@@ -358,6 +358,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                 StepKind::Runbook(r) => crate::steps::runbook::compile(r, &mut c),
                 StepKind::Drill(d) => crate::steps::drill::compile(d, &mut c),
                 StepKind::Copy(cp) => crate::steps::copy::compile(cp, &mut c),
+                StepKind::Check(ch) => crate::steps::check::compile(ch, &mut c),
             }
             let Compiling {
                 settings,

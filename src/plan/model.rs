@@ -128,12 +128,13 @@ pub enum StepKind {
     Runbook(Runbook),
     Drill(Drill),
     Copy(OffsiteCopy),
+    Check(RepoCheck),
 }
 
 impl StepKind {
     /// Every kind, with empty settings: the one list a new kind joins (and `keyword` below;
     /// the compiler names the rest).
-    pub fn all() -> [StepKind; 9] {
+    pub fn all() -> [StepKind; 10] {
         [
             StepKind::Dump(Dump::default()),
             StepKind::Snapshot(Snapshot::default()),
@@ -144,6 +145,7 @@ impl StepKind {
             StepKind::Runbook(Runbook::default()),
             StepKind::Drill(Drill::default()),
             StepKind::Copy(OffsiteCopy::default()),
+            StepKind::Check(RepoCheck::default()),
         ]
     }
 
@@ -164,6 +166,7 @@ impl StepKind {
             StepKind::Runbook(_) => "runbook",
             StepKind::Drill(_) => "drill",
             StepKind::Copy(_) => "copy",
+            StepKind::Check(_) => "check",
         }
     }
 
@@ -179,6 +182,7 @@ impl StepKind {
             StepKind::Runbook(_) => ActivityType::Report,
             StepKind::Drill(_) => ActivityType::DrDrill,
             StepKind::Copy(_) => ActivityType::OffsiteCopy,
+            StepKind::Check(_) => ActivityType::RepoCheck,
         }
     }
 }
@@ -271,6 +275,24 @@ pub struct OffsiteCopy {
     pub forget: Option<Spanned<Keep>>,
     /// restic's `--limit-upload`, in bytes per second.
     pub limit_upload: Option<Spanned<u64>>,
+}
+
+/// A `check` step: `restic check` of a snapshot step's repository or a copy's destination.
+#[derive(Clone, Debug, Default)]
+pub struct RepoCheck {
+    pub snapshot: Option<Spanned<String>>,
+    pub copy: Option<Spanned<String>>,
+    pub read_data_subset: Option<Spanned<DataSubset>>,
+    pub overdue_after: Option<Spanned<Duration>>,
+}
+
+/// How much of the repository's data a check reads back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataSubset {
+    /// One `n/M` part per run, the next part on the next run.
+    Rotating(u32),
+    /// A random share, as restic takes it (`"5%"`).
+    Percent(String),
 }
 
 /// How many restored files a drill compares with the live ones.

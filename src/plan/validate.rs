@@ -236,6 +236,7 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                 StepKind::Verify(v) => v.overdue_after.as_ref(),
                 StepKind::Drill(_)
                 | StepKind::Copy(_)
+                | StepKind::Check(_)
                 | StepKind::Report(_)
                 | StepKind::GitTag(_)
                 | StepKind::Command(_)
@@ -278,9 +279,11 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
             // No values from the environment or files (a new kind with one must add it here:
             // this list decides what is redacted).
             // A drill reads its snapshot step's credentials, listed with that step.
+            // A check reads its snapshot's or copy's credentials, listed with that step.
             StepKind::Dump(_)
             | StepKind::Verify(_)
             | StepKind::Drill(_)
+            | StepKind::Check(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Runbook(_) => {}

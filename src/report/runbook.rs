@@ -322,7 +322,8 @@ pub fn context(
             | StepKind::GitTag(_)
             | StepKind::Command(_)
             | StepKind::Runbook(_)
-            | StepKind::Copy(_) => {}
+            | StepKind::Copy(_)
+            | StepKind::Check(_) => {}
         }
     }
     tools.sort_unstable();

@@ -1,5 +1,6 @@
 //! Step kinds: each file builds its command as a plain value and turns a run into an outcome.
 
+pub mod check;
 pub mod command;
 pub mod copy;
 pub mod drill;
@@ -194,6 +195,7 @@ pub fn settings(kind: &StepKind) -> &'static Settings {
         StepKind::Runbook(_) => &runbook::SETTINGS,
         StepKind::Drill(_) => &drill::SETTINGS,
         StepKind::Copy(_) => &copy::SETTINGS,
+        StepKind::Check(_) => &check::SETTINGS,
     }
 }
 
@@ -209,6 +211,7 @@ pub fn decode_setting(kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut 
         StepKind::Runbook(r) => runbook::decode(r, key, node, dec),
         StepKind::Drill(d) => drill::decode(d, key, node, dec),
         StepKind::Copy(c) => copy::decode(c, key, node, dec),
+        StepKind::Check(c) => check::decode(c, key, node, dec),
     }
 }
 
@@ -226,6 +229,7 @@ pub fn validate(step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
         StepKind::Runbook(r) => runbook::validate(r, name, scope, diags),
         StepKind::Drill(d) => drill::validate(d, name, scope, diags),
         StepKind::Copy(c) => copy::validate(c, name, scope, diags),
+        StepKind::Check(c) => check::validate(c, name, scope, diags),
     }
 }
 
@@ -241,6 +245,7 @@ pub fn preview(ctx: &Context) -> Result<String, StepError> {
         StepKind::Runbook(r) => runbook::preview(ctx, r),
         StepKind::Drill(d) => drill::preview(ctx, d),
         StepKind::Copy(c) => copy::preview(ctx, c),
+        StepKind::Check(c) => check::preview(ctx, c),
     }
 }
 
@@ -256,7 +261,8 @@ pub fn ready(ctx: &Context) -> Result<(), StepError> {
         | StepKind::Snapshot(_)
         | StepKind::Report(_)
         | StepKind::GitTag(_)
-        | StepKind::Runbook(_) => Ok(()),
+        | StepKind::Runbook(_)
+        | StepKind::Check(_) => Ok(()),
     }
 }
 
@@ -272,7 +278,8 @@ pub fn sweep(ctx: &Context) -> Vec<String> {
         | StepKind::Report(_)
         | StepKind::GitTag(_)
         | StepKind::Runbook(_)
-        | StepKind::Copy(_) => Vec::new(),
+        | StepKind::Copy(_)
+        | StepKind::Check(_) => Vec::new(),
     }
 }
 
@@ -287,5 +294,6 @@ pub fn execute(ctx: &Context) -> Outcome {
         StepKind::Runbook(r) => runbook::execute(ctx, r),
         StepKind::Drill(d) => drill::execute(ctx, d),
         StepKind::Copy(c) => copy::execute(ctx, c),
+        StepKind::Check(c) => check::execute(ctx, c),
     }
 }

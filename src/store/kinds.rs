@@ -81,6 +81,7 @@ pub enum ActivityType {
     Restore,
     DrDrill,
     OffsiteCopy,
+    RepoCheck,
 }
 
 words!(ActivityType, "an activity type", {
@@ -96,6 +97,7 @@ words!(ActivityType, "an activity type", {
     Restore => "restore",
     DrDrill => "dr_drill",
     OffsiteCopy => "offsite_copy",
+    RepoCheck => "repo_check",
 });
 
 /// The `status` column.

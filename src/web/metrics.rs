@@ -297,6 +297,7 @@ fn kind_name(k: CheckKind) -> &'static str {
         CheckKind::Verify => "verify",
         CheckKind::Drill => "drill",
         CheckKind::Copy => "copy",
+        CheckKind::RepoCheck => "repo_check",
     }
 }
 

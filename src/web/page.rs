@@ -73,6 +73,7 @@ fn actions(site: &Site, token: Option<&super::auth::Token>) -> Vec<Value> {
                 StepKind::Runbook(_) => ("Runbook", "ops.execute"),
                 StepKind::Drill(_) => ("Run drill", "ops.execute"),
                 StepKind::Copy(_) => ("Copy offsite", "ops.execute"),
+                StepKind::Check(_) => ("Check repository", "ops.execute"),
                 StepKind::GitTag(_) => ("Create git tag", "ops.release"),
                 StepKind::Command(_) => return None,
             };

@@ -7,6 +7,7 @@ mod receiver;
 mod actions;
 mod alerts;
 mod apply;
+mod check;
 mod copy;
 mod drill;
 mod dump;
