@@ -116,6 +116,10 @@ pub enum RestoreCommand {
         /// in the plan's time zone)
         #[arg(long)]
         at: Option<String>,
+        /// The newest dump at this copy step's destination (restic), checked against the
+        /// sha256 it was copied with: the restore when this machine's dumps are gone
+        #[arg(long, value_name = "COPY", conflicts_with_all = ["dump", "at"])]
+        from: Option<String>,
         /// Put the restore in place of a TARGET that holds tables, keeping the old one
         /// (TARGET_before_YYYYmmddHHMM; SQLite: TARGET.before-YYYYmmdd-HHMM)
         #[arg(long)]

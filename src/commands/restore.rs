@@ -41,6 +41,8 @@ pub struct DbArgs<'a> {
     pub to: &'a str,
     pub dump: Option<&'a str>,
     pub at: Option<&'a str>,
+    /// A copy step: the newest dump at its destination.
+    pub from: Option<&'a str>,
     pub replace: bool,
     pub dry_run: bool,
     pub keep_ownership: bool,
@@ -142,7 +144,22 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
         .database(d.database.as_ref().map_or("", |n| n.value.as_str()))
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let dir = ctx.plan.dir(step.name(), Area::Dumps);
-    let dump = choose(&dir, &ctx, a)?;
+    // From a copy: fetched into a scratch folder, removed when the restore is done.
+    let _fetched;
+    let dump = match a.from {
+        None => choose(&dir, &ctx, a)?,
+        Some(copy) => {
+            let scratch = ctx
+                .plan
+                .dir(step.name(), Area::VerifyLogs)
+                .join(format!(".copy-fetch.{}", std::process::id()));
+            _fetched = crate::steps::scratch::RemoveTree(scratch.clone());
+            let (dump, id) = crate::steps::copy::fetch_newest(&ctx, copy, step.name(), &scratch)
+                .map_err(|e| Failure::Runtime(redactor.redact(&e.to_string())))?;
+            crate::outln!("from: copy `{copy}`, snapshot {id} at its destination");
+            dump
+        }
+    };
     let engine =
         source.engine.as_ref().map(|e| e.value).ok_or_else(|| {
             Failure::Usage(format!("database `{}` has no engine", source.name.value))

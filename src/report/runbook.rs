@@ -168,6 +168,78 @@ fn address(db: &Database) -> String {
     }
 }
 
+/// A copy's destination as the runbook may show it: a repository written in the plan without
+/// a password in it, or the variable that holds it.
+fn destination(s: &Sourced) -> (String, Option<String>) {
+    if let Some(path) = plain_repository(s) {
+        return (
+            format!("`{path}`"),
+            Some(format!("export RESTIC_REPOSITORY={}", q(&path))),
+        );
+    }
+    match &s.source {
+        ValueSource::Literal(v) if crate::app::url_password(v).is_none() => (
+            format!("`{v}`"),
+            Some(format!("export RESTIC_REPOSITORY={}", q(v))),
+        ),
+        _ => (secret_words(s), export("RESTIC_REPOSITORY", Some(s))),
+    }
+}
+
+/// One offsite copy: where it is, its newest dump there, and how to bring the dumps back.
+fn copy_context(
+    compiled: &Compiled,
+    plan: &CompiledPlan,
+    step: &crate::plan::compile::CompiledStep,
+    c: &crate::plan::model::OffsiteCopy,
+    store: Option<&crate::store::Store>,
+) -> Value {
+    let tz = plan.timezone.value;
+    let newest = store
+        .and_then(|s| {
+            s.newest_success_meta(
+                &plan.decl.name.value,
+                step.name(),
+                crate::store::kinds::ActivityType::OffsiteCopy,
+            )
+            .ok()
+            .flatten()
+        })
+        .map(|m| crate::store::meta::CopyMeta::read(&m));
+    let (words, repo) = c
+        .repository
+        .as_ref()
+        .map_or(("?".into(), None), destination);
+    let tags = format!("ops-run,plan={},step={}", plan.decl.name.value, step.name());
+    let restore: Vec<String> = repo
+        .into_iter()
+        .chain(export("RESTIC_PASSWORD", c.password.as_ref()))
+        .chain([
+            format!("restic snapshots --tag {tags}"),
+            format!("restic restore latest --tag {tags} --target /"),
+        ])
+        .collect();
+    let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
+    let dump_id = compiled
+        .steps
+        .iter()
+        .find(|s| s.plan == step.plan && s.name() == dump_step)
+        .map_or_else(|| dump_step.to_string(), |s| s.id.clone());
+    json!({
+        "step": step.id,
+        "dump": dump_id,
+        "destination": words,
+        "password": c.password.as_ref().map_or("?".into(), secret_words),
+        "schedule": step.schedule.as_ref().map_or_else(|| "none (run by hand)".into(), |s| s.value.expr.clone()),
+        "newest": newest.and_then(|n| Some(json!({
+            "name": n.newest?,
+            "taken": crate::clock::parse_stamp(&n.newest_taken?).map(|t| minute(t, tz)),
+        }))),
+        "restore": restore.join("\n"),
+        "ops_run": format!("ops-run restore db {} --from {} --to TARGET", q(&dump_id), q(step.name())),
+    })
+}
+
 /// The runbook's context for one plan.
 pub fn context(
     compiled: &Compiled,
@@ -182,6 +254,7 @@ pub fn context(
     let mut snapshots = Vec::new();
     let mut points = Vec::new();
     let mut drills = Vec::new();
+    let mut copies = Vec::new();
     for step in compiled
         .steps
         .iter()
@@ -317,12 +390,15 @@ pub fn context(
                     }));
                 }
             }
+            StepKind::Copy(c) => {
+                tools.push("restic");
+                copies.push(copy_context(compiled, plan, step, c, store));
+            }
             StepKind::Verify(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Command(_)
             | StepKind::Runbook(_)
-            | StepKind::Copy(_)
             | StepKind::Check(_) => {}
         }
     }
@@ -339,6 +415,7 @@ pub fn context(
         "tools": format!("apt-get install -y {}", tools.join(" ")),
         "databases": databases,
         "snapshots": snapshots,
+        "copies": copies,
         "recovery_points": points,
         "drills": drills,
         "owner": text(&info.owner),

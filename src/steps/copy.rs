@@ -475,16 +475,13 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
     if let Some(keep) = &c.forget {
         extra.push(forget(ctx, &env, &keep.value));
     }
+    let dumps = |n: usize| format!("{n} dump{}", if n == 1 { "" } else { "s" });
     let summary = match copied.len() {
         0 => format!(
-            "nothing to copy: {} dumps at the destination",
-            present.len()
+            "nothing to copy: {} at the destination",
+            dumps(present.len())
         ),
-        n => format!(
-            "copied {n} dump{} ({} at the destination)",
-            if n == 1 { "" } else { "s" },
-            present.len()
-        ),
+        n => format!("copied {} ({} at the destination)", dumps(n), present.len()),
     };
     Outcome {
         status: Status::Success,
@@ -501,6 +498,7 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
 pub(crate) fn fetch_newest(
     ctx: &Context,
     step: &str,
+    dump_step: &str,
     dir: &Path,
 ) -> Result<(DumpFile, String), StepError> {
     let Some(StepKind::Copy(c)) = ctx
@@ -512,6 +510,10 @@ pub(crate) fn fetch_newest(
     else {
         return Err(format!("no copy step `{step}`").into());
     };
+    let copied = c.dump.as_ref().map_or("", |d| d.value.as_str());
+    if copied != dump_step {
+        return Err(format!("copy `{step}` copies `{copied}`, not `{dump_step}`").into());
+    }
     let env = credentials(ctx, c)?;
     let tz = ctx.plan.timezone.value;
     let now = ctx.clock.now();

@@ -399,7 +399,8 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
                 .dir(ctx.step.name(), Area::VerifyLogs)
                 .join(format!("{FETCH_DIR}{}", std::process::id()));
             _fetched = super::scratch::RemoveTree(scratch.clone());
-            let (dump, id) = super::copy::fetch_newest(ctx, &copy.value, &scratch)?;
+            let dump_step = v.dump.as_ref().map_or("", |d| d.value.as_str());
+            let (dump, id) = super::copy::fetch_newest(ctx, &copy.value, dump_step, &scratch)?;
             ev.line(format!(
                 "from: copy `{}`, snapshot {id} at its destination",
                 copy.value

@@ -349,6 +349,30 @@ fn a_verify_from_the_copy_restores_it_and_refuses_a_different_file_under_its_tag
     let log = std::fs::read_to_string(verify["meta"]["verify_log"].as_str().unwrap()).unwrap();
     assert!(log.contains("from: copy `offsite`"), "{log}");
     assert!(log.contains("matches the sidecar"), "{log}");
+    // `restore db --from` the copy, with this machine's dumps gone.
+    let r = ws.run_at(
+        "2026-11-28T10:11:00Z",
+        &[
+            "restore",
+            "db",
+            "db",
+            "--from",
+            "offsite",
+            "--to",
+            "restored.db",
+        ],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout().contains("from: copy `offsite`"),
+        "{}",
+        r.stdout()
+    );
+    let users: i64 = rusqlite::Connection::open(ws.path("restored.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 2);
 
     // Someone stores another file under the same dump tag: refused on the checksum, nothing
     // imported, nothing left behind.

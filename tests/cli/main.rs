@@ -12,6 +12,7 @@ mod copy;
 mod drill;
 mod dump;
 mod engines;
+mod fleet;
 mod git_tag;
 mod invalid_plans;
 mod migrate;

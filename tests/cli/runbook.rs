@@ -81,6 +81,12 @@ fn the_sqlite_and_files_runbook_brings_everything_back() {
                 password env=UPLOADS_PW
                 init #true
             }
+            copy offsite {
+                dump db
+                repository "offsite"
+                password env=UPLOADS_PW
+                init #true
+            }
             runbook {
                 owner "Ops team"
                 contact "ops@example.com"
@@ -110,6 +116,11 @@ fn the_sqlite_and_files_runbook_brings_everything_back() {
             .code(),
         0
     );
+    assert_eq!(
+        ws.run_at("2026-11-28T10:06:00Z", &["run", "offsite"])
+            .code(),
+        0
+    );
 
     let text = runbook(&ws);
     assert!(!text.contains(password), "{text}");
@@ -122,15 +133,19 @@ fn the_sqlite_and_files_runbook_brings_everything_back() {
         "ops-run restore files app/uploads",
         "the environment variable `UPLOADS_PW`",
         "2026-11-28 11:00 CET",
+        "ops-run restore db app/db --from offsite",
+        "Newest dump there: `full-20261128-1100.sql.gz`",
     ] {
         assert!(text.contains(wanted), "no `{wanted}` in:\n{text}");
     }
-    // The worst day: the database and the files are gone.
+    // The worst day: the database, the files and the dumps on this machine are gone; the
+    // dump comes back from the offsite copy.
     std::fs::remove_file(ws.path("app.db")).unwrap();
     std::fs::remove_dir_all(ws.path("data")).unwrap();
+    std::fs::remove_dir_all(ws.path("backups/db")).unwrap();
     std::fs::create_dir_all(ws.path("elsewhere")).unwrap();
     let blocks = shell_blocks(&text);
-    assert_eq!(blocks.len(), 3, "check, load, restore:\n{text}");
+    assert_eq!(blocks.len(), 4, "copy, check, load, restore:\n{text}");
     run_blocks(
         &blocks,
         &ws.path("elsewhere"),
