@@ -417,3 +417,134 @@ fn a_verify_from_the_copy_restores_it_and_refuses_a_different_file_under_its_tag
         .collect();
     assert!(left.is_empty(), "scratch left behind: {left:?}");
 }
+
+/// A real OpenSSH server on a free loopback port, in its own folder with its own host key and
+/// one authorized key, stopped when dropped.
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sshd() -> Sshd {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    for key in ["hostkey", "clientkey"] {
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.path().join(key))
+            .status()
+            .expect("ssh-keygen (apt-get install openssh-client)")
+            .success();
+        assert!(ok);
+    }
+    std::fs::copy(
+        dir.path().join("clientkey.pub"),
+        dir.path().join("authorized_keys"),
+    )
+    .unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+        ),
+    )
+    .unwrap();
+    // sshd run as root wants its privilege separation folder.
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(dir.path().join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sshd (apt-get install openssh-server)");
+    let s = Sshd { child, port, dir };
+    assert!(
+        wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
+        "sshd did not start"
+    );
+    s
+}
+
+#[test]
+#[ignore = "needs restic and openssh-server; run scripts/test"]
+fn a_copy_goes_over_sftp_to_a_real_ssh_server() {
+    let server = sshd();
+    let user = String::from_utf8(Command::new("whoami").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let remote = server.dir.path().join("restic").display().to_string();
+    let repository = format!("sftp:{user}@127.0.0.1:{remote}");
+    // restic's own way to reach a server on another port with its own key: sftp.command.
+    let ssh = format!(
+        "ssh -p {} -i {}/clientkey -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes {user}@127.0.0.1 -s sftp",
+        server.port,
+        server.dir.path().display()
+    );
+    let ws = workspace_with(
+        &repository,
+        "",
+        r#"tools {
+            restic "./restic-sftp"
+        }"#,
+    );
+    ws.write(
+        "restic-sftp",
+        &format!("#!/bin/sh\nexec restic -o sftp.command='{ssh}' \"$@\"\n"),
+    );
+    Command::new("chmod")
+        .args(["+x"])
+        .arg(ws.path("restic-sftp"))
+        .status()
+        .unwrap();
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    assert_eq!(ws.run_at("2026-11-28T11:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at("2026-11-28T11:05:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("copied 2 dumps"), "{}", r.stdout());
+    let r = ws.run_at("2026-11-28T11:10:00Z", &["run", "offsite"]);
+    assert!(
+        r.stdout().contains("nothing to copy: 2 dumps"),
+        "{}",
+        r.stdout()
+    );
+    // On the server's disk: a restic repository holding both dumps.
+    let out = Command::new("restic")
+        .args([
+            "snapshots",
+            "--json",
+            "--tag",
+            "ops-run,plan=app,step=offsite",
+        ])
+        .env("RESTIC_REPOSITORY", &remote)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env("RESTIC_CACHE_DIR", ws.path("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snaps: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(
+        check(&ws, "2026-11-28T11:11:00Z", "app/offsite")["state"],
+        "ok"
+    );
+    assert!(!everything(&ws, "2026-11-28T11:11:00Z").contains(PASSWORD));
+}
