@@ -121,6 +121,7 @@ pub fn render(
                 }),
                 "detail": c.detail,
                 "chart": Value::Null,
+                "copies": copies_of(site, &checks, name, &c.step),
             });
             if c.kind == CheckKind::Dump {
                 let runs = site.store.list(&Filter {
@@ -216,6 +217,29 @@ pub fn render(
     let mut hb = handlebars::Handlebars::new();
     hb.set_strict_mode(false);
     Ok(hb.render_template(TEMPLATE, &context)?)
+}
+
+/// The offsite copies of dump step `step`: one line each for the dump's card, with the copy
+/// check's state and detail (which names the destination).
+fn copies_of(site: &Site, checks: &[crate::health::Check], plan: &str, step: &str) -> Vec<Value> {
+    site.compiled
+        .steps
+        .iter()
+        .filter(|s| site.compiled.plans[s.plan].decl.name.value == plan)
+        .filter(|s| match &s.decl.kind {
+            StepKind::Copy(c) => c.dump.as_ref().is_some_and(|d| d.value == step),
+            _ => false,
+        })
+        .filter_map(|s| checks.iter().find(|c| c.id == s.id))
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "severity": c.severity.as_str(),
+                "state": c.state.as_str(),
+                "detail": c.detail,
+            })
+        })
+        .collect()
 }
 
 /// A query value, percent-encoded (what is not unreserved, `/` kept readable).

@@ -212,6 +212,22 @@ fn each_good_dump_is_copied_once_and_again_when_it_is_gone_at_the_destination() 
         "{metrics}"
     );
     assert!(!everything(&ws, "2026-11-28T11:16:00Z").contains(PASSWORD));
+    // The page shows the copy on the dump's card, destination named.
+    let served = crate::serve::serve(&ws, None);
+    let (code, _, page) = crate::serve::request(served.port, "GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(code, 200);
+    let card = page
+        .split("<h3>app/db</h3>")
+        .nth(1)
+        .unwrap()
+        .split("</article>")
+        .next()
+        .unwrap();
+    assert!(
+        card.contains("Offsite app/offsite: ok") && card.contains("at offsite"),
+        "{card}"
+    );
+    assert!(!page.contains(PASSWORD));
 }
 
 #[test]
