@@ -98,10 +98,14 @@ impl App {
                 .map(str::to_string),
         );
         // A repository URL may carry a password (`rest:https://user:PASSWORD@host/`).
-        let repositories = compiled.steps.iter().filter_map(|s| match &s.decl.kind {
-            crate::plan::model::StepKind::Snapshot(snap) => snap.repository.as_ref(),
-            crate::plan::model::StepKind::Copy(c) => c.repository.as_ref(),
-            _ => None,
+        let repositories = compiled.steps.iter().flat_map(|s| match &s.decl.kind {
+            crate::plan::model::StepKind::Snapshot(snap) => snap
+                .repository
+                .iter()
+                .chain(&snap.more_repositories)
+                .collect::<Vec<_>>(),
+            crate::plan::model::StepKind::Copy(c) => c.repository.iter().collect(),
+            _ => Vec::new(),
         });
         for r in repositories
             .filter_map(|r| self.env.resolve(&r.source).ok())

@@ -214,6 +214,8 @@ pub struct Snapshot {
     pub exclude: Vec<Spanned<String>>,
     pub tags: Vec<Spanned<String>>,
     pub repository: Option<Sourced>,
+    /// Further `repository` lines: the same snapshot made in each, with the same password.
+    pub more_repositories: Vec<Sourced>,
     pub password: Option<Sourced>,
     pub stale_after: Option<Spanned<Duration>>,
     pub incomplete: Option<Spanned<IncompletePolicy>>,

@@ -269,6 +269,7 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
         match &step.kind {
             StepKind::Snapshot(s) => {
                 out.extend(s.repository.as_ref());
+                out.extend(&s.more_repositories);
                 out.extend(s.password.as_ref());
             }
             StepKind::Copy(c) => {
@@ -309,10 +310,15 @@ pub fn secret_values(plan: &Plan) -> Vec<&Sourced> {
     let repositories: Vec<*const Sourced> = plan
         .steps
         .iter()
-        .filter_map(|s| match &s.kind {
-            StepKind::Snapshot(snap) => snap.repository.as_ref().map(|r| r as *const Sourced),
-            StepKind::Copy(c) => c.repository.as_ref().map(|r| r as *const Sourced),
-            _ => None,
+        .flat_map(|s| match &s.kind {
+            StepKind::Snapshot(snap) => snap
+                .repository
+                .iter()
+                .chain(&snap.more_repositories)
+                .map(|r| r as *const Sourced)
+                .collect(),
+            StepKind::Copy(c) => c.repository.iter().map(|r| r as *const Sourced).collect(),
+            _ => Vec::new(),
         })
         .collect();
     let literal_env: Vec<*const Sourced> = plan

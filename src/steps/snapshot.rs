@@ -37,7 +37,7 @@ pub const SETTINGS: Settings = Settings {
         "init",
         "forget",
     ],
-    repeatable: &["paths", "exclude", "tag"],
+    repeatable: &["paths", "exclude", "tag", "repository"],
 };
 
 pub fn decode(s: &mut Snapshot, key: &str, node: &KdlNode, dec: &mut Decoder) {
@@ -45,6 +45,7 @@ pub fn decode(s: &mut Snapshot, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "paths" => dec.string_list(node, &mut s.paths),
         "exclude" => dec.string_list(node, &mut s.exclude),
         "tag" => dec.string_list(node, &mut s.tags),
+        "repository" if s.repository.is_some() => s.more_repositories.extend(dec.sourced(node)),
         "repository" => s.repository = dec.sourced(node),
         "password" => s.password = dec.sourced(node),
         "password-file" => s.password = dec.password_file(node),
@@ -83,6 +84,9 @@ pub fn compile(s: &Snapshot, c: &mut Compiling) {
             Origin::Env("RESTIC_REPO".into()),
         );
     } else if let Some(r) = &s.repository {
+        c.plan_setting("repository", describe_source(r), r.span);
+    }
+    for r in &s.more_repositories {
         c.plan_setting("repository", describe_source(r), r.span);
     }
     match &s.incomplete {
@@ -148,7 +152,12 @@ pub fn newest_complete(
         .filter(|m| m.taken <= until)
         .find_map(|m| {
             let text = std::fs::read_to_string(&m.path).ok()?;
-            if text.lines().any(|l| l == "incomplete: true") {
+            // Incomplete snapshots are no recovery point; the markers of further repositories
+            // (`repository: 2` …) are not the step's own.
+            if text
+                .lines()
+                .any(|l| l == "incomplete: true" || l.starts_with("repository: "))
+            {
                 return None;
             }
             let id = text
@@ -274,11 +283,60 @@ pub(crate) fn exit_reason(program: &str, exit: &Exit) -> String {
 }
 
 pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
-    let started = Instant::now();
     let env = match credentials(ctx, s) {
         Ok(e) => e,
         Err(e) => return Outcome::failed(ctx.redactor.redact(&e.to_string())),
     };
+    let mut outcome = snapshot_into(ctx, s, &env, 1);
+    if outcome.status == Status::Failed {
+        return outcome;
+    }
+    // Further repositories: the same paths, the same password; one marker each.
+    let mut failures = Vec::new();
+    let mut more = Vec::new();
+    for (i, repo) in s.more_repositories.iter().enumerate() {
+        let n = i + 2;
+        let mut env = env.clone();
+        match ctx.env.resolve(&repo.source) {
+            Ok(r) => {
+                for (k, v) in env.iter_mut() {
+                    if k == "RESTIC_REPOSITORY" {
+                        *v = r.clone();
+                    }
+                }
+            }
+            Err(e) => {
+                failures.push(format!("repository {n}: {e}"));
+                continue;
+            }
+        }
+        let o = snapshot_into(ctx, s, &env, n);
+        more.push(json!({ "repository": n, "status": o.status.as_str(), "id": o.meta["id"], "marker": o.meta["marker"] }));
+        outcome.extra.extend(o.extra);
+        if o.status == Status::Failed {
+            failures.push(format!("repository {n}: {}", o.summary));
+            outcome.log_excerpt.push_str(&o.log_excerpt);
+        }
+    }
+    if !s.more_repositories.is_empty() {
+        outcome.meta["more_repositories"] = json!(more);
+    }
+    if !failures.is_empty() {
+        outcome.status = Status::Failed;
+        outcome.tolerated = false;
+        outcome.summary = format!(
+            "{}; but {}",
+            outcome.summary,
+            ctx.redactor.redact(&failures.join("; "))
+        );
+    }
+    outcome
+}
+
+/// One snapshot into the repository of `env`, the step's `n`th (1: its own).
+fn snapshot_into(ctx: &Context, s: &Snapshot, env: &[(String, String)], n: usize) -> Outcome {
+    let env = env.to_vec();
+    let started = Instant::now();
     let program = tool(&ctx.plan.tools, "restic", "restic");
     let local = local_repository(&env);
     if let Err(outcome) = open_repository(ctx, &env, s.init.as_ref().is_some_and(|i| i.value)) {
@@ -327,7 +385,7 @@ pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
         },
     };
     finish(
-        ctx, s, &env, started, &result, &summary, &short, id, paths, began,
+        ctx, s, &env, started, &result, &summary, &short, id, paths, began, n,
     )
 }
 
@@ -464,6 +522,7 @@ fn finish(
     id: String,
     paths: Vec<String>,
     began: chrono::DateTime<chrono::Utc>,
+    repository: usize,
 ) -> Outcome {
     let incomplete = result.exit == Exit::Code(3);
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -483,6 +542,10 @@ fn finish(
         "began": began.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "restic_exit": if incomplete { 3 } else { 0 },
     });
+    let mut fields = fields;
+    if repository > 1 {
+        fields["repository"] = json!(repository);
+    }
     // An incomplete snapshot under `incomplete fail` gets no marker: it is not a good one.
     let marker = if incomplete && policy == IncompletePolicy::Fail {
         None
@@ -554,6 +617,9 @@ fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<P
     );
     if let Some(b) = f["began"].as_str() {
         text.push_str(&format!("began: {b}\n"));
+    }
+    if let Some(n) = f["repository"].as_u64() {
+        text.push_str(&format!("repository: {n}\n"));
     }
     if incomplete {
         text.push_str("incomplete: true\n");

@@ -564,3 +564,65 @@ fn a_copy_goes_over_sftp_to_a_real_ssh_server() {
     );
     assert!(!everything(&ws, "2026-11-28T11:11:00Z").contains(PASSWORD));
 }
+
+#[test]
+#[ignore = "needs restic and rclone; run scripts/test"]
+fn a_snapshot_into_two_repositories_writes_a_marker_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = rclone(dir.path(), &[]);
+    let second = format!("rest:http://127.0.0.1:{}/", server.port);
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app {{
+            base "backups"
+            snapshot uploads {{
+                paths "data"
+                repository "repo"
+                repository "{second}"
+                password env=OFFSITE_PW
+                init #true
+            }}
+        }}"#
+    ))
+    .env("OFFSITE_PW", PASSWORD);
+    let cache = ws.path("cache").display().to_string();
+    let ws = ws.env("RESTIC_CACHE_DIR", &cache);
+    ws.write("data/a.txt", "alpha\n");
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["run", "uploads"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(
+        snapshots(&ws, &ws.path("repo").display().to_string()).len(),
+        1
+    );
+    assert_eq!(snapshots(&ws, &second).len(), 1);
+    let markers: Vec<String> = std::fs::read_dir(ws.path("backups/snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(markers.len(), 2, "{markers:?}");
+    assert_eq!(
+        markers
+            .iter()
+            .filter(|m| m.contains("repository: 2"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        check(&ws, "2026-11-28T10:01:00Z", "app/uploads")["state"],
+        "ok"
+    );
+
+    // The second repository gone: the step fails and says which; the first one has its snapshot.
+    drop(server);
+    let r = ws.run_at("2026-11-28T11:00:00Z", &["run", "uploads"]);
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("repository 2"), "{}", r.stdout());
+    assert_eq!(
+        snapshots(&ws, &ws.path("repo").display().to_string()).len(),
+        2
+    );
+    assert_eq!(
+        check(&ws, "2026-11-28T11:01:00Z", "app/uploads")["state"],
+        "fail"
+    );
+}
