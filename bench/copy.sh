@@ -31,25 +31,29 @@ for _ in range(100):
         time.sleep(0.1)
 PY
 trap 'kill $rclone_pid 2>/dev/null; stop_services 2>/dev/null || true' EXIT
-export RESTIC_PASSWORD=bench-copy-pw RESTIC_CACHE_DIR=$out/cache
+url=rest:http://127.0.0.1:$port
+export RESTIC_PASSWORD=bench-copy-pw RESTIC_CACHE_DIR=$out/cache BENCH_COPY_REPO=$url/ops1
 bench_plan "$out" "    copy offsite {
         dump db
-        repository \"rest:http://127.0.0.1:$port/ops\"
+        repository env=BENCH_COPY_REPO
         password env=RESTIC_PASSWORD
     }"
 ops=("$bin" --plans "$out/plan.kdl" --state "$out/state.db")
 "${ops[@]}" run db >/dev/null
 dump=$(ls "$out"/backups/db/full-*.sql.gz)
 echo "==> dump: $dump ($(du -h "$dump" | cut -f1))"
-# An empty, initialised repository NAME on the server.
-fresh() { echo "rm -rf $out/served/$1 && restic -r rest:http://127.0.0.1:$port/$1 init -q"; }
-sh -c "$(fresh probe)" || { echo "cannot create a repository on rclone serve restic"; exit 1; }
-# Both repositories emptied before every run of either: every run is a full upload.
+# Every run of either gets new, empty, initialised repositories (rclone keeps a removed
+# repository's config in its cache, so names are never reused): `prepare` counts, and the
+# commands read the current number from $out/n.
+echo 0 > "$out/n"
+prepare="n=\$((\$(cat $out/n) + 1)) && echo \$n > $out/n && restic -r $url/plain\$n init -q && restic -r $url/ops\$n init -q"
+sh -c "$prepare" || { echo "cannot create a repository on rclone serve restic"; exit 1; }
 hyperfine --runs "$runs" --export-markdown "$out/copy.md" --export-json "$out/copy.json" \
-    --prepare "$(fresh plain) && $(fresh ops)" \
+    --prepare "$prepare" \
     -n "restic backup (dump + sidecar)" \
-    "restic -r rest:http://127.0.0.1:$port/plain backup -q $dump $dump.sha256" \
-    -n "ops-run run offsite" "${ops[*]} run offsite"
+    "restic -r $url/plain\$(cat $out/n) backup -q $dump $dump.sha256" \
+    -n "ops-run run offsite" \
+    "env BENCH_COPY_REPO=$url/ops\$(cat $out/n) ${ops[*]} run offsite"
 
 python3 - "$out" <<'PY'
 import json, os, sys
