@@ -61,6 +61,16 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write a commented starter plan into the plans folder (never over an existing file);
+    /// --from-env reads an application's .env (Laravel) and writes the plan its Ops module ran
+    Init {
+        /// The application's .env: its database, APP_NAME, APP_TIMEZONE and the ops variables
+        #[arg(long, value_name = "FILE")]
+        from_env: Option<PathBuf>,
+        /// The plan's name [default: APP_NAME of the .env, or "app"]
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Write the disaster-recovery runbook of every plan (or one) to BASE/reports/dr-runbook.md
     Runbook {
         /// Only this plan (needed with --out when there are several)

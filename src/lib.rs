@@ -78,6 +78,13 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report { plan, out } => {
             commands::alerts::report(&app, plan.as_deref(), out.as_deref())
         }
+        Command::Init { from_env, name } => commands::init::run(
+            &app,
+            &commands::init::InitArgs {
+                from_env: from_env.as_deref(),
+                name: name.as_deref(),
+            },
+        ),
         Command::Runbook { plan, out } => app.load().and_then(|(_, compiled)| {
             // Without --plan (and --out), every plan's runbook in its own base.
             let plans: Vec<&plan::compile::CompiledPlan> = match (plan, out) {

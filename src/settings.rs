@@ -101,6 +101,18 @@ impl Env {
     }
 }
 
+/// The variables of a dotenv file, in order (an application's `.env`, for `init`).
+pub fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, EnvError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EnvError::EnvFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_dotenv(&text).map_err(|why| EnvError::EnvFileSyntax {
+        path: path.to_path_buf(),
+        why,
+    })
+}
+
 /// A dotenv file's `KEY=value` lines, as dotenvy reads them: `#` comments, `export `, single
 /// quotes (literal), double quotes (escapes such as `\n`, values over several lines), and
 /// `$VAR` / `${VAR}` expanded in unquoted and double-quoted values.

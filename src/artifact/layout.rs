@@ -133,6 +133,21 @@ pub fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes a new file at `path` (complete before it has its name), or `AlreadyExists`.
+pub fn write_new_exclusive(path: &Path, text: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(text)?;
+        f.sync_all()?;
+        rename_new(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Gives the finished file `tmp` its final name `STEM[-N].EXT` in `dir`, one that no other
 /// file has: a name another process took meanwhile is skipped, never replaced.
 pub fn claim(tmp: &Path, dir: &Path, stem: &str, ext: &str) -> io::Result<PathBuf> {

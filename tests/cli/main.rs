@@ -14,6 +14,7 @@ mod dump;
 mod engines;
 mod fleet;
 mod git_tag;
+mod init;
 mod invalid_plans;
 mod migrate;
 mod ownership;
