@@ -6,6 +6,8 @@ pub enum EdgeKind {
     Requires,
     /// B only runs after A when both run; A's failure does not stop B.
     Order,
+    /// B runs only when A ran and failed (`on-failure A`); otherwise B is left out, silently.
+    OnFailure,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

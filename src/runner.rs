@@ -108,6 +108,16 @@ pub fn run(
                     i += 1;
                     continue;
                 }
+                // An `on-failure` hook whose step did not fail is left out, without a record:
+                // it only exists for the failure.
+                if preds.iter().any(|e| {
+                    e.kind == EdgeKind::OnFailure
+                        && (skipped.contains(&e.from) || done.get(&e.from) == Some(&true))
+                }) {
+                    skipped.insert(s);
+                    pending.remove(i);
+                    continue;
+                }
                 let blocker = preds.iter().find(|e| {
                     e.kind == EdgeKind::Requires
                         && (skipped.contains(&e.from) || done.get(&e.from) != Some(&true))

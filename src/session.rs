@@ -18,7 +18,7 @@ use crate::error::Failure;
 use crate::exec::redact::Redactor;
 use crate::exec::signals;
 use crate::lock::{self, ApplyLock};
-use crate::plan::compile::{Compiled, HookWhen};
+use crate::plan::compile::Compiled;
 use crate::runner::{self, Event, Executor, Planned, Sink, Summary, Trigger};
 use crate::steps::{self, Context, Outcome};
 use crate::store::Store;
@@ -79,11 +79,7 @@ pub fn with_hooks(compiled: &Compiled, mut planned: Vec<Planned>) -> Vec<Planned
                 continue;
             }
             if let Some((_, when)) = s.hook_of.iter().find(|(t, _)| *t == target) {
-                let when = if *when == HookWhen::Before {
-                    "before"
-                } else {
-                    "after"
-                };
+                let when = when.words();
                 chosen.insert(h);
                 planned.push(Planned {
                     step: h,

@@ -123,11 +123,11 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
                     "auto": setting_json(s.auto.value, &s.auto.origin, sources),
                     "after": compiled.graph.predecessors(i).map(|e| json!({
                         "step": compiled.steps[e.from].id,
-                        "kind": match e.kind { crate::graph::EdgeKind::Requires => "requires", crate::graph::EdgeKind::Order => "order" },
+                        "kind": match e.kind { crate::graph::EdgeKind::Requires => "requires", crate::graph::EdgeKind::Order => "order", crate::graph::EdgeKind::OnFailure => "on-failure" },
                     })).collect::<Vec<_>>(),
                     "hook_of": s.hook_of.iter().map(|(t, w)| json!({
                         "step": compiled.steps[*t].id,
-                        "when": if *w == HookWhen::Before { "before" } else { "after" },
+                        "when": match w { HookWhen::Before => "before", HookWhen::After => "after", HookWhen::OnFailure => "on-failure" },
                     })).collect::<Vec<_>>(),
                     "due": due_now,
                     "reason": d.reason(),
@@ -225,17 +225,16 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
                     crate::graph::EdgeKind::Order => {
                         format!("{} (order only)", compiled.steps[e.from].id)
                     }
+                    crate::graph::EdgeKind::OnFailure => {
+                        format!("{} (only when it fails)", compiled.steps[e.from].id)
+                    }
                 })
                 .collect();
             if !preds.is_empty() {
                 rows.push(("after".into(), preds.join(", "), String::new()));
             }
             for (t, w) in &s.hook_of {
-                let when = if *w == HookWhen::Before {
-                    "before"
-                } else {
-                    "after"
-                };
+                let when = w.words();
                 rows.push((
                     "hook".into(),
                     format!("runs {when} {}", compiled.steps[*t].id),

@@ -48,6 +48,18 @@ impl CompiledPlan {
 pub enum HookWhen {
     Before,
     After,
+    /// After the step, only when it failed.
+    OnFailure,
+}
+
+impl HookWhen {
+    pub fn words(self) -> &'static str {
+        match self {
+            HookWhen::Before => "before",
+            HookWhen::After => "after",
+            HookWhen::OnFailure => "when it fails, after",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -326,6 +338,15 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                     edge_spans.insert((dep, me), r.span);
                     if is_command {
                         hook_of.push((dep, HookWhen::After));
+                    }
+                }
+            }
+            if let StepKind::Command(c) = &step.kind {
+                for r in &c.on_failure {
+                    if let Some(&dep) = index.get(r.value.as_str()) {
+                        explicit.push((dep, me, EdgeKind::OnFailure));
+                        edge_spans.insert((dep, me), r.span);
+                        hook_of.push((dep, HookWhen::OnFailure));
                     }
                 }
             }

@@ -333,6 +333,8 @@ pub struct Command {
     /// `always #true`: as an `after` hook, run even when the step it follows failed (to undo
     /// what a `before` hook did, such as maintenance mode).
     pub always: Option<Spanned<bool>>,
+    /// `on-failure STEP`: a hook that runs after STEP only when STEP failed.
+    pub on_failure: Vec<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -152,7 +152,11 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
     }
 
     for step in &plan.steps {
-        let mut refs = step.after.iter().chain(&step.before);
+        let on_failure: &[Spanned<String>] = match &step.kind {
+            StepKind::Command(c) => &c.on_failure,
+            _ => &[],
+        };
+        let mut refs = step.after.iter().chain(&step.before).chain(on_failure);
         for r in &mut refs {
             if r.value == step.name.value {
                 diags.push(Diagnostic::error(

@@ -17,8 +17,16 @@ use crate::plan::model::Command;
 
 /// The settings of a `command` block (beside the common ones; `before` makes it a hook).
 pub const SETTINGS: Settings = Settings {
-    keys: &["run", "shell", "env", "dir", "before", "always"],
-    repeatable: &["before"],
+    keys: &[
+        "run",
+        "shell",
+        "env",
+        "dir",
+        "before",
+        "always",
+        "on-failure",
+    ],
+    repeatable: &["before", "on-failure"],
 };
 
 pub fn decode(c: &mut Command, key: &str, node: &KdlNode, dec: &mut Decoder) {
@@ -27,6 +35,7 @@ pub fn decode(c: &mut Command, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "shell" => c.shell = dec.string(node),
         "dir" => c.dir = dec.string(node),
         "always" => c.always = dec.boolean(node),
+        "on-failure" => dec.string_list(node, &mut c.on_failure),
         "env" => env(c, node, dec),
         _ => {}
     }

@@ -17,6 +17,7 @@ mod git_tag;
 mod init;
 mod invalid_plans;
 mod migrate;
+mod on_failure;
 mod ownership;
 mod report;
 mod restore;
