@@ -100,3 +100,43 @@ fn the_product_example_validates_exactly_as_written() {
         )
     );
 }
+
+/// The man pages and completions the build writes beside the binary (`assets/`), for the
+/// package: every subcommand has its page, man renders them, bash reads its completion.
+#[test]
+fn the_build_writes_man_pages_and_completions() {
+    let assets = std::path::Path::new(crate::harness::BIN)
+        .parent()
+        .unwrap()
+        .join("assets");
+    let page = std::fs::read_to_string(assets.join("man/ops-run.1")).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+    for sub in ["plan", "restore", "init", "serve", "status", "runbook"] {
+        assert!(page.contains(sub), "ops-run.1 does not name {sub}");
+        assert!(
+            assets.join(format!("man/ops-run-{sub}.1")).exists(),
+            "no page for {sub}"
+        );
+    }
+    let rendered = std::process::Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(assets.join("man/ops-run-restore-db.1"))
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.status.success() && text.contains("--from"),
+        "{text}"
+    );
+    for file in ["ops-run.bash", "_ops-run", "ops-run.fish"] {
+        let text = std::fs::read_to_string(assets.join("completions").join(file)).unwrap();
+        assert!(text.contains("restore") && text.contains("init"), "{file}");
+    }
+    let bash = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(assets.join("completions/ops-run.bash"))
+        .status()
+        .unwrap();
+    assert!(bash.success());
+}

@@ -1,0 +1,33 @@
+//! Man pages and shell completions (bash, zsh, fish) from the command-line definitions, written
+//! to `target/<profile>/assets/` where the Debian package takes them from.
+
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+#[path = "src/cli.rs"]
+#[allow(dead_code)]
+mod cli;
+
+fn main() -> std::io::Result<()> {
+    println!("cargo:rerun-if-changed=src/cli.rs");
+    println!("cargo:rerun-if-changed=build.rs");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // OUT_DIR is target/<profile>/build/ops-run-HASH/out.
+    let assets = out
+        .ancestors()
+        .nth(3)
+        .map_or_else(|| out.join("assets"), |p| p.join("assets"));
+    let man = assets.join("man");
+    let completions = assets.join("completions");
+    for dir in [&man, &completions] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let cmd = cli::Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man)?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "ops-run", &completions)?;
+    }
+    Ok(())
+}
