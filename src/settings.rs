@@ -24,6 +24,10 @@ pub enum EnvError {
     Now { value: String, why: String },
     #[error("environment variable {0} is not set")]
     NotSet(String),
+    #[error(
+        "credential {0}: no $CREDENTIALS_DIRECTORY (systemd sets it for a unit with LoadCredential=)"
+    )]
+    NoCredentials(String),
     #[error("cannot read {path}: {source}")]
     File {
         path: String,
@@ -91,6 +95,18 @@ impl Env {
                 .get(name)
                 .map(str::to_string)
                 .ok_or_else(|| EnvError::NotSet(name.clone())),
+            ValueSource::Credential(name) => {
+                let dir = self
+                    .get("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| EnvError::NoCredentials(name.clone()))?;
+                let path = std::path::Path::new(dir).join(name);
+                std::fs::read_to_string(&path)
+                    .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|source| EnvError::File {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            }
             ValueSource::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|source| EnvError::File {

@@ -270,6 +270,7 @@ pub fn describe_source(s: &Sourced) -> String {
         ValueSource::Literal(_) => "(written in the plan)".into(),
         ValueSource::Env(v) => format!("env {v}"),
         ValueSource::File(p) => format!("file {p}"),
+        ValueSource::Credential(c) => format!("credential {c}"),
     }
 }
 

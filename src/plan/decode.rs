@@ -573,7 +573,7 @@ impl Decoder<'_> {
 
     /// `"literal"`, `env=NAME` or `file="/path"`.
     pub(crate) fn sourced(&mut self, node: &KdlNode) -> Option<Sourced> {
-        if !self.shape(node, 0, 1, &["env", "file"]) {
+        if !self.shape(node, 0, 1, &["env", "file", "credential"]) {
             return None;
         }
         self.sourced_entries(node, 0)
@@ -586,7 +586,12 @@ impl Decoder<'_> {
         let props: Vec<&KdlEntry> = node
             .entries()
             .iter()
-            .filter(|e| matches!(e.name().map(|n| n.value()), Some("env" | "file")))
+            .filter(|e| {
+                matches!(
+                    e.name().map(|n| n.value()),
+                    Some("env" | "file" | "credential")
+                )
+            })
             .collect();
         let node_span = self.node_span(node);
         match (args.as_slice(), props.as_slice()) {
@@ -599,7 +604,24 @@ impl Decoder<'_> {
             }
             ([], [prop]) => {
                 let s = self.entry_string(prop, "a string")?;
-                let is_env = prop.name().is_some_and(|n| n.value() == "env");
+                let kind = prop
+                    .name()
+                    .map(|n| n.value().to_string())
+                    .unwrap_or_default();
+                let is_env = kind == "env";
+                if kind == "credential"
+                    && (s.value.is_empty()
+                        || s.value.contains('/')
+                        || s.value == "."
+                        || s.value == "..")
+                {
+                    self.error(
+                        s.span,
+                        format!("`{}` is not a credential name", s.value),
+                        "a file name in $CREDENTIALS_DIRECTORY, without `/`",
+                    );
+                    return None;
+                }
                 if is_env && !valid_env_name(&s.value) {
                     self.error(
                         s.span,
@@ -609,10 +631,10 @@ impl Decoder<'_> {
                     return None;
                 }
                 Some(Sourced {
-                    source: if is_env {
-                        ValueSource::Env(s.value)
-                    } else {
-                        ValueSource::File(s.value)
+                    source: match kind.as_str() {
+                        "env" => ValueSource::Env(s.value),
+                        "credential" => ValueSource::Credential(s.value),
+                        _ => ValueSource::File(s.value),
                     },
                     span: s.span,
                 })
@@ -623,7 +645,7 @@ impl Decoder<'_> {
                     format!("`{name}` needs a value"),
                     "value missing",
                     format!(
-                        "write `{name} \"value\"`, `{name} env=VARIABLE` or `{name} file=\"/path\"`"
+                        "write `{name} \"value\"`, `{name} env=VARIABLE`, `{name} file=\"/path\"` or `{name} credential=\"NAME\"`"
                     ),
                 );
                 None
@@ -1047,7 +1069,7 @@ impl Decoder<'_> {
 
     /// `token NAME env=VAR allow=ops.view` (allow may list several, separated by commas).
     pub(crate) fn token(&mut self, node: &KdlNode) -> Option<Token> {
-        if !self.shape(node, 1, 1, &["env", "file", "allow"]) {
+        if !self.shape(node, 1, 1, &["env", "file", "credential", "allow"]) {
             return None;
         }
         let name = self.entry_string(self.positional(node)[0], "a token name")?;

@@ -27,6 +27,8 @@ pub enum ValueSource {
     Literal(String),
     Env(String),
     File(String),
+    /// A systemd credential: the file NAME in `$CREDENTIALS_DIRECTORY` (`LoadCredential=`).
+    Credential(String),
 }
 
 #[derive(Clone, Debug)]

@@ -27,6 +27,10 @@ fn secret_expr(s: &Sourced) -> Option<String> {
     match &s.source {
         ValueSource::Env(v) => Some(format!("\"${v}\"")),
         ValueSource::File(p) => Some(format!("\"$(cat {})\"", q(p))),
+        ValueSource::Credential(c) => Some(format!(
+            "\"$(cat {})\"",
+            q(&format!("/etc/ops-run/credentials/{c}"))
+        )),
         ValueSource::Literal(_) => None,
     }
 }
@@ -36,6 +40,9 @@ fn secret_words(s: &Sourced) -> String {
     match &s.source {
         ValueSource::Env(v) => format!("the environment variable `{v}`"),
         ValueSource::File(p) => format!("the file `{p}`"),
+        ValueSource::Credential(c) => format!(
+            "the systemd credential `{c}` (`LoadCredential={c}:…` of the unit; by hand, the file it loads)"
+        ),
         ValueSource::Literal(_) => "the plan file itself (not copied here)".into(),
     }
 }

@@ -161,6 +161,7 @@ pub fn destination(ctx_env: &crate::settings::Env, c: &OffsiteCopy) -> String {
             .get(var)
             .map_or_else(|| format!("env {var}"), without_password),
         Some(ValueSource::File(path)) => format!("file {path}"),
+        Some(ValueSource::Credential(name)) => format!("credential {name}"),
         None => "-".into(),
     }
 }

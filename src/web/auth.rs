@@ -158,6 +158,7 @@ pub fn print(compiled: &Compiled) {
             let from = match t.secret.as_ref().map(|s| &s.source) {
                 Some(crate::plan::model::ValueSource::Env(v)) => format!("env {v}"),
                 Some(crate::plan::model::ValueSource::File(f)) => format!("file {f}"),
+                Some(crate::plan::model::ValueSource::Credential(c)) => format!("credential {c}"),
                 Some(crate::plan::model::ValueSource::Literal(_)) => "written in the plan".into(),
                 None => "none".into(),
             };

@@ -9,6 +9,7 @@ mod alerts;
 mod apply;
 mod check;
 mod copy;
+mod credentials;
 mod drill;
 mod dump;
 mod engines;
