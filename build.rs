@@ -26,6 +26,19 @@ fn main() -> std::io::Result<()> {
     }
     let cmd = cli::Cli::command();
     clap_mangen::generate_to(cmd.clone(), &man)?;
+    // Debian installs man pages gzipped; the same bytes on every build (no name, no time).
+    for entry in std::fs::read_dir(&man)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "1") {
+            let page = std::fs::read(&path)?;
+            let gz = std::fs::File::create(path.with_extension("1.gz"))?;
+            let mut enc = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(gz, flate2::Compression::best());
+            std::io::Write::write_all(&mut enc, &page)?;
+            enc.finish()?;
+        }
+    }
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut cmd.clone(), "ops-run", &completions)?;
     }

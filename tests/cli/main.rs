@@ -20,6 +20,7 @@ mod invalid_plans;
 mod migrate;
 mod on_failure;
 mod ownership;
+mod package;
 mod report;
 mod restore;
 mod runbook;
