@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::DeliveryError;
 use crate::exec::redact::Redactor;
 
-const ATTEMPTS: u32 = 3;
+pub const ATTEMPTS: u32 = 3;
 
 /// Slack incoming-webhook JSON: `text` is the notification fallback, the block the message.
 pub fn slack_body(payload: &Value) -> Value {

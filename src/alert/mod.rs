@@ -6,6 +6,7 @@
 //! apply. One file per channel.
 
 pub mod command;
+pub mod email;
 pub mod http;
 pub mod ping;
 
@@ -82,6 +83,7 @@ pub enum Target {
     Slack(String),
     Webhook(String),
     Command(Vec<String>),
+    Email(email::Email),
 }
 
 /// Why a channel of a plan cannot be used.
@@ -127,6 +129,31 @@ pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>
                 }
             }
             AlertKind::Webhook => resolve(&a.url, "url").map(Target::Webhook),
+            AlertKind::Email => {
+                let missing = |what| ChannelError::Missing {
+                    channel: name.clone(),
+                    what,
+                };
+                (|| {
+                    let smtp = a.smtp.as_ref().ok_or_else(|| missing("smtp"))?;
+                    Ok(Target::Email(email::Email {
+                        server: email::Server::parse(&smtp.value).map_err(|_| missing("smtp"))?,
+                        starttls: a.starttls.as_ref().is_none_or(|s| s.value),
+                        from: a
+                            .from
+                            .as_ref()
+                            .ok_or_else(|| missing("from"))?
+                            .value
+                            .clone(),
+                        to: a.to.iter().map(|t| t.value.clone()).collect(),
+                        username: a.username.as_ref().map(|u| u.value.clone()),
+                        password: match &a.password {
+                            Some(_) => Some(resolve(&a.password, "password")?),
+                            None => None,
+                        },
+                    }))
+                })()
+            }
             AlertKind::Command => a
                 .run
                 .as_ref()
@@ -264,6 +291,10 @@ pub enum DeliveryError {
     /// Every attempt within the budget failed; `last` is the last one's reason.
     #[error("{last} (gave up within {budget})")]
     GaveUp { last: String, budget: String },
+    /// The mail could not be made or the SMTP server refused it (the words never hold the
+    /// password).
+    #[error("{0}")]
+    Mail(String),
     /// An `alert command` program failed.
     #[error("{program} failed ({exit}): {tail}")]
     Command {
@@ -287,6 +318,7 @@ pub fn deliver(channel: &Channel, body: &Value, redactor: &Redactor) -> Result<u
         Target::Slack(url) => http::post_json(url, &http::slack_body(body), budget, redactor),
         Target::Webhook(url) => http::post_json(url, body, budget, redactor),
         Target::Command(argv) => command::run(argv, body, budget, redactor).map(|()| 1),
+        Target::Email(e) => email::send(e, body, budget),
     }
 }
 

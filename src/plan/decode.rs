@@ -40,7 +40,7 @@ const DATABASE_KEYS: [&str; 8] = [
     "password-file",
     "path",
 ];
-const ALERT_KEYS: [&str; 7] = [
+const ALERT_KEYS: [&str; 13] = [
     "kind",
     "webhook",
     "url",
@@ -48,6 +48,12 @@ const ALERT_KEYS: [&str; 7] = [
     "renotify-after",
     "timeout",
     "include-logs",
+    "smtp",
+    "starttls",
+    "from",
+    "to",
+    "username",
+    "password",
 ];
 const PING_KEYS: [&str; 2] = ["url", "timeout"];
 const RUNBOOK_KEYS: [&str; 3] = ["owner", "contact", "note"];
@@ -975,9 +981,15 @@ impl Decoder<'_> {
             renotify_after: None,
             timeout: None,
             include_logs: None,
+            smtp: None,
+            starttls: None,
+            from: None,
+            to: Vec::new(),
+            username: None,
+            password: None,
         };
         let context = format!("alert `{}`", alert.name.value);
-        for child in self.settings(node, &context, &ALERT_KEYS, &[]) {
+        for child in self.settings(node, &context, &ALERT_KEYS, &["to"]) {
             match child.name().value() {
                 "webhook" => alert.webhook = self.sourced(child),
                 "url" => alert.url = self.sourced(child),
@@ -985,6 +997,12 @@ impl Decoder<'_> {
                 "renotify-after" => alert.renotify_after = self.duration(child),
                 "timeout" => alert.timeout = self.duration(child),
                 "include-logs" => alert.include_logs = self.boolean(child),
+                "smtp" => alert.smtp = self.string(child),
+                "starttls" => alert.starttls = self.boolean(child),
+                "from" => alert.from = self.string(child),
+                "to" => self.string_list(child, &mut alert.to),
+                "username" => alert.username = self.string(child),
+                "password" => alert.password = self.sourced(child),
                 // Read above, before the other settings.
                 "kind" => {}
                 _ => {}

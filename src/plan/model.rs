@@ -344,16 +344,23 @@ pub enum AlertKind {
     Slack,
     Webhook,
     Command,
+    Email,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 3] = [AlertKind::Slack, AlertKind::Webhook, AlertKind::Command];
+    pub const ALL: [AlertKind; 4] = [
+        AlertKind::Slack,
+        AlertKind::Webhook,
+        AlertKind::Command,
+        AlertKind::Email,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             AlertKind::Slack => "slack",
             AlertKind::Webhook => "webhook",
             AlertKind::Command => "command",
+            AlertKind::Email => "email",
         }
     }
 
@@ -373,6 +380,14 @@ pub struct Alert {
     pub renotify_after: Option<Spanned<Duration>>,
     pub timeout: Option<Spanned<Duration>>,
     pub include_logs: Option<Spanned<bool>>,
+    /// Email: `smtp "smtp://host:587"` (or `smtps://host:465`), `starttls`, `from`, `to`…,
+    /// `username`, `password`.
+    pub smtp: Option<Spanned<String>>,
+    pub starttls: Option<Spanned<bool>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Vec<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Sourced>,
 }
 
 /// Who answers for a plan's recovery, printed at the end of its runbook.

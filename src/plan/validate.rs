@@ -179,7 +179,36 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
             ),
             AlertKind::Webhook => ("url", alert.url.is_some()),
             AlertKind::Command => ("run", alert.run.is_some()),
+            AlertKind::Email => match (&alert.smtp, &alert.from, alert.to.is_empty()) {
+                (None, _, _) => ("smtp", false),
+                (_, None, _) => ("from", false),
+                (_, _, true) => ("to", false),
+                _ => ("smtp", true),
+            },
         };
+        if alert.kind == AlertKind::Email {
+            if let Some(smtp) = &alert.smtp
+                && crate::alert::email::Server::parse(&smtp.value).is_err()
+            {
+                diags.push(
+                    Diagnostic::error(
+                        smtp.span,
+                        format!("`{}` is not an SMTP server address", smtp.value),
+                        "expected smtp://HOST[:PORT] or smtps://HOST[:PORT]",
+                    )
+                    .with_help("smtp://mail.example.com:587 (STARTTLS), smtps://mail.example.com:465 (TLS)"),
+                );
+            }
+            for address in alert.from.iter().chain(&alert.to) {
+                if address.value.parse::<lettre::message::Mailbox>().is_err() {
+                    diags.push(Diagnostic::error(
+                        address.span,
+                        format!("`{}` is not an email address", address.value),
+                        "expected NAME@DOMAIN or \"Name <NAME@DOMAIN>\"",
+                    ));
+                }
+            }
+        }
         if !present {
             diags.push(Diagnostic::error(
                 alert.name.span,
@@ -297,6 +326,7 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
     for a in &plan.alerts {
         out.extend(a.webhook.as_ref());
         out.extend(a.url.as_ref());
+        out.extend(a.password.as_ref());
     }
     if let Some(p) = &plan.ping {
         out.extend(p.url.as_ref());

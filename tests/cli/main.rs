@@ -12,6 +12,7 @@ mod copy;
 mod credentials;
 mod drill;
 mod dump;
+mod email;
 mod engines;
 mod fleet;
 mod git_tag;

@@ -1,0 +1,217 @@
+//! `alert email { smtp "smtp://host:587" from "…" to "…"… username "…" password SOURCE }`: the
+//! same messages as Slack, as a plain-text mail whose subject says the state
+//! (`[ops-run] crm: CRITICAL — crm/db fail`), with the same attempts and budget. `smtp://`
+//! uses STARTTLS unless `starttls #false` (a relay on loopback); `smtps://` is TLS from the
+//! first byte. The body reaching here is already redacted.
+
+use std::time::{Duration, Instant};
+
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{Message, SmtpTransport, Transport};
+use serde_json::Value;
+
+use super::DeliveryError;
+
+/// Where mail goes: `smtp://HOST[:PORT]` (STARTTLS, port 587 by default) or
+/// `smtps://HOST[:PORT]` (TLS, port 465).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub implicit_tls: bool,
+}
+
+impl Server {
+    pub fn parse(url: &str) -> Result<Server, String> {
+        let (implicit_tls, rest) = if let Some(r) = url.strip_prefix("smtps://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("smtp://") {
+            (false, r)
+        } else {
+            return Err(format!("`{url}` starts with neither smtp:// nor smtps://"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{p}` is not a port"))?,
+            ),
+            None => (rest, if implicit_tls { 465 } else { 587 }),
+        };
+        if host.is_empty() || host.contains(['/', '@', ' ']) {
+            return Err(format!("`{url}` names no host"));
+        }
+        Ok(Server {
+            host: host.to_string(),
+            port,
+            implicit_tls,
+        })
+    }
+}
+
+/// An email channel, resolved.
+#[derive(Clone, Debug)]
+pub struct Email {
+    pub server: Server,
+    pub starttls: bool,
+    pub from: String,
+    pub to: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// `[ops-run] crm: CRITICAL — crm/db fail (and 2 more)`.
+pub fn subject(body: &Value) -> String {
+    let plan = body["plan"].as_str().unwrap_or("ops-run");
+    if body["test"] == true {
+        return format!("[ops-run] {plan}: test message");
+    }
+    let state = match body["severity"].as_str() {
+        Some("crit") => "CRITICAL",
+        Some("warn") => "WARNING",
+        _ => "OK",
+    };
+    let changes = body["changes"].as_array().cloned().unwrap_or_default();
+    let first = changes.first().map(|c| {
+        let what = match c["change"].as_str() {
+            Some("recovered") => "recovered".to_string(),
+            _ => c["state"].as_str().unwrap_or("?").to_string(),
+        };
+        format!("{} {what}", c["check"].as_str().unwrap_or("?"))
+    });
+    match (first, changes.len()) {
+        (Some(f), 1) => format!("[ops-run] {plan}: {state} — {f}"),
+        (Some(f), n) => format!("[ops-run] {plan}: {state} — {f} (and {} more)", n - 1),
+        (None, _) => format!("[ops-run] {plan}: {state}"),
+    }
+}
+
+/// The message as people read it: the summary, then each change with its details.
+pub fn text(body: &Value) -> String {
+    let mut out = format!("{}\n", body["text"].as_str().unwrap_or_default());
+    for c in body["changes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n{} — {} ({}, {})\n",
+            c["check"].as_str().unwrap_or("?"),
+            c["state"].as_str().unwrap_or("?").to_uppercase(),
+            c["severity"].as_str().unwrap_or("?"),
+            c["change"].as_str().unwrap_or("?"),
+        ));
+        if let Some(d) = c["detail"].as_str() {
+            out.push_str(&format!("  {d}\n"));
+        }
+        if let Some(a) = c["artifact"].as_str() {
+            out.push_str(&format!("  artifact: {a}\n"));
+        }
+        if let Some(s) = c["last_success"].as_str() {
+            out.push_str(&format!("  last success: {s}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\n-- \nops-run, {}\n`ops-run status` on the host says more.\n",
+        body["sent_at"].as_str().unwrap_or_default()
+    ));
+    out
+}
+
+fn transport(e: &Email, timeout: Duration) -> Result<SmtpTransport, String> {
+    let s = &e.server;
+    let tls = |host: &str| TlsParameters::new(host.to_string()).map_err(|x| x.to_string());
+    let mut b = SmtpTransport::builder_dangerous(&s.host)
+        .port(s.port)
+        .timeout(Some(timeout));
+    b = if s.implicit_tls {
+        b.tls(Tls::Wrapper(tls(&s.host)?))
+    } else if e.starttls {
+        b.tls(Tls::Required(tls(&s.host)?))
+    } else {
+        b.tls(Tls::None)
+    };
+    if let (Some(u), Some(p)) = (&e.username, &e.password) {
+        b = b.credentials(Credentials::new(u.clone(), p.clone()));
+    }
+    Ok(b.build())
+}
+
+/// Sends the message; how many attempts it took. A refusal by the server (5xx) is final; a
+/// connection problem or a 4xx is tried again within the budget.
+pub fn send(e: &Email, body: &Value, budget: Duration) -> Result<u32, DeliveryError> {
+    let parse = |a: &str| {
+        a.parse::<Mailbox>()
+            .map_err(|x| DeliveryError::Mail(format!("`{a}`: {x}")))
+    };
+    let mut message = Message::builder()
+        .from(parse(&e.from)?)
+        .subject(subject(body))
+        .header(ContentType::TEXT_PLAIN);
+    for to in &e.to {
+        message = message.to(parse(to)?);
+    }
+    let message = message
+        .body(text(body))
+        .map_err(|x| DeliveryError::Mail(x.to_string()))?;
+    let deadline = Instant::now() + budget;
+    let mut last = String::new();
+    for attempt in 1..=super::http::ATTEMPTS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let sent = transport(e, left)
+            .map_err(DeliveryError::Mail)?
+            .send(&message);
+        match sent {
+            Ok(_) => return Ok(attempt),
+            Err(x) if x.is_permanent() => {
+                return Err(DeliveryError::Mail(format!("the server refused: {x}")));
+            }
+            Err(x) => last = x.to_string(),
+        }
+        if attempt < super::http::ATTEMPTS {
+            let pause = Duration::from_millis(250 * 2u64.pow(attempt - 1));
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            std::thread::sleep(pause);
+        }
+    }
+    Err(DeliveryError::GaveUp {
+        last,
+        budget: crate::units::duration::format(budget),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn servers() {
+        assert_eq!(
+            Server::parse("smtp://mail.example.com"),
+            Ok(Server {
+                host: "mail.example.com".into(),
+                port: 587,
+                implicit_tls: false
+            })
+        );
+        assert_eq!(Server::parse("smtps://m:2465").unwrap().port, 2465);
+        assert!(Server::parse("mail.example.com:25").is_err());
+        assert!(Server::parse("smtp://user@host").is_err());
+    }
+
+    #[test]
+    fn the_subject_says_the_state() {
+        let body = json!({ "plan": "crm", "severity": "crit", "changes": [
+            { "check": "crm/db", "state": "fail", "change": "alert" },
+            { "check": "crm/uploads", "state": "ok", "change": "recovered" } ] });
+        assert_eq!(
+            subject(&body),
+            "[ops-run] crm: CRITICAL — crm/db fail (and 1 more)"
+        );
+    }
+}

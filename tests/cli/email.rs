@@ -1,0 +1,165 @@
+//! `alert email` through a real SMTP server on loopback (Python's aiosmtpd, with
+//! authentication): the subject says the state, every recipient gets it, the body is the
+//! readable message, and neither the SMTP password nor any other secret is in the mail.
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{Workspace, wait_for};
+use crate::serve::free_port;
+
+const SMTP_PASSWORD: &str = "smtp-Secret-9c1";
+
+const SERVER: &str = r#"
+import email, email.policy, json, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+out, port = sys.argv[1], int(sys.argv[2])
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with open(out, "a") as f:
+            f.write(json.dumps({
+                "from": envelope.mail_from,
+                "to": envelope.rcpt_tos,
+                "login": session.auth_data if session.authenticated else None,
+                "data": envelope.content.decode("utf-8", "replace"),
+                "subject": str(msg["subject"]),
+                "body": msg.get_content(),
+            }) + "\n")
+        return "250 OK"
+def authenticator(server, session, envelope, mechanism, data):
+    ok = data.login == b"ops" and data.password == sys.argv[3].encode()
+    return AuthResult(success=ok, auth_data="ops" if ok else None)
+c = Controller(Handler(), hostname="127.0.0.1", port=port,
+               authenticator=authenticator, auth_require_tls=False)
+c.start()
+while True:
+    time.sleep(1)
+"#;
+
+struct Smtpd(Child);
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Python that has Debian's python3-aiosmtpd.
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+fn mails(ws: &Workspace) -> Vec<Value> {
+    std::fs::read_to_string(ws.path("mails.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs python3-aiosmtpd; run scripts/test"]
+fn alerts_arrive_by_mail_with_the_state_in_the_subject_and_no_secret() {
+    let port = free_port();
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app {{
+            base "backups"
+            database main {{
+                engine sqlite
+                path "app.db"
+            }}
+            dump db {{
+                database main
+            }}
+            alert mail {{
+                kind email
+                smtp "smtp://127.0.0.1:{port}"
+                starttls #false
+                from "ops-run <ops-run@example.com>"
+                to "oncall@example.com"
+                to "dba@example.com"
+                username "ops"
+                password env=SMTP_PASSWORD
+            }}
+        }}"#
+    ))
+    .env("SMTP_PASSWORD", SMTP_PASSWORD);
+    ws.write("smtpd.py", SERVER);
+    let _server = Smtpd(
+        Command::new(python())
+            .arg(ws.path("smtpd.py"))
+            .arg(ws.path("mails.jsonl"))
+            .arg(port.to_string())
+            .arg(SMTP_PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
+        "the SMTP server did not start"
+    );
+    let r = ws.run(&["plan", "validate"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+
+    // The test message.
+    let r = ws.run(&["alerts", "test", "mail"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let sent = mails(&ws);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["login"], "ops");
+    assert!(
+        sent[0]["data"]
+            .as_str()
+            .unwrap()
+            .contains("Subject: [ops-run] app: test message")
+    );
+
+    // A dump that fails: the alert says CRITICAL and names the check.
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    let r = ws.run_at("2026-11-28T10:01:00Z", &["health", "--alert"]);
+    assert!(
+        r.stdout().contains("alert app/mail: delivered"),
+        "{}{}",
+        r.stdout(),
+        r.stderr()
+    );
+    let sent = mails(&ws);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let mail = &sent[1];
+    let mut to: Vec<&str> = mail["to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["dba@example.com", "oncall@example.com"]);
+    assert_eq!(mail["from"], "ops-run@example.com");
+    assert_eq!(mail["subject"], "[ops-run] app: CRITICAL — app/db fail");
+    let body = mail["body"].as_str().unwrap();
+    assert!(body.contains("app/db — FAIL (crit, alert)"), "{body}");
+    assert!(body.contains("the newest run failed"), "{body}");
+    let data = mail["data"].as_str().unwrap();
+    assert!(data.contains("Content-Type: text/plain"), "{data}");
+    assert!(!data.contains(SMTP_PASSWORD), "{data}");
+    let activities = serde_json::to_string(&ws.activities()).unwrap();
+    assert!(!activities.contains(SMTP_PASSWORD));
+
+    // The server gone: the delivery fails, says so, and is owed to the next evaluation.
+    drop(_server);
+    let r = ws.run_at("2026-11-28T10:02:00Z", &["alerts", "test", "mail"]);
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    assert!(!r.stdout().contains(SMTP_PASSWORD) && !r.stderr().contains(SMTP_PASSWORD));
+}
