@@ -334,6 +334,19 @@ fn copy_one(
         .ok_or_else(|| format!("restic printed no summary for {}", dump.name))
 }
 
+/// What the newest successful run of this step found at its destination.
+fn last_recorded(ctx: &Context) -> Option<CopyMeta> {
+    let store = crate::store::Store::open_read_only(ctx.state?).ok()??;
+    let meta = store
+        .newest_success_meta(
+            &ctx.plan.decl.name.value,
+            ctx.step.name(),
+            crate::store::kinds::ActivityType::OffsiteCopy,
+        )
+        .ok()??;
+    Some(CopyMeta::read(&meta))
+}
+
 /// `restic forget --prune` of this host's copies at the destination, by `keep`. A refusal is
 /// a warning: an append-only destination is a fine destination.
 fn forget(ctx: &Context, env: &[(String, String)], keep: &Keep) -> Extra {
@@ -419,18 +432,55 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
     let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
     let dir = ctx.plan.dir(dump_step, Area::Dumps);
     let local: Vec<DumpFile> = layout::good_dumps(&dir, tz, ctx.clock.now()).collect();
-    let there = match at_destination(ctx, &env, ctx.step.name(), true) {
-        Ok(t) => t,
-        Err(why) => return fail(ctx, why, ""),
+    // Every restic process spends most of a second deriving the repository key. A newest
+    // dump this step never recorded at the destination is shipped while the destination is
+    // asked what it holds, so the two key derivations overlap; the listing still decides
+    // every other dump, and says if the newest one was in fact there already.
+    let here = destination(ctx.env, c);
+    let ahead = local.first().filter(|d| {
+        last_recorded(ctx).is_none_or(|m| {
+            m.newest.as_deref() != Some(d.name.as_str()) || m.destination.as_ref() != Some(&here)
+        })
+    });
+    let env_ref = &env;
+    let (there, early) = std::thread::scope(|scope| {
+        let early = ahead.map(|d| scope.spawn(move || copy_one(ctx, env_ref, c, d)));
+        let there = at_destination(ctx, env_ref, ctx.step.name(), true);
+        let early = early.map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("the copy thread failed".to_string()))
+        });
+        (there, early)
+    });
+    let mut present: BTreeSet<String> = match &there {
+        Ok(t) => t.iter().map(|s| s.dump.clone()).collect(),
+        Err(_) => BTreeSet::new(),
     };
-    let mut present: BTreeSet<String> = there.iter().map(|s| s.dump.clone()).collect();
     let mut copied = Vec::new();
     let mut lines = Vec::new();
     let mut failure = None;
+    if let (Some(d), Some(result)) = (ahead, early) {
+        match result {
+            Ok(id) => {
+                let again = if present.contains(&d.name) {
+                    " (it was there already: a second snapshot of it)"
+                } else {
+                    ""
+                };
+                lines.push(format!("copied {} as snapshot {id}{again}", d.name));
+                copied.push(d.name.clone());
+                present.insert(d.name.clone());
+            }
+            Err(why) => failure = Some(why),
+        }
+    }
+    if let Err(why) = there {
+        return fail(ctx, why, &lines.join("\n"));
+    }
     // Newest first: on a slow link the dump that matters most arrives first.
     let missing: Vec<&DumpFile> = local
         .iter()
-        .filter(|d| !present.contains(&d.name))
+        .filter(|d| failure.is_none() && !present.contains(&d.name))
         .collect();
     for d in missing {
         match copy_one(ctx, &env, c, d) {
