@@ -288,6 +288,9 @@ fn backup_args(ctx: &Context, c: &OffsiteCopy, dump: &DumpFile, sha256: &str) ->
         format!("--tag=step={}", ctx.step.name()),
         format!("--tag=dump={}", dump.name),
         format!("--tag=sha256={sha256}"),
+        // The snapshot is dated when the dump was taken (restic reads it in TZ, set to UTC):
+        // `forget` keeps the newest dumps, whatever order they were copied in.
+        format!("--time={}", dump.taken.format("%Y-%m-%d %H:%M:%S")),
     ];
     if let Some(l) = &c.limit_upload {
         args.push(format!("--limit-upload={}", (l.value / 1024).max(1)));
@@ -312,15 +315,13 @@ fn copy_one(
         .map_err(|e| format!("cannot read the sidecar of {}: {e}", dump.name))?;
     let sha256 = sha::parse_sidecar(&sidecar, &dump.name)
         .ok_or_else(|| format!("the sidecar of {} does not name it", dump.name))?;
+    let mut spec = restic(ctx, env, &backup_args(ctx, c, dump, &sha256));
+    spec.env.push(("TZ".into(), "UTC".into()));
     let mut out = Vec::new();
-    let (r, _) = exec::run_streaming(
-        &restic(ctx, env, &backup_args(ctx, c, dump, &sha256)),
-        ctx.redactor,
-        &mut |b| {
-            out.extend_from_slice(b);
-            Ok(())
-        },
-    );
+    let (r, _) = exec::run_streaming(&spec, ctx.redactor, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    });
     if !r.success() {
         return Err(format!(
             "restic backup of {} failed: {}\n{}",

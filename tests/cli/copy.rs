@@ -626,3 +626,60 @@ fn a_snapshot_into_two_repositories_writes_a_marker_for_each() {
         "fail"
     );
 }
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn forget_at_the_destination_keeps_what_it_says_and_the_upload_limit_reaches_restic() {
+    let ws = workspace_with(
+        "offsite",
+        r#"forget last=1
+        limit-upload "2MiB""#,
+        r#"tools {
+            restic "./restic-logged"
+        }"#,
+    );
+    // The real restic, with each argv written down first.
+    ws.write(
+        "restic-logged",
+        "#!/bin/sh\necho \"$@\" >> restic-argv.txt\nexec restic \"$@\"\n",
+    );
+    Command::new("chmod")
+        .arg("+x")
+        .arg(ws.path("restic-logged"))
+        .status()
+        .unwrap();
+    let show = ws.run(&["plan", "show"]).stdout();
+    assert!(
+        show.contains("limit-upload") && show.contains("2.0 MiB/s"),
+        "{show}"
+    );
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    assert_eq!(ws.run_at("2026-11-28T11:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at("2026-11-28T11:05:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout()
+            .contains("restic forget --prune at the destination"),
+        "{}",
+        r.stdout()
+    );
+    let left: Vec<String> = snapshots(&ws, &ws.path("offsite").display().to_string())
+        .iter()
+        .filter_map(|s| tag(s, "dump"))
+        .collect();
+    assert_eq!(left, ["full-20261128-1100.sql.gz"]);
+    let argv = std::fs::read_to_string(ws.path("restic-argv.txt")).unwrap();
+    let backups: Vec<&str> = argv.lines().filter(|l| l.starts_with("backup")).collect();
+    assert_eq!(backups.len(), 2, "{argv}");
+    assert!(
+        backups.iter().all(|l| l.contains("--limit-upload=2048")),
+        "{argv}"
+    );
+    assert!(
+        argv.lines()
+            .any(|l| l.starts_with("forget") && l.contains("--keep-last=1")),
+        "{argv}"
+    );
+    // The local dumps are untouched by forget at the destination.
+    assert!(ws.path("backups/db/full-20261128-1000.sql.gz").exists());
+}
