@@ -84,13 +84,24 @@ pub fn compile(c: &RepoCheck, cc: &mut Compiling) {
 /// Checks a `check` block on its own: exactly one of `snapshot` and `copy`, naming such a step.
 pub fn validate(c: &RepoCheck, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
     match (&c.snapshot, &c.copy) {
-        (None, None) | (Some(_), Some(_)) => diags.push(
+        (None, None) => diags.push(
             Diagnostic::error(
                 name.span,
                 format!("check `{}` needs one of `snapshot` and `copy`", name.value),
                 "which repository?",
             )
             .with_help("name the snapshot step or the copy step whose repository it checks"),
+        ),
+        (Some(_), Some(second)) => diags.push(
+            Diagnostic::error(
+                second.span,
+                format!(
+                    "check `{}` names both a `snapshot` and a `copy`",
+                    name.value
+                ),
+                "a second repository",
+            )
+            .with_help("one repository per check: add a second `check` step for the other"),
         ),
         _ => {}
     }
