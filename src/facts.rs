@@ -78,7 +78,11 @@ pub fn checks(
             // A dump counts with a sidecar naming it; a snapshot marker is its own proof.
             let good = |d: &layout::DumpFile| area == Area::Snapshots || layout::has_sidecar(d);
             let dir = plan.dir(step.name(), area);
-            let (good, future) = layout::newest_stamped(&dir, prefix, suffix, tz, now, good);
+            // Dumps of either compression: a plan that switched keeps its history.
+            let (good, future) = match area {
+                Area::Dumps => layout::newest_dump(&dir, tz, now, good),
+                _ => layout::newest_stamped(&dir, prefix, suffix, tz, now, good),
+            };
             (good, future.map(|d| d.name))
         });
         // A copy's artifact is the newest dump at the destination, as its newest successful

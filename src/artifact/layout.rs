@@ -151,8 +151,20 @@ pub fn write_new_exclusive(path: &Path, text: &[u8]) -> io::Result<()> {
 /// Gives the finished file `tmp` its final name `STEM[-N].EXT` in `dir`, one that no other
 /// file has: a name another process took meanwhile is skipped, never replaced.
 pub fn claim(tmp: &Path, dir: &Path, stem: &str, ext: &str) -> io::Result<PathBuf> {
+    claim_besides(tmp, dir, stem, ext, &[])
+}
+
+/// `claim`, also counting `taken` as names in use (a dump's name under the other compression:
+/// two dumps of one minute never share a time and counter).
+pub fn claim_besides(
+    tmp: &Path,
+    dir: &Path,
+    stem: &str,
+    ext: &str,
+    taken: &[PathBuf],
+) -> io::Result<PathBuf> {
     for _ in 0..1000 {
-        let path = unique_path(dir, stem, ext);
+        let path = unique_path_besides(dir, stem, ext, taken);
         match rename_new(tmp, &path) {
             Ok(()) => return Ok(path),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -256,9 +268,11 @@ pub struct DumpFile {
     pub seq: u32,
 }
 
-/// Parses a layout dump name; anything else is `None` (and is never touched).
+/// Parses a layout dump name (`.sql.gz` or `.sql.zst`); anything else is `None` (and is
+/// never touched).
 pub fn parse_dump_name(name: &str, tz: Tz) -> Option<(DateTime<Utc>, u32)> {
-    parse_stamped(name, "full-", ".sql.gz", tz)
+    let codec = super::codec::Codec::of_name(name)?;
+    parse_stamped(name, "full-", codec.suffix(), tz)
 }
 
 /// Parses `PREFIX` + `YYYYmmdd-HHMM` [+ `-N`] + `SUFFIX` in the plan's time zone.
@@ -287,9 +301,40 @@ pub fn parse_stamped(
     Some((local.with_timezone(&Utc), seq))
 }
 
-/// Every layout dump in `dir`, newest first (by time in the name, then counter).
+/// Every layout dump in `dir`, gzip and zstd alike, newest first (by time in the name, then
+/// counter): a plan that changes its compression keeps its history.
 pub fn list_dumps(dir: &Path, tz: Tz) -> Vec<DumpFile> {
-    list_stamped(dir, "full-", ".sql.gz", tz)
+    let mut all: Vec<DumpFile> = super::codec::Codec::ALL
+        .iter()
+        .flat_map(|c| list_stamped(dir, "full-", c.suffix(), tz))
+        .collect();
+    all.sort_by_key(|d| std::cmp::Reverse((d.taken, d.seq)));
+    all
+}
+
+/// The newest good dump of `dir` dated at or before `now` and the newest dated after it,
+/// across both compressions (see `newest_stamped`).
+pub fn newest_dump(
+    dir: &Path,
+    tz: Tz,
+    now: DateTime<Utc>,
+    keep: impl Fn(&DumpFile) -> bool,
+) -> (Option<DumpFile>, Option<DumpFile>) {
+    let newer = |a: Option<DumpFile>, b: Option<DumpFile>| match (a, b) {
+        (Some(a), Some(b)) => Some(if (b.taken, b.seq) > (a.taken, a.seq) {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
+    };
+    let (mut good, mut future) = (None, None);
+    for c in super::codec::Codec::ALL {
+        let (g, f) = newest_stamped(dir, "full-", c.suffix(), tz, now, &keep);
+        good = newer(good, g);
+        future = newer(future, f);
+    }
+    (good, future)
 }
 
 /// The dumps of `dir` that count as evidence, newest first: with a sidecar, and not dated

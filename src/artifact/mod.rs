@@ -1,5 +1,6 @@
 //! Backup artifacts on disk: the layout's names, temporary files, checksums, parallel gzip.
 
+pub mod codec;
 pub mod end;
 pub mod gzip;
 pub mod layout;

@@ -207,7 +207,9 @@ fn survey(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         // A sidecar travels with its dump; it is not a file of its own.
-        if name.ends_with(".sql.gz.sha256") && path.with_extension("").exists() {
+        if (name.ends_with(".sql.gz.sha256") || name.ends_with(".sql.zst.sha256"))
+            && path.with_extension("").exists()
+        {
             continue;
         }
         let Some(kind) = legacy::classify(&name) else {

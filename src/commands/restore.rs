@@ -592,7 +592,8 @@ fn server(
             );
         }
         crate::outln!(
-            "  gunzip -c {} | {} (owners and privileges {})",
+            "  {} {} | {} (owners and privileges {})",
+            crate::artifact::codec::Codec::of_path(&dump.path).cat(),
             exec::shell_quote(&dump.path.display().to_string()),
             client.import(&load_into).display(ctx.redactor),
             if a.keep_ownership { "kept" } else { "left out" }

@@ -198,6 +198,10 @@ pub struct Dump {
     pub max_shrink: Option<Spanned<f64>>,
     pub keep: Option<Spanned<Keep>>,
     pub compression_level: Option<Spanned<u32>>,
+    /// `compression "gzip"` (the default) or `"zstd"`.
+    pub compression: Option<Spanned<crate::artifact::codec::Codec>>,
+    /// zstd's long-distance matching (a 128 MiB window).
+    pub zstd_long: Option<Spanned<bool>>,
     /// Also dump the server's roles (`globals-….sql.gz` beside each dump).
     pub globals: Option<Spanned<bool>>,
     /// With their passwords (hashes); off by default.

@@ -100,6 +100,8 @@ fn load_commands(db: &Database, dump: &str) -> Vec<String> {
         .as_ref()
         .map_or(String::new(), |n| n.value.clone());
     let engine = db.engine.as_ref().map(|e| e.value);
+    // gunzip or zstd, as the dump's name says.
+    let cat = crate::artifact::codec::Codec::of_path(std::path::Path::new(dump)).cat();
     let join =
         |words: Vec<Option<String>>| words.into_iter().flatten().collect::<Vec<_>>().join(" ");
     match engine {
@@ -116,7 +118,7 @@ fn load_commands(db: &Database, dump: &str) -> Vec<String> {
                 Some(q(&name)),
             ]));
             lines.push(format!(
-                "gunzip -c {} | {}",
+                "{cat} {} | {}",
                 q(dump),
                 join(vec![
                     Some("psql -X -q -v ON_ERROR_STOP=1".into()),
@@ -138,14 +140,14 @@ fn load_commands(db: &Database, dump: &str) -> Vec<String> {
                 "{client} -e {}",
                 q(&format!("CREATE DATABASE `{}`", name.replace('`', "``")))
             ));
-            lines.push(format!("gunzip -c {} | {client} {}", q(dump), q(&name)));
+            lines.push(format!("{cat} {} | {client} {}", q(dump), q(&name)));
             lines
         }
         Some(Engine::Sqlite) => {
             let path = db.path.as_ref().map_or(String::new(), |p| p.value.clone());
             let path = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
             vec![format!(
-                "gunzip -c {} | sqlite3 {}",
+                "{cat} {} | sqlite3 {}",
                 q(dump),
                 q(&path.display().to_string())
             )]
@@ -278,6 +280,9 @@ pub fn context(
                     continue;
                 };
                 let engine = db.engine.as_ref().map(|e| e.value);
+                if crate::steps::dump::codec(d) == crate::artifact::codec::Codec::Zstd {
+                    tools.push("zstd");
+                }
                 tools.push(match engine {
                     Some(Engine::Postgres) => "postgresql-client",
                     Some(Engine::Mysql | Engine::Mariadb) => "mariadb-client",
@@ -290,14 +295,23 @@ pub fn context(
                     .as_ref()
                     .and_then(|n| n["path"].as_str())
                     .map_or_else(
-                        || dir.join("full-YYYYmmdd-HHMM.sql.gz").display().to_string(),
+                        || {
+                            dir.join(format!(
+                                "full-YYYYmmdd-HHMM.{}",
+                                crate::steps::dump::codec(d).ext()
+                            ))
+                            .display()
+                            .to_string()
+                        },
                         str::to_string,
                     );
                 let dump_name = newest
                     .as_ref()
                     .and_then(|n| n["name"].as_str())
-                    .unwrap_or("full-YYYYmmdd-HHMM.sql.gz")
-                    .to_string();
+                    .map_or_else(
+                        || format!("full-YYYYmmdd-HHMM.{}", crate::steps::dump::codec(d).ext()),
+                        str::to_string,
+                    );
                 if let Some(n) = &newest {
                     points.push(json!({ "what": step.id, "kind": "database dump", "taken": n["taken"], "age": n["age"] }));
                 }

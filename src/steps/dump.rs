@@ -9,9 +9,10 @@ use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
 use crate::plan::validate::{self, Scope};
+use crate::settings::Origin;
 use kdl::KdlNode;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,6 +20,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{Context, Outcome, Status, StepError};
+use crate::artifact::codec::Codec;
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
 use crate::artifact::layout::{self, Area, DumpFile};
@@ -37,7 +39,9 @@ pub const SETTINGS: Settings = Settings {
         "min-size",
         "max-shrink",
         "keep",
+        "compression",
         "compression-level",
+        "zstd-long",
         "globals",
         "role-passwords",
     ],
@@ -56,9 +60,18 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
             d.max_shrink = dec.parsed(node, "a percentage such as \"50%\"", size::parse_percent)
         }
         "keep" => d.keep = dec.keep(node),
+        "compression" => {
+            d.compression = dec.parsed(node, "\"gzip\" or \"zstd\"", |v| match v {
+                "gzip" => Ok(Codec::Gzip),
+                "zstd" => Ok(Codec::Zstd),
+                other => Err(format!("`{other}` is neither gzip nor zstd")),
+            })
+        }
+        "zstd-long" => d.zstd_long = dec.boolean(node),
+        // gzip takes 1–9, zstd 1–19; checked against the compression in `validate`.
         "compression-level" => {
             d.compression_level = dec
-                .int(node, 1, 9)
+                .int(node, 1, 19)
                 .map(|v| Spanned::new(v.value as u32, v.span))
         }
         _ => {}
@@ -91,12 +104,38 @@ pub fn compile(d: &Dump, c: &mut Compiling) {
     if let Some(m) = &d.min_size {
         c.plan_setting("min-size", size::format(m.value), m.span);
     }
-    let level = plan_or_default(d.compression_level.as_ref(), 6);
+    match &d.compression {
+        Some(x) => c.plan_setting("compression", x.value.name(), x.span),
+        None => c.setting("compression", "gzip", Origin::Default),
+    }
+    let level = plan_or_default(d.compression_level.as_ref(), default_level(codec(d)));
     c.setting("compression-level", level.value.to_string(), level.origin);
 }
 
 /// Checks a `dump` block on its own (references to its plan's databases and steps).
 pub fn validate(d: &Dump, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    if let Some(l) = &d.compression_level
+        && codec(d) == Codec::Gzip
+        && l.value > 9
+    {
+        diags.push(
+            Diagnostic::error(
+                l.span,
+                format!("gzip has levels 1 to 9, not {}", l.value),
+                "level",
+            )
+            .with_help("zstd takes 1 to 19: `compression \"zstd\"`"),
+        );
+    }
+    if let Some(long) = &d.zstd_long
+        && codec(d) != Codec::Zstd
+    {
+        diags.push(Diagnostic::error(
+            long.span,
+            "`zstd-long` needs `compression \"zstd\"`",
+            "gzip has no long window",
+        ));
+    }
     match &d.database {
         None => diags.push(
             Diagnostic::error(
@@ -189,15 +228,20 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, StepError> {
         DumpSource::Process { spec, .. } => spec.display(ctx.redactor),
         DumpSource::Sqlite { path } => format!("(built in) sqlite dump of {}", path.display()),
     };
-    out.push_str(&format!(
-        " | gzip -{} > {}/{name}.sql.gz",
-        level(d),
-        dir.display()
-    ));
+    let ext = codec(d).ext();
+    out.push_str(&match codec(d) {
+        Codec::Gzip => format!(" | gzip -{} > {}/{name}.{ext}", level(d), dir.display()),
+        Codec::Zstd => format!(
+            " | zstd -{} -T0{} > {}/{name}.{ext}",
+            level(d),
+            if long(d) { " --long=27" } else { "" },
+            dir.display()
+        ),
+    });
     if let Some(keep) = &d.keep {
         let upcoming = DumpFile {
-            path: dir.join(format!("{name}.sql.gz")),
-            name: format!("{name}.sql.gz"),
+            path: dir.join(format!("{name}.{ext}")),
+            name: format!("{name}.{ext}"),
             taken: now,
             seq: u32::MAX,
         };
@@ -226,8 +270,26 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, StepError> {
     Ok(out)
 }
 
+/// The dump's compression: gzip unless the plan says zstd.
+pub fn codec(d: &Dump) -> Codec {
+    d.compression.as_ref().map_or(Codec::Gzip, |c| c.value)
+}
+
+fn default_level(codec: Codec) -> u32 {
+    match codec {
+        Codec::Gzip => 6,
+        Codec::Zstd => 3,
+    }
+}
+
+fn long(d: &Dump) -> bool {
+    d.zstd_long.as_ref().is_some_and(|l| l.value)
+}
+
 fn level(d: &Dump) -> u32 {
-    d.compression_level.as_ref().map_or(6, |l| l.value)
+    d.compression_level
+        .as_ref()
+        .map_or(default_level(codec(d)), |l| l.value)
 }
 
 /// What retention must know from the log: the dumps of this step that its verify steps
@@ -283,7 +345,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
     let orphans = layout::remove_orphans(&dir);
     let tz = ctx.plan.timezone.value;
     let stem = layout::stamp_name("full", ctx.clock.now(), tz);
-    let tmp = layout::temp_path(&dir.join(format!("{stem}.sql.gz")));
+    let tmp = layout::temp_path(&dir.join(format!("{stem}.{}", codec(d).ext())));
     let tool_version = match &source {
         DumpSource::Process { version, .. } => {
             let r = exec::run(version, ctx.redactor);
@@ -298,7 +360,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
 
     let result = write(ctx, d, &source, &tmp).and_then(|w| {
         check_sizes(d, &dir, tz, w.compressed)?;
-        let final_path = publish(&tmp, &dir, &stem, &w.sha256)
+        let final_path = publish(&tmp, &dir, &stem, codec(d), &w.sha256)
             .map_err(|e| fail(format!("cannot publish the dump: {e}")))?;
         Ok((w, final_path))
     });
@@ -379,7 +441,10 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
 /// The globals file that belongs to a dump: `full-X.sql.gz` → `globals-X.sql.gz`.
 pub fn globals_path(dump: &Path) -> Option<PathBuf> {
     let name = dump.file_name()?.to_str()?;
-    Some(dump.with_file_name(format!("globals-{}", name.strip_prefix("full-")?)))
+    // The roles are always gzip, whatever the dump's compression.
+    let codec = Codec::of_name(name)?;
+    let stamp = name.strip_prefix("full-")?.strip_suffix(codec.suffix())?;
+    Some(dump.with_file_name(format!("globals-{stamp}.sql.gz")))
 }
 
 /// Dumps the server's roles beside the dump `dump` (same stamp, `globals-` prefix), with its
@@ -450,7 +515,7 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
         .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut gz = ParallelGzip::new(hashing, level(d), threads)
+    let mut gz = Compressor::new(hashing, d, threads)
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
     let mut end = StreamEnd::default();
     let (stderr, marker) = match source {
@@ -519,7 +584,7 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
     file.sync_all()
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
     drop(file);
-    reread(tmp, uncompressed)?;
+    reread(tmp, codec(d), uncompressed)?;
     Ok(Written {
         sha256,
         compressed,
@@ -528,11 +593,72 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
     })
 }
 
-/// Reads the written file back through a gzip decoder: it must decompress cleanly (CRC and
-/// length included) to exactly as many bytes as went in.
-fn reread(tmp: &Path, expected: u64) -> Result<(), Failed> {
+/// Writes through parallel gzip or multi-threaded zstd, counting what goes in.
+enum Compressor<W: Write> {
+    Gzip(ParallelGzip<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>, u64),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(inner: W, d: &Dump, threads: usize) -> std::io::Result<Compressor<W>> {
+        Ok(match codec(d) {
+            Codec::Gzip => Compressor::Gzip(ParallelGzip::new(inner, level(d), threads)?),
+            Codec::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(inner, level(d) as i32)?;
+                e.multithread(threads as u32)?;
+                // The frame checksum: a damaged block fails the decompression itself.
+                e.include_checksum(true)?;
+                if long(d) {
+                    e.long_distance_matching(true)?;
+                    e.window_log(27)?;
+                }
+                Compressor::Zstd(e, 0)
+            }
+        })
+    }
+
+    fn total_in(&self) -> u64 {
+        match self {
+            Compressor::Gzip(g) => g.total_in(),
+            Compressor::Zstd(_, n) => *n,
+        }
+    }
+
+    fn finish(self) -> std::io::Result<W> {
+        match self {
+            Compressor::Gzip(g) => g.finish(),
+            Compressor::Zstd(e, _) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(e, n) => {
+                let w = e.write(buf)?;
+                *n += w as u64;
+                Ok(w)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.flush(),
+            Compressor::Zstd(e, _) => e.flush(),
+        }
+    }
+}
+
+/// Reads the written file back through its decoder: it must decompress cleanly (CRC or frame
+/// checksum, and length) to exactly as many bytes as went in.
+fn reread(tmp: &Path, codec: Codec, expected: u64) -> Result<(), Failed> {
     let file = File::open(tmp).map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
-    let mut decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+    let mut decoder = codec
+        .decoder(file)
+        .map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
     let n = std::io::copy(&mut decoder, &mut std::io::sink())
         .map_err(|e| fail(format!("the written dump does not decompress: {e}")))?;
     if n != expected {
@@ -576,8 +702,32 @@ fn check_sizes(d: &Dump, dir: &Path, tz: chrono_tz::Tz, compressed: u64) -> Resu
 
 /// Final name (claimed: never another's), then the sidecar (atomically), then the directory
 /// entry made durable.
-fn publish(tmp: &Path, dir: &Path, stem: &str, sha256: &str) -> std::io::Result<PathBuf> {
-    let final_path = &layout::claim(tmp, dir, stem, "sql.gz")?;
+fn publish(
+    tmp: &Path,
+    dir: &Path,
+    stem: &str,
+    codec: Codec,
+    sha256: &str,
+) -> std::io::Result<PathBuf> {
+    // The other compression's dumps of this minute count as taken names: a zstd dump never
+    // shares its time and counter with a gzip one.
+    let taken: Vec<PathBuf> = Codec::ALL
+        .iter()
+        .filter(|c| **c != codec)
+        .flat_map(|c| {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(move |e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let base = n.strip_suffix(c.suffix())?;
+                    base.starts_with(stem)
+                        .then(|| dir.join(format!("{base}.{}", codec.ext())))
+                })
+        })
+        .collect();
+    let final_path = &layout::claim_besides(tmp, dir, stem, codec.ext(), &taken)?;
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

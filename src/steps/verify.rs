@@ -12,7 +12,6 @@ use crate::plan::model::{Expect, Spanned};
 use crate::plan::validate::{self, Scope};
 use crate::settings::Origin;
 use kdl::KdlNode;
-use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -497,9 +496,8 @@ pub(crate) fn import_dump(
         &import,
         redactor,
         Box::new(move |w| {
-            let file = File::open(&path)?;
-            let mut gz =
-                flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+            // gzip or zstd, by the dump's name.
+            let mut gz = crate::artifact::codec::Codec::open(&path)?;
             let mut end = StreamEnd::default();
             // The filter passes line by line: buffer, or each line is a write to the pipe.
             let mut buffered = std::io::BufWriter::with_capacity(256 << 10, w);
@@ -870,8 +868,8 @@ pub(crate) fn load_sqlite(
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     let conn = rusqlite::Connection::open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let file = File::open(dump).map_err(|e| format!("cannot read the dump: {e}"))?;
-    let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+    let gz = crate::artifact::codec::Codec::open(dump)
+        .map_err(|e| format!("cannot read the dump: {e}"))?;
     let mut end = StreamEnd::default();
     import_sqlite(&conn, gz, timeout, &mut end)?;
     truncated(&end, crate::engines::sqlite::MARKER)

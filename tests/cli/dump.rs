@@ -48,7 +48,16 @@ fn db_files(ws: &Workspace) -> Vec<String> {
     v
 }
 
-fn good_first(ws: &Workspace) -> Vec<String> {
+/// The dump's extension for a plan's `extra` settings: `sql.zst` with `compression "zstd"`.
+fn ext_of(extra: &str) -> &'static str {
+    if extra.contains("zstd") {
+        "sql.zst"
+    } else {
+        "sql.gz"
+    }
+}
+
+fn good_first(ws: &Workspace, ext: &str) -> Vec<String> {
     fake(ws, GOOD_DUMP);
     let r = ws.run_at("2026-11-27T01:00:00Z", &["plan", "apply"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
@@ -56,14 +65,19 @@ fn good_first(ws: &Workspace) -> Vec<String> {
     assert_eq!(
         files,
         [
-            "full-20261127-0100.sql.gz",
-            "full-20261127-0100.sql.gz.sha256"
+            format!("full-20261127-0100.{ext}"),
+            format!("full-20261127-0100.{ext}.sha256")
         ]
     );
     files
 }
 
 fn assert_failed_and_untouched(ws: &Workspace, before: &[String], must_mention: &str) {
+    let ext = if before[0].ends_with(".sql.zst") {
+        "sql.zst"
+    } else {
+        "sql.gz"
+    };
     let r = ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply"]);
     assert_eq!(r.code(), 1, "{}", r.stdout());
     assert_eq!(db_files(ws), before, "a failed dump left a file behind");
@@ -78,7 +92,7 @@ fn assert_failed_and_untouched(ws: &Workspace, before: &[String], must_mention: 
     // The previous good dump is still whole.
     let ok = Command::new("sha256sum")
         .arg("-c")
-        .arg("full-20261127-0100.sql.gz.sha256")
+        .arg(format!("full-20261127-0100.{ext}.sha256"))
         .current_dir(ws.path("backups/db"))
         .output()
         .unwrap();
@@ -92,7 +106,7 @@ fn assert_failed_and_untouched(ws: &Workspace, before: &[String], must_mention: 
 #[test]
 fn a_good_dump_is_gzip_with_a_matching_sidecar_and_meta() {
     let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
-    good_first(&ws);
+    good_first(&ws, "sql.gz");
     let db = ws.path("backups/db");
     assert!(
         Command::new("gzip")
@@ -139,8 +153,17 @@ fn a_good_dump_is_gzip_with_a_matching_sidecar_and_meta() {
 
 #[test]
 fn a_tool_that_dies_half_way_leaves_nothing_and_says_why() {
-    let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
-    let before = good_first(&ws);
+    a_tool_that_dies_half_way_leaves_nothing_and_says_why_with("");
+}
+
+#[test]
+fn a_tool_that_dies_half_way_leaves_nothing_and_says_why_zstd() {
+    a_tool_that_dies_half_way_leaves_nothing_and_says_why_with("compression \"zstd\"");
+}
+
+fn a_tool_that_dies_half_way_leaves_nothing_and_says_why_with(extra: &str) {
+    let ws = Workspace::with_plan(&fake_plan(extra)).env("APP_DB_PASSWORD", "pw-Fake-123");
+    let before = good_first(&ws, ext_of(extra));
     fake(
         &ws,
         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\nfor i in $(seq 1 5000); do echo \"INSERT INTO t VALUES ($i);\"; done\necho 'pg_dump: error: connection lost half way' >&2\nexit 1\n",
@@ -157,8 +180,17 @@ fn a_tool_that_dies_half_way_leaves_nothing_and_says_why() {
 
 #[test]
 fn a_dump_without_the_completion_marker_is_refused() {
-    let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
-    let before = good_first(&ws);
+    a_dump_without_the_completion_marker_is_refused_with("");
+}
+
+#[test]
+fn a_dump_without_the_completion_marker_is_refused_zstd() {
+    a_dump_without_the_completion_marker_is_refused_with("compression \"zstd\"");
+}
+
+fn a_dump_without_the_completion_marker_is_refused_with(extra: &str) {
+    let ws = Workspace::with_plan(&fake_plan(extra)).env("APP_DB_PASSWORD", "pw-Fake-123");
+    let before = good_first(&ws, ext_of(extra));
     fake(
         &ws,
         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'CREATE TABLE t (id int);'\necho 'INSERT INTO t VALUES (1);'\nexit 0\n",
@@ -169,7 +201,7 @@ fn a_dump_without_the_completion_marker_is_refused() {
 #[test]
 fn a_dump_that_goes_on_after_the_completion_line_is_refused() {
     let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
-    let before = good_first(&ws);
+    let before = good_first(&ws, "sql.gz");
     fake(
         &ws,
         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'CREATE TABLE t (id int);'\necho '-- PostgreSQL database dump complete'\nprintf \"INSERT INTO t VALUES (1, 'half\"\nexit 0\n",
@@ -180,7 +212,7 @@ fn a_dump_that_goes_on_after_the_completion_line_is_refused() {
 #[test]
 fn a_tool_that_writes_nothing_is_refused() {
     let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
-    let before = good_first(&ws);
+    let before = good_first(&ws, "sql.gz");
     fake(
         &ws,
         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\nexit 0\n",
@@ -192,7 +224,7 @@ fn a_tool_that_writes_nothing_is_refused() {
 fn min_size_and_max_shrink_refuse_a_suspicious_dump() {
     let ws = Workspace::with_plan(&fake_plan("max-shrink \"50%\""))
         .env("APP_DB_PASSWORD", "pw-Fake-123");
-    let before = good_first(&ws);
+    let before = good_first(&ws, "sql.gz");
     fake(
         &ws,
         "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dump 15'; exit 0; }\necho 'INSERT INTO t VALUES (1);'\necho '-- PostgreSQL database dump complete'\n",
@@ -218,8 +250,17 @@ fn min_size_and_max_shrink_refuse_a_suspicious_dump() {
 
 #[test]
 fn a_full_disk_fails_the_dump_and_keeps_the_previous_one() {
-    let ws = Workspace::with_plan(&fake_plan("")).env("APP_DB_PASSWORD", "pw-Fake-123");
-    let before = good_first(&ws);
+    a_full_disk_fails_the_dump_and_keeps_the_previous_one_with("");
+}
+
+#[test]
+fn a_full_disk_fails_the_dump_and_keeps_the_previous_one_zstd() {
+    a_full_disk_fails_the_dump_and_keeps_the_previous_one_with("compression \"zstd\"");
+}
+
+fn a_full_disk_fails_the_dump_and_keeps_the_previous_one_with(extra: &str) {
+    let ws = Workspace::with_plan(&fake_plan(extra)).env("APP_DB_PASSWORD", "pw-Fake-123");
+    let before = good_first(&ws, ext_of(extra));
     // ~6 MB of incompressible text against a 2 MiB file size limit (SIGXFSZ ignored, so the
     // write fails with EFBIG as on a full disk).
     fake(
@@ -258,9 +299,18 @@ fn a_full_disk_fails_the_dump_and_keeps_the_previous_one() {
 
 #[test]
 fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up() {
+    a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up_with("");
+}
+
+#[test]
+fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up_zstd() {
+    a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up_with("compression \"zstd\"");
+}
+
+fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up_with(extra: &str) {
     // ops-run's credentials files go to a private folder beside the state database.
     let ws = Workspace::new();
-    ws.write("plans/main.kdl", &fake_plan(""));
+    ws.write("plans/main.kdl", &fake_plan(extra));
     let ws = ws.env("APP_DB_PASSWORD", "pw-Fake-123");
     let sleep = format!("sleep 29.{}", std::process::id());
     fake(

@@ -145,9 +145,18 @@ fn the_artifact(ws: &Workspace) -> std::path::PathBuf {
     std::path::PathBuf::from(a["meta"]["artifact"].as_str().unwrap())
 }
 
+/// `gzip` or `zstd`, by the artifact's name.
+fn compressor(artifact: &std::path::Path) -> &'static str {
+    if artifact.to_string_lossy().ends_with(".zst") {
+        "zstd"
+    } else {
+        "gzip"
+    }
+}
+
 fn check_files(artifact: &std::path::Path) {
     assert!(
-        Command::new("gzip")
+        Command::new(compressor(artifact))
             .arg("-t")
             .arg(artifact)
             .status()
@@ -171,7 +180,12 @@ fn check_files(artifact: &std::path::Path) {
 /// Feeds the decompressed dump to a client (`psql`, `mariadb`, `sqlite3`), which must succeed
 /// without a word on stderr.
 fn restore(client: &mut Command, artifact: &std::path::Path) {
-    let sql = Command::new("zcat").arg(artifact).output().unwrap().stdout;
+    let sql = Command::new(compressor(artifact))
+        .arg("-dc")
+        .arg(artifact)
+        .output()
+        .unwrap()
+        .stdout;
     let mut child = client
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -227,11 +241,21 @@ fn apply_watching_argv(ws: &Workspace, tool: &str, password: &str) {
 #[test]
 #[ignore = "needs PostgreSQL; run scripts/test"]
 fn postgres_dump_restores_to_the_same_tables_and_counts() {
+    postgres_dump_restores(SCHEDULE);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn a_zstd_postgres_dump_restores_to_the_same_tables_and_counts() {
+    postgres_dump_restores(&format!("{SCHEDULE}\ncompression \"zstd\""));
+}
+
+fn postgres_dump_restores(extra: &str) {
     let src = unique("ops_src");
     let dst = unique("ops_dst");
     fixture_copy(&src);
     let password = var("OPS_TEST_PG_PASSWORD");
-    let ws = Workspace::with_plan(&server_plan("postgres", "PG", &src, SCHEDULE))
+    let ws = Workspace::with_plan(&server_plan("postgres", "PG", &src, extra))
         .env("APP_DB_PASSWORD", &password);
     apply_watching_argv(&ws, "pg_dump", &password);
     let artifact = the_artifact(&ws);
@@ -256,7 +280,7 @@ fn postgres_dump_restores_to_the_same_tables_and_counts() {
 
 /// The MySQL family: `engine` is `mariadb` (mariadb-dump) or `mysql` (mysqldump, the name
 /// MySQL installs), both against the MariaDB test server.
-fn mysql_family_dump_restores(engine: &str, tool: &str) {
+fn mysql_family_dump_restores(engine: &str, tool: &str, extra: &str) {
     let src = unique("ops_src");
     let dst = unique("ops_dst");
     run_ok(mariadb(None).args(["-e", &format!(
@@ -270,7 +294,7 @@ fn mysql_family_dump_restores(engine: &str, tool: &str) {
          CREATE VIEW big_invoices AS SELECT * FROM invoices WHERE amount > 100;"
     )]));
     let password = var("OPS_TEST_MY_PASSWORD");
-    let ws = Workspace::with_plan(&server_plan(engine, "MY", &src, SCHEDULE))
+    let ws = Workspace::with_plan(&server_plan(engine, "MY", &src, extra))
         .env("APP_DB_PASSWORD", &password);
     apply_watching_argv(&ws, tool, &password);
     let artifact = the_artifact(&ws);
@@ -294,13 +318,23 @@ fn mysql_family_dump_restores(engine: &str, tool: &str) {
 #[test]
 #[ignore = "needs MariaDB; run scripts/test"]
 fn mariadb_dump_restores_to_the_same_tables_and_counts() {
-    mysql_family_dump_restores("mariadb", "mariadb-dump");
+    mysql_family_dump_restores("mariadb", "mariadb-dump", SCHEDULE);
+}
+
+#[test]
+#[ignore = "needs MariaDB; run scripts/test"]
+fn a_zstd_mariadb_dump_restores_to_the_same_tables_and_counts() {
+    mysql_family_dump_restores(
+        "mariadb",
+        "mariadb-dump",
+        &format!("{SCHEDULE}\ncompression \"zstd\""),
+    );
 }
 
 #[test]
 #[ignore = "needs MariaDB; run scripts/test"]
 fn mysql_engine_dumps_with_mysqldump() {
-    mysql_family_dump_restores("mysql", "mysqldump");
+    mysql_family_dump_restores("mysql", "mysqldump", SCHEDULE);
 }
 
 #[test]

@@ -32,3 +32,4 @@ mod show;
 mod snapshot;
 mod two_dumps;
 mod verify;
+mod zstd;
