@@ -608,6 +608,9 @@ impl<W: Write> Compressor<W> {
                 e.multithread(threads as u32)?;
                 // The frame checksum: a damaged block fails the decompression itself.
                 e.include_checksum(true)?;
+                // Jobs of 2 MiB keep both cores busy and the buffers in flight small: memory
+                // does not grow with the database.
+                e.set_parameter(zstd::zstd_safe::CParameter::JobSize(2 << 20))?;
                 if long(d) {
                     e.long_distance_matching(true)?;
                     e.window_log(27)?;
