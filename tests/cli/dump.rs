@@ -312,7 +312,12 @@ fn a_killed_dump_leaves_no_final_file_and_the_next_apply_cleans_up_with(extra: &
     let ws = Workspace::new();
     ws.write("plans/main.kdl", &fake_plan(extra));
     let ws = ws.env("APP_DB_PASSWORD", "pw-Fake-123");
-    let sleep = format!("sleep 29.{}", std::process::id());
+    // Unique to this test and variant: the gzip and zstd runs go on side by side.
+    let sleep = format!(
+        "sleep 29.{}{}",
+        std::process::id(),
+        if extra.is_empty() { 1 } else { 2 }
+    );
     fake(
         &ws,
         &format!(
