@@ -149,10 +149,11 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
     let dump = match a.from {
         None => choose(&dir, &ctx, a)?,
         Some(copy) => {
-            let scratch = ctx
-                .plan
-                .dir(step.name(), Area::VerifyLogs)
-                .join(format!(".copy-fetch.{}", std::process::id()));
+            let scratch = ctx.plan.dir(step.name(), Area::VerifyLogs).join(format!(
+                "{}{}",
+                crate::steps::verify::FETCH_DIR,
+                std::process::id()
+            ));
             _fetched = crate::steps::scratch::RemoveTree(scratch.clone());
             let (dump, id) = crate::steps::copy::fetch_newest(&ctx, copy, step.name(), &scratch)
                 .map_err(|e| Failure::Runtime(redactor.redact(&e.to_string())))?;

@@ -272,8 +272,8 @@ pub fn sweep(ctx: &Context) -> Vec<String> {
     match &ctx.step.decl.kind {
         StepKind::Verify(v) => verify::sweep(ctx, v),
         StepKind::Drill(d) => drill::sweep(ctx, d),
+        StepKind::Dump(_) => dump::sweep(ctx),
         StepKind::Command(_)
-        | StepKind::Dump(_)
         | StepKind::Snapshot(_)
         | StepKind::Report(_)
         | StepKind::GitTag(_)

@@ -609,7 +609,7 @@ fn scratch_marker(ctx: &Context, scratch: &str) -> PathBuf {
 /// Drops the scratch databases a killed ops-run left behind (their markers name a process
 /// that is gone); one line per database for the operator.
 /// The scratch folder a dump fetched from a copy is read into (`.copy-fetch.<pid>`).
-const FETCH_DIR: &str = ".copy-fetch.";
+pub(crate) const FETCH_DIR: &str = ".copy-fetch.";
 
 pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);

@@ -683,3 +683,17 @@ fn forget_at_the_destination_keeps_what_it_says_and_the_upload_limit_reaches_res
     // The local dumps are untouched by forget at the destination.
     assert!(ws.path("backups/db/full-20261128-1000.sql.gz").exists());
 }
+
+/// A restore from a copy that was killed leaves its fetch folder; the next run sweeps it.
+#[test]
+fn a_killed_restore_from_a_copy_leaves_nothing_for_long() {
+    let ws = workspace("offsite", "");
+    ws.write(
+        "backups/verify/.copy-fetch.999999999/db/full.sql.gz",
+        "partial",
+    );
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(!ws.path("backups/verify/.copy-fetch.999999999").exists());
+    assert!(r.stderr().contains("a restore of app/db"), "{}", r.stderr());
+}
