@@ -37,6 +37,14 @@ const SECRET_VARS: [&str; 12] = [
     "RESTIC_REST_PASSWORD",
 ];
 
+/// This machine's name (the kernel's), as restic and a browser's `Host` know it.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 /// The password in `scheme://user:password@host…`, if any.
 pub fn url_password(url: &str) -> Option<String> {
     let rest = &url[url.find("://")? + 3..];

@@ -4,7 +4,7 @@
 //! uses STARTTLS unless `starttls #false` (a relay on loopback); `smtps://` is TLS from the
 //! first byte. The body reaching here is already redacted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
@@ -12,7 +12,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
 
-use super::DeliveryError;
+use super::{Attempt, DeliveryError};
 
 /// Where mail goes: `smtp://HOST[:PORT]` (STARTTLS, port 587 by default) or
 /// `smtps://HOST[:PORT]` (TLS, port 465).
@@ -153,34 +153,15 @@ pub fn send(e: &Email, body: &Value, budget: Duration) -> Result<u32, DeliveryEr
     let message = message
         .body(text(body))
         .map_err(|x| DeliveryError::Mail(x.to_string()))?;
-    let deadline = Instant::now() + budget;
-    let mut last = String::new();
-    for attempt in 1..=super::http::ATTEMPTS {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let sent = transport(e, left)
-            .map_err(DeliveryError::Mail)?
-            .send(&message);
-        match sent {
-            Ok(_) => return Ok(attempt),
+    super::retrying(budget, |left| match transport(e, left) {
+        Err(why) => Attempt::Refused(DeliveryError::Mail(why)),
+        Ok(t) => match t.send(&message) {
+            Ok(_) => Attempt::Delivered,
             Err(x) if x.is_permanent() => {
-                return Err(DeliveryError::Mail(format!("the server refused: {x}")));
+                Attempt::Refused(DeliveryError::Mail(format!("the server refused: {x}")))
             }
-            Err(x) => last = x.to_string(),
-        }
-        if attempt < super::http::ATTEMPTS {
-            let pause = Duration::from_millis(250 * 2u64.pow(attempt - 1));
-            if Instant::now() + pause >= deadline {
-                break;
-            }
-            std::thread::sleep(pause);
-        }
-    }
-    Err(DeliveryError::GaveUp {
-        last,
-        budget: crate::units::duration::format(budget),
+            Err(x) => Attempt::Failed(x.to_string()),
+        },
     })
 }
 

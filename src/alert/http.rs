@@ -1,14 +1,12 @@
 //! Slack and generic webhooks over HTTP (ureq): one time budget for all attempts, bounded
 //! retries with backoff on connection errors and 5xx, no proxy from the environment.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::DeliveryError;
+use super::{Attempt, DeliveryError};
 use crate::exec::redact::Redactor;
-
-pub const ATTEMPTS: u32 = 3;
 
 /// Slack incoming-webhook JSON: `text` is the notification fallback, the block the message.
 pub fn slack_body(payload: &Value) -> Value {
@@ -68,31 +66,10 @@ pub fn send(
     budget: Duration,
     redactor: &Redactor,
 ) -> Result<u32, DeliveryError> {
-    let deadline = Instant::now() + budget;
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match request(method, url, body, left) {
-            Ok(s) if (200..300).contains(&s) => return Ok(attempt),
-            Ok(s) if (400..500).contains(&s) => {
-                return Err(DeliveryError::Rejected(s));
-            }
-            Ok(s) => last = DeliveryError::Rejected(s).to_string(),
-            Err(e) => last = redactor.redact(&e.replace(url, "***")),
-        }
-        if attempt < ATTEMPTS {
-            let pause = Duration::from_millis(250 * 2u64.pow(attempt - 1));
-            if Instant::now() + pause >= deadline {
-                break;
-            }
-            std::thread::sleep(pause);
-        }
-    }
-    Err(DeliveryError::GaveUp {
-        last,
-        budget: crate::units::duration::format(budget),
+    super::retrying(budget, |left| match request(method, url, body, left) {
+        Ok(s) if (200..300).contains(&s) => Attempt::Delivered,
+        Ok(s) if (400..500).contains(&s) => Attempt::Refused(DeliveryError::Rejected(s)),
+        Ok(s) => Attempt::Failed(DeliveryError::Rejected(s).to_string()),
+        Err(e) => Attempt::Failed(redactor.redact(&e.replace(url, "***"))),
     })
 }

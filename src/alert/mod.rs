@@ -282,6 +282,50 @@ pub fn text(plan: &str, changes: &[(ChangeKind, &Check)], test: bool) -> String 
     format!("{head}\n{}", lines.join("\n"))
 }
 
+/// How many times a delivery is tried within its budget.
+pub const ATTEMPTS: u32 = 3;
+
+/// One try of a delivery.
+pub(crate) enum Attempt {
+    Delivered,
+    /// Not worth repeating (a 4xx, an SMTP 5xx).
+    Refused(DeliveryError),
+    /// Worth another try: why this one failed.
+    Failed(String),
+}
+
+/// Up to `ATTEMPTS` tries of `once` (given the time left) within `budget`, with backoff
+/// between them; how many it took.
+pub(crate) fn retrying(
+    budget: std::time::Duration,
+    mut once: impl FnMut(std::time::Duration) -> Attempt,
+) -> Result<u32, DeliveryError> {
+    let deadline = std::time::Instant::now() + budget;
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match once(left) {
+            Attempt::Delivered => return Ok(attempt),
+            Attempt::Refused(e) => return Err(e),
+            Attempt::Failed(why) => last = why,
+        }
+        if attempt < ATTEMPTS {
+            let pause = std::time::Duration::from_millis(250 * 2u64.pow(attempt - 1));
+            if std::time::Instant::now() + pause >= deadline {
+                break;
+            }
+            std::thread::sleep(pause);
+        }
+    }
+    Err(DeliveryError::GaveUp {
+        last,
+        budget: crate::units::duration::format(budget),
+    })
+}
+
 /// Why a message was not delivered. The words never hold the channel's URL.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {

@@ -145,20 +145,17 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let dir = ctx.plan.dir(step.name(), Area::Dumps);
     // From a copy: fetched into a scratch folder, removed when the restore is done.
-    let _fetched;
+    let fetched;
     let dump = match a.from {
         None => choose(&dir, &ctx, a)?,
         Some(copy) => {
-            let scratch = ctx.plan.dir(step.name(), Area::VerifyLogs).join(format!(
-                "{}{}",
-                crate::steps::verify::FETCH_DIR,
-                std::process::id()
-            ));
-            _fetched = crate::steps::scratch::RemoveTree(scratch.clone());
-            let (dump, id) = crate::steps::copy::fetch_newest(&ctx, copy, step.name(), &scratch)
+            fetched = crate::steps::copy::fetch_into_scratch(&ctx, copy, step.name())
                 .map_err(|e| Failure::Runtime(redactor.redact(&e.to_string())))?;
-            crate::outln!("from: copy `{copy}`, snapshot {id} at its destination");
-            dump
+            crate::outln!(
+                "from: copy `{copy}`, snapshot {} at its destination",
+                fetched.snapshot
+            );
+            fetched.dump.clone()
         }
     };
     let engine =

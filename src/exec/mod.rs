@@ -135,6 +135,16 @@ pub fn run_feeding(
     run_inner(spec, redactor, None, Some(feeder))
 }
 
+/// Like `run`, with the whole stdout returned (a tool's JSON answer, never a dump).
+pub fn run_capturing(spec: &ProcessSpec, redactor: &Redactor) -> (ProcessResult, Vec<u8>) {
+    let mut out = Vec::new();
+    let (result, _) = run_streaming(spec, redactor, &mut |b| {
+        out.extend_from_slice(b);
+        Ok(())
+    });
+    (result, out)
+}
+
 /// Like `run`, but stdout goes to `consumer` (on this thread) and only stderr to the tail.
 /// When the consumer fails (say, the disk is full), the process group is killed and the
 /// consumer's error is returned beside the result.

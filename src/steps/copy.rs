@@ -176,11 +176,7 @@ fn without_password(url: &str) -> String {
 /// This machine's name, as restic records it: a copy only ever counts its own host's
 /// snapshots (several hosts may share a destination).
 fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    crate::app::host_name().unwrap_or_else(|| "localhost".into())
 }
 
 /// The tag list that selects the snapshots of copy step `step` (`restic --tag a,b,c`: all
@@ -252,11 +248,7 @@ pub(crate) fn at_destination(
     if host_only {
         args.push(format!("--host={}", host()));
     }
-    let mut out = Vec::new();
-    let (r, _) = exec::run_streaming(&restic(ctx, env, &args), ctx.redactor, &mut |b| {
-        out.extend_from_slice(b);
-        Ok(())
-    });
+    let (r, out) = exec::run_capturing(&restic(ctx, env, &args), ctx.redactor);
     if !r.success() {
         return Err(format!(
             "cannot list the destination: {}\n{}",
@@ -317,11 +309,7 @@ fn copy_one(
         .ok_or_else(|| format!("the sidecar of {} does not name it", dump.name))?;
     let mut spec = restic(ctx, env, &backup_args(ctx, c, dump, &sha256));
     spec.env.push(("TZ".into(), "UTC".into()));
-    let mut out = Vec::new();
-    let (r, _) = exec::run_streaming(&spec, ctx.redactor, &mut |b| {
-        out.extend_from_slice(b);
-        Ok(())
-    });
+    let (r, out) = exec::run_capturing(&spec, ctx.redactor);
     if !r.success() {
         return Err(format!(
             "restic backup of {} failed: {}\n{}",
@@ -545,9 +533,56 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
     }
 }
 
+/// The scratch folder a dump fetched from a copy is read into (`.copy-fetch.<pid>`), in the
+/// `verify/` folder of the step that reads it.
+const FETCH_DIR: &str = ".copy-fetch.";
+
+/// A dump fetched from a copy into a scratch folder, which goes when this is dropped.
+pub(crate) struct Fetched {
+    pub dump: DumpFile,
+    /// The restic snapshot it came from.
+    pub snapshot: String,
+    _scratch: super::scratch::RemoveTree,
+}
+
+/// The newest dump of copy step `copy` (of dump step `dump_step`), fetched into the scratch
+/// folder of `ctx`'s step and checked against the sha256 it was copied with.
+pub(crate) fn fetch_into_scratch(
+    ctx: &Context,
+    copy: &str,
+    dump_step: &str,
+) -> Result<Fetched, StepError> {
+    let scratch = ctx
+        .plan
+        .dir(ctx.step.name(), Area::VerifyLogs)
+        .join(format!("{FETCH_DIR}{}", std::process::id()));
+    let guard = super::scratch::RemoveTree(scratch.clone());
+    let (dump, snapshot) = fetch_newest(ctx, copy, dump_step, &scratch)?;
+    Ok(Fetched {
+        dump,
+        snapshot,
+        _scratch: guard,
+    })
+}
+
+/// Removes the fetch folders of `ctx`'s step that a killed ops-run left; one line each, the
+/// step named as `what`.
+pub(crate) fn sweep_fetched(ctx: &Context, what: &str) -> Vec<String> {
+    let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
+    super::scratch::sweep(&dir, FETCH_DIR)
+        .iter()
+        .map(|p| {
+            format!(
+                "removed the scratch folder {} of {what} (left by an ops-run that was killed)",
+                p.display()
+            )
+        })
+        .collect()
+}
+
 /// The newest dump copy step `step` holds at its destination (every host's: a restore may
 /// run on a new machine), fetched into `dir` and checked: its path, name and time taken.
-pub(crate) fn fetch_newest(
+fn fetch_newest(
     ctx: &Context,
     step: &str,
     dump_step: &str,

@@ -272,17 +272,7 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, StepError> {
 
 /// Removes the folders `restore db --from COPY` fetched a dump into when it was killed.
 pub fn sweep(ctx: &Context) -> Vec<String> {
-    let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
-    super::scratch::sweep(&dir, super::verify::FETCH_DIR)
-        .iter()
-        .map(|p| {
-            format!(
-                "removed the scratch folder {} of a restore of {} (left by an ops-run that was killed)",
-                p.display(),
-                ctx.step.id
-            )
-        })
-        .collect()
+    super::copy::sweep_fetched(ctx, &format!("a restore of {}", ctx.step.id))
 }
 
 /// The dump's compression: gzip unless the plan says zstd.

@@ -342,18 +342,10 @@ fn snapshot_into(ctx: &Context, s: &Snapshot, env: &[(String, String)], n: usize
     if let Err(outcome) = open_repository(ctx, &env, s.init.as_ref().is_some_and(|i| i.value)) {
         return *outcome;
     }
-    let mut stdout = Vec::new();
     // The real time restic is started: files modified after it may differ from the snapshot
     // (a drill's spot check skips them). Not OPS_NOW: file times are real.
     let began = chrono::Utc::now();
-    let (result, _) = exec::run_streaming(
-        &restic(ctx, &env, &backup_args(s)),
-        ctx.redactor,
-        &mut |b| {
-            stdout.extend_from_slice(b);
-            Ok(())
-        },
-    );
+    let (result, stdout) = exec::run_capturing(&restic(ctx, &env, &backup_args(s)), ctx.redactor);
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let incomplete = result.exit == Exit::Code(3);
     if !result.success() && !incomplete {
@@ -444,18 +436,13 @@ fn lookup(
     env: &[(String, String)],
     short: &str,
 ) -> Result<(String, Vec<String>), Box<Outcome>> {
-    let mut out = Vec::new();
-    let (r, _) = exec::run_streaming(
+    let (r, out) = exec::run_capturing(
         &restic(
             ctx,
             env,
             &["snapshots".into(), "--json".into(), short.to_string()],
         ),
         ctx.redactor,
-        &mut |b| {
-            out.extend_from_slice(b);
-            Ok(())
-        },
     );
     let snapshots: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
     let Some(full) = snapshots.as_array().and_then(|a| {

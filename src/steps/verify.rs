@@ -388,23 +388,18 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
     let tz = ctx.plan.timezone.value;
     // `from COPY`: the newest dump at that copy's destination, fetched into a scratch folder
     // (removed when done) and checked against the sha256 it was copied with.
-    let _fetched;
+    let fetched;
     let dump = match &v.from {
         None => newest_with_sidecar(&dir, tz, ctx.clock.now())
             .ok_or_else(|| format!("no dump with a sidecar in {}", dir.display()))?,
         Some(copy) => {
-            let scratch = ctx
-                .plan
-                .dir(ctx.step.name(), Area::VerifyLogs)
-                .join(format!("{FETCH_DIR}{}", std::process::id()));
-            _fetched = super::scratch::RemoveTree(scratch.clone());
             let dump_step = v.dump.as_ref().map_or("", |d| d.value.as_str());
-            let (dump, id) = super::copy::fetch_newest(ctx, &copy.value, dump_step, &scratch)?;
+            fetched = super::copy::fetch_into_scratch(ctx, &copy.value, dump_step)?;
             ev.line(format!(
-                "from: copy `{}`, snapshot {id} at its destination",
-                copy.value
+                "from: copy `{}`, snapshot {} at its destination",
+                copy.value, fetched.snapshot
             ));
-            dump
+            fetched.dump.clone()
         }
     };
     ev.dump = Some(dump.path.clone());
@@ -608,21 +603,9 @@ fn scratch_marker(ctx: &Context, scratch: &str) -> PathBuf {
 
 /// Drops the scratch databases a killed ops-run left behind (their markers name a process
 /// that is gone); one line per database for the operator.
-/// The scratch folder a dump fetched from a copy is read into (`.copy-fetch.<pid>`).
-pub(crate) const FETCH_DIR: &str = ".copy-fetch.";
-
 pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
-    let mut said: Vec<String> = super::scratch::sweep(&dir, FETCH_DIR)
-        .iter()
-        .map(|p| {
-            format!(
-                "removed the scratch folder {} of {} (left by an ops-run that was killed)",
-                p.display(),
-                ctx.step.id
-            )
-        })
-        .collect();
+    let mut said = super::copy::sweep_fetched(ctx, &ctx.step.id);
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some((name, pid)) = file

@@ -43,12 +43,7 @@ impl Hosts {
             .filter_map(|p| p.decl.serve.as_ref())
             .flat_map(|s| s.allowed_hosts.iter().map(|h| h.value.to_ascii_lowercase()))
             .collect();
-        if let Ok(own) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-            let own = own.trim().to_ascii_lowercase();
-            if !own.is_empty() {
-                names.push(own);
-            }
-        }
+        names.extend(crate::app::host_name().map(|h| h.to_ascii_lowercase()));
         Hosts {
             any: names.iter().any(|n| n == "*"),
             names,

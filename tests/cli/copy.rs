@@ -3,11 +3,11 @@
 //! of the destination: a snapshot forgotten there is copied again. An unreachable destination
 //! fails the step and touches no local dump. No credential shows anywhere.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{Workspace, wait_for};
+use crate::harness::{Reaped, Workspace, listening};
 use crate::serve::free_port;
 
 const PASSWORD: &str = "offsite-Pw-5c1d7";
@@ -259,15 +259,8 @@ fn an_unreachable_destination_fails_and_touches_no_local_dump() {
 
 /// `rclone serve restic` on a free loopback port, stopped when dropped.
 struct Rclone {
-    child: Child,
+    _child: Reaped,
     port: u16,
-}
-
-impl Drop for Rclone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn rclone(dir: &std::path::Path, extra: &[&str]) -> Rclone {
@@ -281,12 +274,11 @@ fn rclone(dir: &std::path::Path, extra: &[&str]) -> Rclone {
         .stderr(Stdio::null())
         .spawn()
         .expect("rclone (apt-get install rclone)");
-    let r = Rclone { child, port };
-    assert!(
-        wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()),
-        "rclone serve restic did not start"
-    );
+    let r = Rclone {
+        _child: Reaped(child),
+        port,
+    };
+    assert!(listening(port, 10), "rclone serve restic did not start");
     r
 }
 
@@ -437,16 +429,9 @@ fn a_verify_from_the_copy_restores_it_and_refuses_a_different_file_under_its_tag
 /// A real OpenSSH server on a free loopback port, in its own folder with its own host key and
 /// one authorized key, stopped when dropped.
 struct Sshd {
-    child: Child,
+    _child: Reaped,
     port: u16,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn sshd() -> Sshd {
@@ -486,12 +471,12 @@ fn sshd() -> Sshd {
         .stderr(Stdio::null())
         .spawn()
         .expect("sshd (apt-get install openssh-server)");
-    let s = Sshd { child, port, dir };
-    assert!(
-        wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()),
-        "sshd did not start"
-    );
+    let s = Sshd {
+        _child: Reaped(child),
+        port,
+        dir,
+    };
+    assert!(listening(port, 10), "sshd did not start");
     s
 }
 

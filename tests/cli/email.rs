@@ -2,11 +2,11 @@
 //! authentication): the subject says the state, every recipient gets it, the body is the
 //! readable message, and neither the SMTP password nor any other secret is in the mail.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{Workspace, wait_for};
+use crate::harness::{Reaped, Workspace, listening};
 use crate::serve::free_port;
 
 const SMTP_PASSWORD: &str = "smtp-Secret-9c1";
@@ -38,15 +38,6 @@ c.start()
 while True:
     time.sleep(1)
 "#;
-
-struct Smtpd(Child);
-
-impl Drop for Smtpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The Python that has Debian's python3-aiosmtpd.
 fn python() -> &'static str {
@@ -93,7 +84,7 @@ fn alerts_arrive_by_mail_with_the_state_in_the_subject_and_no_secret() {
     ))
     .env("SMTP_PASSWORD", SMTP_PASSWORD);
     ws.write("smtpd.py", SERVER);
-    let _server = Smtpd(
+    let _server = Reaped(
         Command::new(python())
             .arg(ws.path("smtpd.py"))
             .arg(ws.path("mails.jsonl"))
@@ -104,11 +95,7 @@ fn alerts_arrive_by_mail_with_the_state_in_the_subject_and_no_secret() {
             .spawn()
             .unwrap(),
     );
-    assert!(
-        wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()),
-        "the SMTP server did not start"
-    );
+    assert!(listening(port, 10), "the SMTP server did not start");
     let r = ws.run(&["plan", "validate"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
 

@@ -5,25 +5,13 @@
 //! shipped files pass `promtool` and `amtool`, and every metric the rules and the Grafana
 //! dashboard use is one ops-run serves.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::harness::{Workspace, repo_root, wait_for};
+use crate::harness::{Reaped, Workspace, repo_root, wait_for};
 use crate::receiver::Receiver;
 use crate::serve::{free_port, serve};
-
-/// Child processes killed (and reaped) when the test ends, however it ends.
-struct Killed(Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// A host whose only dump was taken at `dump_at` (serve judges it at 2026-11-28 12:00:30).
 fn host(plan: &str, dump_at: &str) -> Workspace {
@@ -88,8 +76,8 @@ fn the_shipped_rules_and_alertmanager_name_only_the_stale_host() {
         ),
     )
     .unwrap();
-    let mut children = Killed(Vec::new());
-    children.0.push(
+    let mut children: Vec<Reaped> = Vec::new();
+    children.push(Reaped(
         Command::new("prometheus-alertmanager")
             .current_dir(dir.path())
             .args([
@@ -102,8 +90,8 @@ fn the_shipped_rules_and_alertmanager_name_only_the_stale_host() {
             .stderr(Stdio::null())
             .spawn()
             .expect("prometheus-alertmanager (apt-get install prometheus-alertmanager)"),
-    );
-    children.0.push(
+    ));
+    children.push(Reaped(
         Command::new("prometheus")
             .current_dir(dir.path())
             .args([
@@ -115,7 +103,7 @@ fn the_shipped_rules_and_alertmanager_name_only_the_stale_host() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+    ));
     let mut received: Vec<Value> = Vec::new();
     let arrived = wait_for(90, || {
         received.extend(

@@ -158,6 +158,24 @@ pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Whether something accepts connections on `127.0.0.1:port` within `secs`.
+pub fn listening(port: u16, secs: u64) -> bool {
+    wait_for(secs, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+}
+
+/// A server a test started (rclone, sshd, Prometheus …): killed and reaped when dropped,
+/// however the test ends.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn signal(pid: u32, sig: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, sig);
