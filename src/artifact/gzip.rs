@@ -133,6 +133,11 @@ impl<W: Write> ParallelGzip<W> {
         self.total_in
     }
 
+    /// CRC-32 of what was taken in so far.
+    pub fn crc(&self) -> u32 {
+        self.crc.clone().finalize()
+    }
+
     /// Ends the member (final empty block, CRC-32, size) and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.send_block()?;

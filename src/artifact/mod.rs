@@ -5,4 +5,5 @@ pub mod end;
 pub mod gzip;
 pub mod layout;
 pub mod legacy;
+pub mod proof;
 pub mod sha;

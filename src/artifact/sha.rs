@@ -1,47 +1,13 @@
-//! SHA-256 while writing, of whole files, and the `sha256sum` sidecar format.
+//! SHA-256 of whole files, and the `sha256sum` sidecar format.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Passes writes through, hashing and counting them.
-pub struct HashingWriter<W: Write> {
-    pub inner: W,
-    hasher: Sha256,
-    pub written: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
-        }
-    }
-
-    pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex(&self.hasher.finalize()), self.written)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 pub fn file_sha256(path: &Path) -> io::Result<String> {
@@ -86,17 +52,5 @@ mod tests {
         );
         assert_eq!(parse_sidecar(&line, "other.sql.gz"), None);
         assert_eq!(parse_sidecar("short  full.sql.gz", "full.sql.gz"), None);
-    }
-
-    #[test]
-    fn hashes_what_passes_through() {
-        let mut w = HashingWriter::new(Vec::new());
-        w.write_all(b"abc").unwrap();
-        let (_, sha, n) = w.finish();
-        assert_eq!(n, 3);
-        assert_eq!(
-            sha,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

@@ -1,7 +1,9 @@
 //! The `dump` step: a database dump as a transaction. The tool's stdout streams through
-//! parallel gzip and SHA-256 into a hidden temporary file; only when the tool exited 0, the
-//! completion marker is there, the file decompresses cleanly and the size checks pass does it
-//! get its final name and its sidecar. Anything else removes the temporary file.
+//! parallel gzip (or multi-threaded zstd) into a hidden temporary file, which a thread reads
+//! back as it grows (SHA-256 of the bytes on disk, decompressed and compared with what went
+//! in: `artifact::proof`); only when the tool exited 0, the completion marker is there, the
+//! read-back confirms the file and the size checks pass does it get its final name and its
+//! sidecar. Anything else removes the temporary file.
 
 use super::Settings;
 use crate::plan::compile::{Compiling, DUMP_FAIL, DUMP_STALE, plan_or_default};
@@ -11,7 +13,7 @@ use crate::plan::model::Spanned;
 use crate::plan::validate::{self, Scope};
 use crate::settings::Origin;
 use kdl::KdlNode;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,8 @@ use crate::artifact::codec::Codec;
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
 use crate::artifact::layout::{self, Area, DumpFile};
-use crate::artifact::sha::{self, HashingWriter};
+use crate::artifact::proof::Proof;
+use crate::artifact::sha;
 use crate::engines::{self, DumpSource};
 use crate::exec;
 use crate::plan::model::{Database, Dump, Engine, StepKind};
@@ -510,7 +513,8 @@ fn write_globals(
     Ok(path)
 }
 
-/// Streams the dump into `tmp`: tool → end-marker check → parallel gzip → SHA-256 → file.
+/// Streams the dump into `tmp`: tool → end-marker check → compressor → file, read back
+/// beside the write (SHA-256, decompression, length and CRC-32 against the input).
 fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Written, Failed> {
     let file = OpenOptions::new()
         .write(true)
@@ -519,8 +523,10 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
         .open(tmp)
         .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut gz = Compressor::new(hashing, d, threads)
+    // The read-back follows the file while it is written (see artifact::proof).
+    let (proof, published) = Proof::start(tmp, codec(d), file)
+        .map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
+    let mut gz = Compressor::new(BufWriter::with_capacity(1 << 20, published), d, threads)
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
     let mut end = StreamEnd::default();
     let (stderr, marker) = match source {
@@ -579,17 +585,25 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
         });
     }
     let uncompressed = gz.total_in();
-    let hashing = gz
+    let crc = gz.crc();
+    let published = gz
         .finish()
-        .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
-    let (buffered, sha256, compressed) = hashing.finish();
-    let file = buffered
+        .map_err(|e| fail(format!("cannot write the dump: {e}")))?
         .into_inner()
         .map_err(|e| fail(format!("cannot write the dump: {}", e.error())))?;
-    file.sync_all()
+    published
+        .get_ref()
+        .sync_all()
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
-    drop(file);
-    reread(tmp, codec(d), uncompressed)?;
+    let compressed = published.written();
+    drop(published);
+    let read_back = proof
+        .finish()
+        .map_err(|e| fail(format!("the written dump does not decompress: {e}")))?;
+    read_back
+        .confirms(compressed, uncompressed, crc)
+        .map_err(fail)?;
+    let sha256 = read_back.sha256;
     Ok(Written {
         sha256,
         compressed,
@@ -601,7 +615,12 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
 /// Writes through parallel gzip or multi-threaded zstd, counting what goes in.
 enum Compressor<W: Write> {
     Gzip(ParallelGzip<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>, u64),
+    /// The encoder, the bytes taken in and their CRC-32.
+    Zstd(
+        zstd::stream::write::Encoder<'static, W>,
+        u64,
+        crc32fast::Hasher,
+    ),
 }
 
 impl<W: Write> Compressor<W> {
@@ -620,7 +639,7 @@ impl<W: Write> Compressor<W> {
                     e.long_distance_matching(true)?;
                     e.window_log(27)?;
                 }
-                Compressor::Zstd(e, 0)
+                Compressor::Zstd(e, 0, crc32fast::Hasher::new())
             }
         })
     }
@@ -628,14 +647,22 @@ impl<W: Write> Compressor<W> {
     fn total_in(&self) -> u64 {
         match self {
             Compressor::Gzip(g) => g.total_in(),
-            Compressor::Zstd(_, n) => *n,
+            Compressor::Zstd(_, n, _) => *n,
+        }
+    }
+
+    /// CRC-32 of what was taken in.
+    fn crc(&self) -> u32 {
+        match self {
+            Compressor::Gzip(g) => g.crc(),
+            Compressor::Zstd(_, _, crc) => crc.clone().finalize(),
         }
     }
 
     fn finish(self) -> std::io::Result<W> {
         match self {
             Compressor::Gzip(g) => g.finish(),
-            Compressor::Zstd(e, _) => e.finish(),
+            Compressor::Zstd(e, _, _) => e.finish(),
         }
     }
 }
@@ -644,9 +671,10 @@ impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Compressor::Gzip(g) => g.write(buf),
-            Compressor::Zstd(e, n) => {
+            Compressor::Zstd(e, n, crc) => {
                 let w = e.write(buf)?;
                 *n += w as u64;
+                crc.update(&buf[..w]);
                 Ok(w)
             }
         }
@@ -655,26 +683,9 @@ impl<W: Write> Write for Compressor<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Compressor::Gzip(g) => g.flush(),
-            Compressor::Zstd(e, _) => e.flush(),
+            Compressor::Zstd(e, _, _) => e.flush(),
         }
     }
-}
-
-/// Reads the written file back through its decoder: it must decompress cleanly (CRC or frame
-/// checksum, and length) to exactly as many bytes as went in.
-fn reread(tmp: &Path, codec: Codec, expected: u64) -> Result<(), Failed> {
-    let file = File::open(tmp).map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
-    let mut decoder = codec
-        .decoder(file)
-        .map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
-    let n = std::io::copy(&mut decoder, &mut std::io::sink())
-        .map_err(|e| fail(format!("the written dump does not decompress: {e}")))?;
-    if n != expected {
-        return Err(fail(format!(
-            "the written dump decompresses to {n} bytes, {expected} were written"
-        )));
-    }
-    Ok(())
 }
 
 fn check_sizes(d: &Dump, dir: &Path, tz: chrono_tz::Tz, compressed: u64) -> Result<(), Failed> {

@@ -1,0 +1,374 @@
+//! The proof that a written dump is good, made while it is written: a thread follows the
+//! file through a second descriptor, hashes the bytes it reads back (the SHA-256 of the
+//! sidecar is of those bytes, not of the bytes in memory) and decompresses them; at the end
+//! the decompressed stream must have the length and CRC-32 of the stream that went into the
+//! compressor, and the bytes read back must be as many as were written.
+//!
+//! It proves what the former second pass after the write proved (the file on disk
+//! decompresses cleanly to everything the tool wrote), and more (the decompressed content,
+//! not only its length, is compared), without the second pass: the read-back runs beside the
+//! compression, on the page cache the write just filled.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
+
+use super::codec::Codec;
+use super::sha;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The writer may write more.
+    Open,
+    /// The writer is done and flushed: what is in the file is all there is.
+    Finished,
+    /// The writer failed or was dropped: stop reading.
+    Abandoned,
+}
+
+struct Progress {
+    written: u64,
+    end: End,
+}
+
+struct Shared {
+    progress: Mutex<Progress>,
+    moved: Condvar,
+}
+
+impl Shared {
+    fn set_end(&self, end: End) {
+        if let Ok(mut p) = self.progress.lock()
+            && p.end == End::Open
+        {
+            p.end = end;
+        }
+        self.moved.notify_all();
+    }
+}
+
+/// What the read-back found.
+#[derive(Debug)]
+pub struct ReadBack {
+    /// SHA-256 of the file's bytes as read back.
+    pub sha256: String,
+    /// Bytes read back from the file.
+    pub compressed: u64,
+    /// Bytes its decompression gave, and their CRC-32.
+    pub uncompressed: u64,
+    pub crc: u32,
+}
+
+impl ReadBack {
+    /// Whether the read-back is the stream that was written: `written` compressed bytes, which
+    /// decompress to the `uncompressed` bytes with CRC-32 `crc` that went into the compressor.
+    pub fn confirms(&self, written: u64, uncompressed: u64, crc: u32) -> Result<(), String> {
+        if self.compressed != written {
+            return Err(format!(
+                "{} bytes were read back from the written dump, {written} were written",
+                self.compressed
+            ));
+        }
+        if self.uncompressed != uncompressed {
+            return Err(format!(
+                "the written dump decompresses to {} bytes, {uncompressed} were written",
+                self.uncompressed
+            ));
+        }
+        if self.crc != crc {
+            return Err(format!(
+                "the written dump decompresses to other content than was written (CRC-32 {:08x}, not {crc:08x})",
+                self.crc
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The writing side: what is written through it is what the reader may read.
+pub struct Published<W: Write> {
+    inner: W,
+    shared: Arc<Shared>,
+}
+
+impl<W: Write> Write for Published<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Ok(mut p) = self.shared.progress.lock() {
+            p.written += n as u64;
+        }
+        self.shared.moved.notify_all();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Published<W> {
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.shared.progress.lock().map_or(0, |p| p.written)
+    }
+}
+
+/// The reading side: a file that ends only when the writer says so.
+struct Follow {
+    file: File,
+    pos: u64,
+    shared: Arc<Shared>,
+    hasher: Sha256,
+}
+
+impl Read for Follow {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.file.read(buf)?;
+            if n > 0 {
+                self.pos += n as u64;
+                self.hasher.update(&buf[..n]);
+                return Ok(n);
+            }
+            let p = self.shared.progress.lock().map_err(|_| poisoned())?;
+            let p = self
+                .shared
+                .moved
+                .wait_while(p, |p| p.written <= self.pos && p.end == End::Open)
+                .map_err(|_| poisoned())?;
+            if p.written > self.pos {
+                continue;
+            }
+            return match p.end {
+                End::Finished => Ok(0),
+                _ => Err(io::Error::other("the write was abandoned")),
+            };
+        }
+    }
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("the read-back lost its writer")
+}
+
+/// Counts and checksums what it is given.
+#[derive(Default)]
+struct CrcSink {
+    crc: crc32fast::Hasher,
+    n: u64,
+}
+
+impl Write for CrcSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.crc.update(buf);
+        self.n += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reader thread of one file being written.
+pub struct Proof {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<io::Result<ReadBack>>>,
+}
+
+impl Proof {
+    /// Starts following `path` (already created, empty) and wraps `inner`, the writer of that
+    /// file: write the compressed stream through the returned `Published`.
+    pub fn start<W: Write>(
+        path: &Path,
+        codec: Codec,
+        inner: W,
+    ) -> io::Result<(Proof, Published<W>)> {
+        let shared = Arc::new(Shared {
+            progress: Mutex::new(Progress {
+                written: 0,
+                end: End::Open,
+            }),
+            moved: Condvar::new(),
+        });
+        let mut follow = Follow {
+            file: File::open(path)?,
+            pos: 0,
+            shared: Arc::clone(&shared),
+            hasher: Sha256::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("read-back".into())
+            .spawn(move || {
+                let mut sink = CrcSink::default();
+                {
+                    let mut decoder = codec.decoder(&mut follow)?;
+                    io::copy(&mut decoder, &mut sink)?;
+                }
+                // Whatever follows the compressed stream is read and hashed too: the hash is
+                // of the whole file, and the length comparison catches stray bytes.
+                io::copy(&mut follow, &mut io::sink())?;
+                Ok(ReadBack {
+                    sha256: sha::hex(&follow.hasher.finalize()),
+                    compressed: follow.pos,
+                    uncompressed: sink.n,
+                    crc: sink.crc.finalize(),
+                })
+            })?;
+        let published = Published {
+            inner,
+            shared: Arc::clone(&shared),
+        };
+        Ok((
+            Proof {
+                shared,
+                thread: Some(thread),
+            },
+            published,
+        ))
+    }
+
+    /// The writer is done and the file flushed: waits for the reader to reach the end.
+    pub fn finish(mut self) -> io::Result<ReadBack> {
+        self.shared.set_end(End::Finished);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(io::Error::other("the read-back thread died")),
+        }
+    }
+}
+
+impl Drop for Proof {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.shared.set_end(End::Abandoned);
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::OpenOptions;
+
+    fn sample() -> Vec<u8> {
+        (0..200_000)
+            .flat_map(|i| format!("INSERT INTO t VALUES ({i}, 'row {i}');\n").into_bytes())
+            .collect()
+    }
+
+    fn compress(codec: Codec, data: &[u8]) -> Vec<u8> {
+        match codec {
+            Codec::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Codec::Zstd => zstd::encode_all(data, 1).unwrap(),
+        }
+    }
+
+    /// Writes `bytes` through a proof in small pieces, as the compressor does.
+    fn write_through(codec: Codec, bytes: &[u8]) -> io::Result<ReadBack> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f");
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let (proof, mut published) = Proof::start(&path, codec, file)?;
+        for chunk in bytes.chunks(4096) {
+            published.write_all(chunk)?;
+        }
+        published.flush()?;
+        let r = proof.finish()?;
+        assert_eq!(
+            r.sha256,
+            sha::file_sha256(&path)?,
+            "the hash is of the file"
+        );
+        Ok(r)
+    }
+
+    #[test]
+    fn reads_back_what_was_written() {
+        let data = sample();
+        for codec in Codec::ALL {
+            let bytes = compress(codec, &data);
+            let r = write_through(codec, &bytes).unwrap();
+            r.confirms(
+                bytes.len() as u64,
+                data.len() as u64,
+                crc32fast::hash(&data),
+            )
+            .unwrap();
+            // Another stream of the same length is told apart by its content.
+            let mut other = data.clone();
+            other[1000] ^= 1;
+            assert!(
+                r.confirms(
+                    bytes.len() as u64,
+                    data.len() as u64,
+                    crc32fast::hash(&other)
+                )
+                .is_err()
+            );
+            assert!(
+                r.confirms(
+                    bytes.len() as u64 + 1,
+                    data.len() as u64,
+                    crc32fast::hash(&data)
+                )
+                .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_stream_is_refused() {
+        let data = sample();
+        let crc = crc32fast::hash(&data);
+        for codec in Codec::ALL {
+            let mut bytes = compress(codec, &data);
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x55;
+            let refused = match write_through(codec, &bytes) {
+                Err(_) => true,
+                Ok(r) => r
+                    .confirms(bytes.len() as u64, data.len() as u64, crc)
+                    .is_err(),
+            };
+            assert!(refused, "{} with a flipped byte passed", codec.name());
+            // Stray bytes after the stream.
+            let mut bytes = compress(codec, &data);
+            bytes.extend_from_slice(b"garbage");
+            let refused = match write_through(codec, &bytes) {
+                Err(_) => true,
+                Ok(r) => r
+                    .confirms(bytes.len() as u64 - 7, data.len() as u64, crc)
+                    .is_err(),
+            };
+            assert!(refused, "{} with trailing garbage passed", codec.name());
+        }
+    }
+
+    #[test]
+    fn an_abandoned_write_stops_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let (proof, mut published) = Proof::start(&path, Codec::Gzip, file).unwrap();
+        published.write_all(&[0x1f, 0x8b, 8, 0]).unwrap();
+        // Dropped before the end of the stream: the reader waits no longer.
+        drop(proof);
+    }
+}
