@@ -29,9 +29,8 @@ use crate::exec;
 use crate::plan::model::{Database, Engine, StepKind};
 use crate::runner::Trigger;
 use crate::session::{Session, StepExecutor};
-use crate::steps::verify::{
-    RemoveOnDrop, import_dump, load_sqlite, number, ownership_line, sqlite_tables,
-};
+use crate::steps::import::import_dump;
+use crate::steps::verify::{RemoveOnDrop, load_sqlite, number, sqlite_tables};
 use crate::steps::{Context, StepError};
 use crate::store::kinds::{ActivityStatus, ActivityType};
 
@@ -615,7 +614,7 @@ fn server(
         run(&client.create(maintenance, &load_into))?;
     }
     let loaded = (|| {
-        let (changed, imported) = import_dump(
+        let imported = import_dump(
             &client,
             &load_into,
             &dump.path,
@@ -623,8 +622,8 @@ fn server(
             None,
             ctx.redactor,
         );
-        done.lines.push(ownership_line(a.keep_ownership, changed));
-        imported.map_err(|e| e.to_string())?;
+        done.lines.extend(imported.lines(a.keep_ownership));
+        imported.result.map_err(|e| e.to_string())?;
         count(&load_into)
     })();
     let tables = match loaded {

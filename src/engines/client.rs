@@ -49,6 +49,11 @@ impl Client {
         self.spec(self.server.import_args(db))
     }
 
+    /// Whether an import loads the data section on two sessions (PostgreSQL).
+    pub fn split_import(&self) -> bool {
+        self.server.split_import()
+    }
+
     /// Reads globals (roles) from stdin, going on past errors.
     pub fn globals_import(&self) -> ProcessSpec {
         self.spec(self.server.globals_import_args())

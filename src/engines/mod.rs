@@ -7,6 +7,7 @@ pub mod mysql;
 pub mod ownership;
 pub mod postgres;
 pub mod secret_file;
+pub mod split;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -80,6 +81,10 @@ pub trait Server: Sync {
     fn import_args(&self, db: &str) -> Vec<String>;
     /// An identifier, quoted.
     fn quote(&self, name: &str) -> String;
+    /// Whether an import may load the data section on two sessions (`split`).
+    fn split_import(&self) -> bool {
+        false
+    }
     /// Drops a (scratch) database; `end_sessions`: and ends the sessions connected to it,
     /// where the statement can.
     fn drop_sql(&self, name: &str, _end_sessions: bool) -> String {

@@ -44,6 +44,10 @@ impl<'a, W: Write + ?Sized> Filtered<'a, W> {
         self.inner.write_all(&out)
     }
 
+    pub fn get_ref(&self) -> &W {
+        self.inner
+    }
+
     pub fn finish(mut self) -> std::io::Result<()> {
         let rest = std::mem::take(&mut self.pending);
         if !rest.is_empty() {
@@ -94,15 +98,81 @@ enum Quote {
     Dollar(Vec<u8>),
 }
 
+/// Where a line of pg_dump's plain SQL stands: statement starts, quotes, `COPY` data.
+#[derive(Default)]
+pub struct PgLines {
+    quote: Quote,
+    copy: bool,
+    /// The previous statement has not ended: this line goes on with it.
+    mid_statement: bool,
+}
+
+/// What a line of pg_dump's plain SQL is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgLine {
+    /// A row of a `COPY … FROM stdin` block.
+    CopyData,
+    /// The `\.` that ends a `COPY` block.
+    CopyEnd,
+    /// A psql meta-command at a statement start (`\connect`, `\restrict`).
+    Meta,
+    /// Blank, or only a comment, at a statement start.
+    Blank,
+    /// The first line of a statement; `copy`: a `COPY … FROM stdin;` whose rows follow;
+    /// `whole`: the statement ends on this line.
+    Start { copy: bool, whole: bool },
+    /// A line inside a statement that began before.
+    Continued,
+}
+
+impl PgLines {
+    /// This line starts a statement (not inside one, a quote or `COPY` data).
+    pub fn at_start(&self) -> bool {
+        !self.copy && !self.mid_statement && self.quote == Quote::None
+    }
+
+    /// Classifies `line` (with its `\n`) and moves past it.
+    pub fn next(&mut self, line: &[u8]) -> PgLine {
+        if self.copy {
+            if line.trim_ascii_end() == b"\\." {
+                self.copy = false;
+                return PgLine::CopyEnd;
+            }
+            return PgLine::CopyData;
+        }
+        let at_start = self.at_start();
+        // psql meta-commands (`\connect`, `\restrict`) end at the newline.
+        if at_start && line.starts_with(b"\\") {
+            return PgLine::Meta;
+        }
+        if at_start && {
+            let t = line.trim_ascii();
+            t.is_empty() || t.starts_with(b"--")
+        } {
+            return PgLine::Blank;
+        }
+        let starts_copy = at_start && line.starts_with(b"COPY ");
+        let ended = self.scan(line);
+        self.mid_statement = !(ended && self.quote == Quote::None);
+        if !at_start {
+            return PgLine::Continued;
+        }
+        let copy =
+            starts_copy && !self.mid_statement && line.trim_ascii_end().ends_with(b"FROM stdin;");
+        self.copy = copy;
+        PgLine::Start {
+            copy,
+            whole: !self.mid_statement,
+        }
+    }
+}
+
 /// pg_dump's plain SQL: leaves out `ALTER … OWNER TO …;`, `GRANT …;`, `REVOKE …;` and
 /// `ALTER DEFAULT PRIVILEGES …;` when such a statement is a whole line of its own (as pg_dump
 /// writes them) at a statement start.
 #[derive(Default)]
 pub struct PgOwnership {
-    quote: Quote,
-    copy: bool,
-    /// The previous statement ended: this line starts a new one.
-    mid_statement: bool,
+    lines: PgLines,
 }
 
 fn ownership_statement(line: &[u8]) -> bool {
@@ -131,7 +201,7 @@ fn dollar_tag(line: &[u8], at: usize) -> Option<Vec<u8>> {
     valid.then(|| line[at..at + end + 2].to_vec())
 }
 
-impl PgOwnership {
+impl PgLines {
     /// Follows quotes through the line; whether it ends a statement (a `;` outside quotes is
     /// its last significant character).
     fn scan(&mut self, line: &[u8]) -> bool {
@@ -189,37 +259,14 @@ impl PgOwnership {
 
 impl LineFilter for PgOwnership {
     fn line<'a>(&mut self, line: &'a [u8]) -> Cow<'a, [u8]> {
-        if self.copy {
-            if line.trim_ascii_end() == b"\\." {
-                self.copy = false;
-            }
-            return Cow::Borrowed(line);
-        }
-        let at_start = !self.mid_statement && self.quote == Quote::None;
-        if at_start && ownership_statement(line) && {
+        if self.lines.at_start() && ownership_statement(line) && {
             // The whole statement on this line: the scan must end outside quotes.
-            let mut probe = PgOwnership::default();
+            let mut probe = PgLines::default();
             probe.scan(line) && probe.quote == Quote::None
         } {
             return Cow::Owned(Vec::new());
         }
-        // psql meta-commands (`\connect`, `\restrict`) end at the newline.
-        if at_start && line.starts_with(b"\\") {
-            return Cow::Borrowed(line);
-        }
-        let blank = {
-            let t = line.trim_ascii();
-            t.is_empty() || t.starts_with(b"--")
-        };
-        if at_start && blank {
-            return Cow::Borrowed(line);
-        }
-        let starts_copy = at_start && line.starts_with(b"COPY ");
-        let ended = self.scan(line);
-        self.mid_statement = !(ended && self.quote == Quote::None);
-        if starts_copy && !self.mid_statement && line.trim_ascii_end().ends_with(b"FROM stdin;") {
-            self.copy = true;
-        }
+        self.lines.next(line);
         Cow::Borrowed(line)
     }
 }

@@ -137,6 +137,10 @@ impl Server for Postgres {
         MARKER
     }
 
+    fn split_import(&self) -> bool {
+        true
+    }
+
     fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
         Box::new(super::ownership::PgOwnership::default())
     }

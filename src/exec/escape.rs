@@ -126,6 +126,15 @@ pub fn with_step_deadline<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Runs `f` under `deadline`, the step deadline another thread had (`step_deadline`): a
+/// step's helper thread keeps its step's bound.
+pub fn with_deadline<T>(deadline: Option<(Instant, Duration)>, f: impl FnOnce() -> T) -> T {
+    let before = STEP.replace(deadline);
+    let out = f();
+    STEP.set(before);
+    out
+}
+
 /// The step deadline of this thread, if any: `(deadline, the step's timeout)`.
 pub fn step_deadline() -> Option<(Instant, Duration)> {
     STEP.get()

@@ -9,6 +9,7 @@ pub mod tail;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,7 +119,7 @@ impl ProcessResult {
 /// into one pipe of which only the tail is kept. When the main process exits, whatever it
 /// left in its group is killed too, so a step never leaves processes behind.
 pub fn run(spec: &ProcessSpec, redactor: &Redactor) -> ProcessResult {
-    run_inner(spec, redactor, None, None).0
+    run_inner(spec, redactor, None, None, None).0
 }
 
 /// Writes a process's stdin (on a thread of its own), e.g. a decompressed dump.
@@ -132,7 +133,22 @@ pub fn run_feeding(
     redactor: &Redactor,
     feeder: Feeder,
 ) -> (ProcessResult, Option<std::io::Error>) {
-    run_inner(spec, redactor, None, Some(feeder))
+    run_inner(spec, redactor, None, Some(feeder), None)
+}
+
+/// Like `run_feeding`, for one of several processes that stand or fall together: the process
+/// is killed as soon as `link` is set, and sets it when it ends without success.
+pub fn run_feeding_linked(
+    spec: &ProcessSpec,
+    redactor: &Redactor,
+    feeder: Feeder,
+    link: &AtomicBool,
+) -> (ProcessResult, Option<std::io::Error>) {
+    let r = run_inner(spec, redactor, None, Some(feeder), Some(link));
+    if !r.0.success() || r.1.is_some() {
+        link.store(true, Ordering::SeqCst);
+    }
+    r
 }
 
 /// Like `run`, with the whole stdout returned (a tool's JSON answer, never a dump).
@@ -153,7 +169,7 @@ pub fn run_streaming(
     redactor: &Redactor,
     consumer: Consumer,
 ) -> (ProcessResult, Option<std::io::Error>) {
-    run_inner(spec, redactor, Some(consumer), None)
+    run_inner(spec, redactor, Some(consumer), None, None)
 }
 
 /// Reads the pipe into the tail on a thread of its own; `done` hears when the pipe is closed.
@@ -188,6 +204,7 @@ fn run_inner(
     redactor: &Redactor,
     consumer: Option<Consumer>,
     feeder: Option<Feeder>,
+    link: Option<&AtomicBool>,
 ) -> (ProcessResult, Option<std::io::Error>) {
     let started = Instant::now();
     let token = escape::token();
@@ -275,7 +292,7 @@ fn run_inner(
     let tail = Arc::new(Mutex::new(Tail::new(TAIL_BYTES)));
     let (tail_done, tail_closed) = std::sync::mpsc::channel();
     reader_into_tail(err_reader, Arc::clone(&tail), redactor.longest(), tail_done);
-    let abort = std::sync::atomic::AtomicBool::new(false);
+    let abort = AtomicBool::new(false);
     // The process's own timeout, or what is left of its step's, whichever ends first (a
     // cleanup that must run after SIGTERM keeps its own).
     let own = spec.timeout.map(|t| (started + t, t));
@@ -302,8 +319,17 @@ fn run_inner(
                         forced = Some(Exit::Interrupted);
                     } else if deadline.is_some_and(|d| Instant::now() >= d) {
                         forced = Some(Exit::TimedOut(timeout_shown));
-                    } else if abort.load(std::sync::atomic::Ordering::SeqCst) {
+                    } else if abort.load(Ordering::SeqCst)
+                        || link.is_some_and(|l| l.load(Ordering::SeqCst))
+                    {
                         forced = Some(Exit::Signal(rustix::process::Signal::TERM.as_raw()));
+                    }
+                    if forced.is_some()
+                        && let Some(link) = link
+                    {
+                        // The linked processes go too, and a feeder waiting for one of
+                        // them stops waiting.
+                        link.store(true, Ordering::SeqCst);
                     }
                     if forced.is_some()
                         && let Some(pgid) = pgid
@@ -313,6 +339,11 @@ fn run_inner(
                 }
                 std::thread::sleep(POLL);
             };
+            if let Some(link) = link
+                && !status.is_some_and(|s| s.success())
+            {
+                link.store(true, Ordering::SeqCst);
+            }
             // Whatever the main process left in its group goes with it, and what left the
             // group too.
             if let Some(pgid) = pgid {
@@ -334,7 +365,7 @@ fn run_inner(
                 drop(w);
                 match r {
                     Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                        abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                        abort.store(true, Ordering::SeqCst);
                         Some(e)
                     }
                     _ => None,
@@ -353,13 +384,13 @@ fn run_inner(
                             && let Err(e) = consumer(&buf[..n])
                         {
                             consumer_error = Some(e);
-                            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                            abort.store(true, Ordering::SeqCst);
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         consumer_error.get_or_insert(e);
-                        abort.store(true, std::sync::atomic::Ordering::SeqCst);
+                        abort.store(true, Ordering::SeqCst);
                         break;
                     }
                 }

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod drill;
 pub mod dump;
 pub mod git_tag;
+pub mod import;
 pub mod prune;
 pub mod report;
 pub mod runbook;

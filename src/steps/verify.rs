@@ -20,18 +20,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::import::import_dump;
 use super::{Context, Outcome, Status, StepError};
-use crate::artifact::end::{StreamEnd, TeeEnd};
+use crate::artifact::end::StreamEnd;
 use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha;
 use crate::engines::client::Client;
-use crate::engines::ownership;
 use crate::exec::{self, ProcessResult};
 use crate::plan::model::{Database, Engine, Ownership, StepKind, Verify};
 use crate::store::meta::VerifyMeta;
 use crate::units::duration;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The settings of a `verify` block (beside the common ones).
 pub const SETTINGS: Settings = Settings {
@@ -465,78 +463,8 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Streams a gzip dump into database `db` through the engine's client: decompressed on the
-/// way, owners and privileges left out unless `keep_ownership`, and refused when the stream
-/// lacks the completion line. Also answers how many statements the ownership filter left out.
-pub(crate) fn import_dump(
-    client: &Client,
-    db: &str,
-    dump: &Path,
-    keep_ownership: bool,
-    timeout: Option<Duration>,
-    redactor: &exec::redact::Redactor,
-) -> (u64, Result<(), StepError>) {
-    let mut import = client.import(db);
-    import.timeout = timeout;
-    let path = dump.to_path_buf();
-    let marker = client.marker();
-    let filter = if keep_ownership {
-        Box::new(ownership::Keep)
-    } else {
-        client.ownership()
-    };
-    let changed = Arc::new(AtomicU64::new(0));
-    let counted = changed.clone();
-    let (r, feed_error) = exec::run_feeding(
-        &import,
-        redactor,
-        Box::new(move |w| {
-            // gzip or zstd, by the dump's name.
-            let mut gz = crate::artifact::codec::Codec::open(&path)?;
-            let mut end = StreamEnd::default();
-            // The filter passes line by line: buffer, or each line is a write to the pipe.
-            let mut buffered = std::io::BufWriter::with_capacity(256 << 10, w);
-            let mut filtered = ownership::Filtered::new(&mut buffered, filter, counted);
-            std::io::copy(
-                &mut gz,
-                &mut TeeEnd {
-                    end: &mut end,
-                    inner: &mut filtered,
-                },
-            )?;
-            filtered.finish()?;
-            truncated(&end, marker)
-        }),
-    );
-    let changed = changed.load(Ordering::Relaxed);
-    if let Some(e) = feed_error {
-        return (changed, Err(format!("the import failed: {e}").into()));
-    }
-    if !r.success() {
-        return (
-            changed,
-            Err(format!(
-                "the import failed: {}\n{}",
-                exit_reason(&import, &r),
-                r.tail.trim()
-            )
-            .into()),
-        );
-    }
-    (changed, Ok(()))
-}
-
-/// What the ownership filter did, for a log.
-pub(crate) fn ownership_line(keep: bool, changed: u64) -> String {
-    if keep {
-        "ownership: kept as dumped".to_string()
-    } else {
-        format!("ownership: ignored ({changed} owner, privilege or definer statements left out)")
-    }
-}
-
 /// Why a client run failed, naming the program that ran.
-fn exit_reason(spec: &exec::ProcessSpec, r: &ProcessResult) -> String {
+pub(crate) fn exit_reason(spec: &exec::ProcessSpec, r: &ProcessResult) -> String {
     r.exit
         .reason(&spec.program)
         .unwrap_or_else(|| format!("{} succeeded", spec.program))
@@ -544,7 +472,7 @@ fn exit_reason(spec: &exec::ProcessSpec, r: &ProcessResult) -> String {
 
 /// A dump whose stream lacks the completion line was cut short: the import must not pass
 /// (a restore of the first half can have every table and look fine).
-fn truncated(end: &StreamEnd, marker: &str) -> std::io::Result<()> {
+pub(crate) fn truncated(end: &StreamEnd, marker: &str) -> std::io::Result<()> {
     if end.contains(marker) {
         Ok(())
     } else {
@@ -704,10 +632,11 @@ fn verify_server(
             .ownership
             .as_ref()
             .is_some_and(|o| o.value == Ownership::Keep);
-        let (changed, imported) =
-            import_dump(&client, scratch, &dump.path, keep, timeout, ctx.redactor);
-        ev.line(ownership_line(keep, changed));
-        imported?;
+        let imported = import_dump(&client, scratch, &dump.path, keep, timeout, ctx.redactor);
+        for line in imported.lines(keep) {
+            ev.line(line);
+        }
+        imported.result?;
         let count = exec::run(
             &client.sql(scratch, client.count_tables_sql()),
             ctx.redactor,
