@@ -14,6 +14,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub trait LineFilter: Send {
     /// The line (with its `\n`) as it goes on; an empty result leaves it out.
     fn line<'a>(&mut self, line: &'a [u8]) -> Cow<'a, [u8]>;
+    /// Inside `COPY` rows: lines pass unchanged until one starts with `\.`.
+    fn in_copy(&self) -> bool {
+        false
+    }
+    /// Every line passes unchanged.
+    fn passes_all(&self) -> bool {
+        false
+    }
+}
+
+/// How much of `buf` is whole `COPY` rows: up to the first line that starts with `\.` (the
+/// end of the rows, which must go through the line-by-line path), or else up to the last
+/// newline. Rows are most of a dump: they pass in bulk instead of line by line.
+pub fn copy_rows(buf: &[u8]) -> usize {
+    if buf.starts_with(b"\\.") {
+        return 0;
+    }
+    match memchr::memmem::find(buf, b"\n\\.") {
+        Some(i) => i + 1,
+        None => memchr::memrchr(b'\n', buf).map_or(0, |i| i + 1),
+    }
 }
 
 /// A writer passing whole lines through a filter; `finish` passes the last, unterminated one.
@@ -59,8 +80,22 @@ impl<'a, W: Write + ?Sized> Filtered<'a, W> {
 
 impl<W: Write + ?Sized> Write for Filtered<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.filter.passes_all() && self.pending.is_empty() {
+            return self.inner.write_all(buf).map(|()| buf.len());
+        }
         let mut rest = buf;
-        while let Some(i) = memchr::memchr(b'\n', rest) {
+        loop {
+            if self.pending.is_empty() && self.filter.in_copy() {
+                let n = copy_rows(rest);
+                if n > 0 {
+                    self.inner.write_all(&rest[..n])?;
+                    rest = &rest[n..];
+                    continue;
+                }
+            }
+            let Some(i) = memchr::memchr(b'\n', rest) else {
+                break;
+            };
             let (line, after) = rest.split_at(i + 1);
             if self.pending.is_empty() {
                 self.pass(line)?;
@@ -86,6 +121,10 @@ pub struct Keep;
 impl LineFilter for Keep {
     fn line<'a>(&mut self, line: &'a [u8]) -> Cow<'a, [u8]> {
         Cow::Borrowed(line)
+    }
+
+    fn passes_all(&self) -> bool {
+        true
     }
 }
 
@@ -126,6 +165,11 @@ pub enum PgLine {
 }
 
 impl PgLines {
+    /// Inside the rows of a `COPY … FROM stdin`.
+    pub fn in_copy(&self) -> bool {
+        self.copy
+    }
+
     /// This line starts a statement (not inside one, a quote or `COPY` data).
     pub fn at_start(&self) -> bool {
         !self.copy && !self.mid_statement && self.quote == Quote::None
@@ -258,6 +302,10 @@ impl PgLines {
 }
 
 impl LineFilter for PgOwnership {
+    fn in_copy(&self) -> bool {
+        self.lines.copy
+    }
+
     fn line<'a>(&mut self, line: &'a [u8]) -> Cow<'a, [u8]> {
         if self.lines.at_start() && ownership_statement(line) && {
             // The whole statement on this line: the scan must end outside quotes.
@@ -336,6 +384,16 @@ impl LineFilter for Definers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_rows_stop_at_the_end_line_or_the_last_newline() {
+        assert_eq!(copy_rows(b"1\ta\n2\tb\n\\.\nCREATE"), 8);
+        assert_eq!(copy_rows(b"\\.\n"), 0);
+        assert_eq!(copy_rows(b"1\n2"), 2);
+        assert_eq!(copy_rows(b"12"), 0);
+        // A row that only contains `\.` further in is a row.
+        assert_eq!(copy_rows(b"a\\.b\nc"), 5);
+    }
 
     fn filter(f: Box<dyn LineFilter>, text: &str, chunk: usize) -> (String, u64) {
         let mut out = Vec::new();

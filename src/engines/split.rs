@@ -18,7 +18,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use super::ownership::{PgLine, PgLines};
+use super::ownership::{PgLine, PgLines, copy_rows};
 
 /// The advisory locks of the handshake (two int4 keys each), in the fresh database being
 /// loaded: the main session holds `SCHEMA` while it creates the schema, and takes `DATA`
@@ -234,8 +234,25 @@ impl<W: Write> Splitter<W> {
 
 impl<W: Write> Write for Splitter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(buf.len());
+        }
         let mut rest = buf;
-        while let Some(i) = memchr::memchr(b'\n', rest) {
+        loop {
+            // Rows in bulk: passed when the block is this session's, else skipped.
+            if self.pending.is_empty() && self.lines.in_copy() {
+                let n = copy_rows(rest);
+                if n > 0 {
+                    if self.mine {
+                        self.inner.write_all(&rest[..n])?;
+                    }
+                    rest = &rest[n..];
+                    continue;
+                }
+            }
+            let Some(i) = memchr::memchr(b'\n', rest) else {
+                break;
+            };
             let (line, after) = rest.split_at(i + 1);
             if self.pending.is_empty() {
                 self.line(line)?;
