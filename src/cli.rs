@@ -140,6 +140,9 @@ pub enum RestoreCommand {
         /// Apply the roles dumped beside the dump (`globals #true`) first
         #[arg(long)]
         with_globals: bool,
+        /// PostgreSQL: load the tables' rows on this many sessions (1 or 2)
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+        sessions: u32,
         /// Check the dump and print what would run; change nothing
         #[arg(long)]
         dry_run: bool,

@@ -123,6 +123,7 @@ pub fn run(cli: Cli) -> i32 {
             replace,
             keep_ownership,
             with_globals,
+            sessions,
             dry_run,
         }) => commands::restore::db(
             &app,
@@ -136,6 +137,7 @@ pub fn run(cli: Cli) -> i32 {
                 dry_run: *dry_run,
                 keep_ownership: *keep_ownership,
                 with_globals: *with_globals,
+                sessions: *sessions,
             },
         ),
         Command::Restore(RestoreCommand::Files {

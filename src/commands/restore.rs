@@ -46,6 +46,8 @@ pub struct DbArgs<'a> {
     pub dry_run: bool,
     pub keep_ownership: bool,
     pub with_globals: bool,
+    /// PostgreSQL import sessions (1 or 2).
+    pub sessions: u32,
 }
 
 /// Why a restore stopped: refused before anything was touched (exit 2, nothing recorded), or
@@ -619,6 +621,7 @@ fn server(
             &load_into,
             &dump.path,
             a.keep_ownership,
+            a.sessions,
             None,
             ctx.redactor,
         );

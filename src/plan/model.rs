@@ -254,6 +254,8 @@ pub struct Verify {
     pub ownership: Option<Spanned<Ownership>>,
     /// `from COPY`: the dump is read from that copy's destination, not from this machine.
     pub from: Option<Spanned<String>>,
+    /// PostgreSQL import sessions: 2 (the default) or 1.
+    pub sessions: Option<Spanned<u32>>,
 }
 
 /// A `drill` step: a rehearsal of the recovery on scratch targets.

@@ -58,6 +58,7 @@ pub const SETTINGS: Settings = Settings {
         "verify-database",
         "ownership",
         "from",
+        "sessions",
         "sample",
         "max-mismatch",
         "rto",

@@ -57,18 +57,20 @@ fn filter(client: &Client, keep_ownership: bool) -> Box<dyn LineFilter> {
     }
 }
 
-/// Streams the dump at `dump` into database `db`.
+/// Streams the dump at `dump` into database `db`, on two sessions when `sessions` is 2 and
+/// the engine can.
 pub(crate) fn import_dump(
     client: &Client,
     db: &str,
     dump: &Path,
     keep_ownership: bool,
+    sessions: u32,
     timeout: Option<Duration>,
     redactor: &Redactor,
 ) -> Import {
     let mut import = client.import(db);
     import.timeout = timeout;
-    if client.split_import() {
+    if sessions > 1 && client.split_import() {
         return import_split(client, &import, dump, keep_ownership, redactor);
     }
     let path = dump.to_path_buf();

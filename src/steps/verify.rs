@@ -41,6 +41,7 @@ pub const SETTINGS: Settings = Settings {
         "verify-database",
         "ownership",
         "from",
+        "sessions",
     ],
     repeatable: &["expect"],
 };
@@ -56,6 +57,11 @@ pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
         }
         "verify-database" => v.verify_database = dec.string(node),
         "from" => v.from = dec.string(node),
+        "sessions" => {
+            v.sessions = dec
+                .int(node, 1, 2)
+                .map(|n| Spanned::new(n.value as u32, n.span))
+        }
         "ownership" => {
             v.ownership = dec.parsed(node, "`ignore` or `keep`", |o| match o {
                 "ignore" => Ok(Ownership::Ignore),
@@ -108,6 +114,10 @@ pub fn compile(v: &Verify, c: &mut Compiling) {
         Some(o) if o.value == Ownership::Keep => c.plan_setting("ownership", "keep", o.span),
         Some(o) => c.plan_setting("ownership", "ignore", o.span),
         None => c.setting("ownership", "ignore", Origin::Default),
+    }
+    match &v.sessions {
+        Some(n) => c.plan_setting("sessions", n.value.to_string(), n.span),
+        None => c.setting("sessions", "2", Origin::Default),
     }
     c.auto = c.verify_auto.clone();
 }
@@ -632,7 +642,16 @@ fn verify_server(
             .ownership
             .as_ref()
             .is_some_and(|o| o.value == Ownership::Keep);
-        let imported = import_dump(&client, scratch, &dump.path, keep, timeout, ctx.redactor);
+        let sessions = v.sessions.as_ref().map_or(2, |n| n.value);
+        let imported = import_dump(
+            &client,
+            scratch,
+            &dump.path,
+            keep,
+            sessions,
+            timeout,
+            ctx.redactor,
+        );
         for line in imported.lines(keep) {
             ev.line(line);
         }

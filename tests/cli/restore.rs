@@ -117,7 +117,16 @@ fn postgres_restore_loads_refuses_and_replaces_keeping_the_old_one() {
     // --replace: the newest dump takes its place, the old one is kept.
     let r = ws.run_at(
         "2026-11-28T13:00:00Z",
-        &["restore", "db", "db", "--to", &dst, "--replace"],
+        &[
+            "restore",
+            "db",
+            "db",
+            "--to",
+            &dst,
+            "--replace",
+            "--sessions",
+            "1",
+        ],
     );
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(pg_counts(&dst), pg_counts(&src));
@@ -136,6 +145,14 @@ fn postgres_restore_loads_refuses_and_replaces_keeping_the_old_one() {
         .filter(|a| a["type"] == "restore")
         .collect();
     assert_eq!(restores.len(), 2, "{restores:?}");
+    // The first loaded on two sessions, the replacement (`--sessions 1`) on one.
+    let log = |i: usize| restores[i]["log_excerpt"].as_str().unwrap().to_string();
+    assert!(log(0).contains("sessions: 2 ("), "{}", log(0));
+    assert!(
+        !log(1).contains("sessions:") && log(1).contains("ownership:"),
+        "{}",
+        log(1)
+    );
     assert!(restores.iter().all(|a| a["status"] == "success"));
     assert!(
         restores

@@ -624,6 +624,11 @@ fn a_postgres_import_loads_rows_on_two_sessions_and_a_bad_row_in_either_fails_it
                 expect "SELECT count(*) FROM other" min=700
                 expect "SELECT count(*) FROM big" min=100000
             }}
+            verify single {{
+                dump db
+                sessions 1
+                expect "SELECT n FROM child_rows" min=5000
+            }}
         }}"#,
         var("OPS_TEST_PG_HOST"),
         var("OPS_TEST_PG_PORT"),
@@ -635,6 +640,14 @@ fn a_postgres_import_loads_rows_on_two_sessions_and_a_bad_row_in_either_fails_it
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     let log = last(&ws)["log_excerpt"].as_str().unwrap().to_string();
     assert!(log.contains("sessions: 2 (the rows of "), "{log}");
+    // `sessions 1`: one session, the same result.
+    let r = ws.run_at(T1, &["run", "single"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let log = last(&ws)["log_excerpt"].as_str().unwrap().to_string();
+    assert!(
+        !log.contains("sessions:") && log.contains("result: ok"),
+        "{log}"
+    );
 
     // A bad row in the first table, then in one of the small ones: whichever session loads
     // it, the verify fails on that row's error, and neither session is left running.
