@@ -335,6 +335,11 @@ fn a_verify_from_the_copy_restores_it_and_refuses_a_different_file_under_its_tag
             from offsite
             min-tables 1
             expect "SELECT count(*) FROM users" min=2
+        }
+        drill rehearsal {
+            dump db
+            from offsite
+            expect "SELECT count(*) FROM users" min=2
         }"#,
     );
     let repo = ws.path("offsite").display().to_string();
@@ -357,6 +362,20 @@ fn a_verify_from_the_copy_restores_it_and_refuses_a_different_file_under_its_tag
     let log = std::fs::read_to_string(verify["meta"]["verify_log"].as_str().unwrap()).unwrap();
     assert!(log.contains("from: copy `offsite`"), "{log}");
     assert!(log.contains("matches the sidecar"), "{log}");
+    // A drill from the copy takes the same path, and says so in its own log.
+    let r = ws.run_at("2026-11-28T10:10:30Z", &["run", "rehearsal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let drill = ws
+        .activities()
+        .into_iter()
+        .find(|a| a["type"] == "dr_drill")
+        .unwrap();
+    assert_eq!(drill["status"], "success", "{drill}");
+    let excerpt = drill["log_excerpt"].as_str().unwrap();
+    assert!(
+        excerpt.contains("from: copy `offsite`") && excerpt.contains("matches the sidecar"),
+        "{excerpt}"
+    );
     // `restore db --from` the copy, with this machine's dumps gone.
     let r = ws.run_at(
         "2026-11-28T10:11:00Z",
