@@ -41,11 +41,16 @@ fn unlock_sql() -> String {
     )
 }
 
-/// The helper's first statements: wait until the main session has started (it holds one of
-/// the two locks; at most ten minutes), then until it is done with the schema.
+/// The helper's first statements: check every 100 ms for a client that went away
+/// (PostgreSQL 14 and later; older servers skip it), so a helper whose main session never
+/// came ends with its ops-run instead of waiting in the server; then wait until the main
+/// session has started (it holds one of the two locks; at most two minutes), then until it
+/// is done with the schema.
 fn wait_sql() -> String {
     format!(
-        "DO $ops_run$ BEGIN FOR i IN 1..60000 LOOP IF EXISTS (SELECT FROM pg_catalog.pg_locks \
+        "DO $ops_run$ BEGIN PERFORM pg_catalog.set_config('client_connection_check_interval', \
+         '100', false); EXCEPTION WHEN OTHERS THEN NULL; END $ops_run$;\n\
+         DO $ops_run$ BEGIN FOR i IN 1..12000 LOOP IF EXISTS (SELECT FROM pg_catalog.pg_locks \
          WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_catalog.pg_database \
          WHERE datname = pg_catalog.current_database()) AND classid = {0} AND objid IN ({1}, {2}) \
          AND objsubid = 2 AND granted) THEN RETURN; END IF; PERFORM pg_catalog.pg_sleep(0.01); \

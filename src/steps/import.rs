@@ -254,6 +254,20 @@ fn import_split(
         }
         Err(_) => Err("the import failed: the second import session's thread died".into()),
     };
+    // A server or role that allows one more connection only refuses one of the two.
+    let result = result.map_err(|e| {
+        let e = e.to_string();
+        match ["too many", "connection slots"]
+            .iter()
+            .any(|m| e.contains(m))
+        {
+            true => StepError::from(format!(
+                "{e}\nops-run: a PostgreSQL import uses two sessions; `sessions 1` on the step \
+                 (or `restore db --sessions 1`) uses one"
+            )),
+            false => StepError::from(e),
+        }
+    });
     Import {
         changed: changed.load(Ordering::Relaxed),
         sessions: Some(claims.counts()),

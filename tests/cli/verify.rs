@@ -297,10 +297,21 @@ fn mariadb_verify_scenario() {
     run_ok(mariadb(None).args(["-e", &format!("DROP DATABASE {src}")]));
 }
 
+/// Drops a source database when the test ends, also when it fails.
+fn drop_source(name: &str) -> crate::ownership::Cleanup {
+    let mut c = psql("postgres");
+    c.args([
+        "-c",
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    ]);
+    crate::ownership::Cleanup(vec![c])
+}
+
 /// A plan whose `psql` runs statements at once but hangs on an import, as a huge restore
 /// would; the verify's timeout or a SIGTERM must still drop the scratch database.
-fn slow_import(plan: &str, timeout: &str, sleep: &str) -> Workspace {
+fn slow_import(plan: &str, timeout: &str, sleep: &str) -> (Workspace, crate::ownership::Cleanup) {
     let src = unique("ops_vslow");
+    let cleanup = drop_source(&src);
     run_ok(psql("postgres").args([
         "-c",
         &format!(
@@ -342,7 +353,7 @@ fn slow_import(plan: &str, timeout: &str, sleep: &str) -> Workspace {
         .status()
         .unwrap();
     assert_eq!(ws.run_at(T0, &["run", "db"]).code(), 0);
-    ws
+    (ws, cleanup)
 }
 
 fn pg_scratch(plan: &str) -> Vec<String> {
@@ -358,7 +369,7 @@ fn pg_scratch(plan: &str) -> Vec<String> {
 #[ignore = "needs PostgreSQL; run scripts/test"]
 fn a_verify_that_times_out_still_drops_its_scratch_database() {
     let sleep = format!("sleep 28.{}", std::process::id());
-    let ws = slow_import("app_pgt", "2s", &sleep);
+    let (ws, _source) = slow_import("app_pgt", "2s", &sleep);
     let started = std::time::Instant::now();
     let r = ws.run_at(T1, &["run", "restore"]);
     assert_eq!(r.code(), 1, "{}", r.stdout());
@@ -387,7 +398,7 @@ fn a_verify_that_times_out_still_drops_its_scratch_database() {
 #[ignore = "needs PostgreSQL; run scripts/test"]
 fn sigterm_during_a_verify_still_drops_its_scratch_database() {
     let sleep = format!("sleep 27.{}", std::process::id());
-    let ws = slow_import("app_pgs", "1h", &sleep);
+    let (ws, _source) = slow_import("app_pgs", "1h", &sleep);
     let child = ws
         .command(&["run", "restore"])
         .env("OPS_NOW", T1)
@@ -422,7 +433,7 @@ fn sigterm_during_a_verify_still_drops_its_scratch_database() {
 #[ignore = "needs PostgreSQL; run scripts/test"]
 fn a_scratch_database_of_a_killed_ops_run_is_dropped_by_the_next_apply() {
     let sleep = format!("sleep 26.{}", std::process::id());
-    let ws = slow_import("app_pgk", "1h", &sleep);
+    let (ws, _source) = slow_import("app_pgk", "1h", &sleep);
     let mut child = ws
         .command(&["run", "restore"])
         .env("OPS_NOW", T1)
@@ -589,6 +600,7 @@ fn rewrite_sql(dump: &Path, from: &str, to: &str) {
 #[ignore = "needs PostgreSQL; run scripts/test"]
 fn a_postgres_import_loads_rows_on_two_sessions_and_a_bad_row_in_either_fails_it() {
     let src = unique("ops_vsplit");
+    let _source = drop_source(&src);
     // `big` comes first and takes one session a while; the small tables behind it go to the
     // other. The materialized view is refreshed after the data: it must see every row.
     run_ok(psql("postgres").args(["-c", &format!("CREATE DATABASE {src}")]));
@@ -683,5 +695,113 @@ fn a_postgres_import_loads_rows_on_two_sessions_and_a_bad_row_in_either_fails_it
             pg_scratch("app_split")
         );
     }
-    run_ok(psql("postgres").args(["-c", &format!("DROP DATABASE {src}")]));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL; run scripts/test"]
+fn a_role_limited_to_one_connection_is_told_about_sessions_1_which_works() {
+    let src = unique("ops_vone");
+    let role = unique("ops_one");
+    let password = format!("pw-{}", std::process::id());
+    // Dropped also when the test fails: the source, then the role.
+    let _cleanup = crate::ownership::Cleanup(
+        [
+            format!("DROP DATABASE IF EXISTS {src} WITH (FORCE)"),
+            format!("DROP ROLE IF EXISTS {role}"),
+        ]
+        .iter()
+        .map(|sql| {
+            let mut c = psql("postgres");
+            c.args(["-c", sql]);
+            c
+        })
+        .collect(),
+    );
+    run_ok(psql("postgres").args([
+        "-c",
+        &format!("CREATE ROLE {role} LOGIN CREATEDB CONNECTION LIMIT 1 PASSWORD '{password}'"),
+        "-c",
+        &format!("GRANT {role} TO {}", var("OPS_TEST_PG_USER")),
+        "-c",
+        &format!("CREATE DATABASE {src} OWNER {role}"),
+    ]));
+    run_ok(psql(&src).args([
+        "-c",
+        &format!(
+            "SET ROLE {role}; CREATE TABLE t (id int PRIMARY KEY);
+             INSERT INTO t SELECT generate_series(1, 1000);"
+        ),
+    ]));
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app_one {{
+            base "backups"
+            database main {{
+                engine postgres
+                host "{}"
+                port {}
+                name {src}
+                user {role}
+                password env=APP_DB_PASSWORD
+            }}
+            dump db {{
+                database main
+            }}
+            verify two {{
+                dump db
+            }}
+            verify one {{
+                dump db
+                sessions 1
+                expect "SELECT count(*) FROM t" min=1000
+            }}
+        }}"#,
+        var("OPS_TEST_PG_HOST"),
+        var("OPS_TEST_PG_PORT"),
+    ))
+    .env("APP_DB_PASSWORD", &password);
+    assert_eq!(ws.run_at(T0, &["run", "db"]).code(), 0);
+    assert_eq!(ws.run_at(T1, &["run", "two"]).code(), 1);
+    let excerpt = last(&ws)["log_excerpt"].as_str().unwrap().to_string();
+    assert!(
+        excerpt.contains("too many connections")
+            && excerpt.contains("`sessions 1`")
+            && excerpt.contains("(dropped)"),
+        "{excerpt}"
+    );
+    // The failed verify's sessions end at once (the helper checks for its client), and
+    // its scratch database is gone.
+    let sessions = || {
+        run_ok(psql("postgres").args([
+            "-c",
+            &format!("SELECT pid FROM pg_stat_activity WHERE usename = '{role}'"),
+        ]))
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+    let left = wait_for_none(sessions);
+    assert!(left.is_empty(), "sessions left: {left:?}");
+    assert!(
+        pg_scratch("app_one").is_empty(),
+        "{:?}",
+        pg_scratch("app_one")
+    );
+    let r = ws.run_at(T1, &["run", "one"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        pg_scratch("app_one").is_empty(),
+        "{:?}",
+        pg_scratch("app_one")
+    );
+}
+
+/// `list()` until it is empty, for up to 10 s; what is left then.
+fn wait_for_none(list: impl Fn() -> Vec<String>) -> Vec<String> {
+    for _ in 0..100 {
+        if list().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    list()
 }
