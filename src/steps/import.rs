@@ -246,12 +246,15 @@ fn import_split(
         _ if main_own_feed.is_some() || main_exited_itself => {
             outcome(import, &main_r, main_own_feed, "")
         }
-        Ok((helper_r, helper_feed)) => {
-            match outcome(import, &helper_r, helper_feed, " (second session)") {
-                Err(e) if !matches!(helper_r.exit, exec::Exit::Signal(_)) => Err(e),
-                _ => outcome(import, &main_r, None, ""),
-            }
+        // The helper's own failure (its psql exited with an error, or its reader failed);
+        // a helper stopped by the main session's end, a timeout or a SIGTERM says nothing
+        // the main session does not.
+        Ok((helper_r, helper_feed))
+            if helper_feed.is_some() || matches!(helper_r.exit, exec::Exit::Code(n) if n != 0) =>
+        {
+            outcome(import, &helper_r, helper_feed, " (second session)")
         }
+        Ok(_) => outcome(import, &main_r, None, ""),
         Err(_) => Err("the import failed: the second import session's thread died".into()),
     };
     // A server or role that allows one more connection only refuses one of the two.
