@@ -37,6 +37,50 @@ pub fn copy_rows(buf: &[u8]) -> usize {
     }
 }
 
+/// Something that takes a dump's SQL line by line, and `COPY` rows in bulk.
+pub trait Lines {
+    /// Inside `COPY` rows (they may come in bulk).
+    fn in_copy(&self) -> bool;
+    /// Whole rows of a `COPY` block, many lines at once.
+    fn rows(&mut self, rows: &[u8]) -> std::io::Result<()>;
+    /// One whole line, with its `\n`.
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()>;
+}
+
+/// Hands `buf` to `sink` as whole lines (rows in bulk); `pending` keeps the unterminated end
+/// between writes.
+pub fn write_lines<S: Lines + ?Sized>(
+    sink: &mut S,
+    pending: &mut Vec<u8>,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    let mut rest = buf;
+    loop {
+        if pending.is_empty() && sink.in_copy() {
+            let n = copy_rows(rest);
+            if n > 0 {
+                sink.rows(&rest[..n])?;
+                rest = &rest[n..];
+                continue;
+            }
+        }
+        let Some(i) = memchr::memchr(b'\n', rest) else {
+            break;
+        };
+        let (line, after) = rest.split_at(i + 1);
+        if pending.is_empty() {
+            sink.line(line)?;
+        } else {
+            pending.extend_from_slice(line);
+            let whole = std::mem::take(pending);
+            sink.line(&whole)?;
+        }
+        rest = after;
+    }
+    pending.extend_from_slice(rest);
+    Ok(())
+}
+
 /// A writer passing whole lines through a filter; `finish` passes the last, unterminated one.
 pub struct Filtered<'a, W: Write + ?Sized> {
     inner: &'a mut W,
@@ -78,36 +122,29 @@ impl<'a, W: Write + ?Sized> Filtered<'a, W> {
     }
 }
 
+impl<W: Write + ?Sized> Lines for Filtered<'_, W> {
+    fn in_copy(&self) -> bool {
+        self.filter.in_copy()
+    }
+
+    fn rows(&mut self, rows: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(rows)
+    }
+
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.pass(line)
+    }
+}
+
 impl<W: Write + ?Sized> Write for Filtered<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.filter.passes_all() && self.pending.is_empty() {
             return self.inner.write_all(buf).map(|()| buf.len());
         }
-        let mut rest = buf;
-        loop {
-            if self.pending.is_empty() && self.filter.in_copy() {
-                let n = copy_rows(rest);
-                if n > 0 {
-                    self.inner.write_all(&rest[..n])?;
-                    rest = &rest[n..];
-                    continue;
-                }
-            }
-            let Some(i) = memchr::memchr(b'\n', rest) else {
-                break;
-            };
-            let (line, after) = rest.split_at(i + 1);
-            if self.pending.is_empty() {
-                self.pass(line)?;
-            } else {
-                let mut whole = std::mem::take(&mut self.pending);
-                whole.extend_from_slice(line);
-                self.pass(&whole)?;
-            }
-            rest = after;
-        }
-        self.pending.extend_from_slice(rest);
-        Ok(buf.len())
+        let mut pending = std::mem::take(&mut self.pending);
+        let r = write_lines(self, &mut pending, buf);
+        self.pending = pending;
+        r.map(|()| buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -18,7 +18,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use super::ownership::{PgLine, PgLines, copy_rows};
+use super::ownership::{Lines, PgLine, PgLines, write_lines};
 
 /// The advisory locks of the handshake (two int4 keys each), in the fresh database being
 /// loaded: the main session holds `SCHEMA` while it creates the schema, and takes `DATA`
@@ -161,7 +161,8 @@ impl<W: Write> Splitter<W> {
         }
     }
 
-    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+    /// One whole line: to this session, or not.
+    fn route(&mut self, line: &[u8]) -> io::Result<()> {
         if self.done {
             return Ok(());
         }
@@ -227,7 +228,7 @@ impl<W: Write> Splitter<W> {
     pub fn finish(mut self) -> io::Result<W> {
         let rest = std::mem::take(&mut self.pending);
         if !rest.is_empty() {
-            self.line(&rest)?;
+            self.route(&rest)?;
         }
         if self.role == Role::Main {
             self.join()?;
@@ -237,39 +238,33 @@ impl<W: Write> Splitter<W> {
     }
 }
 
+impl<W: Write> Lines for Splitter<W> {
+    fn in_copy(&self) -> bool {
+        self.lines.in_copy()
+    }
+
+    /// Rows in bulk: passed when the block is this session's, else skipped.
+    fn rows(&mut self, rows: &[u8]) -> io::Result<()> {
+        match self.mine {
+            true => self.inner.write_all(rows),
+            false => Ok(()),
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.route(line)
+    }
+}
+
 impl<W: Write> Write for Splitter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.done {
             return Ok(buf.len());
         }
-        let mut rest = buf;
-        loop {
-            // Rows in bulk: passed when the block is this session's, else skipped.
-            if self.pending.is_empty() && self.lines.in_copy() {
-                let n = copy_rows(rest);
-                if n > 0 {
-                    if self.mine {
-                        self.inner.write_all(&rest[..n])?;
-                    }
-                    rest = &rest[n..];
-                    continue;
-                }
-            }
-            let Some(i) = memchr::memchr(b'\n', rest) else {
-                break;
-            };
-            let (line, after) = rest.split_at(i + 1);
-            if self.pending.is_empty() {
-                self.line(line)?;
-            } else {
-                let mut whole = std::mem::take(&mut self.pending);
-                whole.extend_from_slice(line);
-                self.line(&whole)?;
-            }
-            rest = after;
-        }
-        self.pending.extend_from_slice(rest);
-        Ok(buf.len())
+        let mut pending = std::mem::take(&mut self.pending);
+        let r = write_lines(self, &mut pending, buf);
+        self.pending = pending;
+        r.map(|()| buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -120,10 +120,7 @@ thread_local! {
 
 /// Runs `f` with every process it starts bounded by `timeout` from now, all together.
 pub fn with_step_deadline<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
-    let before = STEP.replace(Some((Instant::now() + timeout, timeout)));
-    let out = f();
-    STEP.set(before);
-    out
+    with_deadline(Some((Instant::now() + timeout, timeout)), f)
 }
 
 /// Runs `f` under `deadline`, the step deadline another thread had (`step_deadline`): a

@@ -144,11 +144,7 @@ pub fn run_feeding_linked(
     feeder: Feeder,
     link: &AtomicBool,
 ) -> (ProcessResult, Option<std::io::Error>) {
-    let r = run_inner(spec, redactor, None, Some(feeder), Some(link));
-    if !r.0.success() || r.1.is_some() {
-        link.store(true, Ordering::SeqCst);
-    }
-    r
+    run_inner(spec, redactor, None, Some(feeder), Some(link))
 }
 
 /// Like `run`, with the whole stdout returned (a tool's JSON answer, never a dump).
@@ -325,13 +321,6 @@ fn run_inner(
                         forced = Some(Exit::Signal(rustix::process::Signal::TERM.as_raw()));
                     }
                     if forced.is_some()
-                        && let Some(link) = link
-                    {
-                        // The linked processes go too, and a feeder waiting for one of
-                        // them stops waiting.
-                        link.store(true, Ordering::SeqCst);
-                    }
-                    if forced.is_some()
                         && let Some(pgid) = pgid
                     {
                         kill_group(pgid);
@@ -339,8 +328,10 @@ fn run_inner(
                 }
                 std::thread::sleep(POLL);
             };
+            // An end without success (a feeder's error kills the process too): the linked
+            // processes go as well, and a feeder waiting for one of them stops waiting.
             if let Some(link) = link
-                && !status.is_some_and(|s| s.success())
+                && (forced.is_some() || !status.is_some_and(|s| s.success()))
             {
                 link.store(true, Ordering::SeqCst);
             }

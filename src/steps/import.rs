@@ -138,9 +138,19 @@ fn outcome(
     Ok(())
 }
 
-/// The main session's wait for the helper, ended by the helper's end or by the link.
-const HELPER_FAILED: &str = "the second import session failed";
-const STOPPED: &str = "stopped: the other import session failed";
+/// Why the main session's wait for the helper ended without it: the other session's
+/// failure, which is not the main session's own.
+#[derive(Debug, thiserror::Error)]
+enum Stopped {
+    #[error("the second import session failed")]
+    HelperFailed,
+    #[error("stopped: the other import session failed")]
+    Linked,
+}
+
+fn stopped(why: Stopped) -> std::io::Error {
+    std::io::Error::other(why)
+}
 
 /// The import on two sessions (see `engines::split`): each session has its own reader of
 /// the dump; the main one checks the completion line; either one failing stops both.
@@ -164,19 +174,17 @@ fn import_split(
         let link = Arc::clone(&link);
         Box::new(move || {
             let (ended, moved) = &*helper_end;
-            let mut ended = ended.lock().map_err(|_| std::io::Error::other(STOPPED))?;
+            let mut ended = ended.lock().map_err(|_| stopped(Stopped::Linked))?;
             loop {
                 match *ended {
                     Some(true) => return Ok(()),
-                    Some(false) => return Err(std::io::Error::other(HELPER_FAILED)),
-                    None if link.load(Ordering::SeqCst) => {
-                        return Err(std::io::Error::other(STOPPED));
-                    }
+                    Some(false) => return Err(stopped(Stopped::HelperFailed)),
+                    None if link.load(Ordering::SeqCst) => return Err(stopped(Stopped::Linked)),
                     None => {}
                 }
                 ended = moved
                     .wait_timeout(ended, Duration::from_millis(50))
-                    .map_err(|_| std::io::Error::other(STOPPED))?
+                    .map_err(|_| stopped(Stopped::Linked))?
                     .0;
             }
         })
@@ -235,10 +243,7 @@ fn import_split(
         (main, helper)
     });
     let (main_r, main_feed) = main;
-    let main_own_feed = main_feed.filter(|e| {
-        let m = e.to_string();
-        m != HELPER_FAILED && m != STOPPED
-    });
+    let main_own_feed = main_feed.filter(|e| !e.get_ref().is_some_and(|i| i.is::<Stopped>()));
     let main_exited_itself = matches!(main_r.exit, exec::Exit::Code(n) if n != 0);
     let result = match helper {
         // The main session's own failure first (a damaged or cut dump, an SQL error): the
