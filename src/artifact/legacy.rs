@@ -4,18 +4,23 @@
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
+use super::codec::Codec;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Dump,
+    /// A dump, gzip or zstd.
+    Dump(Codec),
     Snapshot,
-    Verify { failed: bool },
+    Verify {
+        failed: bool,
+    },
     Report,
 }
 
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Dump => "dump",
+            Kind::Dump(_) => "dump",
             Kind::Snapshot => "snapshot marker",
             Kind::Verify { .. } => "verify log",
             Kind::Report => "report",
@@ -28,8 +33,8 @@ pub fn classify(name: &str) -> Option<Kind> {
     if lower.starts_with('.') {
         return None;
     }
-    if lower.ends_with(".sql.gz") {
-        Some(Kind::Dump)
+    if let Some(codec) = Codec::of_name(&lower) {
+        Some(Kind::Dump(codec))
     } else if lower.ends_with(".txt") && lower.contains("snapshot") {
         Some(Kind::Snapshot)
     } else if lower.ends_with(".log") && lower.contains("verify") {
@@ -141,7 +146,14 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(classify("crm-2024-01-02.sql.gz"), Some(Kind::Dump));
+        assert_eq!(
+            classify("crm-2024-01-02.sql.gz"),
+            Some(Kind::Dump(Codec::Gzip))
+        );
+        assert_eq!(
+            classify("crm-2024-01-02.SQL.ZST"),
+            Some(Kind::Dump(Codec::Zstd))
+        );
         assert_eq!(classify("snapshot-20240102.txt"), Some(Kind::Snapshot));
         assert_eq!(
             classify("verify-2024-01-02-fail.log"),

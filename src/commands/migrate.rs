@@ -59,7 +59,7 @@ impl Move {
 
 fn area_of(kind: Kind) -> Option<Area> {
     match kind {
-        Kind::Dump => Some(Area::Dumps),
+        Kind::Dump(_) => Some(Area::Dumps),
         Kind::Snapshot => Some(Area::Snapshots),
         Kind::Verify { .. } => Some(Area::VerifyLogs),
         Kind::Report => None,
@@ -103,7 +103,7 @@ fn target(
 ) -> PathBuf {
     let tz = plan.timezone.value;
     let (stem, ext) = match kind {
-        Kind::Dump => (layout::stamp_name("full", at, tz), "sql.gz"),
+        Kind::Dump(codec) => (layout::stamp_name("full", at, tz), codec.ext()),
         Kind::Snapshot => (layout::stamp_name("snapshot", at, tz), "txt"),
         Kind::Verify { failed } => {
             let stem = layout::stamp_name("verify", at, tz);
@@ -380,7 +380,7 @@ pub fn run(
         let started = app.clock.now();
         let result = (|| -> std::io::Result<Option<String>> {
             move_file(&m.from, &m.to)?;
-            if m.kind != Kind::Dump {
+            if !matches!(m.kind, Kind::Dump(_)) {
                 return Ok(None);
             }
             if m.keeps_sidecar() {

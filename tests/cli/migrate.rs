@@ -197,3 +197,25 @@ fn names_are_printed_escaped_and_symlinks_are_left_alone() {
     assert!(ws.path("old/link-2024-03-04.sql.gz").is_symlink());
     assert!(ws.path("elsewhere/crm-2024-03-04.sql.gz").exists());
 }
+
+#[test]
+fn a_legacy_zstd_dump_keeps_its_compression_and_gets_a_sidecar() {
+    let ws = Workspace::with_plan(PLAN);
+    let bytes = zstd::encode_all(&b"SELECT 1;\n"[..], 3).unwrap();
+    std::fs::create_dir_all(ws.path("old")).unwrap();
+    std::fs::write(ws.path("old/crm-2024-05-06.sql.zst"), &bytes).unwrap();
+    let r = ws.run(&["backups", "migrate", "--from", "old"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let moved = ws.path("backups/db/full-20240506-0000.sql.zst");
+    assert_eq!(std::fs::read(&moved).unwrap(), bytes, "{}", r.stdout());
+    let out = std::process::Command::new("sha256sum")
+        .args(["-c", "full-20240506-0000.sql.zst.sha256"])
+        .current_dir(ws.path("backups/db"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -61,39 +61,56 @@ fn runbook(ws: &Workspace) -> String {
 #[test]
 #[ignore = "needs sqlite3 and restic; run scripts/test"]
 fn the_sqlite_and_files_runbook_brings_everything_back() {
+    sqlite_and_files_runbook("", "sql.gz");
+}
+
+#[test]
+#[ignore = "needs sqlite3, zstd and restic; run scripts/test"]
+fn the_runbook_of_a_zstd_dump_brings_everything_back() {
+    sqlite_and_files_runbook(
+        r#"compression "zstd"
+                zstd-long #true"#,
+        "sql.zst",
+    );
+}
+
+/// The SQLite and files runbook, run on the worst day; `compression` goes into the dump
+/// step, whose files end in `ext`.
+fn sqlite_and_files_runbook(compression: &str, ext: &str) {
     let password = "restic-Rb-55e1";
-    let ws = Workspace::with_plan(
-        r#"plan app {
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app {{
             base "backups"
             timezone "Europe/Prague"
-            database main {
+            database main {{
                 engine sqlite
                 path "app.db"
-            }
-            dump db {
+            }}
+            dump db {{
                 database main
                 schedule "0 2 * * *"
                 keep last=7
-            }
-            snapshot uploads {
+                {compression}
+            }}
+            snapshot uploads {{
                 paths "data"
                 repository "repo"
                 password env=UPLOADS_PW
                 init #true
-            }
-            copy offsite {
+            }}
+            copy offsite {{
                 dump db
                 repository "offsite"
                 password env=UPLOADS_PW
                 init #true
-            }
-            runbook {
+            }}
+            runbook {{
                 owner "Ops team"
                 contact "ops@example.com"
                 note "Call the DBA before step 4."
-            }
-        }"#,
-    )
+            }}
+        }}"#
+    ))
     .env("UPLOADS_PW", password);
     let cache = ws.path("cache").display().to_string();
     let ws = ws.env("RESTIC_CACHE_DIR", &cache);
@@ -134,7 +151,7 @@ fn the_sqlite_and_files_runbook_brings_everything_back() {
         "the environment variable `UPLOADS_PW`",
         "2026-11-28 11:00 CET",
         "ops-run restore db app/db --from offsite",
-        "Newest dump there: `full-20261128-1100.sql.gz`",
+        &format!("Newest dump there: `full-20261128-1100.{ext}`"),
     ] {
         assert!(text.contains(wanted), "no `{wanted}` in:\n{text}");
     }

@@ -1,7 +1,8 @@
 //! `compression "zstd"`: dumps named `full-….sql.zst` with the same sidecar, completion line
-//! and re-read proof; `zstd -t` and `sha256sum -c` accept them; verify restores them and
-//! refuses a flipped byte on the checksum; a plan that switches compression keeps its
-//! retention and health across both kinds.
+//! and read-back proof; `zstd -t` and `sha256sum -c` accept them; verify, restore and drill
+//! restore them, the report names them, and verify refuses a flipped byte on the checksum; a
+//! plan that switches compression keeps its retention and health across both kinds. (The
+//! runbook and copy of a zstd dump: runbook.rs; `backups migrate`: migrate.rs.)
 
 use std::process::Command;
 
@@ -24,6 +25,12 @@ fn plan(compression: &str) -> String {
                 dump db
                 min-tables 2
                 expect "SELECT count(*) FROM users" min=3
+            }}
+            drill rehearsal {{
+                dump db
+                expect "SELECT count(*) FROM users" min=3
+            }}
+            report weekly {{
             }}
         }}"#
     )
@@ -89,6 +96,14 @@ fn a_zstd_dump_is_checked_restored_and_refused_when_damaged() {
         &["restore", "db", "db", "--to", "restored.db"],
     );
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    // The drill restores it too, and the report names it.
+    let r = ws.run_at("2026-11-28T10:07:00Z", &["run", "rehearsal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let r = ws.run_at("2026-11-28T10:08:00Z", &["run", "weekly"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let report =
+        std::fs::read_to_string(ws.path("backups/reports/backup-report-20261128.md")).unwrap();
+    assert!(report.contains("full-20261128-1000.sql.zst"), "{report}");
 
     // One flipped byte: verify refuses it on the checksum, before any import.
     let path = dir.join("full-20261128-1000.sql.zst");
