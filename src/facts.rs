@@ -112,6 +112,10 @@ pub fn checks(
             last_success,
             last_attempt,
             future,
+            damaged: match kind {
+                CheckKind::Dump => layout::damaged_dump(&plan.dir(step.name(), Area::Dumps), tz),
+                _ => None,
+            },
         };
         let incomplete_is_crit = match &step.decl.kind {
             StepKind::Snapshot(s) => s

@@ -93,6 +93,9 @@ pub struct Facts {
     /// A layout file dated after now (a copied or renamed file, a wrong clock): never
     /// evidence; it makes the check at least a warning, naming the file.
     pub future: Option<String>,
+    /// A dump of the step found damaged (its name, and what found it): critical while it is
+    /// there.
+    pub damaged: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -331,6 +334,16 @@ pub fn evaluate(
         ),
         None => (severity, detail),
     };
+    let (state, severity, detail) = match &facts.damaged {
+        Some((dump, why)) => (
+            State::Fail,
+            Severity::Crit,
+            format!(
+                "{dump} is damaged ({why}); {detail}. Look at it, then delete it with its sidecar"
+            ),
+        ),
+        None => (state, severity, detail),
+    };
     Check {
         id: id.to_string(),
         plan: plan.to_string(),
@@ -415,6 +428,7 @@ mod tests {
                 excerpt: "boom".into(),
             }),
             future: None,
+            damaged: None,
         }
     }
 
@@ -626,6 +640,7 @@ mod tests {
                     excerpt: String::new(),
                 }),
                 future: None,
+                damaged: None,
             };
             let c = evaluate("p/v", "p", "v", CheckKind::Verify, &f, &t, now());
             (c.state, c.severity)

@@ -53,6 +53,19 @@ use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand, RestoreComma
 pub fn run(cli: Cli) -> i32 {
     // What a step's processes orphan comes back to ops-run, to be ended with its step.
     exec::escape::become_subreaper();
+    // Commands that start processes or write: a SIGINT/SIGTERM ends their children and is
+    // recorded (the others keep the default: they end at once).
+    if matches!(
+        &cli.command,
+        Command::Plan(PlanCommand::Apply(_))
+            | Command::Run { .. }
+            | Command::Restore(_)
+            | Command::Health { alert: true }
+            | Command::Alerts(_)
+            | Command::Backups(_)
+    ) {
+        exec::signals::install();
+    }
     // `status` speaks the monitoring-plugin convention even when it cannot start.
     if let Command::Status { json } = &cli.command {
         return match app::App::new(&cli) {

@@ -421,6 +421,41 @@ fn read_stamped(dir: &Path, prefix: &str, suffix: &str, tz: Tz) -> Vec<DumpFile>
     out
 }
 
+/// Where a dump found damaged (its bytes no longer match its sidecar) is marked:
+/// `DUMP.damaged`, holding what found it. The dump's health is critical while the marked dump
+/// is there: a damaged file in the backups is news (a failing disk, a tampering hand), and an
+/// older good dump must not hide it. Deleting the dump (or dumping anew and deleting it)
+/// clears it.
+pub fn damaged_path(dump: &Path) -> PathBuf {
+    let mut s = dump.as_os_str().to_owned();
+    s.push(".damaged");
+    PathBuf::from(s)
+}
+
+/// Marks `dump` damaged (see `damaged_path`), unless it is gone.
+pub fn mark_damaged(dump: &Path, why: &str) {
+    if dump.exists() {
+        let _ = write_atomic(&damaged_path(dump), format!("{}\n", why.trim()).as_bytes());
+    }
+}
+
+/// The newest dump of `dir` that is marked damaged and still there, with why.
+pub fn damaged_dump(dir: &Path, tz: Tz) -> Option<(String, String)> {
+    super::codec::Codec::ALL
+        .iter()
+        .flat_map(|c| listing(dir, "full-", &format!("{}.damaged", c.suffix()), tz).to_vec())
+        .filter_map(|m| {
+            let name = m.name.strip_suffix(".damaged")?.to_string();
+            let dump = dir.join(&name);
+            dump.exists().then(|| {
+                let why = fs::read_to_string(&m.path).unwrap_or_default();
+                (m.taken, m.seq, name, why.trim().to_string())
+            })
+        })
+        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        .map(|(_, _, name, why)| (name, why))
+}
+
 pub fn sidecar_path(dump: &Path) -> PathBuf {
     let mut s = dump.as_os_str().to_owned();
     s.push(".sha256");

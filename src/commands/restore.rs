@@ -30,7 +30,7 @@ use crate::plan::model::{Database, Engine, StepKind};
 use crate::runner::Trigger;
 use crate::session::{Session, StepExecutor};
 use crate::steps::import::import_dump;
-use crate::steps::verify::{RemoveOnDrop, load_sqlite, number, sqlite_tables};
+use crate::steps::verify::{load_sqlite, number, sqlite_tables};
 use crate::steps::{Context, StepError};
 use crate::store::kinds::{ActivityStatus, ActivityType};
 
@@ -171,7 +171,9 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
     })
 }
 
-/// `restore db` once the dump is chosen: under the lock, recorded.
+/// `restore db` once the dump is chosen: under the lock, recorded. The target is probed
+/// and every refusal made before a `running` row is written; the row is written before
+/// anything is created, so a restore killed on the way is found `abandoned`.
 fn load(
     app: &App,
     ctx: &Context,
@@ -188,17 +190,20 @@ fn load(
     };
     let started_at = app.clock.now();
     let started = Instant::now();
-    let result = match engine {
-        Engine::Sqlite => sqlite(ctx, a, dump, checksum),
+    let prepared = match engine {
+        Engine::Sqlite => prepare_sqlite(ctx, a, dump, checksum).map(Prepared::File),
         Engine::Postgres | Engine::Mysql | Engine::Mariadb => {
-            server(ctx, a, source, dump, checksum)
+            prepare_server(ctx, a, source, dump, checksum).map(Prepared::Server)
         }
     };
-    let result = match result {
-        Err(Stop::Damaged(why)) => return Err(Failure::Runtime(why)),
+    let prepared = match prepared {
+        Err(Stop::Damaged(why)) => {
+            crate::artifact::layout::mark_damaged(&dump.path, &why);
+            return Err(Failure::Runtime(why));
+        }
         Err(Stop::Refused(why)) => return Err(Failure::Usage(redactor.redact(&why))),
         Err(Stop::Failed(why)) => Err(why),
-        Ok(done) => Ok(done),
+        Ok(p) => Ok(p),
     };
     // Known by now unless the probe failed first: then the failure is recorded only for a
     // good dump.
@@ -209,8 +214,19 @@ fn load(
         }
     };
     if a.dry_run {
-        return result.map(|_| ()).map_err(Failure::Runtime);
+        return prepared
+            .map(|p| p.preview(ctx, a, dump))
+            .map_err(Failure::Runtime);
     }
+    let recording = Recording::start(app, ctx, started_at)?;
+    let result = prepared.and_then(|p| match p {
+        Prepared::File(f) => sqlite(ctx, dump, &f).map_err(|e| match e {
+            Stop::Refused(w) | Stop::Failed(w) | Stop::Damaged(w) => w,
+        }),
+        Prepared::Server(s) => server(ctx, a, dump, s).map_err(|e| match e {
+            Stop::Refused(w) | Stop::Failed(w) | Stop::Damaged(w) => w,
+        }),
+    });
     let duration = started.elapsed();
     let (status, log, done) = match &result {
         Ok(done) => (ActivityStatus::Success, done.lines.join("\n"), Some(done)),
@@ -224,7 +240,7 @@ fn load(
         "tables": done.map(|d| d.tables),
         "duration_ms": duration.as_millis() as u64,
     });
-    record(app, ctx, started_at, duration, (status, &meta, &log))?;
+    recording.finish(app, duration, (status, &meta, &log))?;
     match result {
         Ok(done) => {
             crate::outln!(
@@ -247,35 +263,93 @@ fn load(
     }
 }
 
-/// Records a `restore` activity of the step `ctx` is about.
-fn record(
-    app: &App,
-    ctx: &Context,
-    started_at: DateTime<Utc>,
-    duration: Duration,
-    (status, meta, log): (ActivityStatus, &serde_json::Value, &str),
-) -> Result<(), Failure> {
-    let store = app.open_store()?;
-    let now = app.clock.now();
-    store
-        .start(
-            &ctx.plan.decl.name.value,
-            ctx.step.name(),
-            ActivityType::Restore,
-            Trigger::Manual,
-            &stamp(started_at),
-        )
-        .and_then(|id| {
-            store.finish(
-                id,
+/// What a restore will do, decided before anything is created.
+enum Prepared<'c> {
+    File(FilePlan),
+    Server(ServerPlan<'c>),
+}
+
+impl Prepared<'_> {
+    /// `--dry-run`: what would run.
+    fn preview(&self, ctx: &Context, a: &DbArgs, dump: &DumpFile) {
+        match self {
+            Prepared::File(f) => {
+                crate::outln!(
+                    "would load {} into a new file beside {}",
+                    dump.name,
+                    f.target.display()
+                );
+                if let Some(kept) = &f.kept_as {
+                    crate::outln!("would keep the previous file as {}", kept.display());
+                }
+                crate::outln!("would rename the new file to {}", f.target.display());
+            }
+            Prepared::Server(p) => {
+                let client = &p.client;
+                let maintenance = client.maintenance_db();
+                crate::outln!("would run:");
+                if p.create {
+                    crate::outln!(
+                        "  {}",
+                        client
+                            .create(maintenance, &p.load_into)
+                            .display(ctx.redactor)
+                    );
+                }
+                crate::outln!(
+                    "  {} {} | {} (owners and privileges {})",
+                    crate::artifact::codec::Codec::of_path(&dump.path).cat(),
+                    exec::shell_quote(&dump.path.display().to_string()),
+                    client.import(&p.load_into).display(ctx.redactor),
+                    if a.keep_ownership { "kept" } else { "left out" }
+                );
+                if let Some(sql) = p.swap_sql() {
+                    crate::outln!("  {}", client.sql(maintenance, &sql).display(ctx.redactor));
+                }
+            }
+        }
+    }
+}
+
+/// A `restore` activity: its row is written `running` when the restore starts changing
+/// things, and finished when it ends.
+struct Recording {
+    id: i64,
+}
+
+impl Recording {
+    fn start(app: &App, ctx: &Context, started_at: DateTime<Utc>) -> Result<Recording, Failure> {
+        let store = app.open_store()?;
+        store
+            .start(
+                &ctx.plan.decl.name.value,
+                ctx.step.name(),
+                ActivityType::Restore,
+                Trigger::Manual,
+                &stamp(started_at),
+            )
+            .map(|id| Recording { id })
+            .map_err(|e| Failure::Runtime(format!("cannot record the restore: {e}")))
+    }
+
+    fn finish(
+        self,
+        app: &App,
+        duration: Duration,
+        (status, meta, log): (ActivityStatus, &serde_json::Value, &str),
+    ) -> Result<(), Failure> {
+        let store = app.open_store()?;
+        store
+            .finish(
+                self.id,
                 status,
-                &stamp(now),
+                &stamp(app.clock.now()),
                 duration.as_millis() as i64,
                 meta,
                 log,
             )
-        })
-        .map_err(|e| Failure::Runtime(format!("cannot record the restore: {e}")))
+            .map_err(|e| Failure::Runtime(format!("cannot record the restore: {e}")))
+    }
 }
 
 /// What `restore files` was asked.
@@ -346,6 +420,8 @@ pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
     let _session = Session::begin(app, &compiled, Duration::ZERO)?;
     let started_at = app.clock.now();
     let started = Instant::now();
+    // Written before restic starts: a restore killed on the way is found `abandoned`.
+    let recording = Recording::start(app, &ctx, started_at)?;
     let result = std::fs::create_dir_all(a.to)
         .map_err(|e| format!("cannot create {}: {e}", a.to.display()))
         .and_then(|()| {
@@ -363,29 +439,44 @@ pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
         });
     let duration = started.elapsed();
     let count = count_files(a.to);
-    let meta = json!({
+    // Where the files really are, when `--to` is (or passes through) a symbolic link.
+    let given = std::path::absolute(a.to).unwrap_or_else(|_| a.to.to_path_buf());
+    let real = std::fs::canonicalize(a.to).ok().filter(|r| *r != given);
+    let mut meta = json!({
         "snapshot": id,
         "target": a.to.display().to_string(),
         "include": a.include,
         "files": count,
         "duration_ms": duration.as_millis() as u64,
     });
+    if let Some(real) = &real {
+        meta["target_real"] = json!(real.display().to_string());
+    }
     let (status, log) = match &result {
         Ok(r) => (ActivityStatus::Success, r.tail.clone()),
         Err(e) => (ActivityStatus::Failed, e.clone()),
     };
-    record(app, &ctx, started_at, duration, (status, &meta, &log))?;
+    recording.finish(app, duration, (status, &meta, &log))?;
+    let through = real
+        .map(|r| {
+            format!(
+                "\n{} is a symbolic link: the files are under {}",
+                a.to.display(),
+                r.display()
+            )
+        })
+        .unwrap_or_default();
     match result {
         Ok(_) => {
             crate::outln!(
-                "restored snapshot {id} into {}: {count} files in {:.1} s (each under its absolute path)",
+                "restored snapshot {id} into {}: {count} files in {:.1} s (each under its absolute path){through}",
                 a.to.display(),
                 duration.as_secs_f64()
             );
             Ok(())
         }
         Err(e) => Err(Failure::Runtime(format!(
-            "restore of snapshot {id} failed: {e}"
+            "restore of snapshot {id} failed: {e}{through}"
         ))),
     }
 }
@@ -496,18 +587,35 @@ fn check_sidecar(dump: &DumpFile) -> Result<String, String> {
     Ok(actual)
 }
 
+/// PostgreSQL's longest identifier, in bytes.
+const MAX_NAME: usize = 63;
+
 /// A database name ops-run may create, rename and put into SQL literals: letters, digits and
-/// `_`, at most 63 characters (PostgreSQL's limit).
+/// `_` (so never an option), at most 63 bytes (PostgreSQL's limit).
 fn plain_name(name: &str) -> Result<(), String> {
     if name.is_empty()
-        || name.len() > 63
+        || name.len() > MAX_NAME
         || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
         return Err(format!(
-            "--to `{name}`: a database name of letters, digits and `_` (at most 63), or a `database` block of the plan"
+            "--to `{name}`: a database name of letters, digits and `_` (at most {MAX_NAME}), or a `database` block of the plan"
         ));
     }
     Ok(())
+}
+
+/// `NAME_TAG`, or, where that passes 63 bytes, NAME cut short with a hash of the whole name
+/// (`NAME…_1a2b3c4d_TAG`): two long names never share a derived one.
+fn derived_name(name: &str, tag: &str) -> String {
+    let plain = format!("{name}_{tag}");
+    if plain.len() <= MAX_NAME {
+        return plain;
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    let hash: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let room = MAX_NAME.saturating_sub(tag.len() + hash.len() + 2);
+    format!("{}_{hash}_{tag}", &name[..room.min(name.len())])
 }
 
 fn suffix(ctx: &Context) -> String {
@@ -518,17 +626,67 @@ fn suffix(ctx: &Context) -> String {
         .to_string()
 }
 
-/// PostgreSQL, MariaDB, MySQL: see the module's comment.
-fn server(
-    ctx: &Context,
+/// A server restore, decided: where the dump loads and what is renamed afterwards.
+struct ServerPlan<'c> {
+    client: Client,
+    /// The plan's `database` block whose server holds the target.
+    block: &'c Database,
+    /// The database the operator asked for.
+    name: String,
+    /// Where the dump loads: a new database under a temporary name that becomes `name` only
+    /// after a complete load; `name` itself where the server cannot rename a database.
+    load_into: String,
+    /// Whether `load_into` is created (else it exists, empty).
+    create: bool,
+    /// The name the existing `name` is kept under (PostgreSQL, `--replace`).
+    kept_as: Option<String>,
+}
+
+impl ServerPlan<'_> {
+    /// The statements that put the load in place, in one transaction: all or nothing.
+    fn swap_sql(&self) -> Option<String> {
+        if self.load_into == self.name {
+            return None;
+        }
+        let rename = |from: &str, to: &str| self.client.rename_sql(from, to);
+        Some(match &self.kept_as {
+            Some(kept) => format!(
+                "BEGIN; {}; {}; COMMIT;",
+                rename(&self.name, kept)?,
+                rename(&self.load_into, &self.name)?
+            ),
+            None => rename(&self.load_into, &self.name)?,
+        })
+    }
+}
+
+/// Runs one client statement; its output, or why it failed.
+fn run_sql(ctx: &Context, spec: &exec::ProcessSpec) -> Result<exec::ProcessResult, String> {
+    let r = exec::run(spec, ctx.redactor);
+    if r.success() {
+        Ok(r)
+    } else {
+        Err(format!(
+            "{} failed: {}\n{}",
+            spec.display(ctx.redactor),
+            r.exit.reason(&spec.program).unwrap_or_default(),
+            r.tail.trim()
+        ))
+    }
+}
+
+/// PostgreSQL, MariaDB, MySQL: see the module's comment. Probes the target and decides,
+/// refusing before anything is created.
+fn prepare_server<'c>(
+    ctx: &Context<'c>,
     a: &DbArgs,
-    source: &Database,
-    dump: &DumpFile,
+    source: &'c Database,
+    _dump: &DumpFile,
     checksum: &Checksum,
-) -> Result<Done, Stop> {
+) -> Result<ServerPlan<'c>, Stop> {
     // `--to` names a `database` block of the plan (its server and name), or a database on the
     // dump's own server.
-    let (server_db, name) = match ctx.database(a.to) {
+    let (block, name) = match ctx.database(a.to) {
         Ok(db) => (
             db,
             db.dbname.as_ref().map(|n| n.value.clone()).ok_or_else(|| {
@@ -538,87 +696,109 @@ fn server(
         Err(_) => (source, a.to.to_string()),
     };
     plain_name(&name).map_err(Stop::Refused)?;
-    let client = Client::new(&ctx.target(server_db)?, &ctx.plan.tools)?;
+    let client = Client::new(&ctx.target(block)?, &ctx.plan.tools)?;
     let maintenance = client.maintenance_db();
-    let run = |spec: &exec::ProcessSpec| -> Result<exec::ProcessResult, String> {
-        let r = exec::run(spec, ctx.redactor);
-        if r.success() {
-            Ok(r)
-        } else {
-            Err(format!(
-                "{} failed: {}",
-                spec.display(ctx.redactor),
-                r.tail.trim()
-            ))
-        }
+    let exists = |db: &str| -> Result<bool, String> {
+        Ok(number(&run_sql(
+            ctx,
+            &client.sql(maintenance, &client.exists_sql(db)),
+        )?) == Some(1))
     };
-    let count = |db: &str| -> Result<i64, String> {
-        let r = run(&client.sql(db, client.count_tables_sql()))?;
-        number(&r).ok_or_else(|| format!("cannot count the tables of {db}: {}", r.tail.trim()))
+    let present = exists(&name)?;
+    let tables = if present {
+        let r = run_sql(ctx, &client.sql(&name, client.count_tables_sql()))?;
+        number(&r).ok_or_else(|| format!("cannot count the tables of {name}: {}", r.tail.trim()))?
+    } else {
+        0
     };
-    let exists = number(&run(&client.sql(maintenance, &client.exists_sql(&name)))?) == Some(1);
-    let tables = if exists { count(&name)? } else { 0 };
     checksum.wait()?;
-    let stamp = suffix(ctx);
-    let kept_as = format!("{name}_before_{stamp}");
-    // Names are swapped where the server can rename a database.
-    let swap = exists && client.rename_sql(&name, &kept_as).is_some();
-    if exists && tables > 0 && !a.replace {
+    let renames = client.rename_sql(&name, &name).is_some();
+    if present && tables > 0 && !a.replace {
         return Err(Stop::Refused(format!(
-            "{name} exists and holds {tables} tables: nothing restored. Add --replace to keep it as {name}_before_… and put the restore in its place, or choose another --to"
+            "{name} exists and holds {tables} tables: nothing restored. Add --replace to keep it as {}… and put the restore in its place, or choose another --to",
+            derived_name(&name, "before_")
         )));
     }
-    if exists && tables > 0 && !swap {
+    if present && tables > 0 && !renames {
         return Err(Stop::Refused(format!(
             "{name} holds {tables} tables and this server cannot rename a database, so --replace cannot keep it: nothing restored. Restore into a new name (--to {name}_restored) and point the application at it, or empty {name} first"
         )));
     }
-    // Loaded under a new name first when the target exists (swapped in afterwards); into the
-    // target itself when it does not exist, or exists empty where names cannot be swapped.
-    let load_into = if swap {
-        format!("{name}_restore_{stamp}")
-    } else {
-        name.clone()
-    };
-    plain_name(&load_into)?;
-    let create = !exists || swap;
-    if a.dry_run {
-        crate::outln!("would run:");
-        if create {
-            crate::outln!(
-                "  {}",
-                client.create(maintenance, &load_into).display(ctx.redactor)
-            );
-        }
-        crate::outln!(
-            "  {} {} | {} (owners and privileges {})",
-            crate::artifact::codec::Codec::of_path(&dump.path).cat(),
-            exec::shell_quote(&dump.path.display().to_string()),
-            client.import(&load_into).display(ctx.redactor),
-            if a.keep_ownership { "kept" } else { "left out" }
-        );
-        if swap {
-            for (from, to) in [(&name, &kept_as), (&load_into, &name)] {
-                let sql = client.rename_sql(from, to).unwrap_or_default();
-                crate::outln!("  {}", client.sql(maintenance, &sql).display(ctx.redactor));
+    // A free name for `tag`: the plain one, else with a counter (a second restore within the
+    // same minute).
+    let free = |tag: &str| -> Result<String, Stop> {
+        for n in 1..100 {
+            let tag = match n {
+                1 => tag.to_string(),
+                n => format!("{tag}_{n}"),
+            };
+            let candidate = derived_name(&name, &tag);
+            if !exists(&candidate)? {
+                return Ok(candidate);
             }
         }
-        return Ok(Done::default());
-    }
+        Err(Stop::Failed(format!("no free name for {name}_{tag}")))
+    };
+    let stamp = suffix(ctx);
+    let (load_into, create, kept_as) = match renames {
+        // Always under a temporary name, renamed into place only when complete: a restore
+        // that is killed leaves no half-loaded database under the name asked for.
+        true => (
+            free(&format!("restore_{stamp}"))?,
+            true,
+            match present {
+                true => Some(free(&format!("before_{stamp}"))?),
+                false => None,
+            },
+        ),
+        // MariaDB, MySQL: into the target itself; a new one is announced as scratch until
+        // it is complete, so a killed restore's half is dropped by the next session.
+        false => (name.clone(), !present, None),
+    };
+    Ok(ServerPlan {
+        client,
+        block,
+        name,
+        load_into,
+        create,
+        kept_as,
+    })
+}
+
+/// Loads the dump as `p` decided, then renames it into place.
+fn server(ctx: &Context, a: &DbArgs, dump: &DumpFile, p: ServerPlan) -> Result<Done, Stop> {
+    let client = &p.client;
+    let maintenance = client.maintenance_db();
     let mut done = Done {
-        target: name.clone(),
+        target: p.name.clone(),
         ..Done::default()
     };
     if a.with_globals {
-        apply_globals(ctx, &client, dump, &mut done)?;
+        apply_globals(ctx, client, dump, &mut done)?;
     }
-    if create {
-        run(&client.create(maintenance, &load_into))?;
+    // Announced before it exists: a restore killed from here on leaves a marker that the
+    // next session (apply or restore) acts on.
+    let announced = match p.create {
+        true => Some(crate::steps::scratch::announce(
+            &ctx.plan.dir(ctx.step.name(), Area::VerifyLogs),
+            &p.load_into,
+            &crate::steps::scratch::Scratch::Database {
+                block: p.block.name.value.clone(),
+                maintenance: Some(maintenance.to_string()),
+            },
+        )?),
+        false => None,
+    };
+    if p.create
+        && let Err(e) = run_sql(ctx, &client.create(maintenance, &p.load_into))
+    {
+        announced.into_iter().for_each(|m| m.done());
+        return Err(e.into());
     }
     let loaded = (|| {
         let imported = import_dump(
-            &client,
-            &load_into,
+            client,
+            &p.load_into,
             &dump.path,
             a.keep_ownership,
             a.sessions,
@@ -627,56 +807,66 @@ fn server(
         );
         done.lines.extend(imported.lines(a.keep_ownership));
         imported.result.map_err(|e| e.to_string())?;
-        count(&load_into)
+        let r = run_sql(ctx, &client.sql(&p.load_into, client.count_tables_sql()))?;
+        number(&r).ok_or_else(|| {
+            format!(
+                "cannot count the tables of {}: {}",
+                p.load_into,
+                r.tail.trim()
+            )
+        })
     })();
     let tables = match loaded {
         Ok(n) => n as u64,
+        Err(e) if p.create => {
+            let dropped = client.drop_scratch(maintenance, &p.load_into, ctx.redactor);
+            let said = match dropped {
+                Ok(()) => {
+                    announced.into_iter().for_each(|m| m.done());
+                    format!("the partial {} was dropped", p.load_into)
+                }
+                Err(_) => format!(
+                    "the partial {} could not be dropped yet; the next apply or restore drops it",
+                    p.load_into
+                ),
+            };
+            return Err(format!("{e}\n({said}; nothing else changed)").into());
+        }
         Err(e) => {
-            if create {
-                let _ = client.drop_scratch(maintenance, &load_into, ctx.redactor);
-                return Err(format!(
-                    "{e}\n(the partial {load_into} was dropped; nothing else changed)"
-                )
-                .into());
-            }
             return Err(format!(
-                "{e}\n({name} was empty before and now holds what loaded before the error)"
+                "{e}\n({} was empty before and now holds what loaded before the error)",
+                p.name
             )
             .into());
         }
     };
     done.tables = tables;
     done.lines.push(format!(
-        "loaded {} into {load_into}: {tables} tables",
-        dump.path.display()
+        "loaded {} into {}: {tables} tables",
+        dump.path.display(),
+        p.load_into
     ));
-    if swap {
-        let rename = |from: &str, to: &str| {
-            run(&client.sql(
-                maintenance,
-                &client.rename_sql(from, to).unwrap_or_default(),
-            ))
-        };
-        rename(&name, &kept_as).map_err(|e| {
-            format!("{e}\nthe restore is complete in {load_into}; {name} was left as it was (are sessions connected to it?)")
-        })?;
-        if let Err(e) = rename(&load_into, &name) {
-            let back = rename(&kept_as, &name).is_ok();
+    if let Some(sql) = p.swap_sql() {
+        if let Err(e) = run_sql(ctx, &client.sql(maintenance, &sql)) {
+            // All or nothing: the target is as it was; the complete load stays for the
+            // operator, no longer scratch.
+            announced.into_iter().for_each(|m| m.done());
             return Err(format!(
-                "{e}\nthe restore is complete in {load_into}; {}",
-                if back {
-                    format!("{name} was put back")
-                } else {
-                    format!("the previous database is {kept_as}")
-                }
+                "{e}\nthe restore is complete in {}; {} was left as it was (are sessions connected to it? stop the application, then run: ALTER DATABASE … RENAME)",
+                p.load_into, p.name
             )
             .into());
         }
-        done.lines.push(format!(
-            "renamed {name} to {kept_as}, {load_into} to {name}"
-        ));
-        done.kept_as = Some(kept_as);
+        done.lines.push(match &p.kept_as {
+            Some(kept) => format!(
+                "renamed {} to {kept} and {} to {} in one transaction",
+                p.name, p.load_into, p.name
+            ),
+            None => format!("renamed {} to {}", p.load_into, p.name),
+        });
+        done.kept_as = p.kept_as.clone();
     }
+    announced.into_iter().for_each(|m| m.done());
     Ok(done)
 }
 
@@ -737,8 +927,23 @@ fn apply_globals(
     Ok(())
 }
 
+/// A SQLite restore, decided: the dump loads into `temp` beside `target`, which then takes
+/// the target's name in one rename; an existing target is kept as `kept_as`.
+struct FilePlan {
+    target: PathBuf,
+    temp: PathBuf,
+    kept_as: Option<PathBuf>,
+    /// The existing target's owner, group and mode, and whether it is in WAL mode.
+    existing: Option<(std::fs::Metadata, bool)>,
+}
+
 /// SQLite: `--to` is a file (or a `database` block with a `path`).
-fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile, checksum: &Checksum) -> Result<Done, Stop> {
+fn prepare_sqlite(
+    ctx: &Context,
+    a: &DbArgs,
+    _dump: &DumpFile,
+    checksum: &Checksum,
+) -> Result<FilePlan, Stop> {
     let target = match ctx.database(a.to) {
         Ok(db) => PathBuf::from(
             db.path
@@ -748,14 +953,29 @@ fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile, checksum: &Checksum) -> Re
         ),
         Err(_) => PathBuf::from(a.to),
     };
-    let tables = |path: &Path| -> Result<i64, String> {
-        let conn =
-            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        sqlite_tables(&conn).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    let meta = std::fs::metadata(&target).ok();
+    if meta.as_ref().is_some_and(|m| !m.is_file()) {
+        return Err(Stop::Refused(format!(
+            "--to {}: not a file",
+            target.display()
+        )));
+    }
+    let (held, wal) = match &meta {
+        Some(_) => {
+            let conn = rusqlite::Connection::open_with_flags(
+                &target,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|e| format!("cannot open {}: {e}", target.display()))?;
+            let tables = sqlite_tables(&conn)
+                .map_err(|e| format!("cannot read {}: {e}", target.display()))?;
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap_or_default();
+            (tables, mode.eq_ignore_ascii_case("wal"))
+        }
+        None => (0, false),
     };
-    let exists = target.exists();
-    let held = if exists { tables(&target)? } else { 0 };
     checksum.wait()?;
     if held > 0 && !a.replace {
         return Err(Stop::Refused(format!(
@@ -764,26 +984,6 @@ fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile, checksum: &Checksum) -> Re
             target.display()
         )));
     }
-    let kept_as = PathBuf::from(format!(
-        "{}.before-{}",
-        target.display(),
-        ctx.clock
-            .now()
-            .with_timezone(&ctx.plan.timezone.value)
-            .format("%Y%m%d-%H%M")
-    ));
-    if a.dry_run {
-        crate::outln!(
-            "would load {} into a new file beside {}",
-            dump.name,
-            target.display()
-        );
-        if exists {
-            crate::outln!("would keep the previous file as {}", kept_as.display());
-        }
-        crate::outln!("would rename the new file to {}", target.display());
-        return Ok(Done::default());
-    }
     let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -791,45 +991,223 @@ fn sqlite(ctx: &Context, a: &DbArgs, dump: &DumpFile, checksum: &Checksum) -> Re
     let file = target
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
-        .ok_or_else(|| format!("--to {}: not a file name", target.display()))?;
+        .ok_or_else(|| Stop::Refused(format!("--to {}: not a file name", target.display())))?;
     let temp = dir.join(format!(".{file}.restore.{}", std::process::id()));
-    let guard = RemoveOnDrop(temp.clone());
-    // No deadline of its own: the operator watches a restore and stops it with Ctrl-C.
-    let conn = load_sqlite(&temp, &dump.path, Duration::from_secs(10 * 365 * 86400))?;
-    let loaded = sqlite_tables(&conn)? as u64;
-    drop(conn);
+    let kept_as = meta.as_ref().map(|_| {
+        let stamp = ctx
+            .clock
+            .now()
+            .with_timezone(&ctx.plan.timezone.value)
+            .format("%Y%m%d-%H%M");
+        let base = format!("{}.before-{stamp}", target.display());
+        (1..)
+            .map(|n| match n {
+                1 => PathBuf::from(&base),
+                n => PathBuf::from(format!("{base}-{n}")),
+            })
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| PathBuf::from(&base))
+    });
+    Ok(FilePlan {
+        target,
+        temp,
+        kept_as,
+        existing: meta.map(|m| (m, wal)),
+    })
+}
 
-    let mut done = Done {
-        target: target.display().to_string(),
-        tables: loaded,
-        ..Done::default()
+/// Loads the dump into the temporary file and swaps it in (see `swap_sqlite`).
+fn sqlite(ctx: &Context, dump: &DumpFile, p: &FilePlan) -> Result<Done, Stop> {
+    // Announced before it exists: a restore killed while loading leaves a marker, and the
+    // next session removes the file and its journals.
+    let announced = crate::steps::scratch::announce(
+        &ctx.plan.dir(ctx.step.name(), Area::VerifyLogs),
+        &format!(
+            "{}.restore",
+            p.temp.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        &crate::steps::scratch::Scratch::File(p.temp.clone()),
+    )?;
+    let result = (|| {
+        // No deadline of its own: the operator watches a restore and stops it with Ctrl-C.
+        let conn = load_sqlite(&p.temp, &dump.path, Duration::from_secs(10 * 365 * 86400))?;
+        let loaded = sqlite_tables(&conn)? as u64;
+        if p.existing.as_ref().is_some_and(|(_, wal)| *wal) {
+            // As the application had it; the WAL is folded in when this connection closes.
+            conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+                .map_err(|e| format!("cannot set WAL mode on {}: {e}", p.temp.display()))?;
+        }
+        drop(conn);
+        give_ownership(p)?;
+        let done = swap_sqlite(p)?;
+        Ok::<_, Stop>((loaded, done))
+    })();
+    let (loaded, kept_as) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            crate::steps::scratch::remove_sqlite_file(&p.temp);
+            announced.done();
+            return Err(e);
+        }
     };
-    if exists {
-        // The old file keeps its name until the new one is in place: a hard link first, then
-        // one rename replaces the target.
-        std::fs::hard_link(&target, &kept_as).map_err(|e| {
+    announced.done();
+    Ok(Done {
+        target: p.target.display().to_string(),
+        tables: loaded,
+        kept_as: kept_as.map(|k| k.display().to_string()),
+        lines: vec![format!(
+            "loaded {} into {}: {loaded} tables",
+            dump.path.display(),
+            p.target.display()
+        )],
+    })
+}
+
+/// The restored file gets the owner, group and mode of the file it replaces (the application
+/// must still open it); a new file is `0600`, as it was loaded.
+fn give_ownership(p: &FilePlan) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some((meta, _)) = &p.existing else {
+        return Ok(());
+    };
+    let (uid, gid) = (meta.uid(), meta.gid());
+    let mine = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    if (uid, gid) != mine {
+        std::os::unix::fs::chown(&p.temp, Some(uid), Some(gid)).map_err(|e| {
             format!(
-                "cannot keep {} as {}: {e}",
-                target.display(),
-                kept_as.display()
+                "cannot give the restored file the owner of {} ({uid}:{gid}): {e}; nothing was replaced (run the restore as root or as that user)",
+                p.target.display()
             )
         })?;
-        std::fs::rename(&temp, &target).map_err(|e| {
+    }
+    std::fs::set_permissions(
+        &p.temp,
+        std::fs::Permissions::from_mode(meta.permissions().mode() & 0o7777),
+    )
+    .map_err(|e| format!("cannot set the mode of {}: {e}", p.temp.display()))
+}
+
+/// Puts the loaded file in place of the target in one rename. An existing target is first
+/// made whole and held still: its WAL is checkpointed into the file, a write lock keeps every
+/// writer out while its name is kept (`kept_as`, a hard link: the same file, committed
+/// transactions and all) and the new file takes its place; its `-wal` and `-shm` then go, so
+/// no reader ever replays the old log onto the restored file. Returns where the old one is.
+fn swap_sqlite(p: &FilePlan) -> Result<Option<PathBuf>, Stop> {
+    let (Some(kept_as), Some(_)) = (&p.kept_as, &p.existing) else {
+        layout::rename_new(&p.temp, &p.target)
+            .map_err(|e| format!("cannot create {}: {e}", p.target.display()))?;
+        return Ok(None);
+    };
+    let target = &p.target;
+    let journal = |suffix: &str| {
+        let mut s = target.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let conn = rusqlite::Connection::open(target)
+        .map_err(|e| format!("cannot open {}: {e}", target.display()))?;
+    // Closing this connection must not delete the `-wal` by its name, which by then may be
+    // the restored database's.
+    persist_wal(&conn);
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    let mut held = false;
+    for _ in 0..20 {
+        // (busy, log frames, checkpointed): TRUNCATE empties the log once all is in the file.
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(|e| format!("cannot checkpoint {}: {e}", target.display()))?;
+        if busy != 0 {
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
+        }
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| {
             format!(
-                "cannot put the restore in place of {}: {e}",
+                "{} is busy (a writer holds it): {e}; nothing was replaced",
                 target.display()
             )
         })?;
-        done.kept_as = Some(kept_as.display().to_string());
-    } else {
-        layout::rename_new(&temp, &target)
-            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+        let wal_len = std::fs::metadata(journal("-wal")).map_or(0, |m| m.len());
+        if wal_len == 0 {
+            held = true;
+            break;
+        }
+        // A writer committed between the checkpoint and the lock: again.
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    drop(guard);
-    done.lines.push(format!(
-        "loaded {} into {}: {loaded} tables",
-        dump.path.display(),
-        target.display()
-    ));
-    Ok(done)
+    if !held {
+        return Err(format!(
+            "{} is in use (its log could not be emptied): nothing was replaced; stop the application and try again",
+            target.display()
+        )
+        .into());
+    }
+    std::fs::hard_link(target, kept_as).map_err(|e| {
+        format!(
+            "cannot keep {} as {}: {e}; nothing was replaced",
+            target.display(),
+            kept_as.display()
+        )
+    })?;
+    std::fs::rename(&p.temp, target).map_err(|e| {
+        let _ = std::fs::remove_file(kept_as);
+        format!(
+            "cannot put the restore in place of {}: {e}; nothing was replaced",
+            target.display()
+        )
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(journal(suffix));
+    }
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = layout::fsync_dir(dir);
+    }
+    drop(conn);
+    Ok(Some(kept_as.clone()))
+}
+
+/// `SQLITE_FCNTL_PERSIST_WAL`: this connection leaves the `-wal` (and `-shm`) files alone
+/// when it closes.
+fn persist_wal(conn: &rusqlite::Connection) {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: a file control on the open connection's main database, with a pointer to an
+    // int that lives for the call, as SQLite documents for SQLITE_FCNTL_PERSIST_WAL.
+    unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_names_fit_postgres_and_stay_apart() {
+        assert_eq!(
+            derived_name("crm", "before_202611281300"),
+            "crm_before_202611281300"
+        );
+        let long = "a".repeat(50);
+        let other = format!("{}b", "a".repeat(49));
+        let (one, two) = (
+            derived_name(&long, "restore_202611281300_2"),
+            derived_name(&other, "restore_202611281300_2"),
+        );
+        assert!(
+            one.len() <= MAX_NAME && two.len() <= MAX_NAME,
+            "{one} {two}"
+        );
+        assert_ne!(one, two);
+        assert!(one.ends_with("_restore_202611281300_2"), "{one}");
+        assert!(plain_name(&one).is_ok());
+        assert!(plain_name("-x").is_err() && plain_name("a-b").is_err());
+    }
 }

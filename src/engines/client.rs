@@ -49,6 +49,11 @@ impl Client {
         self.spec(self.server.import_args(db))
     }
 
+    /// SQL an import session sends before the dump.
+    pub fn import_prelude(&self) -> &'static str {
+        self.server.import_prelude()
+    }
+
     /// Whether an import loads the data section on two sessions (PostgreSQL).
     pub fn split_import(&self) -> bool {
         self.server.split_import()

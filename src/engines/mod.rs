@@ -79,6 +79,10 @@ pub trait Server: Sync {
     fn sql_args(&self, db: &str, sql: &str) -> Vec<String>;
     /// Client argv reading SQL from stdin into `db`, stopping at the first error.
     fn import_args(&self, db: &str) -> Vec<String>;
+    /// SQL sent before a dump on an import session.
+    fn import_prelude(&self) -> &'static str {
+        ""
+    }
     /// An identifier, quoted.
     fn quote(&self, name: &str) -> String;
     /// Whether an import may load the data section on two sessions (`split`).

@@ -245,8 +245,14 @@ fn run_inner(
             Some(w) => expr.stderr_file(err_writer).stdout_file(w),
             None => expr.stderr_to_stdout().stdout_file(err_writer),
         };
-        let mut expr = expr.unchecked().before_spawn(|cmd| {
+        let parent = rustix::process::getpid();
+        let mut expr = expr.unchecked().before_spawn(move |cmd| {
             cmd.process_group(0);
+            // SAFETY: runs in the child between fork and exec, and only makes system calls
+            // (prctl, getppid), which are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || die_with_parent(parent));
+            }
             Ok(())
         });
         let tag = (escape::TOKEN_VAR.to_string(), token.clone());
@@ -323,7 +329,9 @@ fn run_inner(
                     if forced.is_some()
                         && let Some(pgid) = pgid
                     {
-                        kill_group(pgid);
+                        kill_group(pgid, &mut || {
+                            let _ = handle.try_wait();
+                        });
                     }
                 }
                 std::thread::sleep(POLL);
@@ -338,7 +346,7 @@ fn run_inner(
             // Whatever the main process left in its group goes with it, and what left the
             // group too.
             if let Some(pgid) = pgid {
-                kill_group(pgid);
+                kill_group(pgid, &mut || {});
             }
             let mut mains = escape::MAIN_PIDS.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(m) = mains.as_mut() {
@@ -436,6 +444,20 @@ fn run_inner(
     )
 }
 
+/// In a child before exec: it gets SIGKILL when ops-run dies (even by SIGKILL, when no
+/// handler of ours runs), so no tool goes on writing into a restore, a repository or a
+/// database after ops-run is gone. An ops-run that died before this was set is noticed by
+/// the parent having changed.
+fn die_with_parent(parent: Pid) -> std::io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    if rustix::process::getppid() != Some(parent) {
+        return Err(std::io::Error::other(
+            "ops-run ended before the process started",
+        ));
+    }
+    Ok(())
+}
+
 fn spawn_failed(why: String, started: Instant) -> ProcessResult {
     ProcessResult {
         exit: Exit::SpawnFailed(why),
@@ -448,14 +470,17 @@ fn group_alive(pgid: Pid) -> bool {
     rustix::process::test_kill_process_group(pgid).is_ok()
 }
 
-/// TERM the group, give it `GRACE`, then KILL what is left.
-pub fn kill_group(pgid: Pid) {
+/// TERM the group, give it `GRACE`, then KILL what is left. `reap` waits for the main
+/// process without blocking: a main process that ended at once on TERM is a zombie, still a
+/// member of its group, until it is reaped, and must not cost the whole grace.
+pub fn kill_group(pgid: Pid, reap: &mut dyn FnMut()) {
     if !group_alive(pgid) {
         return;
     }
     let _ = rustix::process::kill_process_group(pgid, Signal::TERM);
     let until = Instant::now() + GRACE;
     while Instant::now() < until {
+        reap();
         if !group_alive(pgid) {
             return;
         }
@@ -563,6 +588,22 @@ mod tests {
             escape::with_step_deadline(Duration::from_secs(1), || run(&spec, &Redactor::default()));
         assert_eq!(r.exit, Exit::TimedOut(Duration::from_secs(1)));
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_process_that_ends_at_once_on_term_costs_no_grace() {
+        // `sleep` dies on TERM; unreaped, it would stay in its group for the whole grace.
+        let spec = ProcessSpec::new("sleep", ["30"]);
+        let started = Instant::now();
+        let r = escape::with_step_deadline(Duration::from_millis(300), || {
+            run(&spec, &Redactor::default())
+        });
+        assert!(matches!(r.exit, Exit::TimedOut(_)), "{:?}", r.exit);
+        assert!(
+            started.elapsed() < GRACE - Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

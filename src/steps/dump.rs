@@ -273,9 +273,19 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, StepError> {
     Ok(out)
 }
 
-/// Removes the folders `restore db --from COPY` fetched a dump into when it was killed.
+/// Removes what a killed `restore db` of this step left: the folder it fetched a dump from
+/// a copy into, the database or file it was loading under a temporary name.
 pub fn sweep(ctx: &Context) -> Vec<String> {
-    super::copy::sweep_fetched(ctx, &format!("a restore of {}", ctx.step.id))
+    let whose = format!("a restore of {}", ctx.step.id);
+    let mut said = super::copy::sweep_fetched(ctx, &whose);
+    said.extend(super::scratch::sweep_announced(
+        ctx,
+        &ctx.plan.dir(ctx.step.name(), Area::VerifyLogs),
+        // The folder may be a verify's too: its scratch databases are its own to sweep.
+        |name| !name.starts_with("ops_verify_"),
+        &whose,
+    ));
+    said
 }
 
 /// The dump's compression: gzip unless the plan says zstd.

@@ -75,6 +75,7 @@ pub(crate) fn import_dump(
     }
     let path = dump.to_path_buf();
     let marker = client.marker();
+    let prelude = client.import_prelude();
     let filter = filter(client, keep_ownership);
     let changed = Arc::new(AtomicU64::new(0));
     let counted = changed.clone();
@@ -84,6 +85,7 @@ pub(crate) fn import_dump(
         Box::new(move |w| {
             // The filter passes line by line: buffer, or each line is a write to the pipe.
             let mut buffered = BufWriter::with_capacity(256 << 10, w);
+            buffered.write_all(prelude.as_bytes())?;
             stream(&path, filter, counted, marker, &mut buffered)
         }),
     );
@@ -162,6 +164,7 @@ fn import_split(
     redactor: &Redactor,
 ) -> Import {
     let marker = client.marker();
+    let prelude = client.import_prelude();
     let claims = Arc::new(Claims::default());
     let link = Arc::new(AtomicBool::new(false));
     // The helper's end: None while it runs, then whether it succeeded.
@@ -195,7 +198,8 @@ fn import_split(
         let claims = Arc::clone(&claims);
         let counted = Arc::clone(&changed);
         Box::new(move |w| {
-            let buffered = BufWriter::with_capacity(256 << 10, w);
+            let mut buffered = BufWriter::with_capacity(256 << 10, w);
+            buffered.write_all(prelude.as_bytes())?;
             let mut split = Splitter::main(buffered, claims, join);
             stream(&path, filter, counted, marker, &mut split)?;
             split.finish().map(drop)

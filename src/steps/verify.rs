@@ -421,6 +421,16 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
         .map_err(|e| format!("cannot read {}: {e}", dump.path.display()))?;
     if actual != claimed {
         ev.line(format!("sha256: {actual} (the sidecar says {claimed})"));
+        // A local dump (one fetched from a copy goes with its scratch folder).
+        if v.from.is_none() {
+            layout::mark_damaged(
+                &dump.path,
+                &format!(
+                    "verify {}: sha256 {actual}, the sidecar says {claimed}",
+                    ctx.step.id
+                ),
+            );
+        }
         return Err(format!("checksum mismatch: {} is damaged; not imported", dump.name).into());
     }
     ev.line(format!("sha256: {actual} (matches the sidecar)"));
@@ -493,13 +503,13 @@ pub(crate) fn truncated(end: &StreamEnd, marker: &str) -> std::io::Result<()> {
 }
 
 /// Drops the scratch database when it goes out of scope, whatever happened. Its marker file
-/// (see `scratch_marker`) goes once the database is gone.
+/// (see `scratch::announce`) goes once the database is gone.
 struct Scratch<'a> {
     client: &'a Client,
     maintenance: String,
     name: String,
     ctx: &'a Context<'a>,
-    marker: PathBuf,
+    marker: Option<super::scratch::Announced>,
     dropped: Option<Result<(), String>>,
 }
 
@@ -513,8 +523,10 @@ impl Scratch<'_> {
             .client
             .drop_scratch(&self.maintenance, &self.name, self.ctx.redactor)
             .map_err(String::from);
-        if r.is_ok() {
-            let _ = std::fs::remove_file(&self.marker);
+        if r.is_ok()
+            && let Some(m) = self.marker.take()
+        {
+            m.done();
         }
         self.dropped = Some(r.clone());
         r
@@ -527,58 +539,17 @@ impl Drop for Scratch<'_> {
     }
 }
 
-/// Scratch databases are announced before they are made: `.NAME.scratch.PID` in the verify's
-/// folder names the `database` block whose server holds it. When ops-run is killed before the
-/// drop, the next apply (under the same lock) finds the marker of a dead process and drops
-/// the database (`sweep`).
-const SCRATCH_MARK: &str = ".scratch.";
-
-fn scratch_marker(ctx: &Context, scratch: &str) -> PathBuf {
-    ctx.plan
-        .dir(ctx.step.name(), Area::VerifyLogs)
-        .join(format!(".{scratch}{SCRATCH_MARK}{}", std::process::id()))
-}
-
 /// Drops the scratch databases a killed ops-run left behind (their markers name a process
-/// that is gone); one line per database for the operator.
+/// that is gone, see `scratch::announce`); one line per database for the operator.
 pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     let mut said = super::copy::sweep_fetched(ctx, &ctx.step.id);
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
-        let Some((name, pid)) = file
-            .strip_prefix('.')
-            .and_then(|f| f.rsplit_once(SCRATCH_MARK))
-        else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if !name.starts_with("ops_verify_") || crate::exec::escape::still_running(pid) {
-            continue;
-        }
-        let database = std::fs::read_to_string(e.path()).unwrap_or_default();
-        let result = ctx.database(database.trim()).and_then(|db| {
-            let client = Client::new(&ctx.target(db)?, &ctx.plan.tools)?;
-            let maintenance = db.dbname.as_ref().map_or("postgres", |n| n.value.as_str());
-            Ok(client.drop_scratch(maintenance, name, ctx.redactor)?)
-        });
-        said.push(match result {
-            Ok(()) => {
-                let _ = std::fs::remove_file(e.path());
-                format!(
-                    "dropped the scratch database {name} of {} (left by an ops-run that was killed)",
-                    ctx.step.id
-                )
-            }
-            Err(why) => format!(
-                "cannot drop the scratch database {name} of {} left by a killed ops-run (the next apply tries again): {}",
-                ctx.step.id,
-                ctx.redactor.redact(&why.to_string())
-            ),
-        });
-    }
+    said.extend(super::scratch::sweep_announced(
+        ctx,
+        &dir,
+        |name| name.starts_with("ops_verify_"),
+        &ctx.step.id,
+    ));
     said
 }
 
@@ -609,15 +580,19 @@ fn verify_server(
         .map(|n| n.value.clone())
         .unwrap_or_else(|| "postgres".into());
     let timeout = Some(ctx.step.timeout.value);
-    let marker = scratch_marker(ctx, scratch);
-    std::fs::create_dir_all(marker.parent().unwrap_or(Path::new(".")))
-        .and_then(|()| layout::write_atomic(&marker, format!("{}\n", target.name.value).as_bytes()))
-        .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+    let marker = super::scratch::announce(
+        &ctx.plan.dir(ctx.step.name(), Area::VerifyLogs),
+        scratch,
+        &super::scratch::Scratch::Database {
+            block: target.name.value.clone(),
+            maintenance: Some(maintenance.clone()),
+        },
+    )?;
     let mut create = client.create(&maintenance, scratch);
     create.timeout = timeout;
     let r = exec::run(&create, ctx.redactor);
     if !r.success() {
-        let _ = std::fs::remove_file(&marker);
+        marker.done();
         return Err(format!(
             "cannot create the scratch database {scratch}: {}\n{}",
             exit_reason(&create, &r),
@@ -630,7 +605,7 @@ fn verify_server(
         maintenance,
         name: scratch.to_string(),
         ctx,
-        marker,
+        marker: Some(marker),
         dropped: None,
     };
     let host = target

@@ -24,6 +24,7 @@ mod ownership;
 mod package;
 mod report;
 mod restore;
+mod restore_safety;
 mod runbook;
 mod runner;
 mod serve;
