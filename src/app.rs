@@ -45,12 +45,30 @@ pub fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// The password in `scheme://user:password@host…`, if any.
+/// The password in `scheme://user:password@host…`, if any. The user information ends at the
+/// *last* `@` (a password may hold `@`, `:`, `/` or `%`; one `@` too many in a path only
+/// widens what is hidden), and the password starts after the user's first `:`.
 pub fn url_password(url: &str) -> Option<String> {
     let rest = &url[url.find("://")? + 3..];
-    let userinfo = &rest[..rest.find('@')?];
+    let userinfo = &rest[..rest.rfind('@')?];
     let (_, pw) = userinfo.split_once(':')?;
     (!pw.is_empty()).then(|| pw.to_string())
+}
+
+/// The password of a URL as written and, when it is percent-encoded, as the tool decodes it:
+/// both are secrets.
+pub fn url_password_forms(url: &str) -> Vec<String> {
+    let Some(pw) = url_password(url) else {
+        return Vec::new();
+    };
+    let decoded = percent_encoding::percent_decode_str(&pw)
+        .decode_utf8_lossy()
+        .into_owned();
+    if decoded != pw && !decoded.is_empty() {
+        vec![pw, decoded]
+    } else {
+        vec![pw]
+    }
 }
 
 impl App {
@@ -119,7 +137,7 @@ impl App {
             .filter_map(|r| self.env.resolve(&r.source).ok())
             .chain(self.env.get("RESTIC_REPO").map(str::to_string))
         {
-            secrets.extend(url_password(&r));
+            secrets.extend(url_password_forms(&r));
         }
         Redactor::new(secrets)
     }
@@ -146,6 +164,14 @@ mod tests {
         assert_eq!(
             url_password("rest:https://backup:s3cret@host:8000/repo").as_deref(),
             Some("s3cret")
+        );
+        for pw in ["Pw@Secret", "p:w", "p/w@x", "p%40w"] {
+            let url = format!("rest:http://user:{pw}@host:8000/repo");
+            assert_eq!(url_password(&url).as_deref(), Some(pw), "{url}");
+        }
+        assert_eq!(
+            super::url_password_forms("rest:http://u:p%40w@host/"),
+            ["p%40w", "p@w"]
         );
         assert_eq!(url_password("s3:https://host/bucket"), None);
         assert_eq!(url_password("/srv/restic"), None);

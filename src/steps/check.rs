@@ -144,43 +144,86 @@ fn credentials(ctx: &Context, c: &RepoCheck) -> Result<Vec<(String, String)>, St
     }
 }
 
+/// `k` of a part `k/M` read under this `M`.
+fn part_of(part: &str, m: u32) -> Option<u32> {
+    part.split_once('/')
+        .filter(|(_, pm)| pm.parse() == Ok(m))
+        .and_then(|(k, _)| k.parse::<u32>().ok())
+        .filter(|k| (1..=m).contains(k))
+}
+
 /// The part this run reads: after `k/M` comes `k+1/M`, after `M/M` comes `1/M` again.
 fn next_part(previous: Option<&str>, m: u32) -> u32 {
     previous
-        .and_then(|p| p.split_once('/'))
-        .filter(|(_, pm)| pm.parse() == Ok(m))
-        .and_then(|(k, _)| k.parse::<u32>().ok())
+        .and_then(|p| part_of(p, m))
         .map_or(1, |k| k % m + 1)
 }
 
-fn args(c: &RepoCheck, previous: Option<&str>) -> (Vec<String>, Option<String>) {
+/// What the newest finished check read, and whether it failed.
+#[derive(Clone, Debug, Default)]
+struct Previous {
+    subset: Option<String>,
+    failed: bool,
+}
+
+/// The data this run reads. A failed check is not left behind by reading elsewhere: the part
+/// that failed is read again (a random share cannot be read again: then everything is), so
+/// the check stays red until the damaged data reads clean.
+fn args(c: &RepoCheck, previous: &Previous) -> (Vec<String>, Option<String>) {
     let mut args = vec!["check".to_string()];
-    let subset = c.read_data_subset.as_ref().map(|s| match &s.value {
-        DataSubset::Rotating(m) => format!("{}/{m}", next_part(previous, *m)),
-        DataSubset::Percent(p) => p.clone(),
-    });
-    if let Some(s) = &subset {
-        args.push(format!("--read-data-subset={s}"));
+    let again = previous
+        .failed
+        .then_some(previous.subset.as_deref())
+        .flatten();
+    let subset = c
+        .read_data_subset
+        .as_ref()
+        .map(|s| match (&s.value, again) {
+            (_, Some(ALL)) => ALL.to_string(),
+            (DataSubset::Rotating(m), Some(part)) if part_of(part, *m).is_some() => {
+                part.to_string()
+            }
+            (DataSubset::Rotating(_), Some(_)) | (DataSubset::Percent(_), Some(_)) => {
+                ALL.to_string()
+            }
+            (DataSubset::Rotating(m), None) => {
+                format!("{}/{m}", next_part(previous.subset.as_deref(), *m))
+            }
+            (DataSubset::Percent(p), None) => p.clone(),
+        });
+    match subset.as_deref() {
+        Some(ALL) => args.push("--read-data".into()),
+        Some(s) => args.push(format!("--read-data-subset={s}")),
+        None => {}
     }
     (args, subset)
 }
 
-/// The part the newest finished check read, from its activity.
-fn previous_subset(ctx: &Context) -> Option<String> {
-    let store = crate::store::Store::open_read_only(ctx.state?).ok()??;
-    let (_, last) = store
-        .last_runs(
-            &ctx.plan.decl.name.value,
-            ctx.step.name(),
-            crate::store::kinds::ActivityType::RepoCheck,
-        )
-        .ok()?;
-    last?.meta["subset"].as_str().map(str::to_string)
+/// The subset recorded for a check that read all the data.
+const ALL: &str = "all";
+
+/// The newest finished check, from its activity.
+fn previous(ctx: &Context) -> Previous {
+    let last = (|| {
+        let store = crate::store::Store::open_read_only(ctx.state?).ok()??;
+        let (_, last) = store
+            .last_runs(
+                &ctx.plan.decl.name.value,
+                ctx.step.name(),
+                crate::store::kinds::ActivityType::RepoCheck,
+            )
+            .ok()?;
+        last
+    })();
+    last.map_or_else(Previous::default, |l| Previous {
+        subset: l.meta["subset"].as_str().map(str::to_string),
+        failed: l.status != crate::store::kinds::ActivityStatus::Success,
+    })
 }
 
 pub fn preview(ctx: &Context, c: &RepoCheck) -> Result<String, StepError> {
     let env = credentials(ctx, c)?;
-    let (args, _) = args(c, previous_subset(ctx).as_deref());
+    let (args, _) = args(c, &previous(ctx));
     let mut out = super::snapshot::restic(ctx, &env, &args).display(ctx.redactor);
     out.push_str("   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)");
     Ok(out)
@@ -192,7 +235,7 @@ pub fn execute(ctx: &Context, c: &RepoCheck) -> Outcome {
         Ok(e) => e,
         Err(e) => return Outcome::failed(ctx.redactor.redact(&e.to_string())),
     };
-    let (args, subset) = args(c, previous_subset(ctx).as_deref());
+    let (args, subset) = args(c, &previous(ctx));
     let spec = super::snapshot::restic(ctx, &env, &args);
     let r = crate::exec::run(&spec, ctx.redactor);
     let meta = json!({
@@ -237,6 +280,48 @@ mod tests {
         // A changed M starts again at 1.
         assert_eq!(next_part(Some("3/5"), 7), 1);
         assert_eq!(next_part(Some("5%"), 7), 1);
+    }
+
+    #[test]
+    fn a_failed_part_is_read_again_until_it_passes() {
+        let check = |subset: &str| RepoCheck {
+            read_data_subset: Some(Spanned::new(
+                parse_subset(subset).unwrap(),
+                crate::plan::source::Span {
+                    file: 0,
+                    offset: 0,
+                    len: 0,
+                },
+            )),
+            ..RepoCheck::default()
+        };
+        let prev = |subset: &str, failed| Previous {
+            subset: Some(subset.into()),
+            failed,
+        };
+        let rotating = check("1/7");
+        assert_eq!(
+            args(&rotating, &prev("3/7", false)).1.as_deref(),
+            Some("4/7")
+        );
+        assert_eq!(
+            args(&rotating, &prev("3/7", true)).1.as_deref(),
+            Some("3/7")
+        );
+        // A part of another division, a random share or everything: read everything.
+        assert_eq!(
+            args(&rotating, &prev("3/5", true)).1.as_deref(),
+            Some("all")
+        );
+        let (argv, _) = args(&rotating, &prev("5%", true));
+        assert_eq!(argv, ["check", "--read-data"]);
+        assert_eq!(
+            args(&rotating, &prev("all", false)).1.as_deref(),
+            Some("1/7")
+        );
+        let share = check("5%");
+        assert_eq!(args(&share, &prev("5%", true)).1.as_deref(), Some("all"));
+        assert_eq!(args(&share, &prev("all", false)).1.as_deref(), Some("5%"));
     }
 
     #[test]

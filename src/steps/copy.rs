@@ -307,6 +307,23 @@ fn copy_one(
         .map_err(|e| format!("cannot read the sidecar of {}: {e}", dump.name))?;
     let sha256 = sha::parse_sidecar(&sidecar, &dump.name)
         .ok_or_else(|| format!("the sidecar of {} does not name it", dump.name))?;
+    // The bytes that will travel are checked first: a dump that no longer matches its
+    // sidecar is never shipped, and is marked damaged (its health turns red).
+    let actual = sha::file_sha256(&dump.path)
+        .map_err(|e| format!("cannot read {}: {e}", dump.path.display()))?;
+    if actual != sha256 {
+        layout::mark_damaged(
+            &dump.path,
+            &format!(
+                "copy {}: sha256 {actual}, the sidecar says {sha256}",
+                ctx.step.id
+            ),
+        );
+        return Err(format!(
+            "checksum mismatch: {} is damaged (sha256 {actual}, the sidecar says {sha256}); it was not copied",
+            dump.name
+        ));
+    }
     let mut spec = restic(ctx, env, &backup_args(ctx, c, dump, &sha256));
     spec.env.push(("TZ".into(), "UTC".into()));
     let (r, out) = exec::run_capturing(&spec, ctx.redactor);
@@ -321,6 +338,21 @@ fn copy_one(
     summary_line(&String::from_utf8_lossy(&out))
         .and_then(|s| s["snapshot_id"].as_str().map(str::to_string))
         .ok_or_else(|| format!("restic printed no summary for {}", dump.name))
+}
+
+/// Whether snapshot `s` at the destination holds local dump `d`: its name, and the sha256
+/// of its sidecar (a snapshot made before copies were tagged with it counts by name).
+fn holds(s: &Copied, d: &DumpFile) -> bool {
+    if s.dump != d.name {
+        return false;
+    }
+    let Some(tagged) = &s.sha256 else {
+        return true;
+    };
+    std::fs::read_to_string(layout::sidecar_path(&d.path))
+        .ok()
+        .and_then(|t| sha::parse_sidecar(&t, &d.name))
+        .is_some_and(|local| &local == tagged)
 }
 
 /// What the newest successful run of this step found at its destination.
@@ -349,6 +381,7 @@ fn forget(ctx: &Context, env: &[(String, String)], keep: &Keep) -> Extra {
         "--group-by=host".into(),
     ];
     args.extend(keep.restic_args());
+    let unlocked = super::snapshot::unlock_stale(ctx, env);
     let spec = restic(ctx, env, &args);
     let r = exec::run(&spec, ctx.redactor);
     let ok = r.success();
@@ -360,7 +393,7 @@ fn forget(ctx: &Context, env: &[(String, String)], keep: &Keep) -> Extra {
             Status::Incomplete
         },
         meta: json!({ "rule": keep.to_string(), "argv": spec.display(ctx.redactor) }),
-        log_excerpt: r.tail.clone(),
+        log_excerpt: unlocked + &r.tail,
         summary: if ok {
             format!("restic forget --prune at the destination ({keep})")
         } else {
@@ -441,10 +474,24 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
         });
         (there, early)
     });
+    // A dump is at the destination when a snapshot holds its name *and* its sha256: a name
+    // alone could be an older file's (a dump deleted, another made under its name).
     let mut present: BTreeSet<String> = match &there {
-        Ok(t) => t.iter().map(|s| s.dump.clone()).collect(),
+        Ok(t) => local
+            .iter()
+            .filter(|d| t.iter().any(|s| holds(s, d)))
+            .map(|d| d.name.clone())
+            .collect(),
         Err(_) => BTreeSet::new(),
     };
+    // Dumps at the destination that are no longer here (pruned) still count for `newest`.
+    if let Ok(t) = &there {
+        present.extend(
+            t.iter()
+                .filter(|s| !local.iter().any(|d| d.name == s.dump))
+                .map(|s| s.dump.clone()),
+        );
+    }
     let mut copied = Vec::new();
     let mut lines = Vec::new();
     let mut failure = None;

@@ -378,7 +378,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
 
     let result = write(ctx, d, &source, &tmp).and_then(|w| {
         check_sizes(d, &dir, tz, w.compressed)?;
-        let final_path = publish(&tmp, &dir, &stem, codec(d), &w.sha256)
+        let final_path = publish(&tmp, &dir, &stem, codec(d), &w.sha256, &used_names(ctx))
             .map_err(|e| fail(format!("cannot publish the dump: {e}")))?;
         Ok((w, final_path))
     });
@@ -729,31 +729,51 @@ fn check_sizes(d: &Dump, dir: &Path, tz: chrono_tz::Tz, compressed: u64) -> Resu
     Ok(())
 }
 
-/// Final name (claimed: never another's), then the sidecar (atomically), then the directory
-/// entry made durable.
+/// The names of every dump this step ever made, as the log recorded them: a name is never
+/// given twice, even after its dump was deleted (an offsite copy or an operator may still
+/// know a dump by it). Nothing when the log cannot be read (the folder still decides).
+fn used_names(ctx: &Context) -> Vec<String> {
+    let Some(Ok(Some(store))) = ctx.state.map(crate::store::Store::open_read_only) else {
+        return Vec::new();
+    };
+    store
+        .artifact_times(&ctx.plan.decl.name.value, ctx.step.name())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(path, _)| {
+            Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// Final name (claimed: never another's, never one used before), then the sidecar
+/// (atomically), then the directory entry made durable.
 fn publish(
     tmp: &Path,
     dir: &Path,
     stem: &str,
     codec: Codec,
     sha256: &str,
+    used: &[String],
 ) -> std::io::Result<PathBuf> {
-    // The other compression's dumps of this minute count as taken names: a zstd dump never
-    // shares its time and counter with a gzip one.
-    let taken: Vec<PathBuf> = Codec::ALL
-        .iter()
-        .filter(|c| **c != codec)
-        .flat_map(|c| {
-            std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(move |e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    let base = n.strip_suffix(c.suffix())?;
-                    base.starts_with(stem)
-                        .then(|| dir.join(format!("{base}.{}", codec.ext())))
-                })
+    // The other compression's dumps of this minute count as taken names (a zstd dump never
+    // shares its time and counter with a gzip one), and so do the names already used.
+    let on_disk = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned());
+    let taken: Vec<PathBuf> = on_disk
+        .chain(used.iter().cloned())
+        .filter_map(|n| {
+            Codec::ALL
+                .iter()
+                .filter(|c| **c != codec || used.contains(&n))
+                .find_map(|c| n.strip_suffix(c.suffix()))
+                .filter(|base| base.starts_with(stem))
+                .map(|base| dir.join(format!("{base}.{}", codec.ext())))
         })
         .collect();
     let final_path = &layout::claim_besides(tmp, dir, stem, codec.ext(), &taken)?;

@@ -614,8 +614,20 @@ fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<P
     layout::write_new(&dir, &stem, "txt", text.as_bytes())
 }
 
+/// `restic unlock` without `--remove-all`: removes only stale locks (older than 30 minutes,
+/// or made on this host by a process that is gone, such as a restic killed with its
+/// ops-run), which would otherwise refuse every `forget`. Its words, for the log.
+pub(crate) fn unlock_stale(ctx: &Context, env: &[(String, String)]) -> String {
+    let r = exec::run(&restic(ctx, env, &["unlock".to_string()]), ctx.redactor);
+    match r.tail.trim() {
+        "" => String::new(),
+        said => format!("restic unlock (stale locks only): {said}\n"),
+    }
+}
+
 fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) -> Extra {
     let started = Instant::now();
+    let unlocked = unlock_stale(ctx, env);
     let spec = restic(ctx, env, &forget_args(s, keep));
     let r = exec::run(&spec, ctx.redactor);
     let ok = r.success();
@@ -623,7 +635,7 @@ fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) ->
         kind: crate::store::kinds::ActivityType::Prune,
         status: if ok { Status::Success } else { Status::Failed },
         meta: json!({ "rule": keep.to_string(), "argv": spec.display(ctx.redactor) }),
-        log_excerpt: r.tail.clone(),
+        log_excerpt: unlocked + &r.tail,
         summary: if ok {
             format!("restic forget --prune ({keep})")
         } else {

@@ -10,9 +10,9 @@ use serde_json::Value;
 use crate::harness::{Reaped, Workspace, listening};
 use crate::serve::free_port;
 
-const PASSWORD: &str = "offsite-Pw-5c1d7";
+pub const PASSWORD: &str = "offsite-Pw-5c1d7";
 
-fn workspace(repository: &str, copy_extra: &str) -> Workspace {
+pub fn workspace(repository: &str, copy_extra: &str) -> Workspace {
     workspace_with(repository, copy_extra, "")
 }
 
@@ -52,7 +52,7 @@ fn workspace_with(repository: &str, copy_extra: &str, steps: &str) -> Workspace 
 }
 
 /// `restic snapshots --json` of `repository`, as restic itself lists it.
-fn snapshots(ws: &Workspace, repository: &str) -> Vec<Value> {
+pub fn snapshots(ws: &Workspace, repository: &str) -> Vec<Value> {
     let out = Command::new("restic")
         .args(["snapshots", "--json"])
         .env("RESTIC_REPOSITORY", repository)
@@ -72,7 +72,7 @@ fn snapshots(ws: &Workspace, repository: &str) -> Vec<Value> {
         .clone()
 }
 
-fn tag(snapshot: &Value, key: &str) -> Option<String> {
+pub fn tag(snapshot: &Value, key: &str) -> Option<String> {
     snapshot["tags"].as_array()?.iter().find_map(|t| {
         t.as_str()?
             .strip_prefix(key)?
@@ -88,7 +88,7 @@ fn copies(ws: &Workspace) -> Vec<Value> {
         .collect()
 }
 
-fn check(ws: &Workspace, now: &str, id: &str) -> Value {
+pub fn check(ws: &Workspace, now: &str, id: &str) -> Value {
     let r = ws.run_at(now, &["status", "--json"]);
     let v: Value = serde_json::from_str(&r.stdout()).unwrap();
     v["checks"]
@@ -101,7 +101,7 @@ fn check(ws: &Workspace, now: &str, id: &str) -> Value {
 }
 
 /// Every word a user or a scraper can see.
-fn everything(ws: &Workspace, now: &str) -> String {
+pub fn everything(ws: &Workspace, now: &str) -> String {
     let mut all = serde_json::to_string(&ws.activities()).unwrap();
     for args in [
         &["status"][..],
@@ -258,12 +258,12 @@ fn an_unreachable_destination_fails_and_touches_no_local_dump() {
 }
 
 /// `rclone serve restic` on a free loopback port, stopped when dropped.
-struct Rclone {
+pub struct Rclone {
     _child: Reaped,
-    port: u16,
+    pub port: u16,
 }
 
-fn rclone(dir: &std::path::Path, extra: &[&str]) -> Rclone {
+pub fn rclone(dir: &std::path::Path, extra: &[&str]) -> Rclone {
     let port = free_port();
     std::fs::create_dir_all(dir).unwrap();
     let child = Command::new("rclone")

@@ -181,3 +181,12 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) {
         let _ = rustix::process::kill_process(pid, sig);
     }
 }
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

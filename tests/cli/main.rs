@@ -9,6 +9,7 @@ mod alerts;
 mod apply;
 mod check;
 mod copy;
+mod copy_trust;
 mod credentials;
 mod drill;
 mod dump;
