@@ -53,6 +53,11 @@ use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand, RestoreComma
 pub fn run(cli: Cli) -> i32 {
     // What a step's processes orphan comes back to ops-run, to be ended with its step.
     exec::escape::become_subreaper();
+    // Nothing ops-run writes (plans, dumps, logs, reports, the state) is ever group- or
+    // world-writable, whatever umask it was started with: a writable plan is a command that
+    // runs as the backup user.
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    rustix::process::umask(old | rustix::fs::Mode::from_raw_mode(0o022));
     // Commands that start processes or write: a SIGINT/SIGTERM ends their children and is
     // recorded (the others keep the default: they end at once).
     if matches!(

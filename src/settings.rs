@@ -15,6 +15,9 @@ pub enum EnvError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The file could not be read as one (the reader's words name the path).
+    #[error("env file: {0}")]
+    EnvFileRead(String),
     #[error("{path}: {why}")]
     EnvFileSyntax {
         path: std::path::PathBuf,
@@ -46,14 +49,7 @@ impl Env {
     pub fn load(env_file: Option<&Path>) -> Result<Env, EnvError> {
         let mut vars = HashMap::new();
         if let Some(path) = env_file {
-            let text = std::fs::read_to_string(path).map_err(|source| EnvError::EnvFile {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            for (k, v) in parse_dotenv(&text).map_err(|why| EnvError::EnvFileSyntax {
-                path: path.to_path_buf(),
-                why,
-            })? {
+            for (k, v) in read_dotenv(path)? {
                 vars.insert(k, v);
             }
         }
@@ -117,27 +113,71 @@ impl Env {
     }
 }
 
-/// The variables of a dotenv file, in order (an application's `.env`, for `init`).
+/// The largest env file ops-run reads: far more than any application's `.env`.
+pub const MAX_ENV_BYTES: u64 = 1 << 20;
+
+/// The variables of a dotenv file, in order (`--env-file`, an application's `.env` for
+/// `init`): a regular file of at most `MAX_ENV_BYTES`, UTF-8.
 pub fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, EnvError> {
-    let text = std::fs::read_to_string(path).map_err(|source| EnvError::EnvFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_dotenv(&text).map_err(|why| EnvError::EnvFileSyntax {
+    let syntax = |why: String| EnvError::EnvFileSyntax {
         path: path.to_path_buf(),
         why,
-    })
+    };
+    let bytes = crate::plan::source::read_limited(path, MAX_ENV_BYTES).map_err(|why| {
+        // The reader names the path itself.
+        EnvError::EnvFileRead(why)
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        syntax(format!("line {line}: not UTF-8 text"))
+    })?;
+    parse_dotenv(&text).map_err(syntax)
 }
 
 /// A dotenv file's `KEY=value` lines, as dotenvy reads them: `#` comments, `export `, single
 /// quotes (literal), double quotes (escapes such as `\n`, values over several lines), and
-/// `$VAR` / `${VAR}` expanded in unquoted and double-quoted values.
+/// `$VAR` / `${VAR}` expanded in unquoted and double-quoted values. An error names the line
+/// and the variable, never the value (it may be a password, and errors reach cron mail).
 fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
-        let (k, v) = item.map_err(|e| e.to_string())?;
+        let (k, v) = item.map_err(|e| match e {
+            dotenvy::Error::LineParse(line, at) => {
+                let number = text
+                    .find(line.as_str())
+                    .map_or(0, |i| text[..i].matches('\n').count() + 1);
+                let name = line
+                    .trim_start()
+                    .trim_start_matches("export ")
+                    .split('=')
+                    .next()
+                    .map(str::trim)
+                    .filter(|n| crate::plan::decode::valid_env_name(n));
+                let place = match number {
+                    0 => "a line".to_string(),
+                    n => format!("line {n}"),
+                };
+                match name {
+                    Some(n) => format!(
+                        "{place} ({n}=…): cannot be read (at character {}); check its quotes and escapes",
+                        at + 1
+                    ),
+                    None => format!(
+                        "{place}: not a `NAME=value` line (at character {})",
+                        at + 1
+                    ),
+                }
+            }
+            dotenvy::Error::Io(e) => format!("cannot read: {e}"),
+            dotenvy::Error::EnvVar(e) => format!("cannot read: {e}"),
+            _ => "cannot be read as a dotenv file".to_string(),
+        })?;
         if !crate::plan::decode::valid_env_name(&k) {
-            return Err(format!("`{k}` is not a variable name"));
+            return Err(format!("`{}` is not a variable name", k.escape_debug()));
         }
         out.push((k, v));
     }

@@ -52,14 +52,86 @@ fn slug(text: &str) -> Option<String> {
     crate::plan::decode::valid_name(&s).then_some(s)
 }
 
+/// The `.env`'s variables as init may copy them into a plan: one line of printable text
+/// each, and never a secret (dotenv's `${VAR}` can make `DB_DATABASE` hold the password).
+struct Vars<'a> {
+    vars: &'a HashMap<String, String>,
+    file: &'a Path,
+    /// The file's text: which values were written with a `$` reference.
+    text: String,
+}
+
+/// Variables whose values are secrets: the plan names them (`env=`), never copies them.
+fn is_secret(name: &str) -> bool {
+    ["PASSWORD", "SECRET", "TOKEN", "KEY", "WEBHOOK", "PASS"]
+        .iter()
+        .any(|w| name.to_ascii_uppercase().contains(w))
+}
+
+impl Vars<'_> {
+    fn bad(&self, var: &str, why: String) -> Failure {
+        Failure::Usage(format!(
+            "{}: {var} {why}; nothing written",
+            self.file.display()
+        ))
+    }
+
+    /// A value set and not empty, fit to be written into the plan.
+    fn get(&self, var: &str) -> Result<Option<&str>, Failure> {
+        let Some(v) = self
+            .vars
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(None);
+        };
+        if v.chars().any(char::is_control) {
+            return Err(self.bad(var, "holds a control character (a line break?)".into()));
+        }
+        if let Some((secret, _)) = self
+            .vars
+            .iter()
+            .filter(|(k, s)| is_secret(k) && k.as_str() != var && !s.is_empty())
+            .find(|(_, s)| v.contains(s.as_str()) && self.refers(var))
+        {
+            return Err(self.bad(
+                var,
+                format!(
+                    "holds the value of {secret} (a `${{{secret}}}` in the .env?): a secret is never copied into a plan"
+                ),
+            ));
+        }
+        Ok(Some(v))
+    }
+
+    /// Whether the file writes `var` with a `$` (dotenv expands `$NAME` and `${NAME}`).
+    fn refers(&self, var: &str) -> bool {
+        self.text.lines().any(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
+            l.strip_prefix(var)
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='))
+                .is_some_and(|value| value.contains('$'))
+        })
+    }
+
+    /// A whole number of `unit`s, at least 1 (a threshold in minutes or hours).
+    fn count(&self, var: &str, unit: &str) -> Result<Option<u64>, Failure> {
+        match self.get(var)? {
+            None => Ok(None),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=10_000_000).contains(&n) => Ok(Some(n)),
+                _ => Err(self.bad(var, format!("is not a whole number of {unit} (1 or more)"))),
+            },
+        }
+    }
+}
+
 /// The database block of a Laravel `.env`.
-fn database(
-    vars: &HashMap<String, String>,
-    env_dir: &Path,
-    file: &Path,
-) -> Result<String, Failure> {
-    let get = |k: &str| vars.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let connection = get("DB_CONNECTION").ok_or_else(|| {
+fn database(vars: &Vars, env_dir: &Path, file: &Path) -> Result<String, Failure> {
+    let connection = vars.get("DB_CONNECTION")?.ok_or_else(|| {
         Failure::Usage(format!(
             "{} has no database settings: DB_CONNECTION (and DB_DATABASE, DB_HOST, DB_USERNAME, DB_PASSWORD) name the application's database",
             file.display()
@@ -71,16 +143,16 @@ fn database(
         "mariadb" => "mariadb",
         "sqlite" => "sqlite",
         other => {
-            return Err(Failure::Usage(format!(
-                "{}: DB_CONNECTION={other}: ops-run dumps pgsql, mysql, mariadb and sqlite",
-                file.display()
-            )));
+            return Err(vars.bad(
+                "DB_CONNECTION",
+                format!("is {other}: ops-run dumps pgsql, mysql, mariadb and sqlite"),
+            ));
         }
     };
     let mut lines = vec![format!("        engine {engine}")];
     if engine == "sqlite" {
         // Laravel's default: database/database.sqlite beside the application.
-        let path = get("DB_DATABASE").map_or_else(
+        let path = vars.get("DB_DATABASE")?.map_or_else(
             || env_dir.join("database/database.sqlite"),
             |p| {
                 let p = PathBuf::from(p);
@@ -89,27 +161,37 @@ fn database(
         );
         lines.push(format!("        path {}", kdl(&path.display().to_string())));
     } else {
-        let name = get("DB_DATABASE").ok_or_else(|| {
-            Failure::Usage(format!(
-                "{}: DB_CONNECTION={connection} but no DB_DATABASE names the database",
-                file.display()
-            ))
+        let name = vars.get("DB_DATABASE")?.ok_or_else(|| {
+            vars.bad(
+                "DB_DATABASE",
+                format!("is not set, but DB_CONNECTION={connection} needs a database name"),
+            )
         })?;
+        if name.starts_with('-') {
+            return Err(vars.bad(
+                "DB_DATABASE",
+                "starts with `-`: the dump tools would read it as an option".into(),
+            ));
+        }
         lines.push(format!(
             "        host {}",
-            kdl(get("DB_HOST").unwrap_or("127.0.0.1"))
+            kdl(vars.get("DB_HOST")?.unwrap_or("127.0.0.1"))
         ));
-        if let Some(port) = get("DB_PORT") {
-            let port: u16 = port.parse().map_err(|_| {
-                Failure::Usage(format!("{}: DB_PORT={port} is not a port", file.display()))
-            })?;
+        if let Some(port) = vars.get("DB_PORT")? {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| {
+                    vars.bad("DB_PORT", format!("={port} is not a port (1 to 65535)"))
+                })?;
             lines.push(format!("        port {port}"));
         }
         lines.push(format!("        name {}", kdl(name)));
-        if let Some(user) = get("DB_USERNAME") {
+        if let Some(user) = vars.get("DB_USERNAME")? {
             lines.push(format!("        user {}", kdl(user)));
         }
-        if vars.contains_key("DB_PASSWORD") {
+        if vars.vars.contains_key("DB_PASSWORD") {
             lines.push(
                 "        password env=DB_PASSWORD     // read from the .env, never copied here"
                     .into(),
@@ -122,18 +204,37 @@ fn database(
     ))
 }
 
-/// A threshold line, or a comment saying the .env's variable sets it.
-fn threshold(vars: &HashMap<String, String>, var: &str, key: &str, default: &str) -> String {
-    match vars.get(var).filter(|v| !v.is_empty()) {
-        Some(v) => format!("        // {key}: {var}={v} in the .env sets it"),
+/// A threshold line, or a comment saying the .env's variable sets it (a checked number).
+fn threshold(
+    vars: &Vars,
+    var: &str,
+    unit: &str,
+    key: &str,
+    default: &str,
+) -> Result<String, Failure> {
+    Ok(match vars.count(var, unit)? {
+        Some(n) => format!("        // {key}: {var}={n} ({unit}) in the .env sets it"),
         None => format!("        {key} {}", kdl(default)),
-    }
+    })
 }
 
 /// The plan of an application's `.env`.
 fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure> {
     let pairs = crate::settings::read_dotenv(file)?;
-    let vars: HashMap<String, String> = pairs.into_iter().collect();
+    let all: HashMap<String, String> = pairs.into_iter().collect();
+    let text = crate::plan::source::read_limited(file, crate::settings::MAX_ENV_BYTES)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let vars = Vars {
+        vars: &all,
+        file,
+        text,
+    };
+    if file.display().to_string().chars().any(char::is_control) {
+        return Err(Failure::Usage(
+            "--from-env: the path holds a control character".into(),
+        ));
+    }
     let env_dir = std::path::absolute(file)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -141,11 +242,10 @@ fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure
     let name = match name {
         Some(n) => n.to_string(),
         None => vars
-            .get("APP_NAME")
-            .and_then(|n| slug(n))
+            .get("APP_NAME")?
+            .and_then(slug)
             .unwrap_or_else(|| "app".into()),
     };
-    let get = |k: &str| vars.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let mut out = format!(
         "// Written by `ops-run init --from-env {file}`:\n\
          // what the application's Ops module did — a nightly dump with retention, the uploads\n\
@@ -159,7 +259,15 @@ fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure
             .unwrap_or_else(|_| file.to_path_buf())
             .display(),
     );
-    match get("OPS_BACKUP_BASE") {
+    match vars.get("OPS_BACKUP_BASE")? {
+        Some(base) if crate::plan::validate::base_problem(base).is_some() => {
+            return Err(vars.bad(
+                "OPS_BACKUP_BASE",
+                format!(
+                    "={base} is not an absolute path: a relative base would depend on the folder cron starts ops-run in"
+                ),
+            ));
+        }
         Some(base) => out.push_str(&format!(
             "    base {}     // OPS_BACKUP_BASE in the .env overrides it\n",
             kdl(base)
@@ -171,20 +279,20 @@ fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure
     }
     out.push_str(&format!(
         "    timezone {}\n\n",
-        kdl(get("APP_TIMEZONE").unwrap_or("UTC"))
+        kdl(vars.get("APP_TIMEZONE")?.unwrap_or("UTC"))
     ));
     out.push_str(&database(&vars, &env_dir, file)?);
     out.push_str(&format!(
         "\n    // Nightly at 02:00: gzip + sha256 sidecar in BASE/db/, a week of dailies, a month of\n    // weeklies, half a year of monthlies.\n    dump db {{\n        database main\n        schedule \"0 2 * * *\"\n{}\n{}\n        keep daily=7 weekly=4 monthly=6\n    }}\n",
-        threshold(&vars, "OPS_DB_DUMP_STALE_MIN", "stale-after", "26h"),
-        threshold(&vars, "OPS_DB_DUMP_FAIL_MIN", "fail-after", "50h"),
+        threshold(&vars, "OPS_DB_DUMP_STALE_MIN", "minutes", "stale-after", "26h")?,
+        threshold(&vars, "OPS_DB_DUMP_FAIL_MIN", "minutes", "fail-after", "50h")?,
     ));
     let uploads = env_dir.join("storage/app");
-    if vars.contains_key("RESTIC_REPO") {
+    if all.contains_key("RESTIC_REPO") {
         out.push_str(&format!(
             "\n    // The uploads, snapshotted with restic at 02:30 (RESTIC_REPO and RESTIC_PASSWORD from\n    // the .env).\n    snapshot uploads {{\n        paths {}\n        repository env=RESTIC_REPO\n        password env=RESTIC_PASSWORD\n        init #true\n        schedule \"30 2 * * *\"\n{}\n    }}\n",
             kdl(&uploads.display().to_string()),
-            threshold(&vars, "OPS_SNAPSHOT_STALE_MIN", "stale-after", "26h"),
+            threshold(&vars, "OPS_SNAPSHOT_STALE_MIN", "minutes", "stale-after", "26h")?,
         ));
     } else {
         out.push_str(&format!(
@@ -192,18 +300,24 @@ fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure
             kdl(&uploads.display().to_string()),
         ));
     }
-    let auto = match get("OPS_VERIFY_AUTO") {
-        Some("false") => {
+    let auto = match vars.get("OPS_VERIFY_AUTO")? {
+        Some("false" | "0") => {
             "        // OPS_VERIFY_AUTO=false in the .env takes it off the schedule (manual runs work)\n"
         }
-        _ => "",
+        None | Some("true" | "1") => "",
+        Some(_) => {
+            return Err(vars.bad("OPS_VERIFY_AUTO", "is neither true nor false".into()));
+        }
     };
     out.push_str(&format!(
         "\n    // The proof: every Sunday at 03:15 the newest dump is restored into a scratch database.\n    verify restore {{\n        dump db\n        schedule \"15 3 * * 0\"\n{}\n{auto}    }}\n",
-        threshold(&vars, "OPS_VERIFY_OVERDUE_HOURS", "overdue-after", "192h"),
+        threshold(&vars, "OPS_VERIFY_OVERDUE_HOURS", "hours", "overdue-after", "192h")?,
     ));
     out.push_str("\n    // The weekly report, Mondays at 06:00: BASE/reports/backup-report-YYYYmmdd.md\n    report weekly {\n        schedule \"0 6 * * 1\"\n    }\n");
-    if get("ALERT_SLACK_WEBHOOK").is_some() {
+    if all
+        .get("ALERT_SLACK_WEBHOOK")
+        .is_some_and(|w| !w.is_empty())
+    {
         out.push_str("\n    // Alerts on every change of health (ALERT_SLACK_WEBHOOK from the .env; empty: off).\n    alert slack {\n        webhook env=ALERT_SLACK_WEBHOOK\n    }\n");
     } else {
         out.push_str("\n    // ALERT_SLACK_WEBHOOK is unset or empty in the .env: no alerts. To add them, set it and:\n    // alert slack {\n    //     webhook env=ALERT_SLACK_WEBHOOK\n    // }\n");

@@ -66,7 +66,9 @@ impl Server for MySql {
         );
         // The database as a plain argument (not --databases): no CREATE DATABASE / USE in the
         // dump, so it restores into any database, a scratch one included.
+        // After `--`: a name is never taken for an option.
         if let Some(n) = &target.db.dbname {
+            args.push("--".into());
             args.push(n.value.clone());
         }
         Ok(DumpSource::Process {
@@ -107,7 +109,7 @@ impl Server for MySql {
     }
 
     fn globals_import_args(&self) -> Vec<String> {
-        vec!["--force".into(), "mysql".into()]
+        vec!["--force".into(), "--".into(), "mysql".into()]
     }
 
     fn client(&self, tools: &HashMap<String, Setting<String>>) -> String {
@@ -119,11 +121,18 @@ impl Server for MySql {
     }
 
     fn sql_args(&self, db: &str, sql: &str) -> Vec<String> {
-        vec!["-N".into(), "-B".into(), "-e".into(), sql.into(), db.into()]
+        vec![
+            "-N".into(),
+            "-B".into(),
+            "-e".into(),
+            sql.into(),
+            "--".into(),
+            db.into(),
+        ]
     }
 
     fn import_args(&self, db: &str) -> Vec<String> {
-        vec![db.into()]
+        vec!["--".into(), db.into()]
     }
 
     fn quote(&self, name: &str) -> String {

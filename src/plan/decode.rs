@@ -398,7 +398,28 @@ impl Decoder<'_> {
         ok
     }
 
+    /// A string value that names something (a path, a name, a host, a URL, a tool): no
+    /// control characters, so no value can end a line in a shell command, a runbook or a log
+    /// and start another.
     pub(crate) fn entry_string(&mut self, e: &KdlEntry, expected: &str) -> Option<Spanned<String>> {
+        let s = self.entry_text(e, expected)?;
+        if let Some(c) = s.value.chars().find(|c| c.is_control()) {
+            self.error_help(
+                s.span,
+                format!(
+                    "{expected} must not hold control characters (found {})",
+                    c.escape_default()
+                ),
+                "a control character",
+                "names, paths and URLs are one line of printable text; a line break here could start a command in the runbook or a line in a log",
+            );
+        }
+        // Kept (the plan is refused all the same), so no second error says it is missing.
+        Some(s)
+    }
+
+    /// A string value that may span lines (a command's arguments, a shell script, SQL, a note).
+    pub(crate) fn entry_text(&mut self, e: &KdlEntry, expected: &str) -> Option<Spanned<String>> {
         let span = self.sp(e.span());
         match e.value() {
             KdlValue::String(s) => Some(Spanned::new(s.clone(), span)),
@@ -422,13 +443,23 @@ impl Decoder<'_> {
         self.entry_string(e, "a string")
     }
 
+    /// Like `string`, for text that may span lines (`entry_text`).
+    pub(crate) fn text(&mut self, node: &KdlNode) -> Option<Spanned<String>> {
+        if !self.shape(node, 1, 1, &[]) {
+            return None;
+        }
+        let e = self.positional(node)[0];
+        self.entry_text(e, "a string")
+    }
+
+    /// A command's argument vector: each argument reaches the program as it is, lines and all.
     pub(crate) fn strings(&mut self, node: &KdlNode) -> Option<Spanned<Vec<String>>> {
         if !self.shape(node, 1, usize::MAX, &[]) {
             return None;
         }
         let mut values = Vec::new();
         for e in self.positional(node) {
-            values.push(self.entry_string(e, "a string")?.value);
+            values.push(self.entry_text(e, "a string")?.value);
         }
         Some(Spanned::new(values, self.node_span(node)))
     }
@@ -1033,7 +1064,11 @@ impl Decoder<'_> {
         self.shape_block_only(node);
         let mut info = RunbookInfo::default();
         for child in self.settings(node, "`runbook`", &RUNBOOK_KEYS, &[]) {
-            let value = self.string(child);
+            // A note may span lines (the runbook escapes it); who answers is one line.
+            let value = match child.name().value() {
+                "note" => self.text(child),
+                _ => self.string(child),
+            };
             match child.name().value() {
                 "owner" => info.owner = value,
                 "contact" => info.contact = value,

@@ -42,10 +42,16 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, PlanError> {
     read_limited(path, limit).map_err(PlanError::Read)
 }
 
-fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+/// A regular file of at most `limit` bytes. Opened without blocking, so a FIFO or a device
+/// named as a plan or env file is refused instead of waiting for a writer.
+pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;

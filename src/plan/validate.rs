@@ -37,6 +37,37 @@ pub fn validate(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
     }
     check_bases(plans, env, diags);
     check_seed_numbers(env, diags);
+    check_base_variable(env, diags);
+}
+
+/// Why a backup base is refused: it must be an absolute path (a relative one would depend on
+/// the folder cron or systemd starts ops-run in) of one line of printable text.
+pub fn base_problem(base: &str) -> Option<&'static str> {
+    if base.chars().any(char::is_control) {
+        Some("holds control characters")
+    } else if !base.starts_with('/') {
+        Some("is not an absolute path")
+    } else {
+        None
+    }
+}
+
+/// `OPS_BACKUP_BASE` overrides every plan's `base`: it is held to the same rule.
+fn check_base_variable(env: &Env, diags: &mut Vec<Diagnostic>) {
+    if let Some(v) = env.get("OPS_BACKUP_BASE")
+        && let Some(why) = base_problem(v)
+    {
+        diags.push(Diagnostic {
+            severity: super::diagnostic::Severity::Error,
+            message: format!("OPS_BACKUP_BASE={} {why}", v.escape_debug()),
+            span: None,
+            label: String::new(),
+            help: Some(
+                "the backup base is an absolute path such as /srv/backups/app (a relative one would depend on the folder cron starts ops-run in)".into(),
+            ),
+            related: Vec::new(),
+        });
+    }
 }
 
 fn duplicate<'a>(
@@ -112,6 +143,31 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
         databases: db_names.clone(),
         dumps: dump_names.clone(),
     };
+
+    if let Some(base) = &plan.base
+        && let Some(why) = base_problem(&base.value)
+    {
+        diags.push(
+            Diagnostic::error(base.span, format!("base `{}` {why}", base.value), "not an absolute path")
+                .with_help(format!(
+                    "write the whole path, such as `base \"/srv/backups/{}\"`: a relative base would depend on the folder cron starts ops-run in",
+                    plan.name.value
+                )),
+        );
+    }
+    for db in &plan.databases {
+        // A database name reaches the tools as an argument: never one that reads as an option.
+        if let Some(name) = db.dbname.as_ref().filter(|n| n.value.starts_with('-')) {
+            diags.push(
+                Diagnostic::error(
+                    name.span,
+                    format!("database name `{}` starts with `-`", name.value),
+                    "reads as an option",
+                )
+                .with_help("a database name must not start with `-`: the dump and client tools would take it for an option"),
+            );
+        }
+    }
 
     for db in &plan.databases {
         let Some(engine) = &db.engine else {
@@ -460,7 +516,8 @@ fn check_seed_numbers(env: &Env, diags: &mut Vec<Diagnostic>) {
             diags.push(Diagnostic {
                 severity: super::diagnostic::Severity::Error,
                 message: format!(
-                    "{var}={v} is not a positive whole number of at most {}",
+                    "{var}={} is not a positive whole number of at most {}",
+                    v.escape_debug(),
                     duration::MAX.as_secs() / unit
                 ),
                 span: None,
@@ -482,7 +539,10 @@ fn check_seed_numbers(env: &Env, diags: &mut Vec<Diagnostic>) {
     {
         diags.push(Diagnostic {
             severity: super::diagnostic::Severity::Error,
-            message: format!("OPS_VERIFY_AUTO={v} is neither true nor false"),
+            message: format!(
+                "OPS_VERIFY_AUTO={} is neither true nor false",
+                v.escape_debug()
+            ),
             span: None,
             label: String::new(),
             help: None,

@@ -115,6 +115,7 @@ fn load_commands(db: &Database, dump: &str) -> Vec<String> {
                 host.clone(),
                 port.clone(),
                 user.clone(),
+                Some("--".into()),
                 Some(q(&name)),
             ]));
             lines.push(format!(
@@ -140,7 +141,7 @@ fn load_commands(db: &Database, dump: &str) -> Vec<String> {
                 "{client} -e {}",
                 q(&format!("CREATE DATABASE `{}`", name.replace('`', "``")))
             ));
-            lines.push(format!("{cat} {} | {client} {}", q(dump), q(&name)));
+            lines.push(format!("{cat} {} | {client} -- {}", q(dump), q(&name)));
             lines
         }
         Some(Engine::Sqlite) => {

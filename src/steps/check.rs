@@ -74,6 +74,31 @@ pub fn compile(c: &RepoCheck, cc: &mut Compiling) {
             cc.plan_setting(key, of.value.clone(), of.span);
         }
     }
+    // `restic check` locks the repository exclusively: a verify or drill reading the same
+    // copy, or a drill restoring the same snapshot, goes first instead of failing on the lock.
+    let (copy, snapshot) = (c.copy.as_ref(), c.snapshot.as_ref());
+    cc.after_all(
+        |k| match k {
+            StepKind::Verify(v) => v
+                .from
+                .as_ref()
+                .zip(copy)
+                .is_some_and(|(f, c)| f.value == c.value),
+            StepKind::Drill(d) => {
+                d.restore
+                    .from
+                    .as_ref()
+                    .zip(copy)
+                    .is_some_and(|(f, c)| f.value == c.value)
+                    || d.snapshot
+                        .as_ref()
+                        .zip(snapshot)
+                        .is_some_and(|(s, c)| s.value == c.value)
+            }
+            _ => false,
+        },
+        EdgeKind::Order,
+    );
     cc.own_threshold("overdue-after", c.overdue_after.as_ref(), CHECK_OVERDUE);
     match &c.read_data_subset {
         Some(s) => cc.plan_setting("read-data-subset", subset_words(&s.value), s.span),

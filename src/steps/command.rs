@@ -32,7 +32,7 @@ pub const SETTINGS: Settings = Settings {
 pub fn decode(c: &mut Command, key: &str, node: &KdlNode, dec: &mut Decoder) {
     match key {
         "run" => c.run = dec.strings(node),
-        "shell" => c.shell = dec.string(node),
+        "shell" => c.shell = dec.text(node),
         "dir" => c.dir = dec.string(node),
         "always" => c.always = dec.boolean(node),
         "on-failure" => dec.string_list(node, &mut c.on_failure),

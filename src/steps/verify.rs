@@ -70,7 +70,7 @@ pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
             })
         }
         "expect" if dec.shape(node, 1, 1, &["min"]) => {
-            let sql = dec.entry_string(dec.positional(node)[0], "an SQL query");
+            let sql = dec.entry_text(dec.positional(node)[0], "an SQL query");
             let min = node
                 .entries()
                 .iter()

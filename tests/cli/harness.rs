@@ -51,10 +51,35 @@ impl Workspace {
         self.dir.path().join(rel)
     }
 
+    /// Writes a file of the workspace. In a plan (`plans/….kdl`) a relative `base "DIR"` is
+    /// written as this workspace's `DIR`: plans take absolute bases only, and the tests keep
+    /// their backups in their own folder.
     pub fn write(&self, rel: &str, text: &str) {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let text = if rel.starts_with("plans/") && rel.ends_with(".kdl") {
+            self.absolute_bases(text)
+        } else {
+            text.to_string()
+        };
         std::fs::write(p, text).unwrap();
+    }
+
+    /// `base "DIR"` with a relative DIR, as this workspace's absolute `DIR`.
+    pub fn absolute_bases(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(i) = rest.find("base \"") {
+            let (head, tail) = rest.split_at(i + "base \"".len());
+            out.push_str(head);
+            let a_setting = head[..i].chars().last().is_none_or(char::is_whitespace);
+            if a_setting && !tail.starts_with('/') && !tail.starts_with('"') {
+                out.push_str(&format!("{}/", self.dir.path().display()));
+            }
+            rest = tail;
+        }
+        out.push_str(rest);
+        out
     }
 
     pub fn env(mut self, k: &str, v: &str) -> Workspace {

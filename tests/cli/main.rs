@@ -17,6 +17,7 @@ mod email;
 mod engines;
 mod fleet;
 mod git_tag;
+mod hostile_values;
 mod init;
 mod invalid_plans;
 mod migrate;
