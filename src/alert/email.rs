@@ -153,16 +153,53 @@ pub fn send(e: &Email, body: &Value, budget: Duration) -> Result<u32, DeliveryEr
     let message = message
         .body(text(body))
         .map_err(|x| DeliveryError::Mail(x.to_string()))?;
+    let message = std::sync::Arc::new(message);
     super::retrying(budget, |left| match transport(e, left) {
         Err(why) => Attempt::Refused(DeliveryError::Mail(why)),
-        Ok(t) => match t.send(&message) {
-            Ok(_) => Attempt::Delivered,
-            Err(x) if x.is_permanent() => {
+        Ok(t) => match within(left, {
+            let message = std::sync::Arc::clone(&message);
+            move || t.send(&message)
+        }) {
+            None => Attempt::Failed(format!(
+                "the mail server did not finish within {}",
+                crate::units::duration::format(left)
+            )),
+            Some(Ok(_)) => Attempt::Delivered,
+            Some(Err(x)) if x.is_permanent() => {
                 Attempt::Refused(DeliveryError::Mail(format!("the server refused: {x}")))
             }
-            Err(x) => Attempt::Failed(x.to_string()),
+            Some(Err(x)) => Attempt::Failed(x.to_string()),
         },
     })
+}
+
+/// `work` on a thread of its own, waited for at most `limit`, or until ops-run is asked to
+/// stop: lettre's timeout bounds each read and write, not the whole conversation, so a server
+/// that answers one line a second would hold a delivery (and the apply lock) for as long as
+/// it likes. A conversation past its time is left to end by itself; its answer is ignored.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("smtp".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .ok()?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || crate::exec::signals::interrupted() {
+            return None;
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(v) => return Some(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+    }
 }
 
 #[cfg(test)]

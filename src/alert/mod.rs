@@ -304,7 +304,8 @@ pub(crate) fn retrying(
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
+        // Asked to stop: the message is recomputed and sent by the next apply.
+        if left.is_zero() || crate::exec::signals::interrupted() {
             break;
         }
         match once(left) {

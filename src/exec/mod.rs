@@ -18,6 +18,12 @@ use rustix::process::{Pid, Signal};
 use redact::Redactor;
 use tail::Tail;
 
+/// What a process started with `minimal_env` keeps of ops-run's environment: where programs
+/// are, whose home, the language, locale and time zone. No secret lives in these.
+pub const MINIMAL_ENV: [&str; 8] = [
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME",
+];
+
 /// Bytes of output kept for the activity's `log_excerpt`.
 pub const TAIL_BYTES: usize = 8 * 1024;
 /// How long a group gets between TERM and KILL.
@@ -35,8 +41,8 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// Cleanup commands (dropping a scratch database) must finish even after SIGTERM.
     pub ignore_interrupt: bool,
-    /// Start from a minimal environment (`PATH`, `HOME`, `LANG`) instead of ops-run's own,
-    /// which holds every secret it was given: for programs that need none of them.
+    /// Start from a minimal environment (`MINIMAL_ENV`) instead of ops-run's own, which holds
+    /// every secret it was given: for programs that need none of them, or get theirs by name.
     pub minimal_env: bool,
 }
 
@@ -257,7 +263,7 @@ fn run_inner(
         });
         let tag = (escape::TOKEN_VAR.to_string(), token.clone());
         if spec.minimal_env {
-            let kept = ["PATH", "HOME", "LANG"]
+            let kept = MINIMAL_ENV
                 .into_iter()
                 .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)));
             expr = expr.full_env(kept.chain(spec.env.iter().cloned()).chain([tag]));

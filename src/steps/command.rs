@@ -135,6 +135,9 @@ pub fn build(ctx: &Context, c: &Command) -> Result<ProcessSpec, StepError> {
     }
     spec.dir = c.dir.as_ref().map(|d| d.value.clone().into());
     spec.timeout = Some(ctx.step.timeout.value);
+    // A command (a hook above all) gets what the plan passes by name, never the rest of
+    // ops-run's environment: under the package's unit that is every secret of its env file.
+    spec.minimal_env = true;
     Ok(spec)
 }
 

@@ -210,10 +210,16 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> Result<(Vec<u8>, Instant), Re
         let from = head.len().saturating_sub(3);
         let room = MAX_HEAD_BYTES + 1 - head.len();
         let take = available.len().min(room);
+        let new_at = head.len();
         head.extend_from_slice(&available[..take]);
-        let end = memchr::memmem::find(&head[from..], b"\r\n\r\n")
-            .map(|i| from + i + 4)
-            .or_else(|| memchr::memmem::find(&head[from..], b"\n\n").map(|i| from + i + 2));
+        // Lines end in CRLF only: a bare LF would make where the head ends depend on how
+        // TCP cut the bytes, a door for smuggling (RFC 9112 2.2 allows refusing it).
+        if memchr::memchr_iter(b'\n', &head[new_at..])
+            .any(|i| new_at + i == 0 || head[new_at + i - 1] != b'\r')
+        {
+            return Err(Refused::Answer(400, "lines of a request head end in CRLF"));
+        }
+        let end = memchr::memmem::find(&head[from..], b"\r\n\r\n").map(|i| from + i + 4);
         if let Some(end) = end {
             // Give back what belongs to the body or the next request.
             let used = take - (head.len() - end);
@@ -292,13 +298,57 @@ fn parse_head(raw: &[u8]) -> Result<Head, Refused> {
     })
 }
 
+/// The body's length: every `Content-Length` field (and every item of a list in one) must be
+/// the same run of digits (RFC 9112 6.3): two lengths, a sign or a space would let a client
+/// smuggle a second request inside the first one's body.
+fn content_length(headers: &[(String, String)]) -> Result<usize, Refused> {
+    let bad = Refused::Answer(400, "bad Content-Length");
+    let mut length: Option<usize> = None;
+    for (_, value) in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+    {
+        for item in value.split(',').map(str::trim) {
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad);
+            }
+            let n = item
+                .parse::<usize>()
+                .map_err(|_| Refused::Answer(400, "bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.unwrap_or(0))
+}
+
 /// Whether a comma-separated field (such as `Connection`) holds `token`.
 fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+/// Where requests go: actions (`POST /api/actions/…`, which may run for long and wait for
+/// the apply lock) have workers of their own, so the page, `/healthz` and `/metrics` never
+/// queue behind them.
+#[derive(Clone)]
+pub struct Lanes {
+    pub requests: mpsc::SyncSender<Request>,
+    pub actions: mpsc::SyncSender<Request>,
+}
+
+impl Lanes {
+    fn lane(&self, method: &Method, url: &str) -> &mpsc::SyncSender<Request> {
+        match (method, url.starts_with("/api/actions/")) {
+            (Method::Post, true) => &self.actions,
+            _ => &self.requests,
+        }
+    }
+}
+
 /// Serves one connection until it closes, is idle too long, or breaks the rules.
-fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Request>) {
+fn connection(stream: TcpStream, lanes: &Lanes) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     let Ok(read_half) = stream.try_clone() else {
@@ -340,10 +390,9 @@ fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Request>) {
                 Refused::Answer(411, "send the body with a Content-Length"),
             );
         }
-        let length = match field("Content-Length").map(|v| v.parse::<usize>()) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(_)) => return refuse(&mut writer, Refused::Answer(400, "bad Content-Length")),
+        let length = match content_length(&head.headers) {
+            Ok(n) => n,
+            Err(refused) => return refuse(&mut writer, refused),
         };
         if length > MAX_BODY_BYTES {
             return refuse(
@@ -391,7 +440,8 @@ fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Request>) {
             keep_alive,
             answer: Some(answer),
         };
-        if jobs.send(request).is_err() {
+        let lane = lanes.lane(&request.method, &request.url);
+        if lane.send(request).is_err() {
             return refuse(
                 &mut writer,
                 Refused::Answer(503, "the server is shutting down"),
@@ -410,7 +460,7 @@ fn connection(stream: TcpStream, jobs: &mpsc::SyncSender<Request>) {
 /// Accepts connections for ever and hands their requests to `jobs`. Never returns: an
 /// accept error (EMFILE while descriptors are exhausted) waits a little and tries again,
 /// and says so at most every ten seconds.
-pub fn accept_loop(listener: &TcpListener, jobs: mpsc::SyncSender<Request>) {
+pub fn accept_loop(listener: &TcpListener, lanes: Lanes) {
     let open = Arc::new(AtomicUsize::new(0));
     let mut said = Instant::now() - Duration::from_secs(60);
     loop {
@@ -433,13 +483,13 @@ pub fn accept_loop(listener: &TcpListener, jobs: mpsc::SyncSender<Request>) {
         }
         open.fetch_add(1, Ordering::SeqCst);
         let guard = OpenGuard(Arc::clone(&open));
-        let jobs = jobs.clone();
+        let lanes = lanes.clone();
         let spawned = std::thread::Builder::new()
             .name("serve-conn".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 let _guard = guard;
-                connection(stream, &jobs);
+                connection(stream, &lanes);
             });
         if spawned.is_err() {
             // No thread (the guard went with the closure and was dropped): back off.
@@ -481,6 +531,33 @@ mod tests {
                 Some(Refused::Answer(400, "bad request")),
                 "{}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+        let cl = |fields: &[(&str, &str)]| {
+            let h: Vec<(String, String)> = fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            content_length(&h)
+        };
+        assert_eq!(cl(&[]), Ok(0));
+        assert_eq!(cl(&[("Content-Length", "12")]), Ok(12));
+        assert_eq!(
+            cl(&[("content-length", "5"), ("Content-Length", "5")]),
+            Ok(5)
+        );
+        for bad in [
+            &[("Content-Length", "0"), ("Content-Length", "120")][..],
+            &[("Content-Length", "+5")],
+            &[("Content-Length", "0, 120")],
+            &[("Content-Length", "")],
+            &[("Content-Length", "-1")],
+            &[("Content-Length", "0x10")],
+        ] {
+            assert_eq!(
+                cl(bad),
+                Err(Refused::Answer(400, "bad Content-Length")),
+                "{bad:?}"
             );
         }
         assert!(matches!(

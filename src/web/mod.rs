@@ -24,6 +24,8 @@ pub use http::{MAX_BODY_BYTES, MAX_HEAD_BYTES, Method, Request};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
 const WORKERS: usize = 4;
+/// Workers for actions only: two actions may run (or wait for the lock) at once.
+const ACTION_WORKERS: usize = 2;
 const STYLE: &str = include_str!("../../templates/static/style.css");
 
 /// The names a request may call this server by (its `Host`), so a page on another site that
@@ -406,12 +408,22 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
         .map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
     eprintln!("serve: listening on http://{addr}");
     // Connections queue their requests here; a full queue makes them wait (backpressure).
+    // Actions have a lane and workers of their own: a running action and others waiting for
+    // the lock never hold the workers that answer the page, `/healthz` and `/metrics`.
     let (jobs, requests) = mpsc::sync_channel::<Request>(256);
+    let (actions, action_requests) = mpsc::sync_channel::<Request>(64);
     let requests = Arc::new(Mutex::new(requests));
+    let action_requests = Arc::new(Mutex::new(action_requests));
+    let lanes = http::Lanes {
+        requests: jobs,
+        actions,
+    };
     std::thread::scope(|scope| {
-        scope.spawn(move || http::accept_loop(&listener, jobs));
-        for _ in 0..WORKERS {
-            let requests = Arc::clone(&requests);
+        scope.spawn(move || http::accept_loop(&listener, lanes));
+        let workers = std::iter::repeat_n(&requests, WORKERS)
+            .chain(std::iter::repeat_n(&action_requests, ACTION_WORKERS));
+        for requests in workers {
+            let requests = Arc::clone(requests);
             let compiled = &compiled;
             let tokens = &tokens;
             let hosts = &hosts;

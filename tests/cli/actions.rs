@@ -356,3 +356,80 @@ fn permissions_lists_tokens_but_never_their_secrets() {
         r.stderr()
     );
 }
+
+#[test]
+fn actions_never_hold_the_workers_that_answer_health_and_metrics() {
+    // A dump that takes 8 s: one action runs it and holds the lock, three more wait for it.
+    let ws = workspace(&DUMP.replace("echo 'INSERT", "sleep 8\necho 'INSERT"));
+    let s = serve(&ws, None);
+    let port = s.port;
+    let post = move || {
+        std::thread::spawn(move || {
+            request(
+                port,
+                &format!(
+                    "POST /api/actions/db HTTP/1.0\r\n{}\r\n",
+                    bearer(Some("exec-secret-2"))
+                ),
+            )
+        })
+    };
+    let posts: Vec<_> = (0..4).map(|_| post()).collect();
+    assert!(wait_for(10, || ws
+        .activities()
+        .iter()
+        .any(|a| a["status"] == "running")));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for path in ["/healthz", "/metrics", "/"] {
+        let started = std::time::Instant::now();
+        let (status, _, _) = request(
+            port,
+            &format!(
+                "GET {path} HTTP/1.0\r\n{}\r\n",
+                bearer(Some("view-secret-1"))
+            ),
+        );
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{path} waited {:?} behind the actions",
+            started.elapsed()
+        );
+    }
+    for p in posts {
+        let _ = p.join();
+    }
+}
+
+#[test]
+fn a_smuggled_second_request_never_runs() {
+    let ws = workspace(DUMP);
+    let s = serve(&ws, None);
+    let p = s.port;
+    let action = format!(
+        "POST /api/actions/db HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\n{}Content-Length: 0\r\n\r\n",
+        bearer(Some("exec-secret-2"))
+    );
+    for smuggling in [
+        // Two lengths: the first (0) would end the head, the 120 bytes run as a request.
+        format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{action}",
+            action.len()
+        ),
+        format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nContent-Length: +{}\r\n\r\n{action}",
+            action.len()
+        ),
+        // Bare LF line endings.
+        format!("GET / HTTP/1.1\nHost: 127.0.0.1:{p}\n\n{action}"),
+    ] {
+        let (status, head, _) = request(p, &smuggling);
+        assert_eq!(status, 400, "{smuggling:?}: {head}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        ws.activities().is_empty(),
+        "a smuggled action ran: {:?}",
+        ws.activities()
+    );
+}

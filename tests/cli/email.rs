@@ -150,3 +150,96 @@ fn alerts_arrive_by_mail_with_the_state_in_the_subject_and_no_secret() {
     assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
     assert!(!r.stdout().contains(SMTP_PASSWORD) && !r.stderr().contains(SMTP_PASSWORD));
 }
+
+/// An SMTP server that greets one `220-` line a second and never finishes its greeting.
+const SLOW_SERVER: &str = r#"
+import socket, sys, threading, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+def drip(c):
+    try:
+        while True:
+            c.sendall(b"220-slow.example.com still greeting\r\n"); time.sleep(1)
+    except OSError:
+        pass
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=drip, args=(c,), daemon=True).start()
+"#;
+
+#[test]
+fn a_slow_mail_server_costs_the_channel_timeout_and_never_holds_an_apply() {
+    let port = free_port();
+    let ws = Workspace::with_plan(&format!(
+        r#"plan app {{
+            base "backups"
+            database main {{
+                engine sqlite
+                path "app.db"
+            }}
+            dump db {{
+                database main
+            }}
+            alert mail {{
+                kind email
+                smtp "smtp://127.0.0.1:{port}"
+                starttls #false
+                from "ops-run@example.com"
+                to "oncall@example.com"
+                timeout "{{TIMEOUT}}"
+            }}
+        }}"#
+    ));
+    ws.write("slow.py", SLOW_SERVER);
+    let _server = Reaped(
+        Command::new(python())
+            .arg(ws.path("slow.py"))
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(listening(port, 10), "the SMTP server did not start");
+    let plan = std::fs::read_to_string(ws.path("plans/main.kdl")).unwrap();
+    ws.write("plans/main.kdl", &plan.replace("{TIMEOUT}", "3s"));
+    // The channel's timeout is the whole delivery's budget.
+    let started = std::time::Instant::now();
+    let r = ws.run(&["alerts", "test", "mail"]);
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // With a long budget, an apply that alerts (the dump fails: no database) still ends
+    // at once on SIGTERM, and the next apply is not locked out.
+    ws.write("plans/main.kdl", &plan.replace("{TIMEOUT}", "10m"));
+    let mut child = ws
+        .command(&["plan", "apply", "--only", "db"])
+        .env("OPS_NOW", "2026-11-28T10:00:00Z")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Alerting: the dump has failed and its row is written.
+    assert!(
+        crate::harness::wait_for(30, || ws
+            .activities()
+            .iter()
+            .any(|a| a["status"] == "failed")),
+        "the dump never failed"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let stopped = std::time::Instant::now();
+    crate::harness::signal(child.id(), rustix::process::Signal::TERM);
+    assert!(
+        crate::harness::wait_for(10, || child.try_wait().unwrap().is_some()),
+        "plan apply ignored SIGTERM"
+    );
+    assert!(stopped.elapsed() < std::time::Duration::from_secs(10));
+    ws.write("plans/main.kdl", &plan.replace("{TIMEOUT}", "2s"));
+    let r = ws.run_at("2026-11-28T10:05:00Z", &["plan", "apply", "--only", "db"]);
+    assert_ne!(r.code(), 75, "the lock was still held: {}", r.stderr());
+}

@@ -15,11 +15,18 @@ fn workspace() -> Workspace {
                 database main
             }
             command page-oncall {
-                run "sh" "-c" "echo \"$OPS_STEP after a failed dump\" >> paged.txt"
+                run "sh" "-c" "echo \"$OPS_STEP after a failed dump${APP_SECRET:+, seeing $APP_SECRET}${TOKEN:+, token $TOKEN}\" >> paged.txt"
                 on-failure db
+                env {
+                    TOKEN env=HOOK_TOKEN
+                }
             }
         }"#,
-    );
+    )
+    // In ops-run's environment (as the package's env file puts it): the hook must not see it,
+    // only what its `env` block names.
+    .env("APP_SECRET", "app-Secret-31")
+    .env("HOOK_TOKEN", "given");
     rusqlite::Connection::open(ws.path("app.db"))
         .unwrap()
         .execute_batch("CREATE TABLE t (x INTEGER);")
@@ -48,7 +55,7 @@ fn an_on_failure_hook_runs_only_when_its_step_failed() {
     assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
     assert_eq!(
         std::fs::read_to_string(ws.path("paged.txt")).unwrap(),
-        "page-oncall after a failed dump\n"
+        "page-oncall after a failed dump, token given\n"
     );
     let hook = ws
         .activities()

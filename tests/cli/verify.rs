@@ -532,7 +532,7 @@ fn sigterm_during_a_mariadb_import_ends_its_session_and_drops_the_scratch() {
     // on a table of the scratch database: a plain DROP DATABASE would wait for it.
     ws.write(
         "stuck-mariadb",
-        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = -e ] && exec mariadb \"$@\"; done\nexec mariadb \"$@\" -e 'CREATE TABLE x (i BIGINT); INSERT INTO x SELECT seq FROM seq_1_to_100000000000'\n",
+        "#!/bin/bash\nfor a in \"$@\"; do [ \"$a\" = -e ] && exec mariadb \"$@\"; done\n# The statement goes before `-- DATABASE`, the import's last two words.\na=(\"$@\"); n=${#a[@]}\nexec mariadb \"${a[@]:0:n-2}\" -e 'CREATE TABLE x (i BIGINT); INSERT INTO x SELECT seq FROM seq_1_to_100000000000' \"${a[@]:n-2}\"\n",
     );
     run_ok(
         std::process::Command::new("chmod")
