@@ -10,8 +10,13 @@ use clap_complete::Shell;
 #[allow(dead_code)]
 mod cli;
 
+#[path = "src/completions.rs"]
+#[allow(dead_code)]
+mod completion;
+
 fn main() -> std::io::Result<()> {
     println!("cargo:rerun-if-changed=src/cli.rs");
+    println!("cargo:rerun-if-changed=src/completions.rs");
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is target/<profile>/build/ops-run-HASH/out.
@@ -39,8 +44,15 @@ fn main() -> std::io::Result<()> {
             enc.finish()?;
         }
     }
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut cmd.clone(), "ops-run", &completions)?;
+    for (shell, file) in [
+        (Shell::Bash, "ops-run.bash"),
+        (Shell::Zsh, "_ops-run"),
+        (Shell::Fish, "ops-run.fish"),
+    ] {
+        std::fs::write(
+            completions.join(file),
+            completion::script::<cli::Cli>(shell),
+        )?;
     }
     Ok(())
 }

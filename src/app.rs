@@ -1,6 +1,6 @@
 //! What every command shares: the environment, the clock, plan loading, the store, redaction.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cli::Cli;
 use crate::clock::{Clock, stamp};
@@ -14,6 +14,8 @@ use crate::store::{self, Store};
 
 pub struct App {
     pub plans: PathBuf,
+    /// The env file in effect (`--env-file`, or the installed one), if any.
+    pub env_file: Option<PathBuf>,
     pub env: Env,
     pub clock: Clock,
     pub state: Setting<PathBuf>,
@@ -45,6 +47,35 @@ pub fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
+/// Root acting on a state that belongs to another user becomes that user (see `identity`);
+/// a third user may read, not write.
+fn act_as_owner(state: &Path, writes: bool, env: &mut Env) -> Result<(), Failure> {
+    use crate::identity::{Acting, become_user, decide};
+    match decide(state, rustix::process::geteuid().as_raw()) {
+        Acting::Itself => Ok(()),
+        Acting::Become(user) => {
+            become_user(&user).map_err(Failure::Runtime)?;
+            // Tools look for their caches under HOME (restic: ~/.cache/restic).
+            let home = user.home.display().to_string();
+            // SAFETY: no other thread of ops-run reads or writes the environment yet.
+            unsafe {
+                std::env::set_var("HOME", &home);
+                std::env::set_var("USER", &user.name);
+                std::env::set_var("LOGNAME", &user.name);
+            }
+            env.set("HOME", &home);
+            env.set("USER", &user.name);
+            env.set("LOGNAME", &user.name);
+            Ok(())
+        }
+        Acting::Foreign { owner } if writes => Err(Failure::Usage(format!(
+            "the state {} belongs to {owner}: run this as {owner} (sudo -u {owner} ops-run …) or as root, which acts as {owner}",
+            state.display()
+        ))),
+        Acting::Foreign { .. } => Ok(()),
+    }
+}
+
 /// The password in `scheme://user:password@host…`, if any. The user information ends at the
 /// *last* `@` (a password may hold `@`, `:`, `/` or `%`; one `@` too many in a path only
 /// widens what is hidden), and the password starts after the user's first `:`.
@@ -71,18 +102,61 @@ pub fn url_password_forms(url: &str) -> Vec<String> {
     }
 }
 
+/// Where a packaged install keeps things, under `OPS_INSTALL_ROOT` (tests point it at a
+/// temporary folder laid out like a system; unset, `/`).
+fn installed(path: &str) -> PathBuf {
+    let root = std::env::var_os("OPS_INSTALL_ROOT").unwrap_or_else(|| "/".into());
+    Path::new(&root).join(path.trim_start_matches('/'))
+}
+
+/// The plans folder when neither `--plans` nor `OPS_PLANS` names one: `./plans` in a source
+/// checkout (or any folder that has one), else the package's `/etc/ops-run/plans`.
+pub fn default_plans() -> PathBuf {
+    let local = PathBuf::from("plans");
+    let system = installed("/etc/ops-run/plans");
+    if !local.exists() && system.is_dir() {
+        system
+    } else {
+        local
+    }
+}
+
+/// The env file when `--env-file` names none: the package's `/etc/ops-run/ops-run.env`, when
+/// it exists and this user may read it (the units read it themselves, as root).
+pub fn default_env_file() -> Option<PathBuf> {
+    let path = installed_env_file();
+    std::fs::File::open(&path).is_ok().then_some(path)
+}
+
+/// The package's env file, whether or not it exists.
+pub fn installed_env_file() -> PathBuf {
+    installed("/etc/ops-run/ops-run.env")
+}
+
+/// The state database when neither `--state` nor `OPS_STATE` names one.
+pub fn default_state() -> PathBuf {
+    installed(store::DEFAULT_PATH)
+}
+
 impl App {
     pub fn new(cli: &Cli) -> Result<App, Failure> {
-        let env = Env::load(cli.env_file.as_deref())?;
+        let env_file = cli.env_file.clone().or_else(default_env_file);
+        let mut env = Env::load(env_file.as_deref())?;
         let clock = Clock::from_env(env.get("OPS_NOW"))?;
         let state = match (&cli.state, env.get("OPS_STATE")) {
             (Some(p), _) => Setting::new(p.clone(), Origin::Flag("--state".into())),
             (None, Some(p)) => Setting::new(PathBuf::from(p), Origin::Env("OPS_STATE".into())),
-            (None, None) => Setting::new(PathBuf::from(store::DEFAULT_PATH), Origin::Default),
+            (None, None) => Setting::new(default_state(), Origin::Default),
         };
+        // The env file is read (as root, when it is root's); from here on, the state's owner
+        // acts.
+        if cli.command.acts() {
+            act_as_owner(&state.value, cli.command.writes(), &mut env)?;
+        }
         crate::engines::secret_file::beside(&state.value);
         Ok(App {
-            plans: cli.plans.clone(),
+            plans: cli.plans.clone().unwrap_or_else(default_plans),
+            env_file,
             env,
             clock,
             state,

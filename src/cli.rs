@@ -13,13 +13,15 @@ use clap::{Args, Parser, Subcommand};
     disable_help_subcommand = true
 )]
 pub struct Cli {
-    /// Folder of plan files (*.kdl), or one plan file
-    #[arg(long, global = true, env = "OPS_PLANS", default_value = "plans")]
-    pub plans: PathBuf,
+    /// Folder of plan files (*.kdl), or one plan file [default: ./plans when it exists, else
+    /// /etc/ops-run/plans when it exists, else ./plans]
+    #[arg(long, global = true, env = "OPS_PLANS")]
+    pub plans: Option<PathBuf>,
     /// SQLite state database [env: OPS_STATE] [default: /var/lib/ops-run/state.db]
     #[arg(long, global = true)]
     pub state: Option<PathBuf>,
-    /// A dotenv file of variables; the process environment wins over it
+    /// A dotenv file of variables; the process environment wins over it [default:
+    /// /etc/ops-run/ops-run.env when it exists and can be read]
     #[arg(long, global = true)]
     pub env_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -70,6 +72,18 @@ pub enum Command {
         /// The plan's name [default: APP_NAME of the .env, or "app"]
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Print the shell completions of ops-run (bash, zsh or fish)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Pre-flight as the acting user, changing nothing: logins, privileges, folders,
+    /// repositories, ReadWritePaths, tools, disk, channels; each problem with its fix
+    /// (exit 0, 1 warnings, 2 problems)
+    Doctor {
+        /// Only this plan
+        plan: Option<String>,
     },
     /// Write the disaster-recovery runbook of every plan (or one) to BASE/reports/dr-runbook.md
     Runbook {
@@ -260,4 +274,31 @@ pub struct ActivitiesArgs {
     pub status: Option<String>,
     #[arg(long)]
     pub plan: Option<String>,
+}
+
+impl Command {
+    /// Whether the command may touch the state, a backup folder or a server: run as root, it
+    /// acts as the state's owner. `init` writes the plans and the env file as whoever runs it.
+    pub fn acts(&self) -> bool {
+        !matches!(
+            self,
+            Command::Init { .. } | Command::Help { .. } | Command::Completions { .. }
+        )
+    }
+
+    /// Whether the command writes the state or the backups: a user who is neither root nor
+    /// the state's owner is refused.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Command::Plan(PlanCommand::Apply(_))
+                | Command::Run { .. }
+                | Command::Restore(_)
+                | Command::Health { alert: true }
+                | Command::Alerts(_)
+                | Command::Backups(_)
+                | Command::Report { .. }
+                | Command::Runbook { .. }
+        )
+    }
 }

@@ -46,6 +46,9 @@ pub enum Failure {
     /// One or more steps failed; the details are already printed (exit 1).
     #[error("one or more steps failed")]
     StepsFailed,
+    /// A check found warnings (1) or problems (2), already printed (`doctor`).
+    #[error("the checks found problems")]
+    Checks(i32),
 }
 
 pub const EXIT_OK: i32 = 0;
@@ -77,6 +80,7 @@ impl Failure {
             | Failure::Web(_)
             | Failure::Runtime(_)
             | Failure::StepsFailed => EXIT_FAILED,
+            Failure::Checks(code) => *code,
         }
     }
 
@@ -84,7 +88,7 @@ impl Failure {
     pub fn message(&self) -> String {
         match self {
             Failure::Plan(rendered) => rendered.clone(),
-            Failure::StepsFailed => String::new(),
+            Failure::StepsFailed | Failure::Checks(_) => String::new(),
             other => format!("error: {other}\n"),
         }
     }

@@ -164,12 +164,36 @@ pub fn cause(excerpt: &str) -> Option<String> {
         .collect();
     let tool = || lines.iter().filter(|l| !l.starts_with("ops-run: "));
     let line = tool()
-        .find(|l| {
-            let l = l.to_lowercase();
-            SIGNS.iter().any(|s| l.contains(s))
+        .find(|l| tool_error(l).is_some())
+        .or_else(|| {
+            tool().find(|l| {
+                let l = l.to_lowercase();
+                SIGNS.iter().any(|s| l.contains(s))
+            })
         })
         .or_else(|| tool().next_back())
         .or(lines.last())?;
+    let mut cut: String = line.chars().take(200).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    Some(cut)
+}
+
+/// A tool's own error line, from its marker on: `psql:…: ERROR:  permission denied …`,
+/// `FATAL:`, `PANIC:`, restic's `Fatal:`, MariaDB's `ERROR 1044 (42000) …`, git's `fatal:`.
+pub fn tool_error(line: &str) -> Option<&str> {
+    const MARKERS: [&str; 6] = ["ERROR:", "FATAL:", "PANIC:", "Fatal:", "fatal:", "ERROR "];
+    MARKERS
+        .iter()
+        .filter_map(|m| line.find(m))
+        .min()
+        .map(|i| line[i..].trim())
+}
+
+/// The first tool error line of an output, cut to 200 characters.
+pub fn first_tool_error(excerpt: &str) -> Option<String> {
+    let line = excerpt.lines().find_map(tool_error)?;
     let mut cut: String = line.chars().take(200).collect();
     if cut.len() < line.len() {
         cut.push('…');
@@ -557,6 +581,21 @@ mod tests {
         );
         let long = format!("error: {}", "y".repeat(300));
         assert_eq!(cause(&long).unwrap().chars().count(), 201);
+        // The tool's own error line wins over ops-run's words that merely say it failed.
+        let verify = "dump: full.sql.gz\nresult: failed: the import failed: psql exited with status 1\npsql:<stdin>:3: ERROR:  permission denied to create database";
+        assert_eq!(
+            cause(verify).as_deref(),
+            Some("psql:<stdin>:3: ERROR:  permission denied to create database")
+        );
+        assert_eq!(
+            first_tool_error(verify).as_deref(),
+            Some("ERROR:  permission denied to create database")
+        );
+        assert_eq!(
+            first_tool_error("Fatal: unable to open config file").as_deref(),
+            Some("Fatal: unable to open config file")
+        );
+        assert_eq!(first_tool_error("all is well"), None);
     }
 
     #[test]

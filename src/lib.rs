@@ -26,6 +26,7 @@ pub mod artifact;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod completions;
 pub mod console;
 pub mod due;
 pub mod engines;
@@ -35,6 +36,7 @@ pub mod facts;
 pub mod graph;
 pub mod health;
 pub mod help;
+pub mod identity;
 pub mod lock;
 pub mod plan;
 pub mod report;
@@ -58,19 +60,6 @@ pub fn run(cli: Cli) -> i32 {
     // runs as the backup user.
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     rustix::process::umask(old | rustix::fs::Mode::from_raw_mode(0o022));
-    // Commands that start processes or write: a SIGINT/SIGTERM ends their children and is
-    // recorded (the others keep the default: they end at once).
-    if matches!(
-        &cli.command,
-        Command::Plan(PlanCommand::Apply(_))
-            | Command::Run { .. }
-            | Command::Restore(_)
-            | Command::Health { alert: true }
-            | Command::Alerts(_)
-            | Command::Backups(_)
-    ) {
-        exec::signals::install();
-    }
     // `status` speaks the monitoring-plugin convention even when it cannot start.
     if let Command::Status { json } = &cli.command {
         return match app::App::new(&cli) {
@@ -82,22 +71,50 @@ pub fn run(cli: Cli) -> i32 {
             }
         };
     }
-    let result = app::App::new(&cli).and_then(|app| match &cli.command {
-        Command::Plan(PlanCommand::Validate) => commands::validate::run(&app),
-        Command::Plan(PlanCommand::Show { json }) => commands::show::run(&app, *json),
-        Command::Plan(PlanCommand::Apply(args)) => commands::apply::run(&app, args),
-        Command::Run { step, wait } => commands::apply::run_one(&app, step, wait.as_deref()),
-        Command::Activities(args) => commands::activities::run(&app, args),
+    let result = app::App::new(&cli).and_then(|app| {
+        // Commands that start processes or write: a SIGINT/SIGTERM ends their children and
+        // is recorded (the others keep the default: they end at once). Installed once the
+        // acting user is settled (its handler thread is the first one).
+        if matches!(
+            &cli.command,
+            Command::Plan(PlanCommand::Apply(_))
+                | Command::Run { .. }
+                | Command::Restore(_)
+                | Command::Health { alert: true }
+                | Command::Alerts(_)
+                | Command::Backups(_)
+        ) {
+            exec::signals::install();
+        }
+        dispatch(&app, &cli)
+    });
+    match result {
+        Ok(()) => error::EXIT_OK,
+        Err(f) => {
+            eprint!("{}", f.message());
+            f.exit_code()
+        }
+    }
+}
+
+/// The command, once the app is set up.
+fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
+    match &cli.command {
+        Command::Plan(PlanCommand::Validate) => commands::validate::run(app),
+        Command::Plan(PlanCommand::Show { json }) => commands::show::run(app, *json),
+        Command::Plan(PlanCommand::Apply(args)) => commands::apply::run(app, args),
+        Command::Run { step, wait } => commands::apply::run_one(app, step, wait.as_deref()),
+        Command::Activities(args) => commands::activities::run(app, args),
         Command::Status { .. } => unreachable!("handled above"),
-        Command::Health { alert } => commands::status::health(&app, *alert),
+        Command::Health { alert } => commands::status::health(app, *alert),
         Command::Alerts(AlertsCommand::Test { channel }) => {
-            commands::alerts::test(&app, channel.as_deref())
+            commands::alerts::test(app, channel.as_deref())
         }
         Command::Report { plan, out } => {
-            commands::alerts::report(&app, plan.as_deref(), out.as_deref())
+            commands::alerts::report(app, plan.as_deref(), out.as_deref())
         }
         Command::Init { from_env, name } => commands::init::run(
-            &app,
+            app,
             &commands::init::InitArgs {
                 from_env: from_env.as_deref(),
                 name: name.as_deref(),
@@ -124,14 +141,19 @@ pub fn run(cli: Cli) -> i32 {
             Ok(())
         }),
         Command::Help { key } => help::run(key.as_deref()),
+        Command::Doctor { plan } => commands::doctor::run(app, plan.as_deref()),
+        Command::Completions { shell } => {
+            crate::out!("{}", completions::script::<Cli>(*shell));
+            Ok(())
+        }
         Command::Serve {
             listen,
             action_wait,
         } => crate::units::duration::parse(action_wait)
             .map_err(|e| error::Failure::Usage(format!("--action-wait: {e}")))
-            .and_then(|wait| web::serve(&app, listen.as_deref(), wait)),
+            .and_then(|wait| web::serve(app, listen.as_deref(), wait)),
         Command::Permissions => app.load().map(|(_, compiled)| web::auth::print(&compiled)),
-        Command::Metrics { textfile } => commands::status::metrics(&app, textfile.as_deref()),
+        Command::Metrics { textfile } => commands::status::metrics(app, textfile.as_deref()),
         Command::Restore(RestoreCommand::Db {
             step,
             to,
@@ -144,7 +166,7 @@ pub fn run(cli: Cli) -> i32 {
             sessions,
             dry_run,
         }) => commands::restore::db(
-            &app,
+            app,
             &commands::restore::DbArgs {
                 step,
                 to,
@@ -167,7 +189,7 @@ pub fn run(cli: Cli) -> i32 {
             overwrite,
             dry_run,
         }) => commands::restore::files(
-            &app,
+            app,
             &commands::restore::FilesArgs {
                 step,
                 to,
@@ -184,18 +206,11 @@ pub fn run(cli: Cli) -> i32 {
             plan,
             step,
         }) => commands::migrate::run(
-            &app,
+            app,
             from.as_deref(),
             *dry_run,
             plan.as_deref(),
             step.as_deref(),
         ),
-    });
-    match result {
-        Ok(()) => error::EXIT_OK,
-        Err(f) => {
-            eprint!("{}", f.message());
-            f.exit_code()
-        }
     }
 }

@@ -63,6 +63,14 @@ impl Executor for StepExecutor<'_> {
         if outcome.status == steps::Status::Failed && started.elapsed() >= timeout {
             outcome.status = steps::Status::Timeout;
         }
+        // A failed tool's own error line travels with the summary (`psql exited with status
+        // 1` says nothing; `ERROR:  permission denied to create database` says what to fix).
+        if outcome.status != steps::Status::Success
+            && let Some(line) = crate::health::first_tool_error(&outcome.log_excerpt)
+            && !outcome.summary.contains(&line)
+        {
+            outcome.summary = format!("{}: {line}", outcome.summary.trim_end());
+        }
         outcome
     }
 }

@@ -78,6 +78,11 @@ impl Env {
             .filter(|v| !v.is_empty())
     }
 
+    /// Sets a variable (the acting user's `HOME` after a switch).
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.vars.insert(key.to_string(), value.to_string());
+    }
+
     /// Whether the variable is set at all (an empty value counts: it can switch a feature off).
     pub fn is_set(&self, key: &str) -> bool {
         self.vars.contains_key(key)

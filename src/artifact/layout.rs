@@ -246,9 +246,9 @@ pub fn write_atomic(path: &Path, text: &[u8]) -> io::Result<()> {
         f.write_all(text)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            fsync_dir(dir)?;
-        }
+        // `report.md` has the parent "": the working directory.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        fsync_dir(dir.unwrap_or(Path::new(".")))?;
         Ok(())
     })();
     if result.is_err() {

@@ -204,7 +204,10 @@ fn database(vars: &Vars, env_dir: &Path, file: &Path) -> Result<String, Failure>
     ))
 }
 
-/// A threshold line, or a comment saying the .env's variable sets it (a checked number).
+/// A threshold line: the `.env`'s value (a checked number of minutes or hours) as the plan's
+/// own setting, or the default. Written into the plan rather than left to the variable: a
+/// plan that says its thresholds cannot fall back to a default when the service's
+/// environment lacks the variable.
 fn threshold(
     vars: &Vars,
     var: &str,
@@ -213,13 +216,24 @@ fn threshold(
     default: &str,
 ) -> Result<String, Failure> {
     Ok(match vars.count(var, unit)? {
-        Some(n) => format!("        // {key}: {var}={n} ({unit}) in the .env sets it"),
+        Some(n) => format!(
+            "        {key} {}    // {var}={n} in the .env",
+            kdl(&format!("{n}{}", &unit[..1]))
+        ),
         None => format!("        {key} {}", kdl(default)),
     })
 }
 
 /// The plan of an application's `.env`.
-fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure> {
+/// What `from_env` made: the plan's name and text, and the variables the plan names
+/// (`env=`) with their values, for the service's env file.
+struct FromEnv {
+    name: String,
+    text: String,
+    named: Vec<(String, String)>,
+}
+
+fn from_env(file: &Path, name: Option<&str>) -> Result<FromEnv, Failure> {
     let pairs = crate::settings::read_dotenv(file)?;
     let all: HashMap<String, String> = pairs.into_iter().collect();
     let text = crate::plan::source::read_limited(file, crate::settings::MAX_ENV_BYTES)
@@ -249,11 +263,11 @@ fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure
     let mut out = format!(
         "// Written by `ops-run init --from-env {file}`:\n\
          // what the application's Ops module did — a nightly dump with retention, the uploads\n\
-         // snapshot, a weekly restore test on Sunday 03:15, a weekly report and Slack alerts. Secrets stay in the .env: this plan names the\n\
-         // variables that hold them (env=…), so run it with that file:\n\
-         //     ops-run --env-file {file} plan apply\n\
-         // (from cron every few minutes, or the ops-run-apply timer). Edit freely: `ops-run plan\n\
-         // validate` says what is wrong, with file, line and column.\n\
+         // snapshot, a weekly restore test and drill, the runbook, a weekly report and Slack\n\
+         // alerts. Secrets are not in this plan: it names the variables that hold them (env=…),\n\
+         // which init copied into the service's env file (/etc/ops-run/ops-run.env, or the\n\
+         // --env-file it was given). Edit freely: `ops-run plan validate` says what is wrong,\n\
+         // with file, line and column; `ops-run doctor` checks logins, folders and tools.\n\
          plan {name} {{\n",
         file = std::path::absolute(file)
             .unwrap_or_else(|_| file.to_path_buf())
@@ -313,6 +327,15 @@ fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure
         "\n    // The proof: every Sunday at 03:15 the newest dump is restored into a scratch database.\n    verify restore {{\n        dump db\n        schedule \"15 3 * * 0\"\n{}\n{auto}    }}\n",
         threshold(&vars, "OPS_VERIFY_OVERDUE_HOURS", "hours", "overdue-after", "192h")?,
     ));
+    let snapshot = match all.contains_key("RESTIC_REPO") {
+        true => "        snapshot uploads\n",
+        false => "",
+    };
+    out.push_str(&format!(
+        "\n    // The rehearsal, Sundays at 04:00: the newest dump restored and{} its recovery\n    // time and point measured.\n    drill rehearsal {{\n        dump db\n{snapshot}        schedule \"0 4 * * 0\"\n        rto \"1h\"\n        rpo \"26h\"\n    }}\n",
+        if snapshot.is_empty() { "" } else { " the uploads brought back," }
+    ));
+    out.push_str("\n    // The disaster-recovery runbook, BASE/reports/dr-runbook.md, written after the nightly\n    // dump (and by `ops-run runbook`).\n    runbook printed {\n        schedule \"0 2 * * *\"\n    }\n");
     out.push_str("\n    // The weekly report, Mondays at 06:00: BASE/reports/backup-report-YYYYmmdd.md\n    report weekly {\n        schedule \"0 6 * * 1\"\n    }\n");
     if all
         .get("ALERT_SLACK_WEBHOOK")
@@ -323,7 +346,91 @@ fn from_env(file: &Path, name: Option<&str>) -> Result<(String, String), Failure
         out.push_str("\n    // ALERT_SLACK_WEBHOOK is unset or empty in the .env: no alerts. To add them, set it and:\n    // alert slack {\n    //     webhook env=ALERT_SLACK_WEBHOOK\n    // }\n");
     }
     out.push_str("}\n");
-    Ok((name, out))
+    // The variables the plan names, for the service's environment.
+    let mut named = Vec::new();
+    for var in [
+        "DB_PASSWORD",
+        "RESTIC_REPO",
+        "RESTIC_PASSWORD",
+        "ALERT_SLACK_WEBHOOK",
+    ] {
+        if out.contains(&format!("env={var}"))
+            && let Some(v) = all.get(var).filter(|v| !v.is_empty())
+        {
+            named.push((var.to_string(), v.clone()));
+        }
+    }
+    Ok(FromEnv {
+        name,
+        text: out,
+        named,
+    })
+}
+
+/// A value as a line of an env file that both systemd (`EnvironmentFile=`) and dotenv read
+/// the same: single-quoted, literal. A value holding a `'` or a line break has no such form:
+/// it is left for the operator to add.
+fn env_line(key: &str, value: &str) -> Option<String> {
+    (!value.contains(['\'', '\n', '\r'])).then(|| format!("{key}='{value}'\n"))
+}
+
+/// Adds `named` to the service's env file (created `0600`), never replacing a key that is
+/// there; says what it added and what it left.
+fn add_to_env_file(path: &Path, named: &[(String, String)]) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let present: Vec<String> = match path.exists() {
+        true => crate::settings::read_dotenv(path)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
+        false => Vec::new(),
+    };
+    let mut lines = String::new();
+    let (mut added, mut kept, mut by_hand) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, v) in named {
+        if present.contains(k) {
+            kept.push(k.as_str());
+        } else if let Some(line) = env_line(k, v) {
+            lines.push_str(&line);
+            added.push(k.as_str());
+        } else {
+            by_hand.push(k.as_str());
+        }
+    }
+    if !lines.is_empty() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+        let text = std::fs::read(path).unwrap_or_default();
+        let sep = if text.is_empty() || text.ends_with(b"\n") {
+            ""
+        } else {
+            "\n"
+        };
+        f.write_all(format!("{sep}# added by ops-run init\n{lines}").as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let said = |what: &str, keys: &[&str]| {
+        if !keys.is_empty() {
+            crate::outln!("{what} {}: {}", path.display(), keys.join(", "));
+        }
+    };
+    said("added to", &added);
+    said("already in (left as they are)", &kept);
+    said(
+        "add by hand to (a quote or a line break in the value)",
+        &by_hand,
+    );
+    Ok(())
 }
 
 /// A commented plan for a PostgreSQL application, with every value to replace marked.
@@ -366,12 +473,15 @@ plan {name} {{
 }
 
 pub fn run(app: &App, a: &InitArgs) -> Result<(), Failure> {
-    let (name, text) = match a.from_env {
-        Some(file) => from_env(file, a.name)?,
+    let (name, text, named) = match a.from_env {
+        Some(file) => {
+            let f = from_env(file, a.name)?;
+            (f.name, f.text, f.named)
+        }
         None => {
             let name = a.name.unwrap_or("app").to_string();
             let text = starter(&name);
-            (name, text)
+            (name, text, Vec::new())
         }
     };
     if !crate::plan::decode::valid_name(&name) {
@@ -411,17 +521,33 @@ pub fn run(app: &App, a: &InitArgs) -> Result<(), Failure> {
     crate::artifact::layout::write_new_exclusive(&path, text.as_bytes())
         .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
     crate::outln!("wrote {}", path.display());
-    match a.from_env {
-        Some(file) => crate::outln!(
-            "next: ops-run --plans {} --env-file {} plan validate",
-            app.plans.display(),
-            file.display()
-        ),
-        None => crate::outln!(
-            "next: edit it, then ops-run --plans {} plan validate",
-            app.plans.display()
+    // The secrets the plan names go where the service reads them: the env file given, or
+    // the package's.
+    let service_env = app
+        .env_file
+        .clone()
+        .or_else(|| Some(crate::app::installed_env_file()).filter(|p| p.exists()));
+    match (&service_env, named.is_empty()) {
+        (_, true) => {}
+        (Some(file), false) => add_to_env_file(file, &named)?,
+        (None, false) => crate::outln!(
+            "the plan reads {} from the environment: no env file here (the package's is /etc/ops-run/ops-run.env; or give --env-file FILE to init) — set them where ops-run runs",
+            named
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
+    let env_flag = match (&service_env, crate::app::default_env_file()) {
+        (Some(f), Some(d)) if *f == d => String::new(),
+        (Some(f), _) => format!(" --env-file {}", f.display()),
+        (None, _) => String::new(),
+    };
+    crate::outln!(
+        "next: ops-run --plans {}{env_flag} plan validate, then ops-run doctor",
+        app.plans.display()
+    );
     Ok(())
 }
 
@@ -435,5 +561,7 @@ mod tests {
         assert_eq!(slug("  Laravel  ").as_deref(), Some("laravel"));
         assert_eq!(slug("123"), None);
         assert_eq!(kdl(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+        assert_eq!(env_line("A", "x$y#z").as_deref(), Some("A='x$y#z'\n"));
+        assert_eq!(env_line("A", "it's"), None);
     }
 }

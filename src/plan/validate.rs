@@ -314,9 +314,15 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
     }
 
     for (var, keyword, setting) in SEED_THRESHOLDS {
-        if env.get(var).is_none() {
+        let Some(value) = env.get(var) else {
             continue;
-        }
+        };
+        let unit = if var.ends_with("HOURS") { 3600 } else { 60 };
+        // The same duration as the plan's (init writes a `.env`'s threshold into the plan):
+        // nothing is replaced.
+        let same = |d: &std::time::Duration| {
+            value.parse::<u64>().ok().and_then(|n| n.checked_mul(unit)) == Some(d.as_secs())
+        };
         for step in plan.steps.iter().filter(|s| s.kind.keyword() == keyword) {
             let own = match &step.kind {
                 StepKind::Dump(d) if setting == "stale-after" => d.stale_after.as_ref(),
@@ -331,7 +337,7 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                 | StepKind::Command(_)
                 | StepKind::Runbook(_) => None,
             };
-            if let Some(own) = own {
+            if let Some(own) = own.filter(|o| !same(&o.value)) {
                 diags.push(
                     Diagnostic::warning(
                         own.span,

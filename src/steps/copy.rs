@@ -166,7 +166,7 @@ pub fn destination(ctx_env: &crate::settings::Env, c: &OffsiteCopy) -> String {
     }
 }
 
-fn without_password(url: &str) -> String {
+pub(crate) fn without_password(url: &str) -> String {
     match crate::app::url_password(url) {
         Some(pw) => url.replacen(&format!(":{pw}@"), ":***@", 1),
         None => url.to_string(),

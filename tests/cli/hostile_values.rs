@@ -142,7 +142,7 @@ fn init_refuses_values_that_would_become_plan_syntax_options_or_secrets() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let plan = std::fs::read_to_string(ws.path("plans/shop.kdl")).unwrap();
     assert!(
-        plan.contains("OPS_DB_DUMP_STALE_MIN=1560 (minutes)"),
+        plan.contains("stale-after \"1560m\"    // OPS_DB_DUMP_STALE_MIN=1560 in the .env"),
         "{plan}"
     );
 }

@@ -189,3 +189,84 @@ fn the_starter_plan_validates() {
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert!(ws.path("plans/shop.kdl").exists());
 }
+
+#[test]
+fn init_writes_the_secrets_into_the_service_env_file_and_the_thresholds_into_the_plan() {
+    let ws = Workspace::new();
+    ws.write("app/.env", &laravel_env("pgsql", "crm"));
+    ws.write(
+        "service.env",
+        "# the service's\nRESTIC_PASSWORD='kept-as-it-was'\n",
+    );
+    std::fs::create_dir_all(ws.path("app/storage/app")).unwrap();
+    let env = ws.path("app/.env").display().to_string();
+    let r = ws.run(&[
+        "--plans",
+        "plans",
+        "--env-file",
+        "service.env",
+        "init",
+        "--from-env",
+        &env,
+    ]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let service = std::fs::read_to_string(ws.path("service.env")).unwrap();
+    assert!(
+        service.contains("DB_PASSWORD='s3cret-Db-pass#1'"),
+        "{service}"
+    );
+    assert!(
+        service.contains("RESTIC_REPO='/srv/restic/acme'")
+            && service.contains(
+                "ALERT_SLACK_WEBHOOK='https://hooks.slack.com/services/T0/B0/slack-Secret-55'"
+            ),
+        "{service}"
+    );
+    // A key already there is left as it is, and said.
+    assert!(
+        service.contains("RESTIC_PASSWORD='kept-as-it-was'")
+            && !service.contains("restic-Secret-66")
+    );
+    assert!(
+        r.stdout().contains("already in (left as they are)"),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stdout().contains("added to") && r.stdout().contains("DB_PASSWORD"),
+        "{}",
+        r.stdout()
+    );
+    // Unrelated secrets stay out.
+    assert!(!service.contains("redis-Secret-22") && !service.contains("aws-Secret-44"));
+    // The plan says its own thresholds, drills weekly and writes its runbook.
+    let plan = std::fs::read_to_string(ws.path("plans/acme-crm.kdl")).unwrap();
+    assert!(plan.contains("stale-after \"1560m\""), "{plan}");
+    assert!(
+        plan.contains("drill rehearsal") && plan.contains("runbook printed"),
+        "{plan}"
+    );
+    // With only the service's env file, the plan loads without warnings and shows 26h from
+    // the plan.
+    let r = ws.run(&[
+        "--plans",
+        "plans",
+        "--env-file",
+        "service.env",
+        "plan",
+        "validate",
+    ]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(!r.stderr().contains("warning"), "{}", r.stderr());
+    let show = ws
+        .run(&[
+            "--plans",
+            "plans",
+            "--env-file",
+            "service.env",
+            "plan",
+            "show",
+        ])
+        .stdout();
+    assert!(show.contains("26h"), "{show}");
+}
