@@ -42,6 +42,8 @@ pub enum EnvError {
 #[derive(Clone, Debug, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
+    /// The env file the variables were read from, if any.
+    source: Option<std::path::PathBuf>,
 }
 
 impl Env {
@@ -58,7 +60,15 @@ impl Env {
                 vars.insert(k, v);
             }
         }
-        Ok(Env { vars })
+        Ok(Env {
+            vars,
+            source: env_file.map(Path::to_path_buf),
+        })
+    }
+
+    /// The env file the variables were read from (`--env-file` or the installed one).
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Env {
@@ -67,6 +77,7 @@ impl Env {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            source: None,
         }
     }
 

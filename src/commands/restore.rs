@@ -438,7 +438,23 @@ pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
             }
         });
     let duration = started.elapsed();
-    let count = count_files(a.to);
+    // The files restic put under DIR: under each restored path (`--to /` is the whole disk).
+    let restored: Vec<PathBuf> = match a.include.is_empty() {
+        false => a
+            .include
+            .iter()
+            .map(|p| a.to.join(p.trim_start_matches('/')))
+            .collect(),
+        true => snap
+            .paths
+            .iter()
+            .map(|p| {
+                let abs = std::path::absolute(&p.value).unwrap_or_else(|_| PathBuf::from(&p.value));
+                a.to.join(abs.strip_prefix("/").unwrap_or(&abs))
+            })
+            .collect(),
+    };
+    let count: u64 = restored.iter().map(|r| count_files(r)).sum();
     // Where the files really are, when `--to` is (or passes through) a symbolic link.
     let given = std::path::absolute(a.to).unwrap_or_else(|_| a.to.to_path_buf());
     let real = std::fs::canonicalize(a.to).ok().filter(|r| *r != given);
@@ -500,8 +516,11 @@ fn newest_snapshot(ctx: &Context, at: Option<&str>) -> Result<String, Failure> {
     )))
 }
 
-/// Regular files under `dir`, for the record.
+/// Regular files under `dir` (or `dir` itself, a file), for the record.
 fn count_files(dir: &Path) -> u64 {
+    if dir.is_file() {
+        return 1;
+    }
     let mut n = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -90,8 +90,11 @@ fn newest_dump(dir: &Path, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Valu
     }))
 }
 
-/// The shell commands that create a database and load `dump` into it, without ops-run.
-fn load_commands(db: &Database, dump: &str) -> Vec<String> {
+/// The shell commands that find the newest dump in `dir`, check it against its sidecar,
+/// create the database and load the dump into it, without ops-run; `example` is today's
+/// newest dump, named in a comment. One block: a shell on the worst day runs it top to
+/// bottom.
+fn load_commands(db: &Database, dir: &str, example: &str) -> Vec<String> {
     let opt = |flag: &str, v: Option<String>| v.map(|v| format!("{flag}={}", q(&v)));
     let host = opt("--host", db.host.as_ref().map(|h| h.value.clone()));
     let port = opt("--port", db.port.as_ref().map(|p| p.value.to_string()));
@@ -100,16 +103,22 @@ fn load_commands(db: &Database, dump: &str) -> Vec<String> {
         .as_ref()
         .map_or(String::new(), |n| n.value.clone());
     let engine = db.engine.as_ref().map(|e| e.value);
-    // gunzip or zstd, as the dump's name says.
-    let cat = crate::artifact::codec::Codec::of_path(std::path::Path::new(dump)).cat();
     let join =
         |words: Vec<Option<String>>| words.into_iter().flatten().collect::<Vec<_>>().join(" ");
+    let mut lines = vec![
+        format!("cd {}", q(dir)),
+        format!(
+            "# the newest dump, by the time and counter in its name (today: {example}), and its checksum (OK)"
+        ),
+        NEWEST_DUMP.to_string(),
+        "sha256sum -c \"$DUMP.sha256\"".to_string(),
+        // gunzip or zstd, as the dump's name says.
+        "case \"$DUMP\" in *.zst) CAT='zstd -dc' ;; *) CAT='gunzip -c' ;; esac".to_string(),
+    ];
     match engine {
         Some(Engine::Postgres) => {
             let user = opt("--username", db.user.as_ref().map(|u| u.value.clone()));
-            let mut lines: Vec<String> = export("PGPASSWORD", db.password.as_ref())
-                .into_iter()
-                .collect();
+            lines.extend(export("PGPASSWORD", db.password.as_ref()));
             lines.push(join(vec![
                 Some("createdb".into()),
                 host.clone(),
@@ -118,42 +127,80 @@ fn load_commands(db: &Database, dump: &str) -> Vec<String> {
                 Some("--".into()),
                 Some(q(&name)),
             ]));
+            // Quiet: only errors (the dump's `set_config` and `setval` answers go nowhere).
             lines.push(format!(
-                "{cat} {} | {}",
-                q(dump),
+                "$CAT \"$DUMP\" | {}",
                 join(vec![
-                    Some("psql -X -q -v ON_ERROR_STOP=1".into()),
+                    Some("psql -X -q -v ON_ERROR_STOP=1 -o /dev/null".into()),
                     host,
                     port,
                     user,
                     Some(format!("--dbname={}", q(&name))),
                 ])
             ));
-            lines
         }
         Some(Engine::Mysql | Engine::Mariadb) => {
             let user = opt("--user", db.user.as_ref().map(|u| u.value.clone()));
             let client = join(vec![Some("mariadb".into()), host, port, user]);
-            let mut lines: Vec<String> = export("MYSQL_PWD", db.password.as_ref())
-                .into_iter()
-                .collect();
+            lines.extend(export("MYSQL_PWD", db.password.as_ref()));
             lines.push(format!(
                 "{client} -e {}",
                 q(&format!("CREATE DATABASE `{}`", name.replace('`', "``")))
             ));
-            lines.push(format!("{cat} {} | {client} -- {}", q(dump), q(&name)));
-            lines
+            lines.push(format!("$CAT \"$DUMP\" | {client} -- {}", q(&name)));
         }
         Some(Engine::Sqlite) => {
             let path = db.path.as_ref().map_or(String::new(), |p| p.value.clone());
             let path = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
-            vec![format!(
-                "{cat} {} | sqlite3 {}",
-                q(dump),
+            lines.push(format!(
+                "$CAT \"$DUMP\" | sqlite3 {}",
                 q(&path.display().to_string())
-            )]
+            ));
         }
-        None => vec!["# the database has no engine in the plan".into()],
+        None => lines.push("# the database has no engine in the plan".into()),
+    }
+    lines
+}
+
+/// Sets `DUMP` to the newest dump of the working directory: the newest time in its name,
+/// then the highest counter (`full-…-0200-2` is newer than `full-…-0200`).
+const NEWEST_DUMP: &str = "DUMP=$(ls -1 | grep -E '^full-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.sql\\.(gz|zst)$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
+
+/// The roles a plan's databases connect as, by engine, for step 3.
+fn roles(plan: &CompiledPlan) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for db in &plan.decl.databases {
+        let Some(user) = db.user.as_ref().map(|u| u.value.clone()) else {
+            continue;
+        };
+        let command = match db.engine.as_ref().map(|e| e.value) {
+            Some(Engine::Postgres) => format!("createuser {}", q(&user)),
+            Some(Engine::Mysql | Engine::Mariadb) => format!(
+                "CREATE USER '{}'@'%' IDENTIFIED BY '…';",
+                user.replace('\'', "''")
+            ),
+            _ => continue,
+        };
+        let item = json!({ "role": user, "command": command, "database": db.name.value });
+        if !out.iter().any(|o| o["command"] == item["command"]) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// What `restore db --to` takes for a database: its name, or (SQLite) its file's absolute
+/// path, so the command runs from any folder.
+fn restore_target(db: &Database) -> String {
+    match db.engine.as_ref().map(|e| e.value) {
+        Some(Engine::Sqlite) => db.path.as_ref().map_or(String::new(), |p| {
+            std::path::absolute(&p.value)
+                .map_or_else(|_| p.value.clone(), |a| a.display().to_string())
+        }),
+        _ => db
+            .dbname
+            .as_ref()
+            .map_or(String::new(), |n| n.value.clone()),
     }
 }
 
@@ -230,6 +277,23 @@ fn copy_context(
         ])
         .collect();
     let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
+    // Where the copied dump goes back to: its database's name (SQLite: its file).
+    let target = plan
+        .decl
+        .steps
+        .iter()
+        .find(|s| s.name.value == dump_step)
+        .and_then(|s| match &s.kind {
+            StepKind::Dump(d) => d.database.as_ref(),
+            _ => None,
+        })
+        .and_then(|n| {
+            plan.decl
+                .databases
+                .iter()
+                .find(|db| db.name.value == n.value)
+        })
+        .map_or_else(|| "TARGET".to_string(), restore_target);
     let dump_id = compiled
         .steps
         .iter()
@@ -246,7 +310,7 @@ fn copy_context(
             "taken": crate::clock::parse_stamp(&n.newest_taken?).map(|t| minute(t, tz)),
         }))),
         "restore": restore.join("\n"),
-        "ops_run": format!("ops-run restore db {} --from {} --to TARGET", q(&dump_id), q(step.name())),
+        "ops_run": format!("ops-run restore db {} --from {} --to {}", q(&dump_id), q(step.name()), q(&target)),
     })
 }
 
@@ -292,20 +356,6 @@ pub fn context(
                 });
                 let dir = plan.dir(step.name(), Area::Dumps);
                 let newest = newest_dump(&dir, tz, now);
-                let dump_path = newest
-                    .as_ref()
-                    .and_then(|n| n["path"].as_str())
-                    .map_or_else(
-                        || {
-                            dir.join(format!(
-                                "full-YYYYmmdd-HHMM.{}",
-                                crate::steps::dump::codec(d).ext()
-                            ))
-                            .display()
-                            .to_string()
-                        },
-                        str::to_string,
-                    );
                 let dump_name = newest
                     .as_ref()
                     .and_then(|n| n["name"].as_str())
@@ -316,15 +366,7 @@ pub fn context(
                 if let Some(n) = &newest {
                     points.push(json!({ "what": step.id, "kind": "database dump", "taken": n["taken"], "age": n["age"] }));
                 }
-                let target = match engine {
-                    Some(Engine::Sqlite) => {
-                        db.path.as_ref().map_or(String::new(), |p| p.value.clone())
-                    }
-                    _ => db
-                        .dbname
-                        .as_ref()
-                        .map_or(String::new(), |n| n.value.clone()),
-                };
+                let target = restore_target(db);
                 databases.push(json!({
                     "step": step.id,
                     "database": db.name.value,
@@ -335,8 +377,7 @@ pub fn context(
                     "schedule": step.schedule.as_ref().map_or_else(|| "none (run by hand)".into(), |s| s.value.expr.clone()),
                     "keep": d.keep.as_ref().map_or_else(|| "all".into(), |k| k.value.to_string()),
                     "newest": newest,
-                    "check": format!("cd {}\nsha256sum -c {}", q(&dir.display().to_string()), q(&format!("{dump_name}.sha256"))),
-                    "load": load_commands(db, &dump_path).join("\n"),
+                    "load": load_commands(db, &dir.display().to_string(), &dump_name).join("\n"),
                     "ops_run": format!("ops-run restore db {} --to {}", q(&step.id), q(&target)),
                 }));
             }
@@ -393,7 +434,7 @@ pub fn context(
                     "schedule": step.schedule.as_ref().map_or_else(|| "none (run by hand)".into(), |s| s.value.expr.clone()),
                     "newest": newest.as_ref().map(|(id, taken)| json!({ "id": id, "taken": minute(*taken, tz) })),
                     "restore": restore.join("\n"),
-                    "ops_run": format!("ops-run restore files {} --to /", q(&step.id)),
+                    "ops_run": format!("ops-run restore files {} --to / --overwrite", q(&step.id)),
                 }));
             }
             StepKind::Drill(d) => {
@@ -427,6 +468,12 @@ pub fn context(
     tools.sort_unstable();
     tools.dedup();
     let info = plan.decl.runbook.clone().unwrap_or_default();
+    let env_file = env.source().map(|p| {
+        std::path::absolute(p)
+            .unwrap_or(p.to_path_buf())
+            .display()
+            .to_string()
+    });
     let text =
         |v: &Option<crate::plan::model::Spanned<String>>| v.as_ref().map(|s| s.value.clone());
     json!({
@@ -440,6 +487,9 @@ pub fn context(
         "copies": copies,
         "recovery_points": points,
         "drills": drills,
+        "env_file": env_file.clone(),
+        "env_file_quoted": env_file.as_deref().map(q),
+        "roles": roles(plan),
         "owner": text(&info.owner),
         "contact": text(&info.contact),
         "note": text(&info.note),

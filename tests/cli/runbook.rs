@@ -162,23 +162,83 @@ fn sqlite_and_files_runbook(compression: &str, ext: &str) {
     std::fs::remove_dir_all(ws.path("backups/db")).unwrap();
     std::fs::create_dir_all(ws.path("elsewhere")).unwrap();
     let blocks = shell_blocks(&text);
-    assert_eq!(blocks.len(), 4, "copy, check, load, restore:\n{text}");
+    assert_eq!(blocks.len(), 4, "variables, copy, database, files:\n{text}");
     run_blocks(
         &blocks,
         &ws.path("elsewhere"),
         &[("UPLOADS_PW", password), ("RESTIC_CACHE_DIR", &cache)],
     );
-    let db = rusqlite::Connection::open(ws.path("app.db")).unwrap();
-    let count = |t: &str| -> i64 {
-        db.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
-            .unwrap()
+    let back = |what: &str| {
+        let db = rusqlite::Connection::open(ws.path("app.db")).unwrap();
+        let count = |t: &str| -> i64 {
+            db.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("users"), count("invoices")), (2, 3), "{what}");
+        assert_eq!(
+            std::fs::read_to_string(ws.path("data/a.txt")).unwrap(),
+            "alpha\n",
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read(ws.path("data/sub/b.bin")).unwrap(),
+            binary,
+            "{what}"
+        );
     };
-    assert_eq!((count("users"), count("invoices")), (2, 3));
-    assert_eq!(
-        std::fs::read_to_string(ws.path("data/a.txt")).unwrap(),
-        "alpha\n"
+    back("without ops-run");
+
+    // The worst day again, recovered with the ops-run commands exactly as printed: the
+    // database from the offsite copy, the files to their original place.
+    std::fs::remove_file(ws.path("app.db")).unwrap();
+    std::fs::remove_dir_all(ws.path("data")).unwrap();
+    std::fs::remove_dir_all(ws.path("backups/db")).unwrap();
+    let printed = ops_run_commands(&text);
+    let copy = printed
+        .iter()
+        .find(|c| c.contains("--from offsite"))
+        .unwrap_or_else(|| panic!("no restore from the copy in:\n{text}"));
+    let files = printed
+        .iter()
+        .find(|c| c.contains("restore files"))
+        .unwrap_or_else(|| panic!("no restore of the files in:\n{text}"));
+    for command in [copy, files] {
+        run_printed(
+            &ws,
+            command,
+            &[("RESTIC_CACHE_DIR", &cache), ("UPLOADS_PW", password)],
+        );
+    }
+    back("with ops-run");
+}
+
+/// The commands after "With ops-run:" in a runbook.
+fn ops_run_commands(md: &str) -> Vec<String> {
+    md.lines()
+        .filter_map(|l| l.split("With ops-run: `").nth(1))
+        .filter_map(|rest| rest.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs a printed `ops-run …` command line with the binary under test, from the workspace.
+fn run_printed(ws: &Workspace, command: &str, env: &[(&str, &str)]) {
+    let line = command
+        .strip_prefix("ops-run ")
+        .unwrap_or_else(|| panic!("not an ops-run command: {command}"));
+    let out = std::process::Command::new("bash")
+        .args(["-c", &format!("exec \"$0\" {line}"), crate::harness::BIN])
+        .current_dir(ws.path(""))
+        .env("OPS_STATE", ws.path("state/ops.db"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{command}` failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read(ws.path("data/sub/b.bin")).unwrap(), binary);
 }
 
 #[test]
@@ -203,10 +263,43 @@ fn the_postgres_runbook_recreates_a_dropped_database() {
         text.contains("the environment variable `APP_DB_PASSWORD`"),
         "{text}"
     );
+    // Quiet: only errors reach the terminal.
+    assert!(
+        text.contains("psql -X -q -v ON_ERROR_STOP=1 -o /dev/null"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("`createuser {}`", var("OPS_TEST_PG_USER"))),
+        "{text}"
+    );
     run_ok(psql("postgres").args(["-c", &format!("DROP DATABASE {src}")]));
     let blocks = shell_blocks(&text);
-    assert_eq!(blocks.len(), 2, "check, load:\n{text}");
-    run_blocks(&blocks, &ws.path(""), &[("APP_DB_PASSWORD", &password)]);
+    assert_eq!(blocks.len(), 2, "variables, database:\n{text}");
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &blocks[1]])
+        .current_dir(ws.path(""))
+        .env("APP_DB_PASSWORD", &password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing but the checksum's OK: no result tables.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "full-20261128-1000.sql.gz: OK"
+    );
+    assert_eq!(pg_counts(&src), before);
+    // And as printed with ops-run.
+    run_ok(psql("postgres").args(["-c", &format!("DROP DATABASE {src}")]));
+    let printed = ops_run_commands(&text);
+    let restore = printed
+        .iter()
+        .find(|c| c.starts_with("ops-run restore db"))
+        .unwrap();
+    run_printed(&ws, restore, &[("APP_DB_PASSWORD", &password)]);
     assert_eq!(pg_counts(&src), before);
 }
 
