@@ -14,9 +14,14 @@ mod cli;
 #[allow(dead_code)]
 mod completion;
 
+#[path = "src/manual.rs"]
+mod manual;
+
 fn main() -> std::io::Result<()> {
     println!("cargo:rerun-if-changed=src/cli.rs");
     println!("cargo:rerun-if-changed=src/completions.rs");
+    println!("cargo:rerun-if-changed=src/manual.rs");
+    println!("cargo:rerun-if-changed=README.md");
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is target/<profile>/build/ops-run-HASH/out.
@@ -31,12 +36,27 @@ fn main() -> std::io::Result<()> {
     }
     let cmd = cli::Cli::command();
     clap_mangen::generate_to(cmd.clone(), &man)?;
+    // ops-run(1) with its files, environment and exit status; ops-run.kdl(5) from the
+    // reference's chapter on plans.
+    let main = man.join("ops-run.1");
+    let mut page = std::fs::read_to_string(&main)?;
+    page.push_str(manual::MAIN_SECTIONS);
+    std::fs::write(&main, page)?;
+    let readme = std::fs::read_to_string("README.md")?;
+    std::fs::write(
+        man.join("ops-run.kdl.5"),
+        manual::plan_language(
+            manual::plan_language_chapter(&readme),
+            env!("CARGO_PKG_VERSION"),
+        ),
+    )?;
     // Debian installs man pages gzipped; the same bytes on every build (no name, no time).
     for entry in std::fs::read_dir(&man)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "1") {
+        let section = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if section == "1" || section == "5" {
             let page = std::fs::read(&path)?;
-            let gz = std::fs::File::create(path.with_extension("1.gz"))?;
+            let gz = std::fs::File::create(path.with_extension(format!("{section}.gz")))?;
             let mut enc = flate2::GzBuilder::new()
                 .mtime(0)
                 .write(gz, flate2::Compression::best());

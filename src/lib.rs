@@ -38,6 +38,10 @@ pub mod health;
 pub mod help;
 pub mod identity;
 pub mod lock;
+// The man pages' text is build.rs's; compiled here for its tests.
+#[cfg(test)]
+#[allow(dead_code)]
+mod manual;
 pub mod plan;
 pub mod report;
 pub mod retention;

@@ -64,7 +64,8 @@ const STEP_REPEATABLE: [&str; 1] = ["after"];
 /// The deepest block nesting a plan file may have.
 pub const MAX_DEPTH: usize = 32;
 
-/// The offset of the first `{` deeper than `MAX_DEPTH`, outside strings and comments.
+/// The offset of the first `{` (or nested `/*`) deeper than `MAX_DEPTH`, outside strings and
+/// comments.
 fn too_deep(text: &str) -> Option<usize> {
     let b = text.as_bytes();
     let (mut depth, mut i) = (0usize, 0usize);
@@ -81,8 +82,27 @@ fn too_deep(text: &str) -> Option<usize> {
                     i += 1;
                 }
             }
+            // Block comments nest in KDL 2, and the parser recurses into each.
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = text[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 1);
+                let mut open = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        open += 1;
+                        if open > MAX_DEPTH {
+                            return Some(i);
+                        }
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        open -= 1;
+                        i += 2;
+                        if open == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                continue;
             }
             b'{' => {
                 depth += 1;

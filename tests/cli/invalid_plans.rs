@@ -112,3 +112,30 @@ fn a_template_that_is_not_a_regular_file_is_refused_at_once() {
         r.stderr()
     );
 }
+
+#[test]
+fn any_nesting_of_comments_ends_in_a_diagnostic_never_a_crash() {
+    for n in [40usize, 3_000, 100_000] {
+        let ws = crate::harness::Workspace::new();
+        let comments = "/* ".repeat(n) + &" */".repeat(n);
+        ws.write(
+            "plans/p.kdl",
+            &format!("plan crm {{\n    base \"/srv/backups/crm\"\n    {comments}\n}}\n"),
+        );
+        let r = ws.run(&["--plans", "plans", "plan", "validate"]);
+        assert_eq!(r.code(), 2, "{n}: {}", r.stderr());
+        assert!(
+            r.stderr().contains("nested deeper than 32 levels") && r.stderr().contains("p.kdl:3:"),
+            "{n}: {}",
+            &r.stderr()[..r.stderr().len().min(2000)]
+        );
+    }
+    // A few levels are fine.
+    let ws = crate::harness::Workspace::new();
+    ws.write(
+        "plans/p.kdl",
+        "plan crm {\n    base \"/srv/backups/crm\"\n    /* a /* b /* c */ */ */\n}\n",
+    );
+    let r = ws.run(&["--plans", "plans", "plan", "validate"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}

@@ -43,6 +43,12 @@ fn the_package_installs_the_binary_units_and_private_configuration() {
         ("-rw-r--r--", "./etc/ops-run/plans/example.kdl.sample"),
         ("-rw-r--r--", "./usr/share/man/man1/ops-run.1.gz"),
         ("-rw-r--r--", "./usr/share/man/man1/ops-run-plan-apply.1.gz"),
+        ("-rw-r--r--", "./usr/share/man/man1/ops-run-doctor.1.gz"),
+        ("-rw-r--r--", "./usr/share/man/man5/ops-run.kdl.5.gz"),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/ops-run/examples/retention.kdl",
+        ),
         (
             "-rw-r--r--",
             "./usr/share/bash-completion/completions/ops-run",
@@ -146,4 +152,53 @@ fn systemd_analyze_verifies_every_unit() {
     }
     let timer = std::fs::read_to_string(units.join("ops-run-apply.timer")).unwrap();
     assert!(timer.contains("Persistent=true") && timer.contains("RandomizedDelaySec"));
+}
+
+#[test]
+#[ignore = "needs the package (cargo deb) and man-db; run scripts/test"]
+fn the_man_pages_say_files_environment_exit_status_and_the_plan_language() {
+    let dir = tempfile::tempdir().unwrap();
+    out(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb())
+        .arg(dir.path()));
+    // man's bold and underline are overstruck characters (`X\bX`): keep the last of each.
+    let render = |page: &str| {
+        let text = out(Command::new("man")
+            .env("MANWIDTH", "100")
+            .arg("-l")
+            .arg(dir.path().join(page)));
+        let mut plain: Vec<char> = Vec::new();
+        for c in text.chars() {
+            if c == '\u{8}' {
+                plain.pop();
+            } else {
+                plain.push(c);
+            }
+        }
+        plain.into_iter().collect::<String>()
+    };
+    let main = render("usr/share/man/man1/ops-run.1.gz");
+    for wanted in [
+        "FILES",
+        "/etc/ops-run/ops-run.env",
+        "ENVIRONMENT",
+        "OPS_BACKUP_BASE",
+        "EXIT STATUS",
+        "75",
+    ] {
+        assert!(main.contains(wanted), "no {wanted} in ops-run(1):\n{main}");
+    }
+    let kdl = render("usr/share/man/man5/ops-run.kdl.5.gz");
+    for wanted in [
+        "PLAN LANGUAGE",
+        "stale-after",
+        "monthly=6",
+        "retry-after",
+    ] {
+        assert!(
+            kdl.contains(wanted),
+            "no {wanted} in ops-run.kdl(5):\n{kdl}"
+        );
+    }
 }
