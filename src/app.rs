@@ -76,6 +76,44 @@ fn act_as_owner(state: &Path, writes: bool, env: &mut Env) -> Result<(), Failure
     }
 }
 
+/// Why the plans could not be loaded, and the `ops-run/plans` check when they do not load.
+pub type PlansBroken = Box<(Failure, Option<crate::health::Check>)>;
+
+/// The diagnostics of plans that do not load, one `file:line:col: message` line each (no
+/// snippet: a line of a plan may hold a secret written in it), at most 20.
+pub fn plan_problems(rendered: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut message: Option<&str> = None;
+    for line in rendered.lines() {
+        if let Some(m) = line.strip_prefix("error: ") {
+            message = Some(m);
+        } else if let (Some(m), Some(at)) = (message, line.trim_start().strip_prefix("--> ")) {
+            out.push(format!("{}: {m}", at.trim()));
+            message = None;
+        } else if let Some(m) = message.take() {
+            out.push(m.to_string());
+        }
+    }
+    if let Some(m) = message {
+        out.push(m.to_string());
+    }
+    let more = out.len().saturating_sub(20);
+    out.truncate(20);
+    if more > 0 {
+        out.push(format!("… and {more} more"));
+    }
+    if out.is_empty() {
+        out.push(
+            rendered
+                .lines()
+                .next()
+                .unwrap_or("the plans do not load")
+                .to_string(),
+        );
+    }
+    out.join("\n")
+}
+
 /// The password in `scheme://user:password@host…`, if any. The user information ends at the
 /// *last* `@` (a password may hold `@`, `:`, `/` or `%`; one `@` too many in a path only
 /// widens what is hidden), and the password starts after the user's first `:`.
@@ -182,6 +220,32 @@ impl App {
     }
 
     /// Every secret the plans can resolve, plus the seed's secret variables.
+    /// The redactor when no plan loaded: the seed's secret variables, and every value of the
+    /// environment whose name says it is a secret (`…PASSWORD`, `…TOKEN`, `…SECRET`, `…KEY`,
+    /// `…WEBHOOK`).
+    pub fn env_redactor(&self) -> Redactor {
+        let mut secrets: Vec<String> = SECRET_VARS
+            .iter()
+            .filter_map(|v| self.env.get(v))
+            .map(str::to_string)
+            .collect();
+        secrets.extend(self.env.secret_looking());
+        Redactor::new(secrets)
+    }
+
+    /// The plans, or, when they do not load, the `ops-run/plans` check that says why (the
+    /// rendered diagnostics beside it).
+    pub fn load_or_check(&self) -> Result<(Loaded, Compiled), PlansBroken> {
+        match self.load() {
+            Ok(x) => Ok(x),
+            Err(Failure::Plan(rendered)) => {
+                let check = crate::health::plans_check(Some(&plan_problems(&rendered)), 0);
+                Err(Box::new((Failure::Plan(rendered), Some(check))))
+            }
+            Err(other) => Err(Box::new((other, None))),
+        }
+    }
+
     pub fn redactor(&self, compiled: &Compiled) -> Redactor {
         let mut secrets: Vec<String> = Vec::new();
         for p in &compiled.plans {

@@ -72,7 +72,12 @@ pub fn checks(
         let files = match kind {
             CheckKind::Dump => Some((Area::Dumps, "full-", ".sql.gz")),
             CheckKind::Snapshot => Some((Area::Snapshots, "snapshot-", ".txt")),
-            CheckKind::Verify | CheckKind::Drill | CheckKind::Copy | CheckKind::RepoCheck => None,
+            CheckKind::Verify
+            | CheckKind::Drill
+            | CheckKind::Copy
+            | CheckKind::RepoCheck
+            | CheckKind::Apply
+            | CheckKind::Plans => None,
         };
         let (artifact, future) = files.map_or((None, None), |(area, prefix, suffix)| {
             // A dump counts with a sidecar naming it; a snapshot marker is its own proof.
@@ -184,5 +189,56 @@ pub fn checks(
         }
         out.push(check);
     }
+    out.extend(global_checks(compiled, store, now)?);
     Ok(out)
+}
+
+/// The checks of the whole state database: the plans load (they did, to get here), and the
+/// dead-man — the newest `plan apply` of any plan against the strictest thresholds.
+fn global_checks(
+    compiled: &Compiled,
+    store: Option<&Store>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Vec<Check>> {
+    let names: Vec<&str> = compiled
+        .plans
+        .iter()
+        .map(|p| p.decl.name.value.as_str())
+        .collect();
+    let last = match store {
+        Some(s) => s
+            .applies()?
+            .into_iter()
+            .filter(|(plan, _)| names.contains(&plan.as_str()))
+            .filter_map(|(_, at)| parse_stamp(&at))
+            .max(),
+        None => None,
+    };
+    let strictest = |pick: fn(&crate::plan::model::Plan) -> Option<std::time::Duration>,
+                     default: std::time::Duration| {
+        compiled
+            .plans
+            .iter()
+            .filter_map(|p| pick(&p.decl))
+            .min()
+            .unwrap_or(default)
+    };
+    let stale = strictest(
+        |p| p.apply_stale_after.as_ref().map(|d| d.value),
+        health::APPLY_STALE,
+    );
+    let fail = strictest(
+        |p| p.apply_fail_after.as_ref().map(|d| d.value),
+        health::APPLY_FAIL,
+    );
+    let files = compiled
+        .plans
+        .iter()
+        .map(|p| p.decl.name.span.file)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    Ok(vec![
+        health::plans_check(None, files),
+        health::apply_check(last, stale, fail.max(stale), now),
+    ])
 }

@@ -72,6 +72,117 @@ pub enum CheckKind {
     /// A repository check (`restic check`): overdue like a verify.
     #[serde(rename = "repo_check")]
     RepoCheck,
+    /// The dead-man: the newest `plan apply` of this state database (`ops-run/apply`).
+    Apply,
+    /// Whether the plans load (`ops-run/plans`): a typo in a live plan stops every backup.
+    Plans,
+}
+
+/// The `plan` of the checks that belong to the whole state database, not to one plan: every
+/// plan's alert channels carry them.
+pub const GLOBAL: &str = "ops-run";
+
+/// Default thresholds of the `apply` check (plan settings `apply-stale-after`,
+/// `apply-fail-after`): the timer runs every 5 minutes.
+pub const APPLY_STALE: Duration = Duration::from_secs(15 * 60);
+pub const APPLY_FAIL: Duration = Duration::from_secs(3600);
+
+/// A check of the whole state database.
+fn global(step: &str, kind: CheckKind, state: State, severity: Severity, detail: String) -> Check {
+    Check {
+        id: format!("{GLOBAL}/{step}"),
+        plan: GLOBAL.to_string(),
+        step: step.to_string(),
+        kind,
+        state,
+        severity,
+        age_seconds: None,
+        last_success: None,
+        last_attempt: None,
+        last_attempt_status: None,
+        artifact: None,
+        artifact_size: None,
+        detail,
+        stale_after_seconds: None,
+        fail_after_seconds: None,
+        overdue_after_seconds: None,
+        excerpt: None,
+    }
+}
+
+/// `ops-run/apply`: the newest `plan apply` against its thresholds. Never applied is no
+/// alarm: steps may be run by another scheduler, and a new install's missing dumps speak.
+pub fn apply_check(
+    last: Option<DateTime<Utc>>,
+    stale: Duration,
+    fail: Duration,
+    now: DateTime<Utc>,
+) -> Check {
+    let age = last.map(|at| Duration::from_secs((now - at).num_seconds().max(0) as u64));
+    let (state, severity, detail) = match age {
+        // Steps run only by `run` (a scheduler of the application's own) need no apply; a
+        // timer that stopped is seen by the age of the last apply it made.
+        None => (
+            State::Ok,
+            Severity::Ok,
+            "no plan apply recorded yet (the timer or cron runs `ops-run plan apply`)".to_string(),
+        ),
+        Some(a) if a > fail => (
+            State::Fail,
+            Severity::Crit,
+            format!(
+                "the last plan apply was {} ago, past apply-fail-after {}: backups have stopped (the timer or cron is not running ops-run)",
+                secs(a),
+                secs(fail)
+            ),
+        ),
+        Some(a) if a > stale => (
+            State::Stale,
+            Severity::Warn,
+            format!(
+                "the last plan apply was {} ago, past apply-stale-after {}",
+                secs(a),
+                secs(stale)
+            ),
+        ),
+        Some(a) => (
+            State::Ok,
+            Severity::Ok,
+            format!("the last plan apply was {} ago", secs(a)),
+        ),
+    };
+    let mut c = global("apply", CheckKind::Apply, state, severity, detail);
+    c.age_seconds = age.map(|a| a.as_secs());
+    c.last_success = last;
+    c.stale_after_seconds = Some(stale.as_secs());
+    c.fail_after_seconds = Some(fail.as_secs());
+    c
+}
+
+/// `ops-run/plans`: the plans load, or do not (`problems`: the diagnostics, one per line).
+pub fn plans_check(problems: Option<&str>, files: usize) -> Check {
+    match problems {
+        None => global(
+            "plans",
+            CheckKind::Plans,
+            State::Ok,
+            Severity::Ok,
+            format!(
+                "the plans load ({files} file{})",
+                if files == 1 { "" } else { "s" }
+            ),
+        ),
+        Some(p) => global(
+            "plans",
+            CheckKind::Plans,
+            State::Fail,
+            Severity::Crit,
+            format!(
+                "the plans do not load: nothing runs until they do\n{}",
+                p.trim_end()
+            ),
+        ),
+    }
 }
 
 /// The newest finished run of a step.
@@ -309,7 +420,12 @@ pub fn evaluate(
                 }
             }
         },
-        CheckKind::Verify | CheckKind::Drill | CheckKind::RepoCheck => {
+        // (`Apply` and `Plans` are made by `apply_check` and `plans_check`.)
+        CheckKind::Verify
+        | CheckKind::Drill
+        | CheckKind::RepoCheck
+        | CheckKind::Apply
+        | CheckKind::Plans => {
             let what = match kind {
                 CheckKind::Drill => "drill",
                 CheckKind::RepoCheck => "repository check",

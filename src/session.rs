@@ -243,16 +243,20 @@ impl<'a> Session<'a> {
     pub fn finish(&self, store: &Store, metrics_textfile: Option<&Path>) {
         let app = self.app;
         let compiled = self.compiled;
+        // The dead-man's heartbeat first: this apply counts in the health it evaluates.
+        let now = stamp(app.clock.now());
+        for p in &compiled.plans {
+            if let Err(e) = store.record_apply(&p.decl.name.value, &now) {
+                eprintln!("warning: cannot record the apply: {e}");
+            }
+        }
         match crate::facts::checks(compiled, Some(store), app.clock.now()) {
             Ok(checks) => {
+                // Kept for the day the plans stop loading: who to tell.
+                crate::alert::remembered::keep(store, compiled);
+                let _sender = crate::alert::sender_lock(&app.state.value);
                 let _delivered =
                     crate::alert::notify(app, compiled, store, &checks, &self.redactor);
-                let now = stamp(app.clock.now());
-                for p in &compiled.plans {
-                    if let Err(e) = store.record_apply(&p.decl.name.value, &now) {
-                        eprintln!("warning: cannot record the apply: {e}");
-                    }
-                }
                 if let Some(path) = metrics_textfile
                     && let Err(e) =
                         crate::web::metrics::write_textfile(compiled, store, &checks, path)

@@ -89,6 +89,22 @@ impl Env {
             .filter(|v| !v.is_empty())
     }
 
+    /// The values of variables whose names say they hold a secret.
+    pub fn secret_looking(&self) -> Vec<String> {
+        self.vars
+            .iter()
+            .filter(|(k, v)| {
+                v.len() >= 4
+                    && [
+                        "PASSWORD", "TOKEN", "SECRET", "_KEY", "WEBHOOK", "_PASS", "_PW",
+                    ]
+                    .iter()
+                    .any(|w| k.to_ascii_uppercase().contains(w))
+            })
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Sets a variable (the acting user's `HOME` after a switch).
     pub fn set(&mut self, key: &str, value: &str) {
         self.vars.insert(key.to_string(), value.to_string());

@@ -9,6 +9,7 @@ pub mod command;
 pub mod email;
 pub mod http;
 pub mod ping;
+pub mod remembered;
 
 use std::time::Duration;
 
@@ -72,6 +73,22 @@ pub fn change(
     }
 }
 
+/// Held while alerts are computed and sent: one sender at a time per state database (an
+/// apply's end and `serve`'s evaluation), so no change is told twice. `None` when the lock
+/// file cannot be made (then the alert state alone keeps order).
+pub fn sender_lock(state: &std::path::Path) -> Option<std::fs::File> {
+    let mut path = state.as_os_str().to_owned();
+    path.push(".alerts.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::path::PathBuf::from(path))
+        .ok()?;
+    f.lock().ok()?;
+    Some(f)
+}
+
 /// A channel ready to deliver: its name and how.
 pub struct Channel<'a> {
     pub name: String,
@@ -101,75 +118,83 @@ pub enum ChannelError {
 /// The channels of a plan that are switched on, with their secrets resolved. An empty
 /// `ALERT_SLACK_WEBHOOK` turns Slack off (the seed's rule); a set one replaces the plan's.
 pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>, ChannelError>> {
-    let mut out = Vec::new();
-    for a in &plan.decl.alerts {
-        let name = format!("{}/{}", plan.decl.name.value, a.name.value);
-        let resolve = |s: &Option<crate::plan::model::Sourced>, what: &'static str| {
-            let s = s.as_ref().ok_or_else(|| ChannelError::Missing {
+    plan.decl
+        .alerts
+        .iter()
+        .filter_map(|a| channel(app, &plan.decl.name.value, a))
+        .collect()
+}
+
+/// One channel `a` of plan `plan`, resolved; `None` when it is switched off.
+pub(crate) fn channel<'a>(
+    app: &App,
+    plan: &str,
+    a: &'a Alert,
+) -> Option<Result<Channel<'a>, ChannelError>> {
+    let name = format!("{plan}/{}", a.name.value);
+    let resolve = |s: &Option<crate::plan::model::Sourced>, what: &'static str| {
+        let s = s.as_ref().ok_or_else(|| ChannelError::Missing {
+            channel: name.clone(),
+            what,
+        })?;
+        app.env
+            .resolve(&s.source)
+            .map_err(|source| ChannelError::Secret {
+                channel: name.clone(),
+                source,
+            })
+    };
+    let target = match a.kind {
+        AlertKind::Slack => {
+            if app.env.is_set("ALERT_SLACK_WEBHOOK") && app.env.get("ALERT_SLACK_WEBHOOK").is_none()
+            {
+                return None;
+            }
+            match app.env.get("ALERT_SLACK_WEBHOOK") {
+                Some(url) => Ok(Target::Slack(url.to_string())),
+                None => resolve(&a.webhook, "webhook").map(Target::Slack),
+            }
+        }
+        AlertKind::Webhook => resolve(&a.url, "url").map(Target::Webhook),
+        AlertKind::Email => {
+            let missing = |what| ChannelError::Missing {
                 channel: name.clone(),
                 what,
-            })?;
-            app.env
-                .resolve(&s.source)
-                .map_err(|source| ChannelError::Secret {
-                    channel: name.clone(),
-                    source,
-                })
-        };
-        let target = match a.kind {
-            AlertKind::Slack => {
-                if app.env.is_set("ALERT_SLACK_WEBHOOK")
-                    && app.env.get("ALERT_SLACK_WEBHOOK").is_none()
-                {
-                    continue;
-                }
-                match app.env.get("ALERT_SLACK_WEBHOOK") {
-                    Some(url) => Ok(Target::Slack(url.to_string())),
-                    None => resolve(&a.webhook, "webhook").map(Target::Slack),
-                }
-            }
-            AlertKind::Webhook => resolve(&a.url, "url").map(Target::Webhook),
-            AlertKind::Email => {
-                let missing = |what| ChannelError::Missing {
-                    channel: name.clone(),
-                    what,
-                };
-                (|| {
-                    let smtp = a.smtp.as_ref().ok_or_else(|| missing("smtp"))?;
-                    Ok(Target::Email(email::Email {
-                        server: email::Server::parse(&smtp.value).map_err(|_| missing("smtp"))?,
-                        starttls: a.starttls.as_ref().is_none_or(|s| s.value),
-                        from: a
-                            .from
-                            .as_ref()
-                            .ok_or_else(|| missing("from"))?
-                            .value
-                            .clone(),
-                        to: a.to.iter().map(|t| t.value.clone()).collect(),
-                        username: a.username.as_ref().map(|u| u.value.clone()),
-                        password: match &a.password {
-                            Some(_) => Some(resolve(&a.password, "password")?),
-                            None => None,
-                        },
-                    }))
-                })()
-            }
-            AlertKind::Command => a
-                .run
-                .as_ref()
-                .map(|r| Target::Command(r.value.clone()))
-                .ok_or_else(|| ChannelError::Missing {
-                    channel: name.clone(),
-                    what: "run",
-                }),
-        };
-        out.push(target.map(|target| Channel {
-            name,
-            alert: a,
-            target,
-        }));
-    }
-    out
+            };
+            (|| {
+                let smtp = a.smtp.as_ref().ok_or_else(|| missing("smtp"))?;
+                Ok(Target::Email(email::Email {
+                    server: email::Server::parse(&smtp.value).map_err(|_| missing("smtp"))?,
+                    starttls: a.starttls.as_ref().is_none_or(|s| s.value),
+                    from: a
+                        .from
+                        .as_ref()
+                        .ok_or_else(|| missing("from"))?
+                        .value
+                        .clone(),
+                    to: a.to.iter().map(|t| t.value.clone()).collect(),
+                    username: a.username.as_ref().map(|u| u.value.clone()),
+                    password: match &a.password {
+                        Some(_) => Some(resolve(&a.password, "password")?),
+                        None => None,
+                    },
+                }))
+            })()
+        }
+        AlertKind::Command => a
+            .run
+            .as_ref()
+            .map(|r| Target::Command(r.value.clone()))
+            .ok_or_else(|| ChannelError::Missing {
+                channel: name.clone(),
+                what: "run",
+            }),
+    };
+    Some(target.map(|target| Channel {
+        name,
+        alert: a,
+        target,
+    }))
 }
 
 fn delivered(store: &Store, channel: &str) -> rusqlite::Result<Vec<(String, Delivered)>> {
@@ -227,6 +252,7 @@ pub fn payload(
         .unwrap_or(Severity::Ok);
     json!({
         "source": "ops-run",
+        "host": crate::app::host_name(),
         "test": test,
         "plan": plan,
         "severity": worst.as_str(),
@@ -246,7 +272,9 @@ pub fn text(plan: &str, changes: &[(ChangeKind, &Check)], test: bool) -> String 
         .filter(|(k, _)| *k != ChangeKind::Recovered)
         .count();
     let recovered = changes.len() - problems;
-    let mut head = format!("ops-run {plan}:");
+    // Which machine: several hosts may send to one channel.
+    let host = crate::app::host_name().unwrap_or_else(|| "this host".into());
+    let mut head = format!("ops-run {plan} on {host}:");
     if problems > 0 {
         head.push_str(&format!(
             " {problems} backup problem{}",
@@ -381,7 +409,12 @@ pub fn notify(
     let mut said = Vec::new();
     for plan in &compiled.plans {
         let plan_name = &plan.decl.name.value;
-        let plan_checks: Vec<&Check> = checks.iter().filter(|c| &c.plan == plan_name).collect();
+        // A plan's own checks, and those of the whole state database (the dead-man, the
+        // plans loading): every plan's channels carry them.
+        let plan_checks: Vec<&Check> = checks
+            .iter()
+            .filter(|c| &c.plan == plan_name || c.plan == crate::health::GLOBAL)
+            .collect();
         for channel in channels(app, plan) {
             let channel = match channel {
                 Ok(c) => c,

@@ -27,7 +27,17 @@ fn parse_wait(wait: Option<&str>) -> Result<Duration, Failure> {
 }
 
 pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
-    let (_loaded, compiled) = app.load()?;
+    let (_loaded, compiled) = match app.load_or_check() {
+        Ok(x) => x,
+        Err(broken) if broken.1.is_some() && !args.dry_run => {
+            let (failure, check) = *broken;
+            let check = check.unwrap_or_else(|| crate::health::plans_check(None, 0));
+            // Nothing runs until the plans load: whoever the last good plans alert hears so.
+            plans_broken(app, &check);
+            return Err(failure);
+        }
+        Err(broken) => return Err(broken.0),
+    };
     let only = args
         .only
         .iter()
@@ -174,4 +184,26 @@ fn dry_run(
         }
     }
     out
+}
+
+/// The plans do not load: the alert channels the last good plans had get `check` (once, on
+/// change); what each said goes to stderr, after the diagnostics.
+pub fn plans_broken(app: &App, check: &crate::health::Check) {
+    // No state yet: no plan ever loaded here, so no channel is known (nothing is created).
+    if !app.state.value.exists() {
+        return;
+    }
+    let store = match app.open_store() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot alert that the plans do not load: {}",
+                e.message().trim()
+            );
+            return;
+        }
+    };
+    for line in crate::alert::remembered::plans_broken(app, &store, check, &app.env_redactor()) {
+        eprintln!("{line}");
+    }
 }

@@ -93,6 +93,7 @@ pub fn to_json(checks: &[Check], now: chrono::DateTime<chrono::Utc>) -> serde_js
 pub fn run(app: &App, json_out: bool) -> i32 {
     let (compiled, checks) = match evaluate(app) {
         Ok(x) => x,
+        Err(Failure::Plan(rendered)) => return plans_broken(app, &rendered, json_out),
         Err(f) => {
             eprint!("{}", f.message());
             crate::outln!("{}", f.unknown_line());
@@ -112,13 +113,71 @@ pub fn run(app: &App, json_out: bool) -> i32 {
     overall.exit_code()
 }
 
-/// `health [--alert]`: prints the verdict; with --alert, sends what changed.
+/// `status` when the plans do not load: not UNKNOWN but CRITICAL — backups have stopped.
+/// The diagnostics go to stderr; the checks are the plans' and the dead-man's.
+fn plans_broken(app: &App, rendered: &str, json_out: bool) -> i32 {
+    eprint!("{rendered}");
+    let mut checks = vec![health::plans_check(
+        Some(&crate::app::plan_problems(rendered)),
+        0,
+    )];
+    let last = app.open_reader().ok().flatten().and_then(|s| {
+        s.applies()
+            .ok()?
+            .into_iter()
+            .filter_map(|(_, at)| crate::clock::parse_stamp(&at))
+            .max()
+    });
+    checks.push(health::apply_check(
+        last,
+        health::APPLY_STALE,
+        health::APPLY_FAIL,
+        app.clock.now(),
+    ));
+    let overall = health::overall(&checks);
+    if json_out {
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&checks, app.clock.now())).unwrap_or_default()
+        );
+    } else {
+        let count = rendered
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .trim_end_matches("; nothing ran");
+        crate::outln!(
+            "CRITICAL: the plans do not load ({count}): nothing runs until they do (`ops-run plan validate` says where)"
+        );
+    }
+    overall.exit_code()
+}
+
+/// `health [--alert]`: prints the verdict; with --alert, sends what changed (and when the
+/// plans do not load, says so to the channels the last good plans had).
 pub fn health(app: &App, alert: bool) -> Result<(), Failure> {
-    let (compiled, checks) = evaluate(app)?;
+    let (compiled, checks) = match app.load_or_check() {
+        Ok((_loaded, compiled)) => {
+            let store = app.open_reader()?;
+            let checks = crate::facts::checks(&compiled, store.as_ref(), app.clock.now())
+                .map_err(|e| Failure::Runtime(format!("cannot read the activity log: {e}")))?;
+            (compiled, checks)
+        }
+        Err(broken) if broken.1.is_some() && alert => {
+            let (failure, check) = *broken;
+            let check = check.unwrap_or_else(|| health::plans_check(None, 0));
+            crate::commands::apply::plans_broken(app, &check);
+            return Err(failure);
+        }
+        Err(broken) => return Err(broken.0),
+    };
     crate::outln!("{}", verdict(health::overall(&checks), &checks));
     if alert {
         let store = app.open_store()?;
         let redactor = app.redactor(&compiled);
+        crate::alert::remembered::keep(&store, &compiled);
         for line in crate::alert::notify(app, &compiled, &store, &checks, &redactor) {
             crate::outln!("{line}");
         }

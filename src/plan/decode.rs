@@ -25,8 +25,16 @@ pub const TOOL_NAMES: [&str; 6] = [
 ];
 
 /// The plan's own settings; every step keyword (`StepKind::all`) is allowed too, repeatedly.
-const PLAN_KEYS: [&str; 7] = [
-    "base", "timezone", "tools", "database", "alert", "ping", "serve",
+const PLAN_KEYS: [&str; 9] = [
+    "base",
+    "timezone",
+    "tools",
+    "database",
+    "alert",
+    "ping",
+    "serve",
+    "apply-stale-after",
+    "apply-fail-after",
 ];
 const PLAN_REPEATABLE: [&str; 2] = ["database", "alert"];
 const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
@@ -806,6 +814,8 @@ impl Decoder<'_> {
             databases: Vec::new(),
             steps: Vec::new(),
             alerts: Vec::new(),
+            apply_stale_after: None,
+            apply_fail_after: None,
             ping: None,
             serve: None,
             runbook: None,
@@ -836,6 +846,8 @@ impl Decoder<'_> {
                     )
                 }
                 "tools" => self.tools(child, &mut plan),
+                "apply-stale-after" => plan.apply_stale_after = self.duration(child),
+                "apply-fail-after" => plan.apply_fail_after = self.duration(child),
                 "database" => {
                     if let Some(db) = self.database(child) {
                         plan.databases.push(db);

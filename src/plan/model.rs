@@ -48,6 +48,9 @@ pub struct Plan {
     pub databases: Vec<Database>,
     pub steps: Vec<Step>,
     pub alerts: Vec<Alert>,
+    /// The dead-man's thresholds for the newest `plan apply`.
+    pub apply_stale_after: Option<Spanned<Duration>>,
+    pub apply_fail_after: Option<Spanned<Duration>>,
     pub ping: Option<Ping>,
     pub serve: Option<Serve>,
     pub runbook: Option<RunbookInfo>,

@@ -44,4 +44,29 @@ impl Store {
         )?;
         Ok(())
     }
+
+    /// Replaces the remembered channels (`(plan, name, spec)`) when they changed.
+    pub fn remember_channels(&self, channels: &[(String, String, String)]) -> rusqlite::Result<()> {
+        if self.remembered_channels()? == channels {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM ops_alert_channels", [])?;
+        for (plan, name, spec) in channels {
+            tx.execute(
+                "INSERT INTO ops_alert_channels (plan, name, spec) VALUES (?1, ?2, ?3)",
+                params![plan, name, spec],
+            )?;
+        }
+        tx.commit()
+    }
+
+    /// The channels of the plans that loaded last, `(plan, name, spec)` in order.
+    pub fn remembered_channels(&self) -> rusqlite::Result<Vec<(String, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT plan, name, spec FROM ops_alert_channels ORDER BY plan, name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
 }

@@ -59,6 +59,14 @@ const MIGRATIONS: &[&str] = &[
     // 4: "the newest finished run of a step" (health, metrics) walks this index backwards
     // instead of sorting a step's whole history.
     "CREATE INDEX ops_activities_step_type ON ops_activities (plan, step, type, id);",
+    // 5: the alert channels of the plans that loaded last, without their secrets (where
+    // each one is read from instead): a plan that stops loading can still page someone.
+    "CREATE TABLE ops_alert_channels (
+        plan TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        PRIMARY KEY (plan, name)
+    );",
 ];
 
 /// The schema version this ops-run writes.

@@ -46,7 +46,7 @@ pub fn run(site: &Site, request: Request, step: usize, token: &str, as_form: boo
         as_form,
     };
     let result = session.run(
-        &site.store,
+        site.store,
         &planned,
         1,
         Some(json!({ "token": token })),

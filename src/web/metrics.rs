@@ -55,6 +55,30 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         &[("version", env!("CARGO_PKG_VERSION"))],
         1.0,
     );
+    // The plan files as they stand: when they stop loading, nothing runs.
+    let broken = checks
+        .iter()
+        .find(|c| c.kind == CheckKind::Plans && c.severity != crate::health::Severity::Ok);
+    f.head(
+        "ops_run_plans_loaded",
+        "gauge",
+        "1 when the plan files load; 0 when they do not (nothing runs until they do).",
+    );
+    f.sample(
+        "ops_run_plans_loaded",
+        &[],
+        if broken.is_some() { 0.0 } else { 1.0 },
+    );
+    f.head(
+        "ops_run_plan_errors",
+        "gauge",
+        "Diagnostics of the plan files that keep them from loading.",
+    );
+    f.sample(
+        "ops_run_plan_errors",
+        &[],
+        broken.map_or(0, |c| c.detail.lines().count().saturating_sub(1)) as f64,
+    );
 
     f.head(
         "ops_run_last_apply_timestamp_seconds",
@@ -298,6 +322,8 @@ fn kind_name(k: CheckKind) -> &'static str {
         CheckKind::Drill => "drill",
         CheckKind::Copy => "copy",
         CheckKind::RepoCheck => "repo_check",
+        CheckKind::Apply => "apply",
+        CheckKind::Plans => "plans",
     }
 }
 

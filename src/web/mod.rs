@@ -77,16 +77,109 @@ impl Hosts {
     }
 }
 
-/// What a worker needs to answer: the plans (loaded once), the tokens, its own store
-/// connection.
+/// What a worker needs to answer a request: the plans as they stand (the last that loaded,
+/// and why the files on disk do not, if they do not), the tokens, its own store connection.
 pub struct Site<'a> {
     pub app: &'a App,
     pub compiled: &'a Compiled,
+    /// The `ops-run/plans` check when the plan files changed and no longer load.
+    pub broken: Option<&'a crate::health::Check>,
     pub hosts: &'a Hosts,
-    pub store: Store,
+    pub store: &'a Store,
     pub tokens: &'a auth::Tokens,
     /// How long an action waits for a running apply's lock before answering 409.
     pub action_wait: Duration,
+}
+
+impl Site<'_> {
+    /// The health checks now; when the plans no longer load, the `ops-run/plans` check says
+    /// so (critical) while the cards keep the last plans that did.
+    pub fn checks(&self) -> rusqlite::Result<Vec<crate::health::Check>> {
+        let mut checks =
+            crate::facts::checks(self.compiled, Some(self.store), self.app.clock.now())?;
+        if let Some(b) = self.broken {
+            for c in checks.iter_mut().filter(|c| c.id == b.id) {
+                *c = b.clone();
+            }
+        }
+        Ok(checks)
+    }
+}
+
+/// The plans `serve` answers with: reloaded when a plan file changes (looked at every few
+/// seconds, never per request); when they stop loading, the last good ones stay, with why.
+pub struct Live {
+    pub compiled: Arc<Compiled>,
+    pub broken: Option<crate::health::Check>,
+}
+
+/// How often `serve` looks at the plan files.
+const WATCH: Duration = Duration::from_secs(2);
+
+/// The plan files' names, sizes and modification times: what a change changes.
+fn fingerprint(
+    plans: &std::path::Path,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let files: Vec<std::path::PathBuf> = match std::fs::read_dir(plans) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "kdl"))
+            .collect(),
+        Err(_) => vec![plans.to_path_buf()],
+    };
+    let mut out: Vec<_> = files
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(&p).ok();
+            let len = m.as_ref().map_or(0, |m| m.len());
+            let at = m.and_then(|m| m.modified().ok());
+            (p, len, at)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Reloads the plans into `live` whenever their files change.
+fn watch(app: &App, live: &std::sync::RwLock<Arc<Live>>) {
+    let mut seen = fingerprint(&app.plans);
+    loop {
+        std::thread::sleep(WATCH);
+        let now = fingerprint(&app.plans);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let next = match app.load_or_check() {
+            Ok((_loaded, compiled)) => {
+                eprintln!("serve: the plans changed and were loaded again");
+                Live {
+                    compiled: Arc::new(compiled),
+                    broken: None,
+                }
+            }
+            Err(broken) => {
+                let (failure, check) = *broken;
+                eprintln!(
+                    "serve: the plans changed and no longer load:\n{}",
+                    failure.message().trim_end()
+                );
+                let (Some(check), Ok(current)) = (check, live.read().map(|l| Arc::clone(&l)))
+                else {
+                    continue;
+                };
+                // The last good plans stay for the cards.
+                Live {
+                    compiled: Arc::clone(&current.compiled),
+                    broken: Some(check),
+                }
+            }
+        };
+        if let Ok(mut l) = live.write() {
+            *l = Arc::new(next);
+        }
+    }
 }
 
 pub struct Reply {
@@ -213,22 +306,22 @@ pub fn route(site: &Site, method: &Method, url: &str, token: Option<&auth::Token
         "/static/style.css" => Ok(Reply::new(200, "text/css; charset=utf-8", STYLE)),
         "/" => page::render(site, &query(url), token)
             .map(|html| Reply::new(200, "text/html; charset=utf-8", html)),
-        "/api/status" => {
-            crate::facts::checks(site.compiled, Some(&site.store), site.app.clock.now())
-                .map(|checks| {
-                    Reply::json(&crate::commands::status::to_json(
-                        &checks,
-                        site.app.clock.now(),
-                    ))
-                })
-                .map_err(WebError::from)
-        }
+        "/api/status" => site
+            .checks()
+            .map(|checks| {
+                Reply::json(&crate::commands::status::to_json(
+                    &checks,
+                    site.app.clock.now(),
+                ))
+            })
+            .map_err(WebError::from),
         "/api/activities" => activity_filter(&query(url), 50)
             .map_err(WebError::from)
             .and_then(|filter| Ok(site.store.list(&filter)?))
             .map(|rows| Reply::json(&json!(rows))),
-        "/metrics" => crate::facts::checks(site.compiled, Some(&site.store), site.app.clock.now())
-            .and_then(|checks| metrics::render(site.compiled, &site.store, &checks))
+        "/metrics" => site
+            .checks()
+            .and_then(|checks| metrics::render(site.compiled, site.store, &checks))
             .map(|text| Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
             .map_err(WebError::from),
         _ => Ok(Reply::text(404, "not found")),
@@ -384,6 +477,7 @@ fn respond(site: &Site, request: Request) {
 /// Runs the server until the process is stopped.
 pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
+    let compiled = Arc::new(compiled);
     let tokens = auth::Tokens::load(app, &compiled);
     let hosts = Hosts::new(&compiled);
     let addr = listen
@@ -418,13 +512,19 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
         requests: jobs,
         actions,
     };
+    let live = std::sync::RwLock::new(Arc::new(Live {
+        compiled: Arc::clone(&compiled),
+        broken: None,
+    }));
+    let live = &live;
     std::thread::scope(|scope| {
         scope.spawn(move || http::accept_loop(&listener, lanes));
+        scope.spawn(move || watch(app, live));
+        scope.spawn(move || evaluate_and_alert(app, live));
         let workers = std::iter::repeat_n(&requests, WORKERS)
             .chain(std::iter::repeat_n(&action_requests, ACTION_WORKERS));
         for requests in workers {
             let requests = Arc::clone(requests);
-            let compiled = &compiled;
             let tokens = &tokens;
             let hosts = &hosts;
             scope.spawn(move || {
@@ -441,26 +541,73 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
                 };
                 // A small page cache per worker keeps serve's memory flat (four workers).
                 let _ = store.limit_cache(1024);
-                let site = Site {
-                    app,
-                    compiled,
-                    hosts,
-                    store,
-                    tokens,
-                    action_wait,
-                };
                 loop {
                     let next = match requests.lock() {
                         Ok(r) => r.recv(),
                         Err(poisoned) => poisoned.into_inner().recv(),
                     };
-                    match next {
-                        Ok(request) => respond(&site, request),
-                        Err(_) => return,
-                    }
+                    let Ok(request) = next else { return };
+                    // The plans as they stand for this request.
+                    let now = match live.read() {
+                        Ok(l) => Arc::clone(&l),
+                        Err(p) => Arc::clone(&p.into_inner()),
+                    };
+                    let site = Site {
+                        app,
+                        compiled: &now.compiled,
+                        broken: now.broken.as_ref(),
+                        hosts,
+                        store: &store,
+                        tokens,
+                        action_wait,
+                    };
+                    respond(&site, request);
                 }
             });
         }
     });
     Ok(())
+}
+
+/// How often `serve` evaluates health and sends what changed.
+const EVALUATE: Duration = Duration::from_secs(60);
+
+/// `serve`'s own evaluation, every minute: a dead timer or plans that stopped loading are
+/// told to the alert channels even when no apply runs. The alert state keeps the channels
+/// from hearing a change twice (an apply sends through the same state, one at a time).
+fn evaluate_and_alert(app: &App, live: &std::sync::RwLock<Arc<Live>>) {
+    loop {
+        std::thread::sleep(EVALUATE);
+        let Ok(now) = live.read().map(|l| Arc::clone(&l)) else {
+            continue;
+        };
+        let now_stamp = crate::clock::stamp(app.clock.now());
+        let Ok(store) = Store::open(&app.state.value, &now_stamp) else {
+            continue;
+        };
+        let _sender = crate::alert::sender_lock(&app.state.value);
+        match &now.broken {
+            Some(check) => {
+                for line in
+                    crate::alert::remembered::plans_broken(app, &store, check, &app.env_redactor())
+                {
+                    if !line.ends_with("nothing changed") {
+                        eprintln!("serve: {line}");
+                    }
+                }
+            }
+            None => {
+                let Ok(checks) = crate::facts::checks(&now.compiled, Some(&store), app.clock.now())
+                else {
+                    continue;
+                };
+                let redactor = app.redactor(&now.compiled);
+                for line in crate::alert::notify(app, &now.compiled, &store, &checks, &redactor) {
+                    if !line.ends_with("nothing changed") {
+                        eprintln!("serve: {line}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -90,7 +90,7 @@ pub fn render(
     token: Option<&super::auth::Token>,
 ) -> Result<String, super::WebError> {
     let now = site.app.clock.now();
-    let checks = crate::facts::checks(site.compiled, Some(&site.store), now)?;
+    let checks = site.checks()?;
     let registry = crate::help::registry()?;
     let overall = crate::health::overall(&checks);
     let mut plans = Vec::new();
@@ -197,7 +197,25 @@ pub fn render(
         format!("/?{}", parts.join("&"))
     });
     let count = |s: Severity| checks.iter().filter(|c| c.severity == s).count();
+    // The checks of the whole state database: the plans load, the timer applies.
+    let global: Vec<Value> = checks
+        .iter()
+        .filter(|c| c.plan == crate::health::GLOBAL)
+        .map(|c| {
+            let mut lines = c.detail.lines();
+            json!({
+                "id": c.id,
+                "severity": c.severity.as_str(),
+                "state": c.state.as_str(),
+                "detail": lines.next().unwrap_or_default(),
+                "more": lines.collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     let context = json!({
+        "host": crate::app::host_name().unwrap_or_else(|| "this host".into()),
+        "global": global,
+        "broken": site.broken.is_some(),
         "overall": overall.as_str(),
         "overall_word": match overall { Severity::Ok => "OK", Severity::Warn => "WARNING", Severity::Crit => "CRITICAL" },
         "checks_count": checks.len(),

@@ -17,6 +17,10 @@ fn workspace(rx: &Receiver, extra_alert: &str) -> Workspace {
     let ws = Workspace::with_plan(&format!(
         r#"plan crm {{
             base "backups"
+            // These tests jump days ahead with OPS_NOW between applies: the dead-man of
+            // `plan apply` is not their subject (alerts_and_the_dead_man is).
+            apply-stale-after "30d"
+            apply-fail-after "30d"
             tools {{
                 pg-dump "./fake-pg-dump"
             }}
@@ -365,13 +369,17 @@ fn status_exit_codes_follow_the_monitoring_plugin_convention() {
     assert_eq!(c["stale_after_seconds"], 26 * 3600);
     assert_eq!(status("2026-11-29T04:00:01Z").0, 1);
     assert_eq!(status("2026-11-30T04:00:01Z").0, 2);
-    // A plan that does not load: UNKNOWN.
+    // A plan that does not load: CRITICAL, not UNKNOWN — nothing runs until it loads.
     ws.write("plans/main.kdl", "plan crm {\n    bse \"x\"\n}\n");
     let r = ws.run(&["status"]);
-    assert_eq!(r.code(), 3);
-    assert!(r.stdout().starts_with("UNKNOWN"), "{}", r.stdout());
+    assert_eq!(r.code(), 2);
+    assert!(r.stdout().starts_with("CRITICAL"), "{}", r.stdout());
     // The reason is on stdout, where a monitoring plugin shows it.
     assert!(r.stdout().contains("1 error in"), "{}", r.stdout());
+    // An unreadable environment is still UNKNOWN: nothing could be evaluated.
+    let r = ws.run(&["--env-file", "missing.env", "status"]);
+    assert_eq!(r.code(), 3, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().starts_with("UNKNOWN"), "{}", r.stdout());
 }
 
 #[test]
@@ -400,7 +408,13 @@ fn a_dump_deleted_by_hand_is_missing_even_if_the_log_remembers_it() {
     }
     let r = ws.run_at("2026-11-28T02:00:00Z", &["status"]);
     assert_eq!(r.code(), 2);
-    assert!(r.stdout().contains("crm/db  missing"), "{}", r.stdout());
+    assert!(
+        r.stdout()
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["crm/db", "missing"])),
+        "{}",
+        r.stdout()
+    );
 }
 
 #[test]
@@ -591,5 +605,124 @@ fn a_verify_without_a_good_dump_is_skipped_and_sends_no_second_alert() {
         status.stdout().contains("password authentication failed"),
         "{}",
         status.stdout()
+    );
+}
+
+/// One change of a message: its check, the change and the state.
+type Change = (String, String, String);
+
+/// The webhook messages: each change's check, change and state, and the text.
+fn hook_checks(rx: &Receiver) -> Vec<(Vec<Change>, String)> {
+    rx.take()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/hook"))
+        .map(|r| {
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            let changes = v["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["check"].as_str().unwrap().to_string(),
+                        c["change"].as_str().unwrap().to_string(),
+                        c["state"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (changes, r.body.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn a_plan_that_stops_loading_pages_once_and_a_dead_timer_turns_red() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    // The plan as the tests above have it, with the dead-man's defaults (15m, 1h).
+    let plan = std::fs::read_to_string(ws.path("plans/main.kdl"))
+        .unwrap()
+        .replace("apply-stale-after \"30d\"", "")
+        .replace("apply-fail-after \"30d\"", "");
+    ws.write("plans/main.kdl", &plan);
+    let r = ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--only", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    rx.take();
+    let apply_state = |at: &str| -> (i32, String) {
+        let r = ws.run_at(at, &["status", "--json"]);
+        let v: Value = serde_json::from_str(&r.stdout()).unwrap();
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "ops-run/apply")
+            .cloned()
+            .unwrap_or_else(|| panic!("no ops-run/apply in {v}"));
+        (r.code(), c["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(apply_state("2026-11-28T01:05:00Z"), (0, "ok".into()));
+    assert_eq!(apply_state("2026-11-28T01:30:00Z"), (1, "stale".into()));
+    // Two hours without an apply: critical, and an evaluation that alerts says so.
+    assert_eq!(apply_state("2026-11-28T03:00:00Z"), (2, "fail".into()));
+    let r = ws.run_at("2026-11-28T03:00:00Z", &["health", "--alert"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let got = hook_checks(&rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0]
+            .0
+            .contains(&("ops-run/apply".into(), "alert".into(), "fail".into())),
+        "{got:?}"
+    );
+
+    // A typo in the live plan: the apply runs nothing, exits 2, and the channels the plan
+    // had hear it once, with the place of the error.
+    ws.write(
+        "plans/main.kdl",
+        &plan.replace("stale-after \"26h\"", "stale-afer \"26h\""),
+    );
+    for at in ["2026-11-28T03:05:00Z", "2026-11-28T03:10:00Z"] {
+        let r = ws.run_at(at, &["plan", "apply"]);
+        assert_eq!(r.code(), 2, "{}", r.stderr());
+    }
+    let got = hook_checks(&rx);
+    assert_eq!(got.len(), 1, "once, on change: {got:?}");
+    assert_eq!(
+        got[0].0,
+        [("ops-run/plans".into(), "alert".into(), "fail".into())]
+    );
+    assert!(got[0].1.contains("plans/main.kdl:"), "{}", got[0].1);
+    assert!(got[0].1.contains("stale-afer"), "{}", got[0].1);
+    assert!(!got[0].1.contains("SECRET"), "{}", got[0].1);
+    // status says CRITICAL with the diagnostics.
+    let r = ws.run_at("2026-11-28T03:10:00Z", &["status"]);
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stdout().starts_with("CRITICAL: the plans do not load"),
+        "{}",
+        r.stdout()
+    );
+    assert!(r.stderr().contains("stale-afer"), "{}", r.stderr());
+
+    // Fixed: the next apply runs, and the channels hear that the plans load again.
+    ws.write("plans/main.kdl", &plan);
+    let r = ws.run_at("2026-11-28T03:15:00Z", &["plan", "apply", "--only", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let got = hook_checks(&rx);
+    assert!(
+        got.iter().any(|m| m.0.contains(&(
+            "ops-run/plans".into(),
+            "recovered".into(),
+            "ok".into()
+        ))),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|m| m.0.contains(&(
+            "ops-run/apply".into(),
+            "recovered".into(),
+            "ok".into()
+        ))),
+        "{got:?}"
     );
 }

@@ -190,12 +190,7 @@ fn the_man_pages_say_files_environment_exit_status_and_the_plan_language() {
         assert!(main.contains(wanted), "no {wanted} in ops-run(1):\n{main}");
     }
     let kdl = render("usr/share/man/man5/ops-run.kdl.5.gz");
-    for wanted in [
-        "PLAN LANGUAGE",
-        "stale-after",
-        "monthly=6",
-        "retry-after",
-    ] {
+    for wanted in ["PLAN LANGUAGE", "stale-after", "monthly=6", "retry-after"] {
         assert!(
             kdl.contains(wanted),
             "no {wanted} in ops-run.kdl(5):\n{kdl}"

@@ -181,7 +181,7 @@ fn page_api_and_metrics_agree_with_status() {
         page.contains("<h3>crm/db</h3>") && page.contains("class=\"state\">stale"),
         "{page}"
     );
-    assert!(page.contains("ops-run: WARNING"));
+    assert!(page.contains(": WARNING</h1>"), "{page}");
     let (_, headers, metrics) = get(&s, "/metrics");
     assert!(headers.contains("text/plain; version=0.0.4"), "{headers}");
     assert_eq!(
@@ -591,7 +591,8 @@ fn a_real_browser_renders_the_page() {
     for want in [
         "crm/db",
         "stale",
-        "ops-run: WARNING",
+        ": WARNING",
+        "ops-run/apply",
         "Recent activity",
         "crm/noisy",
     ] {
@@ -640,4 +641,51 @@ fn every_time_shown_names_its_zone() {
     assert!(page.contains("Evaluated 2026-11-28 12:00:3"), "{page}");
     let header = page.split("Evaluated ").nth(1).unwrap();
     assert!(header[..30].contains(" UTC;"), "{header}");
+}
+
+#[test]
+fn a_plan_broken_while_serving_turns_the_page_red_and_fixed_turns_it_back() {
+    let ws = workspace();
+    let good = std::fs::read_to_string(ws.path("plans/main.kdl")).unwrap();
+    let s = serve(&ws, None);
+    let overall = |s: &Served| -> String {
+        let (_, _, body) = get(s, "/api/status");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["overall"].as_str().unwrap().to_string()
+    };
+    let before = overall(&s);
+    assert_ne!(before, "crit", "{before}");
+    // A typo in the live plan: within a few seconds the server says so everywhere.
+    ws.write("plans/main.kdl", &good.replacen("base ", "bse ", 1));
+    assert!(
+        wait_for(15, || overall(&s) == "crit"),
+        "the page stayed {}",
+        overall(&s)
+    );
+    let (_, _, body) = get(&s, "/api/status");
+    assert!(body.contains("ops-run/plans"), "{body}");
+    assert!(body.contains("plans/main.kdl:"), "{body}");
+    let (_, _, page) = get(&s, "/");
+    assert!(
+        page.contains("The plans do not load: nothing runs until they do"),
+        "{page}"
+    );
+    assert!(page.contains("plans/main.kdl:"), "{page}");
+    // The cards of the last plans that loaded stay.
+    assert!(page.contains("<h3>crm/db</h3>"), "{page}");
+    let (_, _, metrics) = get(&s, "/metrics");
+    assert!(metrics.contains("ops_run_plans_loaded{} 0"), "{metrics}");
+    assert!(metrics.contains("ops_run_plan_errors{} 1"), "{metrics}");
+    // Fixed: back to what it was.
+    ws.write("plans/main.kdl", &good);
+    assert!(wait_for(15, || overall(&s) == before), "{}", overall(&s));
+    let (_, _, metrics) = get(&s, "/metrics");
+    assert!(metrics.contains("ops_run_plans_loaded{} 1"), "{metrics}");
+    let (_, _, page) = get(&s, "/");
+    assert!(!page.contains("The plans do not load"), "{page}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(
+        page.contains(&format!("ops-run on {}", host.trim())),
+        "{page}"
+    );
 }
