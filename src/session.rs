@@ -162,6 +162,8 @@ pub struct Session<'a> {
     pub app: &'a App,
     pub compiled: &'a Compiled,
     pub redactor: Redactor,
+    /// What the session's run did, for the apply's heartbeat (the page shows it).
+    ran: std::cell::RefCell<Option<Summary>>,
     _lock: ApplyLock,
 }
 
@@ -177,6 +179,7 @@ impl<'a> Session<'a> {
             app,
             compiled,
             redactor: app.redactor(compiled),
+            ran: std::cell::RefCell::new(None),
             _lock: lock,
         };
         let executor = session.executor();
@@ -226,6 +229,7 @@ impl<'a> Session<'a> {
                 &signals::interrupted,
             )
         };
+        *self.ran.borrow_mut() = Some(summary.clone());
         for e in &recorder.errors {
             eprintln!("error: {e}");
         }
@@ -245,8 +249,14 @@ impl<'a> Session<'a> {
         let compiled = self.compiled;
         // The dead-man's heartbeat first: this apply counts in the health it evaluates.
         let now = stamp(app.clock.now());
+        let ran = self.ran.borrow().clone().unwrap_or_default();
+        let result = match (ran.failed, ran.skipped) {
+            (0, 0) => "ok",
+            _ => "failed",
+        };
+        let steps = (ran.succeeded + ran.failed + ran.skipped) as i64;
         for p in &compiled.plans {
-            if let Err(e) = store.record_apply(&p.decl.name.value, &now) {
+            if let Err(e) = store.record_apply(&p.decl.name.value, &now, result, steps) {
                 eprintln!("warning: cannot record the apply: {e}");
             }
         }

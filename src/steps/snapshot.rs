@@ -525,6 +525,7 @@ fn finish(
         "files_changed": summary["files_changed"],
         "data_added": summary["data_added"],
         "total_bytes": summary["total_bytes_processed"],
+        "total_files": summary["total_files_processed"],
         "duration_ms": duration_ms,
         "began": began.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "restic_exit": if incomplete { 3 } else { 0 },

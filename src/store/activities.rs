@@ -367,14 +367,44 @@ impl Store {
         Ok(out)
     }
 
-    /// Notes the end of an apply of `plan` (for the `last apply` metric).
-    pub fn record_apply(&self, plan: &str, at: &str) -> rusqlite::Result<()> {
+    /// Notes the end of an apply of `plan` (the dead-man's heartbeat, the `last apply`
+    /// metric): when, whether every step that ran succeeded (`ok` / `failed`), how many ran.
+    pub fn record_apply(
+        &self,
+        plan: &str,
+        at: &str,
+        result: &str,
+        steps: i64,
+    ) -> rusqlite::Result<()> {
         self.conn.execute(
-            "INSERT INTO ops_applies (plan, finished_at) VALUES (?1, ?2)
-             ON CONFLICT (plan) DO UPDATE SET finished_at = ?2",
-            params![plan, at],
+            "INSERT INTO ops_applies (plan, finished_at, result, steps) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (plan) DO UPDATE SET finished_at = ?2, result = ?3, steps = ?4",
+            params![plan, at, result, steps],
         )?;
         Ok(())
+    }
+
+    /// The newest apply of any of `plans`: when it ended, its result, how many steps ran.
+    pub fn last_apply(&self, plans: &[&str]) -> rusqlite::Result<Option<(String, String, i64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT plan, finished_at, coalesce(result, 'ok'), coalesce(steps, 0) FROM ops_applies",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut newest: Option<(String, String, i64)> = None;
+        for row in rows {
+            let (plan, at, result, steps) = row?;
+            if plans.contains(&plan.as_str()) && newest.as_ref().is_none_or(|n| at > n.0) {
+                newest = Some((at, result, steps));
+            }
+        }
+        Ok(newest)
     }
 
     pub fn list(&self, f: &Filter) -> rusqlite::Result<Vec<Activity>> {

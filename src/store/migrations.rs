@@ -67,6 +67,9 @@ const MIGRATIONS: &[&str] = &[
         spec TEXT NOT NULL,
         PRIMARY KEY (plan, name)
     );",
+    // 6: what the newest apply did, for the page.
+    "ALTER TABLE ops_applies ADD COLUMN result TEXT;
+     ALTER TABLE ops_applies ADD COLUMN steps INTEGER;",
 ];
 
 /// The schema version this ops-run writes.

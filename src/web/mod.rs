@@ -84,6 +84,8 @@ pub struct Site<'a> {
     pub compiled: &'a Compiled,
     /// The `ops-run/plans` check when the plan files changed and no longer load.
     pub broken: Option<&'a crate::health::Check>,
+    /// The background evaluation, when `serve` runs one.
+    pub evaluated: Option<&'a std::sync::RwLock<Option<Evaluated>>>,
     pub hosts: &'a Hosts,
     pub store: &'a Store,
     pub tokens: &'a auth::Tokens,
@@ -92,17 +94,105 @@ pub struct Site<'a> {
 }
 
 impl Site<'_> {
-    /// The health checks now; when the plans no longer load, the `ops-run/plans` check says
-    /// so (critical) while the cards keep the last plans that did.
+    /// The health checks: the background evaluation's (off the request path, fresh within a
+    /// fraction of a second of a change on disk or in the log), else computed here; when the
+    /// plans no longer load, the `ops-run/plans` check says so (critical) while the cards keep
+    /// the last plans that did.
     pub fn checks(&self) -> rusqlite::Result<Vec<crate::health::Check>> {
-        let mut checks =
-            crate::facts::checks(self.compiled, Some(self.store), self.app.clock.now())?;
+        let cached = self
+            .evaluated
+            .and_then(|e| e.read().ok().and_then(|e| e.clone()))
+            .filter(|e| std::ptr::eq(Arc::as_ptr(&e.compiled), self.compiled));
+        let mut checks = match cached {
+            Some(e) => e.checks.as_ref().clone(),
+            None => crate::facts::checks(self.compiled, Some(self.store), self.app.clock.now())?,
+        };
         if let Some(b) = self.broken {
             for c in checks.iter_mut().filter(|c| c.id == b.id) {
                 *c = b.clone();
             }
         }
         Ok(checks)
+    }
+}
+
+/// The newest background evaluation: its checks, and the plans they are of.
+#[derive(Clone)]
+pub struct Evaluated {
+    compiled: Arc<Compiled>,
+    checks: Arc<Vec<crate::health::Check>>,
+}
+
+/// What a change to the checks' inputs changes: the state database and its log, and the
+/// folders of every dump and snapshot step (their modification times and sizes).
+fn inputs(app: &App, compiled: &Compiled) -> Vec<(u64, Option<std::time::SystemTime>)> {
+    let stat = |p: &std::path::Path| {
+        let m = std::fs::metadata(p).ok();
+        (
+            m.as_ref().map_or(0, |m| m.len()),
+            m.and_then(|m| m.modified().ok()),
+        )
+    };
+    let mut wal = app.state.value.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut out = vec![stat(&app.state.value), stat(std::path::Path::new(&wal))];
+    for s in &compiled.steps {
+        let plan = &compiled.plans[s.plan];
+        for area in [
+            crate::artifact::layout::Area::Dumps,
+            crate::artifact::layout::Area::Snapshots,
+        ] {
+            out.push(stat(&plan.dir(s.name(), area)));
+        }
+    }
+    out
+}
+
+/// How often the background evaluation looks for a change, and how old it may get anyway
+/// (ages move on without any change).
+const LOOK: Duration = Duration::from_millis(250);
+const REFRESH: Duration = Duration::from_secs(10);
+
+/// Evaluates health in the background whenever its inputs change (and every `REFRESH`), so
+/// the page and `/metrics` never wait behind a recomputation.
+fn evaluate_in_background(
+    app: &App,
+    live: &std::sync::RwLock<Arc<Live>>,
+    evaluated: &std::sync::RwLock<Option<Evaluated>>,
+) {
+    let now = crate::clock::stamp(app.clock.now());
+    let store = match Store::open(&app.state.value, &now)
+        .ok()
+        .or_else(|| Store::open_reader(&app.state.value, &now).ok().flatten())
+    {
+        Some(s) => s,
+        None => return,
+    };
+    type Inputs = Vec<(u64, Option<std::time::SystemTime>)>;
+    let mut seen: Option<(*const Compiled, Inputs)> = None;
+    let mut at = std::time::Instant::now();
+    loop {
+        let current = match live.read() {
+            Ok(l) => Arc::clone(&l),
+            Err(p) => Arc::clone(&p.into_inner()),
+        };
+        let compiled: &Compiled = &current.compiled;
+        let fingerprint = (compiled as *const Compiled, inputs(app, compiled));
+        let changed = seen.as_ref() != Some(&fingerprint);
+        if changed || at.elapsed() >= REFRESH {
+            if let Ok(checks) = crate::facts::checks(compiled, Some(&store), app.clock.now())
+                && let Ok(mut e) = evaluated.write()
+            {
+                *e = Some(Evaluated {
+                    compiled: Arc::clone(&current.compiled),
+                    checks: Arc::new(checks),
+                });
+            }
+            seen = Some(fingerprint);
+            at = std::time::Instant::now();
+        }
+        drop(current);
+        std::thread::sleep(LOOK);
     }
 }
 
@@ -517,7 +607,10 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
         broken: None,
     }));
     let live = &live;
+    let evaluated = std::sync::RwLock::new(None);
+    let evaluated = &evaluated;
     std::thread::scope(|scope| {
+        scope.spawn(move || evaluate_in_background(app, live, evaluated));
         scope.spawn(move || http::accept_loop(&listener, lanes));
         scope.spawn(move || watch(app, live));
         scope.spawn(move || evaluate_and_alert(app, live));
@@ -556,6 +649,7 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
                         app,
                         compiled: &now.compiled,
                         broken: now.broken.as_ref(),
+                        evaluated: Some(evaluated),
                         hosts,
                         store: &store,
                         tokens,

@@ -93,6 +93,19 @@ pub fn render(
     let checks = site.checks()?;
     let registry = crate::help::registry()?;
     let overall = crate::health::overall(&checks);
+    // When each step runs next (the due decision `plan show` prints).
+    let decisions = crate::commands::show::decisions_from(site.compiled, Some(site.store), now)
+        .unwrap_or_default();
+    let next_run = |id: &str, tz: chrono_tz::Tz| -> String {
+        let i = site.compiled.steps.iter().position(|s| s.id == id);
+        match i.and_then(|i| decisions.get(i)) {
+            Some(crate::due::Decision::Due { .. }) => "due now (at the next apply)".into(),
+            Some(crate::due::Decision::NotDue { next: Some(t), .. }) => local(Some(*t), tz),
+            Some(crate::due::Decision::NotDue { next: None, .. }) | None => {
+                "when run by hand".into()
+            }
+        }
+    };
     let mut plans = Vec::new();
     for plan in &site.compiled.plans {
         let tz = plan.timezone.value;
@@ -120,9 +133,51 @@ pub fn render(
                     format!("{a}{size}")
                 }),
                 "detail": c.detail,
+                "next_run": next_run(&c.id, tz),
                 "chart": Value::Null,
                 "copies": copies_of(site, &checks, name, &c.step),
             });
+            // What the newest good run holds, in the words an operator looks for.
+            let newest = |kind| {
+                site.store
+                    .newest_success_meta(name, &c.step, kind)
+                    .ok()
+                    .flatten()
+            };
+            match c.kind {
+                CheckKind::Dump => {
+                    card["no_copy"] = json!(card["copies"].as_array().is_none_or(|a| a.is_empty()));
+                }
+                CheckKind::Snapshot => {
+                    if let Some(m) = newest(ActivityType::StorageSnapshot) {
+                        let files = m["total_files"].as_u64().map(|n| format!("{n} files, "));
+                        card["artifact"] = json!(format!(
+                            "snapshot {}: {}{}",
+                            m["snapshot_id"].as_str().unwrap_or("?"),
+                            files.unwrap_or_default(),
+                            m["total_bytes"]
+                                .as_u64()
+                                .map_or_else(|| "? bytes".into(), size::format)
+                        ));
+                    }
+                }
+                CheckKind::Verify => {
+                    if let Some(m) = newest(ActivityType::VerifyRestore) {
+                        let v = crate::store::meta::VerifyMeta::read(&m);
+                        if let Some(dump) = v.verify_dump {
+                            let dump = std::path::Path::new(&dump)
+                                .file_name()
+                                .map_or(dump.clone(), |n| n.to_string_lossy().into_owned());
+                            card["artifact"] = json!(format!(
+                                "restored {dump}: {} tables",
+                                v.verify_table_count
+                                    .map_or_else(|| "?".into(), |n| n.to_string())
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
             if c.kind == CheckKind::Dump {
                 let runs = site.store.list(&Filter {
                     limit: CHART_RUNS,
@@ -212,7 +267,32 @@ pub fn render(
             })
         })
         .collect();
+    let names: Vec<&str> = site
+        .compiled
+        .plans
+        .iter()
+        .map(|p| p.decl.name.value.as_str())
+        .collect();
+    // One time zone for the header: the first plan's (each plan's cards use their own).
+    let tz0 = site
+        .compiled
+        .plans
+        .first()
+        .map_or(chrono_tz::UTC, |p| p.timezone.value);
+    let last_apply = site
+        .store
+        .last_apply(&names)
+        .ok()
+        .flatten()
+        .map(|(at, result, steps)| {
+            format!(
+                "{} — {result}, {steps} step{} ran",
+                local(parse_stamp(&at), tz0),
+                if steps == 1 { "" } else { "s" }
+            )
+        });
     let context = json!({
+        "last_apply": last_apply.unwrap_or_else(|| "never".into()),
         "host": crate::app::host_name().unwrap_or_else(|| "this host".into()),
         "global": global,
         "broken": site.broken.is_some(),

@@ -593,6 +593,9 @@ fn a_real_browser_renders_the_page() {
         "stale",
         ": WARNING",
         "ops-run/apply",
+        "Last plan apply:",
+        "Next run",
+        "no offsite copy",
         "Recent activity",
         "crm/noisy",
     ] {
@@ -688,4 +691,62 @@ fn a_plan_broken_while_serving_turns_the_page_red_and_fixed_turns_it_back() {
         page.contains(&format!("ops-run on {}", host.trim())),
         "{page}"
     );
+}
+
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn the_page_says_what_an_operator_looks_for() {
+    let ws = Workspace::with_plan(
+        r#"plan app {
+            base "backups"
+            timezone "Europe/Prague"
+            database main {
+                engine sqlite
+                path "app.db"
+            }
+            dump db {
+                database main
+                schedule "0 2 * * *"
+            }
+            verify restore {
+                dump db
+                schedule "30 2 * * *"
+            }
+            snapshot files {
+                paths "data"
+                repository "repo"
+                password env=FILES_PW
+                init #true
+                schedule "15 2 * * *"
+            }
+        }"#,
+    )
+    .env("FILES_PW", "files-Pw-81");
+    let cache = ws.path("cache").display().to_string();
+    let ws = ws.env("RESTIC_CACHE_DIR", &cache);
+    rusqlite::Connection::open(ws.path("app.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE users (id INTEGER); CREATE TABLE notes (id INTEGER);")
+        .unwrap();
+    for i in 0..3 {
+        ws.write(&format!("data/f{i}.txt"), &"x".repeat(1000 + i));
+    }
+    let r = ws.run_at("2026-11-28T12:00:00Z", &["plan", "apply"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let s = serve(&ws, None);
+    let (_, _, page) = get(&s, "/");
+    for wanted in [
+        // The last apply: when, its result, how many steps ran.
+        "Last plan apply: 2026-11-28 13:00 CET — ok, 3 steps ran",
+        // Each card's next run, in the plan's zone.
+        "<dt>Next run</dt><dd>2026-11-29 02:00 CET</dd>",
+        // The snapshot: files and bytes, not the marker.
+        "3 files, 2.9 KiB",
+        // The verify: which dump it restored, and its tables.
+        "restored full-20261128-1300.sql.gz: 2 tables",
+        // A dump that no copy covers.
+        "no offsite copy",
+    ] {
+        assert!(page.contains(wanted), "no `{wanted}` in:\n{page}");
+    }
 }
