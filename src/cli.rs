@@ -104,6 +104,9 @@ pub enum Command {
         /// How long an action waits for a running apply before answering 409
         #[arg(long, default_value = "30s")]
         action_wait: String,
+        /// How often serve evaluates health and sends what changed to the alert channels
+        #[arg(long, default_value = "1m")]
+        alert_every: String,
     },
     /// The permission set and which tokens hold what (never their secrets)
     Permissions,

@@ -153,9 +153,16 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
         Command::Serve {
             listen,
             action_wait,
-        } => crate::units::duration::parse(action_wait)
-            .map_err(|e| error::Failure::Usage(format!("--action-wait: {e}")))
-            .and_then(|wait| web::serve(app, listen.as_deref(), wait)),
+            alert_every,
+        } => {
+            let parse = |flag: &str, v: &str| {
+                crate::units::duration::parse(v)
+                    .map_err(|e| error::Failure::Usage(format!("{flag}: {e}")))
+            };
+            let wait = parse("--action-wait", action_wait)?;
+            let every = parse("--alert-every", alert_every)?;
+            web::serve(app, listen.as_deref(), wait, every)
+        }
         Command::Permissions => app.load().map(|(_, compiled)| web::auth::print(&compiled)),
         Command::Metrics { textfile } => commands::status::metrics(app, textfile.as_deref()),
         Command::Restore(RestoreCommand::Db {

@@ -565,7 +565,12 @@ fn respond(site: &Site, request: Request) {
 }
 
 /// Runs the server until the process is stopped.
-pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(), Failure> {
+pub fn serve(
+    app: &App,
+    listen: Option<&str>,
+    action_wait: Duration,
+    alert_every: Duration,
+) -> Result<(), Failure> {
     let (_loaded, compiled) = app.load()?;
     let compiled = Arc::new(compiled);
     let tokens = auth::Tokens::load(app, &compiled);
@@ -613,7 +618,7 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
         scope.spawn(move || evaluate_in_background(app, live, evaluated));
         scope.spawn(move || http::accept_loop(&listener, lanes));
         scope.spawn(move || watch(app, live));
-        scope.spawn(move || evaluate_and_alert(app, live));
+        scope.spawn(move || evaluate_and_alert(app, live, alert_every));
         let workers = std::iter::repeat_n(&requests, WORKERS)
             .chain(std::iter::repeat_n(&action_requests, ACTION_WORKERS));
         for requests in workers {
@@ -663,15 +668,12 @@ pub fn serve(app: &App, listen: Option<&str>, action_wait: Duration) -> Result<(
     Ok(())
 }
 
-/// How often `serve` evaluates health and sends what changed.
-const EVALUATE: Duration = Duration::from_secs(60);
-
-/// `serve`'s own evaluation, every minute: a dead timer or plans that stopped loading are
+/// `serve`'s own evaluation, every `--alert-every` (a minute): a dead timer or plans that stopped loading are
 /// told to the alert channels even when no apply runs. The alert state keeps the channels
 /// from hearing a change twice (an apply sends through the same state, one at a time).
-fn evaluate_and_alert(app: &App, live: &std::sync::RwLock<Arc<Live>>) {
+fn evaluate_and_alert(app: &App, live: &std::sync::RwLock<Arc<Live>>, every: Duration) {
     loop {
-        std::thread::sleep(EVALUATE);
+        std::thread::sleep(every.max(Duration::from_secs(1)));
         let Ok(now) = live.read().map(|l| Arc::clone(&l)) else {
             continue;
         };

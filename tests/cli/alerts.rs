@@ -726,3 +726,51 @@ fn a_plan_that_stops_loading_pages_once_and_a_dead_timer_turns_red() {
         "{got:?}"
     );
 }
+
+#[test]
+fn serve_tells_the_channels_of_a_dead_timer_without_any_apply() {
+    let rx = Receiver::start();
+    let ws = workspace(&rx, "");
+    let plan = std::fs::read_to_string(ws.path("plans/main.kdl"))
+        .unwrap()
+        .replace("apply-stale-after \"30d\"", "")
+        .replace("apply-fail-after \"30d\"", "");
+    ws.write("plans/main.kdl", &plan);
+    let r = ws.run_at("2026-11-28T01:00:00Z", &["plan", "apply", "--only", "db"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    rx.take();
+    // Two hours later no apply has run: serve, evaluating on its own, pages.
+    let port = crate::serve::free_port();
+    let _server = crate::harness::Reaped(
+        ws.command(&[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--alert-every",
+            "1s",
+        ])
+        .env("OPS_NOW", "2026-11-28T03:00:00Z")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let mut got = Vec::new();
+    assert!(
+        crate::harness::wait_for(20, || {
+            got.extend(hook_checks(&rx));
+            got.iter().any(|m| {
+                m.0.contains(&("ops-run/apply".into(), "alert".into(), "fail".into()))
+            })
+        }),
+        "{got:?}"
+    );
+    // Once: the next evaluations find nothing changed.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    got.extend(hook_checks(&rx));
+    let apply = got
+        .iter()
+        .filter(|m| m.0.iter().any(|c| c.0 == "ops-run/apply"))
+        .count();
+    assert_eq!(apply, 1, "{got:?}");
+}
