@@ -2,14 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
+pub use crate::exec::redact::{url_password, url_password_forms};
+pub use crate::identity::host_name;
+
 use crate::cli::Cli;
 use crate::clock::{Clock, stamp};
 use crate::error::Failure;
 use crate::exec::redact::Redactor;
 use crate::plan::compile::Compiled;
+use crate::plan::settings::{Env, EnvError, Origin, Setting};
 use crate::plan::validate::secret_values;
 use crate::plan::{self, Loaded};
-use crate::settings::{Env, Origin, Setting};
 use crate::store::{self, Store};
 
 pub struct App {
@@ -38,14 +41,6 @@ const SECRET_VARS: [&str; 12] = [
     "ST_KEY",
     "RESTIC_REST_PASSWORD",
 ];
-
-/// This machine's name (the kernel's), as restic and a browser's `Host` know it.
-pub fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-}
 
 /// Root acting on a state that belongs to another user becomes that user (see `identity`);
 /// a third user may read, not write.
@@ -114,32 +109,6 @@ pub fn plan_problems(rendered: &str) -> String {
     out.join("\n")
 }
 
-/// The password in `scheme://user:password@host…`, if any. The user information ends at the
-/// *last* `@` (a password may hold `@`, `:`, `/` or `%`; one `@` too many in a path only
-/// widens what is hidden), and the password starts after the user's first `:`.
-pub fn url_password(url: &str) -> Option<String> {
-    let rest = &url[url.find("://")? + 3..];
-    let userinfo = &rest[..rest.rfind('@')?];
-    let (_, pw) = userinfo.split_once(':')?;
-    (!pw.is_empty()).then(|| pw.to_string())
-}
-
-/// The password of a URL as written and, when it is percent-encoded, as the tool decodes it:
-/// both are secrets.
-pub fn url_password_forms(url: &str) -> Vec<String> {
-    let Some(pw) = url_password(url) else {
-        return Vec::new();
-    };
-    let decoded = percent_encoding::percent_decode_str(&pw)
-        .decode_utf8_lossy()
-        .into_owned();
-    if decoded != pw && !decoded.is_empty() {
-        vec![pw, decoded]
-    } else {
-        vec![pw]
-    }
-}
-
 /// Where a packaged install keeps things, under `OPS_INSTALL_ROOT` (tests point it at a
 /// temporary folder laid out like a system; unset, `/`).
 fn installed(path: &str) -> PathBuf {
@@ -180,7 +149,7 @@ impl App {
     pub fn new(cli: &Cli) -> Result<App, Failure> {
         let env_file = cli.env_file.clone().or_else(default_env_file);
         let mut env = Env::load(env_file.as_deref())?;
-        let clock = Clock::from_env(env.get("OPS_NOW"))?;
+        let clock = Clock::from_env(env.get("OPS_NOW")).map_err(EnvError::from)?;
         let state = match (&cli.state, env.get("OPS_STATE")) {
             (Some(p), _) => Setting::new(p.clone(), Origin::Flag("--state".into())),
             (None, Some(p)) => Setting::new(PathBuf::from(p), Origin::Env("OPS_STATE".into())),
@@ -201,9 +170,17 @@ impl App {
         })
     }
 
+    /// What alerting needs of this process.
+    pub fn alerting(&self) -> crate::alert::Context<'_> {
+        crate::alert::Context {
+            env: &self.env,
+            clock: &self.clock,
+        }
+    }
+
     /// Loads plans; errors are rendered into `Failure::Plan` (exit 2, nothing runs).
     pub fn load(&self) -> Result<(Loaded, Compiled), Failure> {
-        let mut loaded = plan::load(&self.plans, &self.env)?;
+        let mut loaded = plan::load(&self.plans, &self.env, &crate::steps::KINDS)?;
         match loaded.compiled.take() {
             Some(c) if !loaded.has_errors() => Ok((loaded, c)),
             _ => {
@@ -250,7 +227,7 @@ impl App {
         let mut secrets: Vec<String> = Vec::new();
         for p in &compiled.plans {
             for s in secret_values(&p.decl) {
-                if let Some(v) = crate::settings::secret_of(&self.env, s) {
+                if let Some(v) = crate::plan::settings::secret_of(&self.env, s) {
                     secrets.push(v);
                 }
             }

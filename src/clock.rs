@@ -11,6 +11,14 @@ pub struct Clock {
     fixed: bool,
 }
 
+/// `OPS_NOW` that is not an RFC 3339 instant.
+#[derive(Debug, thiserror::Error)]
+#[error("OPS_NOW={value} is not an RFC 3339 instant: {why}")]
+pub struct BadNow {
+    pub value: String,
+    pub why: String,
+}
+
 impl Clock {
     pub fn system() -> Clock {
         Clock {
@@ -22,12 +30,12 @@ impl Clock {
 
     /// `OPS_NOW` as an RFC 3339 instant; time still moves forward from it during the command,
     /// so activities of one run keep their order.
-    pub fn from_env(value: Option<&str>) -> Result<Clock, crate::settings::EnvError> {
+    pub fn from_env(value: Option<&str>) -> Result<Clock, BadNow> {
         match value {
             None => Ok(Clock::system()),
             Some(v) => {
                 let base = DateTime::parse_from_rfc3339(v)
-                    .map_err(|e| crate::settings::EnvError::Now {
+                    .map_err(|e| BadNow {
                         value: v.to_string(),
                         why: e.to_string(),
                     })?

@@ -4,8 +4,8 @@
 
 use crate::lock::LockError;
 use crate::plan::PlanError;
+use crate::plan::settings::EnvError;
 use crate::report::ReportError;
-use crate::settings::EnvError;
 use crate::steps::StepError;
 use crate::store::StoreError;
 use crate::web::WebError;

@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::activity::ActivityType;
 use crate::artifact::layout::{self, Area};
 use crate::clock::parse_stamp;
 use crate::health::{self, Check, CheckKind, Facts, Run, Thresholds};
 use crate::plan::compile::{Compiled, CompiledStep};
 use crate::plan::model::{IncompletePolicy, StepKind};
 use crate::store::Store;
-use crate::store::kinds::ActivityType;
 use crate::store::meta::CopyMeta;
 
 fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
@@ -163,14 +163,12 @@ pub fn checks(
         {
             // What the last drill measured, against its objectives: on the page, in status,
             // the report and alerts.
-            if let Some((rto, rpo)) =
-                crate::steps::drill::last_figures(store, plan_name, step.name())?
-            {
+            if let Some((rto, rpo)) = store.drill_figures(plan_name, step.name())? {
                 let against = |measured: f64,
                                objective: &Option<
                     crate::plan::model::Spanned<std::time::Duration>,
                 >| {
-                    let measured = crate::steps::drill::figure(measured);
+                    let measured = crate::units::duration::figure(measured);
                     match objective {
                         Some(o) => format!(
                             "{measured} (objective {})",

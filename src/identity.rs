@@ -141,3 +141,11 @@ pub fn decide(state: &Path, euid: u32) -> Acting {
         owner: lookup(owner).map_or_else(|| format!("uid {owner}"), |u| u.name),
     }
 }
+
+/// This machine's name (the kernel's), as restic and a browser's `Host` know it.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}

@@ -20,6 +20,7 @@ macro_rules! out {
     }};
 }
 
+pub mod activity;
 pub mod alert;
 pub mod app;
 pub mod artifact;
@@ -43,11 +44,11 @@ pub mod lock;
 #[allow(dead_code)]
 mod manual;
 pub mod plan;
+pub mod recorder;
 pub mod report;
 pub mod retention;
 pub mod runner;
 pub mod session;
-pub mod settings;
 pub mod steps;
 pub mod store;
 pub mod units;
@@ -144,7 +145,7 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
             }
             Ok(())
         }),
-        Command::Help { key } => help::run(key.as_deref()),
+        Command::Help { key } => commands::help::run(key.as_deref()),
         Command::Doctor { plan } => commands::doctor::run(app, plan.as_deref()),
         Command::Completions { shell } => {
             crate::out!("{}", completions::script::<Cli>(*shell));

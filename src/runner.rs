@@ -5,18 +5,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::activity::Outcome;
 use crate::graph::{EdgeKind, Graph};
-use crate::steps::{Outcome, StepError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    Schedule,
-    Manual,
-    Http,
-    Force,
-}
-
-// Its words and conversions are in `store/kinds.rs`, with the log's other words.
+pub use crate::activity::Trigger;
 
 /// A step chosen to run, and why.
 #[derive(Clone, Debug)]
@@ -51,7 +43,7 @@ pub trait Sink {
 pub trait Executor: Sync {
     /// Whether the step can run now (asked on the main thread when its turn comes);
     /// `Err(why)` skips it and what requires it.
-    fn ready(&self, _step: usize) -> Result<(), StepError> {
+    fn ready(&self, _step: usize) -> Result<(), String> {
         Ok(())
     }
 
@@ -217,7 +209,7 @@ mod tests {
     }
 
     impl Executor for Mock {
-        fn ready(&self, step: usize) -> Result<(), StepError> {
+        fn ready(&self, step: usize) -> Result<(), String> {
             match self.unready.contains(&step) {
                 true => Err("nothing to test".into()),
                 false => Ok(()),

@@ -19,10 +19,10 @@ use crate::exec::redact::Redactor;
 use crate::exec::signals;
 use crate::lock::{self, ApplyLock};
 use crate::plan::compile::Compiled;
+use crate::recorder::Recorder;
 use crate::runner::{self, Event, Executor, Planned, Sink, Summary, Trigger};
 use crate::steps::{self, Context, Outcome};
 use crate::store::Store;
-use crate::store::recorder::Recorder;
 
 /// The real executor: builds each step's context and runs its kind.
 pub struct StepExecutor<'a> {
@@ -49,8 +49,8 @@ impl StepExecutor<'_> {
 }
 
 impl Executor for StepExecutor<'_> {
-    fn ready(&self, step: usize) -> Result<(), steps::StepError> {
-        steps::ready(&self.context(step))
+    fn ready(&self, step: usize) -> Result<(), String> {
+        steps::ready(&self.context(step)).map_err(|e| e.to_string())
     }
 
     /// Every process the step starts shares its `timeout`: the deadline is absolute. A step
@@ -266,7 +266,7 @@ impl<'a> Session<'a> {
                 crate::alert::remembered::keep(store, compiled);
                 let _sender = crate::alert::sender_lock(&app.state.value);
                 let _delivered =
-                    crate::alert::notify(app, compiled, store, &checks, &self.redactor);
+                    crate::alert::notify(app.alerting(), compiled, store, &checks, &self.redactor);
                 if let Some(path) = metrics_textfile
                     && let Err(e) =
                         crate::web::metrics::write_textfile(compiled, store, &checks, path)
@@ -310,7 +310,7 @@ fn remove_orphans(compiled: &Compiled) {
         let mut dirs = vec![base.join("reports")];
         for area in layout::Area::ALL {
             dirs.push(base.join(area.folder()));
-            dirs.extend(layout::area_dirs(base, &plan.decl.steps, area));
+            dirs.extend(layout::area_dirs(base, plan.decl.step_areas(), area));
         }
         dirs.dedup();
         for dir in dirs {

@@ -16,15 +16,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::app::App;
+use crate::activity::Trigger;
+use crate::activity::{ActivityStatus, ActivityType};
+use crate::clock::Clock;
 use crate::clock::{parse_stamp, stamp};
 use crate::exec::redact::Redactor;
 use crate::health::{Check, Severity};
 use crate::plan::compile::{Compiled, CompiledPlan};
 use crate::plan::model::{Alert, AlertKind};
-use crate::runner::Trigger;
+use crate::plan::settings::Env;
 use crate::store::Store;
-use crate::store::kinds::{ActivityStatus, ActivityType};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RENOTIFY: Duration = Duration::from_secs(24 * 3600);
@@ -111,23 +112,34 @@ pub enum ChannelError {
     #[error("alert {channel}: {source}")]
     Secret {
         channel: String,
-        source: crate::settings::EnvError,
+        source: crate::plan::settings::EnvError,
     },
+}
+
+/// What alerting needs of the process: the environment its channels' secrets come from and
+/// the clock (`OPS_NOW` in tests).
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub env: &'a Env,
+    pub clock: &'a Clock,
 }
 
 /// The channels of a plan that are switched on, with their secrets resolved. An empty
 /// `ALERT_SLACK_WEBHOOK` turns Slack off (the seed's rule); a set one replaces the plan's.
-pub fn channels<'a>(app: &App, plan: &'a CompiledPlan) -> Vec<Result<Channel<'a>, ChannelError>> {
+pub fn channels<'a>(
+    ctx: Context<'_>,
+    plan: &'a CompiledPlan,
+) -> Vec<Result<Channel<'a>, ChannelError>> {
     plan.decl
         .alerts
         .iter()
-        .filter_map(|a| channel(app, &plan.decl.name.value, a))
+        .filter_map(|a| channel(ctx, &plan.decl.name.value, a))
         .collect()
 }
 
 /// One channel `a` of plan `plan`, resolved; `None` when it is switched off.
 pub(crate) fn channel<'a>(
-    app: &App,
+    ctx: Context<'_>,
     plan: &str,
     a: &'a Alert,
 ) -> Option<Result<Channel<'a>, ChannelError>> {
@@ -137,7 +149,7 @@ pub(crate) fn channel<'a>(
             channel: name.clone(),
             what,
         })?;
-        app.env
+        ctx.env
             .resolve(&s.source)
             .map_err(|source| ChannelError::Secret {
                 channel: name.clone(),
@@ -146,11 +158,11 @@ pub(crate) fn channel<'a>(
     };
     let target = match a.kind {
         AlertKind::Slack => {
-            if app.env.is_set("ALERT_SLACK_WEBHOOK") && app.env.get("ALERT_SLACK_WEBHOOK").is_none()
+            if ctx.env.is_set("ALERT_SLACK_WEBHOOK") && ctx.env.get("ALERT_SLACK_WEBHOOK").is_none()
             {
                 return None;
             }
-            match app.env.get("ALERT_SLACK_WEBHOOK") {
+            match ctx.env.get("ALERT_SLACK_WEBHOOK") {
                 Some(url) => Ok(Target::Slack(url.to_string())),
                 None => resolve(&a.webhook, "webhook").map(Target::Slack),
             }
@@ -252,7 +264,7 @@ pub fn payload(
         .unwrap_or(Severity::Ok);
     json!({
         "source": "ops-run",
-        "host": crate::app::host_name(),
+        "host": crate::identity::host_name(),
         "test": test,
         "plan": plan,
         "severity": worst.as_str(),
@@ -273,7 +285,7 @@ pub fn text(plan: &str, changes: &[(ChangeKind, &Check)], test: bool) -> String 
         .count();
     let recovered = changes.len() - problems;
     // Which machine: several hosts may send to one channel.
-    let host = crate::app::host_name().unwrap_or_else(|| "this host".into());
+    let host = crate::identity::host_name().unwrap_or_else(|| "this host".into());
     let mut head = format!("ops-run {plan} on {host}:");
     if problems > 0 {
         head.push_str(&format!(
@@ -398,13 +410,13 @@ pub fn deliver(channel: &Channel, body: &Value, redactor: &Redactor) -> Result<u
 /// Evaluates what changed for every channel of every plan, sends one message per channel, and
 /// records each delivery as an `alert` activity. Never fails: problems are printed and recorded.
 pub fn notify(
-    app: &App,
+    ctx: Context<'_>,
     compiled: &Compiled,
     store: &Store,
     checks: &[Check],
     redactor: &Redactor,
 ) -> Vec<String> {
-    let now = app.clock.now();
+    let now = ctx.clock.now();
     // One line per channel: what it delivered, or why not (for `health --alert`).
     let mut said = Vec::new();
     for plan in &compiled.plans {
@@ -415,7 +427,7 @@ pub fn notify(
             .iter()
             .filter(|c| &c.plan == plan_name || c.plan == crate::health::GLOBAL)
             .collect();
-        for channel in channels(app, plan) {
+        for channel in channels(ctx, plan) {
             let channel = match channel {
                 Ok(c) => c,
                 Err(e) => {
@@ -453,7 +465,7 @@ pub fn notify(
             let include_logs = channel.alert.include_logs.as_ref().is_some_and(|b| b.value);
             let body = payload(plan_name, &changes, include_logs, now, false);
             let result = deliver(&channel, &body, redactor);
-            record(app, store, plan_name, &channel, &changes, &result, redactor);
+            record(ctx, store, plan_name, &channel, &changes, &result, redactor);
             match &result {
                 Ok(_) => {
                     remember(store, &channel.name, &changes, now);
@@ -501,7 +513,7 @@ fn remember(store: &Store, channel: &str, changes: &[(ChangeKind, &Check)], now:
 }
 
 fn record(
-    app: &App,
+    ctx: Context<'_>,
     store: &Store,
     plan: &str,
     channel: &Channel,
@@ -509,7 +521,7 @@ fn record(
     result: &Result<u32, DeliveryError>,
     redactor: &Redactor,
 ) {
-    let now = stamp(app.clock.now());
+    let now = stamp(ctx.clock.now());
     let meta = json!({
         "channel": channel.name,
         "changes": changes.iter().map(|(k, c)| json!({ "check": c.id, "change": k.as_str(), "state": c.state.as_str() })).collect::<Vec<_>>(),

@@ -2,9 +2,9 @@
 //! begins, `URL` when it ends well, `URL/fail` when it does not — so a cron that stopped
 //! running is noticed by the receiver. A ping that fails never fails the apply.
 
+use super::Context;
 use std::time::Duration;
 
-use crate::app::App;
 use crate::exec::redact::Redactor;
 use crate::plan::compile::Compiled;
 
@@ -15,7 +15,7 @@ pub enum Signal {
     Fail,
 }
 
-pub fn send(app: &App, compiled: &Compiled, signal: Signal, redactor: &Redactor) {
+pub fn send(ctx: Context<'_>, compiled: &Compiled, signal: Signal, redactor: &Redactor) {
     for plan in &compiled.plans {
         let Some(ping) = &plan.decl.ping else {
             continue;
@@ -23,7 +23,7 @@ pub fn send(app: &App, compiled: &Compiled, signal: Signal, redactor: &Redactor)
         let Some(url) = ping
             .url
             .as_ref()
-            .and_then(|u| app.env.resolve(&u.source).ok())
+            .and_then(|u| ctx.env.resolve(&u.source).ok())
         else {
             eprintln!("warning: ping of plan {} has no url", plan.decl.name.value);
             continue;

@@ -4,10 +4,10 @@
 //! secret written in the plan itself (`webhook "https://…"`) is not kept, so that channel is
 //! left out while the plans do not load.
 
+use super::Context;
 use serde_json::{Value, json};
 
 use super::{ChangeKind, Channel, deliver, delivered, payload, record, remember};
-use crate::app::App;
 use crate::exec::redact::Redactor;
 use crate::health::Check;
 use crate::plan::compile::Compiled;
@@ -136,8 +136,13 @@ pub fn keep(store: &Store, compiled: &Compiled) {
 
 /// The plans do not load: each kept channel gets `check` (critical, with the diagnostics) once,
 /// on change. One line per channel, as `notify` says it.
-pub fn plans_broken(app: &App, store: &Store, check: &Check, redactor: &Redactor) -> Vec<String> {
-    let now = app.clock.now();
+pub fn plans_broken(
+    ctx: Context<'_>,
+    store: &Store,
+    check: &Check,
+    redactor: &Redactor,
+) -> Vec<String> {
+    let now = ctx.clock.now();
     let mut said = Vec::new();
     let kept = match store.remembered_channels() {
         Ok(k) => k,
@@ -154,7 +159,7 @@ pub fn plans_broken(app: &App, store: &Store, check: &Check, redactor: &Redactor
             ));
             continue;
         };
-        let channel: Channel = match super::channel(app, &plan, &a) {
+        let channel: Channel = match super::channel(ctx, &plan, &a) {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
                 said.push(redactor.redact(&format!("alert {id}: {e}")));
@@ -171,7 +176,7 @@ pub fn plans_broken(app: &App, store: &Store, check: &Check, redactor: &Redactor
         let changes: Vec<(ChangeKind, &Check)> = vec![(kind, check)];
         let body = payload(&plan, &changes, false, now, false);
         let result = deliver(&channel, &body, redactor);
-        record(app, store, &plan, &channel, &changes, &result, redactor);
+        record(ctx, store, &plan, &channel, &changes, &result, redactor);
         match &result {
             Ok(_) => {
                 remember(store, &channel.name, &changes, now);

@@ -12,7 +12,6 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::sha;
-use crate::plan::model::{Step, StepKind};
 
 const TMP_MARK: &str = ".tmp.";
 
@@ -37,41 +36,34 @@ impl Area {
             Area::VerifyLogs => "verify",
         }
     }
-
-    /// The area a step kind writes into, if any.
-    pub fn of(kind: &StepKind) -> Option<Area> {
-        match kind {
-            StepKind::Dump(_) => Some(Area::Dumps),
-            StepKind::Snapshot(_) => Some(Area::Snapshots),
-            StepKind::Verify(_) | StepKind::Drill(_) => Some(Area::VerifyLogs),
-            StepKind::Report(_)
-            | StepKind::GitTag(_)
-            | StepKind::Command(_)
-            | StepKind::Runbook(_)
-            | StepKind::Copy(_)
-            | StepKind::Check(_) => None,
-        }
-    }
 }
 
 /// Where `step` keeps its files of `area`: the area's folder itself when it is the plan's
 /// only step writing there (the layout of the product brief, `db/full-…`), else a folder
 /// named after the step (`db/<step>/full-…`), so two dumps never see each other's files.
-pub fn step_dir(base: &Path, steps: &[Step], step: &str, area: Area) -> PathBuf {
+/// `steps`: every step of the plan with the area it writes into.
+pub fn step_dir<'s>(
+    base: &Path,
+    steps: impl IntoIterator<Item = (&'s str, Option<Area>)>,
+    step: &str,
+    area: Area,
+) -> PathBuf {
     let root = base.join(area.folder());
-    let writers = steps
-        .iter()
-        .filter(|s| Area::of(&s.kind) == Some(area))
-        .count();
+    let writers = steps.into_iter().filter(|(_, a)| *a == Some(area)).count();
     if writers > 1 { root.join(step) } else { root }
 }
 
 /// Every folder of `area` the plan's steps write into (for the orphan sweep).
-pub fn area_dirs(base: &Path, steps: &[Step], area: Area) -> Vec<PathBuf> {
+pub fn area_dirs<'s>(
+    base: &Path,
+    steps: impl IntoIterator<Item = (&'s str, Option<Area>)> + Clone,
+    area: Area,
+) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = steps
-        .iter()
-        .filter(|s| Area::of(&s.kind) == Some(area))
-        .map(|s| step_dir(base, steps, &s.name.value, area))
+        .clone()
+        .into_iter()
+        .filter(|(_, a)| *a == Some(area))
+        .map(|(name, _)| step_dir(base, steps.clone(), name, area))
         .collect();
     dirs.dedup();
     dirs
@@ -454,6 +446,15 @@ pub fn damaged_dump(dir: &Path, tz: Tz) -> Option<(String, String)> {
         })
         .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
         .map(|(_, _, name, why)| (name, why))
+}
+
+/// The globals file that belongs to a dump: `full-X.sql.gz` → `globals-X.sql.gz`.
+pub fn globals_path(dump: &Path) -> Option<PathBuf> {
+    let name = dump.file_name()?.to_str()?;
+    // The roles are always gzip, whatever the dump's compression.
+    let codec = super::codec::Codec::of_name(name)?;
+    let stamp = name.strip_prefix("full-")?.strip_suffix(codec.suffix())?;
+    Some(dump.with_file_name(format!("globals-{stamp}.sql.gz")))
 }
 
 pub fn sidecar_path(dump: &Path) -> PathBuf {

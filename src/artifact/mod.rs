@@ -5,5 +5,6 @@ pub mod end;
 pub mod gzip;
 pub mod layout;
 pub mod legacy;
+pub mod marker;
 pub mod proof;
 pub mod sha;

@@ -1,10 +1,10 @@
 //! `activities`: the activity log, newest first, as a table or JSON.
 
+use crate::activity::{ActivityStatus, ActivityType, UnknownWord};
 use crate::app::App;
 use crate::cli::ActivitiesArgs;
 use crate::error::Failure;
 use crate::store::activities::Filter;
-use crate::store::kinds::{ActivityStatus, ActivityType, UnknownWord};
 
 /// A filter option's word as its type; an unknown word is a usage error, not an empty list.
 fn option<T>(

@@ -12,7 +12,7 @@ pub fn test(app: &App, only: Option<&str>) -> Result<(), Failure> {
     let mut sent = 0;
     let mut failed = 0;
     for plan in &compiled.plans {
-        for channel in alert::channels(app, plan) {
+        for channel in alert::channels(app.alerting(), plan) {
             let channel = match channel {
                 Ok(c) => c,
                 Err(e) => {

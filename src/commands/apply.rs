@@ -60,7 +60,12 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     let decisions =
         crate::commands::show::decisions_from(&compiled, Some(&store), app.clock.now())?;
     let planned = session::select(&compiled, &decisions, &only, args.force);
-    ping::send(app, &compiled, ping::Signal::Start, &session.redactor);
+    ping::send(
+        app.alerting(),
+        &compiled,
+        ping::Signal::Start,
+        &session.redactor,
+    );
     let result = if planned.is_empty() {
         if std::io::stdout().is_terminal() {
             crate::outln!("nothing due");
@@ -75,7 +80,7 @@ pub fn run(app: &App, args: &ApplyArgs) -> Result<(), Failure> {
     } else {
         ping::Signal::Fail
     };
-    ping::send(app, &compiled, signal, &session.redactor);
+    ping::send(app.alerting(), &compiled, signal, &session.redactor);
     result
 }
 
@@ -203,7 +208,9 @@ pub fn plans_broken(app: &App, check: &crate::health::Check) {
             return;
         }
     };
-    for line in crate::alert::remembered::plans_broken(app, &store, check, &app.env_redactor()) {
+    for line in
+        crate::alert::remembered::plans_broken(app.alerting(), &store, check, &app.env_redactor())
+    {
         eprintln!("{line}");
     }
 }

@@ -379,7 +379,7 @@ fn database(ctx: &Context, db: &Database, restores: bool, f: &mut Findings) {
         Engine::Sqlite => return,
     };
     let r = exec::run(&client.sql(name, &sql), ctx.redactor);
-    let granted = crate::steps::verify::number(&r) == Some(1);
+    let granted = crate::steps::restore_test::number(&r) == Some(1);
     match (r.success(), granted) {
         (true, true) => f.ok(format!(
             "{label}: {user} may create the scratch databases verify and drill need"
@@ -411,11 +411,11 @@ fn repositories(
         let ctx = executor.context(i);
         let (envs, init) = match &ctx.step.decl.kind {
             StepKind::Snapshot(s) => (
-                crate::steps::snapshot::credentials(&ctx, s).map(|e| vec![e]),
+                crate::steps::restic::snapshot_credentials(&ctx, s).map(|e| vec![e]),
                 s.init.as_ref().is_some_and(|i| i.value),
             ),
             StepKind::Copy(c) => (
-                crate::steps::copy::credentials(&ctx, c).map(|e| vec![e]),
+                crate::steps::restic::copy_credentials(&ctx, c).map(|e| vec![e]),
                 c.init.as_ref().is_some_and(|i| i.value),
             ),
             _ => continue,
@@ -434,11 +434,11 @@ fn repositories(
                 .find(|(k, _)| k == "RESTIC_REPOSITORY")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let shown = crate::steps::copy::without_password(&repo);
+            let shown = crate::steps::restic::without_password(&repo);
             let local = (!repo.contains(':') || repo.starts_with("local:"))
                 .then(|| PathBuf::from(repo.trim_start_matches("local:")));
             let mut spec =
-                crate::steps::snapshot::restic(&ctx, &env, &["cat".into(), "config".into()]);
+                crate::steps::restic::restic(&ctx, &env, &["cat".into(), "config".into()]);
             spec.timeout = Some(std::time::Duration::from_secs(60));
             let r = exec::run(&spec, ctx.redactor);
             if r.success() {
@@ -597,7 +597,7 @@ fn space(p: &CompiledPlan, f: &mut Findings) {
 
 /// The alert channels resolve (their secrets are set, their addresses parse); none is sent.
 fn channels(app: &App, p: &CompiledPlan, f: &mut Findings) {
-    for c in crate::alert::channels(app, p) {
+    for c in crate::alert::channels(app.alerting(), p) {
         match c {
             Ok(ch) => f.ok(format!(
                 "plan {}: alert channel {} resolves",

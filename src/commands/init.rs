@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::app::App;
 use crate::error::Failure;
+use crate::plan::settings::Env;
 use crate::plan::source::Sources;
-use crate::settings::Env;
 
 /// What `init` was asked.
 pub struct InitArgs<'a> {
@@ -234,9 +234,9 @@ struct FromEnv {
 }
 
 fn from_env(file: &Path, name: Option<&str>) -> Result<FromEnv, Failure> {
-    let pairs = crate::settings::read_dotenv(file)?;
+    let pairs = crate::plan::settings::read_dotenv(file)?;
     let all: HashMap<String, String> = pairs.into_iter().collect();
-    let text = crate::plan::source::read_limited(file, crate::settings::MAX_ENV_BYTES)
+    let text = crate::plan::source::read_limited(file, crate::plan::settings::MAX_ENV_BYTES)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let vars = Vars {
@@ -380,7 +380,7 @@ fn add_to_env_file(path: &Path, named: &[(String, String)]) -> Result<(), Failur
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let present: Vec<String> = match path.exists() {
-        true => crate::settings::read_dotenv(path)?
+        true => crate::plan::settings::read_dotenv(path)?
             .into_iter()
             .map(|(k, _)| k)
             .collect(),
@@ -507,7 +507,7 @@ pub fn run(app: &App, a: &InitArgs) -> Result<(), Failure> {
     };
     let mut sources = Sources::default();
     sources.add(&path, text.clone());
-    let loaded = crate::plan::load_sources(sources, &env);
+    let loaded = crate::plan::load_sources(sources, &env, &crate::steps::KINDS);
     if loaded.has_errors() {
         return Err(Failure::Runtime(format!(
             "the written plan would not load (a bug in init):\n{}",

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
+use crate::activity::Trigger;
+use crate::activity::{ActivityStatus, ActivityType};
 use crate::app::App;
 use crate::artifact::layout::{self, Area};
 use crate::artifact::legacy::{self, Kind};
@@ -18,8 +20,6 @@ use crate::clock::stamp;
 use crate::commands::activities::format_table;
 use crate::error::Failure;
 use crate::plan::compile::CompiledPlan;
-use crate::runner::Trigger;
-use crate::store::kinds::{ActivityStatus, ActivityType};
 
 const NOT_RECOGNISED: &str = "not recognised";
 
@@ -74,7 +74,7 @@ fn folder_for(plan: &CompiledPlan, kind: Kind, step: Option<&str>) -> Result<Pat
         return Ok(base.join("reports"));
     };
     let writers: Vec<&str> = plan
-        .steps_where(|k| Area::of(k) == Some(area))
+        .steps_where(|k| k.area() == Some(area))
         .map(|s| s.name.value.as_str())
         .collect();
     match step {
@@ -130,7 +130,7 @@ fn split(
     for area in Area::ALL {
         let root = base.join(area.folder());
         let writers: Vec<&str> = plan
-            .steps_where(|k| Area::of(k) == Some(area))
+            .steps_where(|k| k.area() == Some(area))
             .map(|s| s.name.value.as_str())
             .collect();
         if writers.len() < 2 {

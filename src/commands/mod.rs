@@ -4,6 +4,7 @@ pub mod activities;
 pub mod alerts;
 pub mod apply;
 pub mod doctor;
+pub mod help;
 pub mod init;
 pub mod migrate;
 pub mod restore;

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::json;
 
+use crate::activity::Trigger;
+use crate::activity::{ActivityStatus, ActivityType};
 use crate::app::App;
 use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha;
@@ -27,12 +29,10 @@ use crate::engines::client::Client;
 use crate::error::Failure;
 use crate::exec;
 use crate::plan::model::{Database, Engine, StepKind};
-use crate::runner::Trigger;
 use crate::session::{Session, StepExecutor};
 use crate::steps::import::import_dump;
-use crate::steps::verify::{load_sqlite, number, sqlite_tables};
+use crate::steps::restore_test::{load_sqlite, number, sqlite_tables};
 use crate::steps::{Context, StepError};
-use crate::store::kinds::{ActivityStatus, ActivityType};
 
 /// What `restore db` was asked.
 pub struct DbArgs<'a> {
@@ -150,7 +150,7 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
     let dump = match a.from {
         None => choose(&dir, &ctx, a)?,
         Some(copy) => {
-            fetched = crate::steps::copy::fetch_into_scratch(&ctx, copy, step.name())
+            fetched = crate::steps::restic::fetch_into_scratch(&ctx, copy, step.name())
                 .map_err(|e| Failure::Runtime(redactor.redact(&e.to_string())))?;
             crate::outln!(
                 "from: copy `{copy}`, snapshot {} at its destination",
@@ -395,7 +395,7 @@ pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
             a.to.display()
         )));
     }
-    let env = crate::steps::snapshot::credentials(&ctx, snap)
+    let env = crate::steps::restic::snapshot_credentials(&ctx, snap)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let mut args: Vec<String> = vec![
         "restore".into(),
@@ -407,7 +407,7 @@ pub fn files(app: &App, a: &FilesArgs) -> Result<(), Failure> {
         args.push("--include".into());
         args.push(p.clone());
     }
-    let mut spec = crate::steps::snapshot::restic(&ctx, &env, &args);
+    let mut spec = crate::steps::restic::restic(&ctx, &env, &args);
     spec.timeout = None;
     if a.dry_run {
         crate::outln!("would run:");
@@ -505,7 +505,7 @@ fn newest_snapshot(ctx: &Context, at: Option<&str>) -> Result<String, Failure> {
         None => ctx.clock.now(),
     };
     let dir = ctx.plan.dir(ctx.step.name(), Area::Snapshots);
-    if let Some(marker) = crate::steps::snapshot::newest_complete(&dir, tz, until) {
+    if let Some(marker) = crate::artifact::marker::newest_complete(&dir, tz, until) {
         return Ok(marker.id);
     }
     Err(Failure::Usage(format!(
@@ -897,7 +897,7 @@ fn apply_globals(
     dump: &DumpFile,
     done: &mut Done,
 ) -> Result<(), Stop> {
-    let path = crate::steps::dump::globals_path(&dump.path)
+    let path = crate::artifact::layout::globals_path(&dump.path)
         .filter(|p| p.exists())
         .ok_or_else(|| {
             Stop::Refused(format!(

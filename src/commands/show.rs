@@ -6,8 +6,8 @@ use crate::app::App;
 use crate::due::{self, Decision};
 use crate::error::Failure;
 use crate::plan::compile::{Compiled, HookWhen};
+use crate::plan::settings::Origin;
 use crate::plan::source::Sources;
-use crate::settings::Origin;
 use crate::store::activities::History;
 use crate::units::duration;
 

@@ -178,7 +178,7 @@ pub fn health(app: &App, alert: bool) -> Result<(), Failure> {
         let store = app.open_store()?;
         let redactor = app.redactor(&compiled);
         crate::alert::remembered::keep(&store, &compiled);
-        for line in crate::alert::notify(app, &compiled, &store, &checks, &redactor) {
+        for line in crate::alert::notify(app.alerting(), &compiled, &store, &checks, &redactor) {
             crate::outln!("{line}");
         }
     }

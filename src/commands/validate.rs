@@ -60,7 +60,7 @@ fn check_shared_folders(loaded: &mut plan::Loaded) {
     let mut found = Vec::new();
     for p in &compiled.plans {
         for area in Area::ALL {
-            let writers: Vec<_> = p.steps_where(|k| Area::of(k) == Some(area)).collect();
+            let writers: Vec<_> = p.steps_where(|k| k.area() == Some(area)).collect();
             let [_, second, ..] = writers.as_slice() else {
                 continue;
             };
@@ -98,7 +98,7 @@ fn check_shared_folders(loaded: &mut plan::Loaded) {
 }
 
 pub fn run(app: &App) -> Result<(), Failure> {
-    let mut loaded = plan::load(&app.plans, &app.env)?;
+    let mut loaded = plan::load(&app.plans, &app.env, &crate::steps::KINDS)?;
     check_templates(app, &mut loaded);
     check_shared_folders(&mut loaded);
     let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();

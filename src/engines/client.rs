@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::{EngineError, Login, Server, Target};
 use crate::exec::ProcessSpec;
-use crate::settings::Setting;
+use crate::plan::settings::Setting;
 
 pub struct Client {
     server: &'static dyn Server,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use crate::exec::ProcessSpec;
 use crate::plan::model::{Database, Engine};
-use crate::settings::Setting;
+use crate::plan::settings::Setting;
 use secret_file::SecretFile;
 
 /// A database as a dump needs it: the plan's block with its password resolved.

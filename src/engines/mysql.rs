@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::secret_file::SecretFile;
 use super::{DumpSource, EngineError, Login, Server, Target, address_args, tool};
 use crate::exec::ProcessSpec;
-use crate::settings::Setting;
+use crate::plan::settings::Setting;
 
 /// mariadb-dump's closing comment (unless --skip-comments, which ops-run never passes).
 pub const MARKER: &str = "-- Dump completed";

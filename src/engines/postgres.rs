@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::secret_file::SecretFile;
 use super::{DumpSource, EngineError, Login, Server, Target, address_args, tool};
 use crate::exec::ProcessSpec;
-use crate::settings::Setting;
+use crate::plan::settings::Setting;
 
 /// pg_dump's last comment block in a plain dump.
 pub const MARKER: &str = "-- PostgreSQL database dump complete";

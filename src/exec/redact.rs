@@ -66,6 +66,32 @@ impl Redactor {
     }
 }
 
+/// The password in `scheme://user:password@host…`, if any. The user information ends at the
+/// *last* `@` (a password may hold `@`, `:`, `/` or `%`; one `@` too many in a path only
+/// widens what is hidden), and the password starts after the user's first `:`.
+pub fn url_password(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.rfind('@')?];
+    let (_, pw) = userinfo.split_once(':')?;
+    (!pw.is_empty()).then(|| pw.to_string())
+}
+
+/// The password of a URL as written and, when it is percent-encoded, as the tool decodes it:
+/// both are secrets.
+pub fn url_password_forms(url: &str) -> Vec<String> {
+    let Some(pw) = url_password(url) else {
+        return Vec::new();
+    };
+    let decoded = percent_encoding::percent_decode_str(&pw)
+        .decode_utf8_lossy()
+        .into_owned();
+    if decoded != pw && !decoded.is_empty() {
+        vec![pw, decoded]
+    } else {
+        vec![pw]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use super::source::Span;
 use super::validate::effective_base;
 use crate::artifact::layout::{self, Area};
 use crate::graph::{EdgeKind, Graph};
-use crate::settings::{Env, Origin, Setting};
+use crate::plan::settings::{Env, Origin, Setting};
 use crate::units::{duration, schedule::Schedule};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
@@ -35,7 +35,12 @@ pub struct CompiledPlan {
 impl CompiledPlan {
     /// The folder where step `step` of this plan keeps its files of `area`.
     pub fn dir(&self, step: &str, area: Area) -> PathBuf {
-        layout::step_dir(Path::new(&self.base.value), &self.decl.steps, step, area)
+        layout::step_dir(
+            Path::new(&self.base.value),
+            self.decl.step_areas(),
+            step,
+            area,
+        )
     }
 
     /// The steps of this plan of one kind, in declaration order.
@@ -275,7 +280,12 @@ pub fn describe_source(s: &Sourced) -> String {
 }
 
 /// Resolves settings and builds the graph. Plans must already be valid.
-pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Compiled {
+pub fn compile(
+    plans: Vec<Plan>,
+    env: &Env,
+    diags: &mut Vec<Diagnostic>,
+    kinds: &dyn super::kinds::Kinds,
+) -> Compiled {
     let mut out = Compiled::default();
     let verify_auto = match env.get("OPS_VERIFY_AUTO") {
         Some("false" | "0") => Setting::new(false, Origin::Env("OPS_VERIFY_AUTO".into())),
@@ -370,18 +380,7 @@ pub fn compile(plans: Vec<Plan>, env: &Env, diags: &mut Vec<Diagnostic>) -> Comp
                 thresholds: Vec::new(),
                 auto: Setting::new(true, Origin::Default),
             };
-            match &step.kind {
-                StepKind::Dump(d) => crate::steps::dump::compile(d, &mut c),
-                StepKind::Snapshot(s) => crate::steps::snapshot::compile(s, &mut c),
-                StepKind::Verify(v) => crate::steps::verify::compile(v, &mut c),
-                StepKind::Report(r) => crate::steps::report::compile(r, &mut c),
-                StepKind::GitTag(g) => crate::steps::git_tag::compile(g, &mut c),
-                StepKind::Command(cmd) => crate::steps::command::compile(cmd, &mut c),
-                StepKind::Runbook(r) => crate::steps::runbook::compile(r, &mut c),
-                StepKind::Drill(d) => crate::steps::drill::compile(d, &mut c),
-                StepKind::Copy(cp) => crate::steps::copy::compile(cp, &mut c),
-                StepKind::Check(ch) => crate::steps::check::compile(ch, &mut c),
-            }
+            kinds.compile(&step.kind, &mut c);
             let Compiling {
                 settings,
                 thresholds,

@@ -10,7 +10,6 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::source::{Sources, Span};
-use crate::steps;
 use crate::units::keep::{self, Keep};
 use crate::units::schedule::{self, Schedule};
 use crate::units::{ValueError, duration};
@@ -126,7 +125,11 @@ fn too_deep(text: &str) -> Option<usize> {
     None
 }
 
-pub fn decode(sources: &Sources, diags: &mut Vec<Diagnostic>) -> Vec<Plan> {
+pub fn decode(
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+    kinds: &dyn super::kinds::Kinds,
+) -> Vec<Plan> {
     let mut plans = Vec::new();
     let mut schedules = HashMap::new();
     for (file, source) in sources.files.iter().enumerate() {
@@ -168,6 +171,7 @@ pub fn decode(sources: &Sources, diags: &mut Vec<Diagnostic>) -> Vec<Plan> {
                     file,
                     diags,
                     schedules: &mut schedules,
+                    kinds,
                 };
                 for node in doc.nodes() {
                     let name = node.name().value();
@@ -253,6 +257,7 @@ pub struct Decoder<'a> {
     diags: &'a mut Vec<Diagnostic>,
     /// Parsed cron expressions by text: plans repeat a few schedules many times.
     schedules: &'a mut HashMap<String, Result<Schedule, ValueError>>,
+    kinds: &'a dyn super::kinds::Kinds,
 }
 
 fn describe(v: &KdlValue) -> String {
@@ -969,7 +974,7 @@ impl Decoder<'_> {
             return None;
         };
         let name = self.block_name(node, keyword, &[])?;
-        let own = steps::settings(&kind);
+        let own = self.kinds.settings(&kind);
         let keys: Vec<&str> = STEP_COMMON.iter().chain(own.keys).copied().collect();
         let repeatable: Vec<&str> = STEP_REPEATABLE
             .iter()
@@ -995,7 +1000,10 @@ impl Decoder<'_> {
                 "before" => self.string_list(child, &mut step.before),
                 "timeout" => step.timeout = self.duration(child),
                 "retry-after" => step.retry_after = self.duration(child),
-                _ => steps::decode_setting(&mut step.kind, key, child, self),
+                _ => {
+                    let kinds = self.kinds;
+                    kinds.decode_setting(&mut step.kind, key, child, self)
+                }
             }
         }
         Some(step)

@@ -3,7 +3,9 @@
 pub mod compile;
 pub mod decode;
 pub mod diagnostic;
+pub mod kinds;
 pub mod model;
+pub mod settings;
 pub mod source;
 pub mod validate;
 
@@ -13,7 +15,7 @@ use compile::Compiled;
 use diagnostic::Diagnostic;
 use source::Sources;
 
-use crate::settings::Env;
+use crate::plan::settings::Env;
 
 /// The outcome of loading plans: the sources (for rendering), diagnostics, and the graph
 /// when there was no error.
@@ -48,12 +50,12 @@ impl Loaded {
 }
 
 /// decode → validate → compile, collecting every diagnostic of every file.
-pub fn load_sources(sources: Sources, env: &Env) -> Loaded {
+pub fn load_sources(sources: Sources, env: &Env, kinds: &dyn kinds::Kinds) -> Loaded {
     let mut diagnostics = Vec::new();
-    let plans = decode::decode(&sources, &mut diagnostics);
-    validate::validate(&plans, env, &mut diagnostics);
+    let plans = decode::decode(&sources, &mut diagnostics, kinds);
+    validate::validate(&plans, env, &mut diagnostics, kinds);
     // Compile even after errors elsewhere, so a cycle is reported in the same pass.
-    let compiled = compile::compile(plans, env, &mut diagnostics);
+    let compiled = compile::compile(plans, env, &mut diagnostics, kinds);
     let compiled = (!diagnostics.iter().any(Diagnostic::is_error)).then_some(compiled);
     Loaded {
         sources,
@@ -81,6 +83,6 @@ pub enum PlanError {
     TagPattern(String),
 }
 
-pub fn load(path: &Path, env: &Env) -> Result<Loaded, PlanError> {
-    Ok(load_sources(Sources::load(path)?, env))
+pub fn load(path: &Path, env: &Env, kinds: &dyn kinds::Kinds) -> Result<Loaded, PlanError> {
+    Ok(load_sources(Sources::load(path)?, env, kinds))
 }

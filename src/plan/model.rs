@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::source::Span;
-use crate::store::kinds::ActivityType;
+use crate::activity::ActivityType;
 use crate::units::keep::Keep;
 use crate::units::schedule::Schedule;
 
@@ -136,7 +136,43 @@ pub enum StepKind {
     Check(RepoCheck),
 }
 
+impl Plan {
+    /// Every step with the layout area it writes into (for `layout::step_dir`).
+    pub fn step_areas(
+        &self,
+    ) -> impl Iterator<Item = (&str, Option<crate::artifact::layout::Area>)> + Clone {
+        self.steps
+            .iter()
+            .map(|s| (s.name.value.as_str(), s.kind.area()))
+    }
+}
+
+impl Dump {
+    /// The dump's compression: gzip unless the plan says zstd.
+    pub fn codec(&self) -> crate::artifact::codec::Codec {
+        self.compression
+            .as_ref()
+            .map_or(crate::artifact::codec::Codec::Gzip, |c| c.value)
+    }
+}
+
 impl StepKind {
+    /// The layout's area this kind writes into, if any.
+    pub fn area(&self) -> Option<crate::artifact::layout::Area> {
+        use crate::artifact::layout::Area;
+        match self {
+            StepKind::Dump(_) => Some(Area::Dumps),
+            StepKind::Snapshot(_) => Some(Area::Snapshots),
+            StepKind::Verify(_) | StepKind::Drill(_) => Some(Area::VerifyLogs),
+            StepKind::Report(_)
+            | StepKind::GitTag(_)
+            | StepKind::Command(_)
+            | StepKind::Runbook(_)
+            | StepKind::Copy(_)
+            | StepKind::Check(_) => None,
+        }
+    }
+
     /// Every kind, with empty settings: the one list a new kind joins (and `keyword` below;
     /// the compiler names the rest).
     pub fn all() -> [StepKind; 10] {

@@ -6,8 +6,7 @@ use super::PlanError;
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::model::*;
 use super::source::Span;
-use crate::settings::Env;
-use crate::steps;
+use crate::plan::settings::Env;
 use crate::units::duration;
 
 /// Seed variables that replace a plan's own threshold, with the setting each replaces.
@@ -18,7 +17,12 @@ pub const SEED_THRESHOLDS: [(&str, &str, &str); 4] = [
     ("OPS_VERIFY_OVERDUE_HOURS", "verify", "overdue-after"),
 ];
 
-pub fn validate(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
+pub fn validate(
+    plans: &[Plan],
+    env: &Env,
+    diags: &mut Vec<Diagnostic>,
+    kinds: &dyn super::kinds::Kinds,
+) {
     let mut seen: HashMap<&str, &Plan> = HashMap::new();
     for plan in plans {
         if let Some(first) = seen.get(plan.name.value.as_str()) {
@@ -33,7 +37,7 @@ pub fn validate(plans: &[Plan], env: &Env, diags: &mut Vec<Diagnostic>) {
         } else {
             seen.insert(&plan.name.value, plan);
         }
-        validate_plan(plan, env, diags);
+        validate_plan(plan, env, diags, kinds);
     }
     check_bases(plans, env, diags);
     check_seed_numbers(env, diags);
@@ -119,7 +123,12 @@ pub struct Scope<'a> {
     pub dumps: Vec<&'a str>,
 }
 
-fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
+fn validate_plan(
+    plan: &Plan,
+    env: &Env,
+    diags: &mut Vec<Diagnostic>,
+    kinds: &dyn super::kinds::Kinds,
+) {
     duplicate(diags, "database", plan.databases.iter().map(|d| &d.name));
     duplicate(diags, "step", plan.steps.iter().map(|s| &s.name));
     duplicate(diags, "alert channel", plan.alerts.iter().map(|a| &a.name));
@@ -224,7 +233,7 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
                 diags.push(reference_error(r.span, "step", &r.value, &step_names));
             }
         }
-        steps::validate(step, &scope, diags);
+        kinds.validate(step, &scope, diags);
     }
 
     for alert in &plan.alerts {
@@ -244,7 +253,7 @@ fn validate_plan(plan: &Plan, env: &Env, diags: &mut Vec<Diagnostic>) {
         };
         if alert.kind == AlertKind::Email {
             if let Some(smtp) = &alert.smtp
-                && crate::alert::email::Server::parse(&smtp.value).is_err()
+                && crate::units::smtp::Server::parse(&smtp.value).is_err()
             {
                 diags.push(
                     Diagnostic::error(

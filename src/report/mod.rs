@@ -4,7 +4,7 @@
 pub mod render;
 pub mod runbook;
 
-use crate::store::kinds::{ActivityStatus, ActivityType};
+use crate::activity::{ActivityStatus, ActivityType};
 use crate::store::meta::VerifyMeta;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

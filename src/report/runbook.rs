@@ -15,7 +15,7 @@ use crate::artifact::sha;
 use crate::exec::shell_quote as q;
 use crate::plan::compile::{Compiled, CompiledPlan};
 use crate::plan::model::{Database, Engine, Sourced, StepKind, ValueSource};
-use crate::settings::Env;
+use crate::plan::settings::Env;
 use crate::units::duration;
 
 /// The built-in runbook template.
@@ -235,7 +235,7 @@ fn destination(s: &Sourced) -> (String, Option<String>) {
         );
     }
     match &s.source {
-        ValueSource::Literal(v) if crate::app::url_password(v).is_none() => (
+        ValueSource::Literal(v) if crate::exec::redact::url_password(v).is_none() => (
             format!("`{v}`"),
             Some(format!("export RESTIC_REPOSITORY={}", q(v))),
         ),
@@ -257,7 +257,7 @@ fn copy_context(
             s.newest_success_meta(
                 &plan.decl.name.value,
                 step.name(),
-                crate::store::kinds::ActivityType::OffsiteCopy,
+                crate::activity::ActivityType::OffsiteCopy,
             )
             .ok()
             .flatten()
@@ -345,7 +345,7 @@ pub fn context(
                     continue;
                 };
                 let engine = db.engine.as_ref().map(|e| e.value);
-                if crate::steps::dump::codec(d) == crate::artifact::codec::Codec::Zstd {
+                if d.codec() == crate::artifact::codec::Codec::Zstd {
                     tools.push("zstd");
                 }
                 tools.push(match engine {
@@ -360,7 +360,7 @@ pub fn context(
                     .as_ref()
                     .and_then(|n| n["name"].as_str())
                     .map_or_else(
-                        || format!("full-YYYYmmdd-HHMM.{}", crate::steps::dump::codec(d).ext()),
+                        || format!("full-YYYYmmdd-HHMM.{}", d.codec().ext()),
                         str::to_string,
                     );
                 if let Some(n) = &newest {
@@ -384,8 +384,8 @@ pub fn context(
             StepKind::Snapshot(s) => {
                 tools.push("restic");
                 let dir = plan.dir(step.name(), Area::Snapshots);
-                let newest =
-                    crate::steps::snapshot::newest_complete(&dir, tz, now).map(|m| (m.id, m.taken));
+                let newest = crate::artifact::marker::newest_complete(&dir, tz, now)
+                    .map(|m| (m.id, m.taken));
                 if let Some((_, taken)) = &newest {
                     points.push(json!({
                         "what": step.id,
@@ -439,15 +439,15 @@ pub fn context(
             }
             StepKind::Drill(d) => {
                 let figures = store.and_then(|s| {
-                    crate::steps::drill::last_figures(s, &plan.decl.name.value, step.name())
+                    s.drill_figures(&plan.decl.name.value, step.name())
                         .ok()
                         .flatten()
                 });
                 if let Some((rto, rpo)) = figures {
                     drills.push(json!({
                         "step": step.id,
-                        "rto": crate::steps::drill::figure(rto),
-                        "rpo": crate::steps::drill::figure(rpo),
+                        "rto": crate::units::duration::figure(rto),
+                        "rpo": crate::units::duration::figure(rpo),
                         "rto_objective": d.rto.as_ref().map(|v| duration::format(v.value)),
                         "rpo_objective": d.rpo.as_ref().map(|v| duration::format(v.value)),
                     }));

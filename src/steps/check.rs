@@ -14,8 +14,8 @@ use crate::plan::compile::Compiling;
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::{DataSubset, RepoCheck, Spanned, StepKind};
+use crate::plan::settings::Origin;
 use crate::plan::validate::{self, Scope};
-use crate::settings::Origin;
 
 /// A weekly check is overdue after eight days.
 pub const CHECK_OVERDUE: Duration = Duration::from_secs(192 * 3600);
@@ -163,8 +163,8 @@ fn credentials(ctx: &Context, c: &RepoCheck) -> Result<Vec<(String, String)>, St
         .find(|s| s.name.value == name)
         .ok_or_else(|| StepError::Failed(format!("no step `{name}`")))?;
     match &step.kind {
-        StepKind::Snapshot(s) => super::snapshot::credentials(ctx, s),
-        StepKind::Copy(cp) => super::copy::credentials(ctx, cp),
+        StepKind::Snapshot(s) => super::restic::snapshot_credentials(ctx, s),
+        StepKind::Copy(cp) => super::restic::copy_credentials(ctx, cp),
         other => Err(format!("`{name}` is a {} step", other.keyword()).into()),
     }
 }
@@ -235,21 +235,21 @@ fn previous(ctx: &Context) -> Previous {
             .last_runs(
                 &ctx.plan.decl.name.value,
                 ctx.step.name(),
-                crate::store::kinds::ActivityType::RepoCheck,
+                crate::activity::ActivityType::RepoCheck,
             )
             .ok()?;
         last
     })();
     last.map_or_else(Previous::default, |l| Previous {
         subset: l.meta["subset"].as_str().map(str::to_string),
-        failed: l.status != crate::store::kinds::ActivityStatus::Success,
+        failed: l.status != crate::activity::ActivityStatus::Success,
     })
 }
 
 pub fn preview(ctx: &Context, c: &RepoCheck) -> Result<String, StepError> {
     let env = credentials(ctx, c)?;
     let (args, _) = args(c, &previous(ctx));
-    let mut out = super::snapshot::restic(ctx, &env, &args).display(ctx.redactor);
+    let mut out = super::restic::restic(ctx, &env, &args).display(ctx.redactor);
     out.push_str("   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)");
     Ok(out)
 }
@@ -261,7 +261,7 @@ pub fn execute(ctx: &Context, c: &RepoCheck) -> Outcome {
         Err(e) => return Outcome::failed(ctx.redactor.redact(&e.to_string())),
     };
     let (args, subset) = args(c, &previous(ctx));
-    let spec = super::snapshot::restic(ctx, &env, &args);
+    let spec = super::restic::restic(ctx, &env, &args);
     let r = crate::exec::run(&spec, ctx.redactor);
     let meta = json!({
         "subset": subset,
@@ -270,11 +270,11 @@ pub fn execute(ctx: &Context, c: &RepoCheck) -> Outcome {
     if !r.success() {
         return Outcome {
             meta,
-            ..super::snapshot::fail(
+            ..super::fail(
                 ctx,
                 format!(
                     "the repository check failed: {}",
-                    super::snapshot::exit_reason("restic", &r.exit)
+                    super::restic::exit_reason("restic", &r.exit)
                 ),
                 &r.tail,
             )

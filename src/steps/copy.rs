@@ -7,13 +7,17 @@
 //! refused forget (an append-only repository) is a warning.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kdl::KdlNode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::snapshot::{exit_reason, fail, open_repository, restic, summary_line};
+use super::fail;
+use super::restic::{
+    Copied, at_destination, copy_credentials as credentials, exit_reason, host, open_repository,
+    restic, summary_line, tag_filter, without_password,
+};
 use super::{Context, Extra, Outcome, Settings, Status, StepError};
 use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::sha;
@@ -22,9 +26,9 @@ use crate::graph::EdgeKind;
 use crate::plan::compile::{Compiling, describe_source};
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
-use crate::plan::model::{OffsiteCopy, Spanned, StepKind};
+use crate::plan::model::{OffsiteCopy, Spanned};
+use crate::plan::settings::Origin;
 use crate::plan::validate::Scope;
-use crate::settings::Origin;
 use crate::store::meta::CopyMeta;
 use crate::units::keep::Keep;
 use crate::units::size;
@@ -102,7 +106,7 @@ pub fn validate(
     scope: &Scope,
     diags: &mut Vec<Diagnostic>,
 ) {
-    super::verify::dump_reference("copy", &c.dump, name, scope, diags);
+    super::restore_test::dump_reference("copy", &c.dump, name, scope, diags);
     for (missing, what, help) in [
         (
             c.repository.is_none(),
@@ -128,32 +132,9 @@ pub fn validate(
     }
 }
 
-/// The destination repository and its password, resolved: into restic's environment only.
-/// The seed's `RESTIC_REPO` and `RESTIC_PASSWORD` are the snapshot's, never a copy's.
-pub(crate) fn credentials(
-    ctx: &Context,
-    c: &OffsiteCopy,
-) -> Result<Vec<(String, String)>, StepError> {
-    let resolve = |s: &Option<crate::plan::model::Sourced>, what: &str| {
-        let s = s
-            .as_ref()
-            .ok_or_else(|| StepError::Failed(format!("no {what}")))?;
-        ctx.env
-            .resolve(&s.source)
-            .map_err(|e| StepError::Failed(format!("{what}: {e}")))
-    };
-    Ok(vec![
-        (
-            "RESTIC_REPOSITORY".into(),
-            resolve(&c.repository, "repository")?,
-        ),
-        ("RESTIC_PASSWORD".into(), resolve(&c.password, "password")?),
-    ])
-}
-
 /// What the metrics and the page call the destination: the repository without credentials
 /// (`rest:https://user:***@host/`), or the variable that holds it.
-pub fn destination(ctx_env: &crate::settings::Env, c: &OffsiteCopy) -> String {
+pub fn destination(ctx_env: &crate::plan::settings::Env, c: &OffsiteCopy) -> String {
     use crate::plan::model::ValueSource;
     match c.repository.as_ref().map(|r| &r.source) {
         Some(ValueSource::Literal(url)) => without_password(url),
@@ -166,103 +147,10 @@ pub fn destination(ctx_env: &crate::settings::Env, c: &OffsiteCopy) -> String {
     }
 }
 
-pub(crate) fn without_password(url: &str) -> String {
-    match crate::app::url_password(url) {
-        Some(pw) => url.replacen(&format!(":{pw}@"), ":***@", 1),
-        None => url.to_string(),
-    }
-}
-
-/// This machine's name, as restic records it: a copy only ever counts its own host's
-/// snapshots (several hosts may share a destination).
-fn host() -> String {
-    crate::app::host_name().unwrap_or_else(|| "localhost".into())
-}
-
-/// The tag list that selects the snapshots of copy step `step` (`restic --tag a,b,c`: all
-/// of them).
-fn tag_filter(ctx: &Context, step: &str) -> String {
-    format!("ops-run,plan={},step={step}", ctx.plan.decl.name.value)
-}
-
-/// One snapshot of this step at the destination.
-#[derive(Clone, Debug)]
-pub struct Copied {
-    pub id: String,
-    pub dump: String,
-    pub sha256: Option<String>,
-    /// The files as restic stored them (absolute paths on the source host).
-    pub paths: Vec<String>,
-}
-
-/// Parses `restic snapshots --json` into this step's copies.
-pub(crate) fn parse_snapshots(json: &[u8]) -> Result<Vec<Copied>, String> {
-    let v: Value = serde_json::from_slice(json)
-        .map_err(|e| format!("restic snapshots printed no JSON list: {e}"))?;
-    let list = v
-        .as_array()
-        .ok_or("restic snapshots printed no JSON list")?;
-    Ok(list
-        .iter()
-        .filter_map(|s| {
-            let tags: Vec<&str> = s["tags"]
-                .as_array()?
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            let tag = |k: &str| {
-                tags.iter()
-                    .find_map(|t| t.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
-                    .map(str::to_string)
-            };
-            Some(Copied {
-                id: s["id"].as_str()?.to_string(),
-                dump: tag("dump")?,
-                sha256: tag("sha256"),
-                paths: s["paths"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|p| p.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-        })
-        .collect())
-}
-
-/// This step's snapshots at the destination, asked of the destination. `host`: only this
-/// machine's (a copy's own bookkeeping), or every host's (a restore on a new machine).
-pub(crate) fn at_destination(
-    ctx: &Context,
-    env: &[(String, String)],
-    step: &str,
-    host_only: bool,
-) -> Result<Vec<Copied>, String> {
-    let mut args = vec![
-        "snapshots".to_string(),
-        "--json".into(),
-        format!("--tag={}", tag_filter(ctx, step)),
-    ];
-    if host_only {
-        args.push(format!("--host={}", host()));
-    }
-    let (r, out) = exec::run_capturing(&restic(ctx, env, &args), ctx.redactor);
-    if !r.success() {
-        return Err(format!(
-            "cannot list the destination: {}\n{}",
-            exit_reason("restic", &r.exit),
-            r.tail.trim()
-        ));
-    }
-    parse_snapshots(&out)
-}
-
 /// The files that travel with a dump: itself, its sidecar, and its roles with their sidecar.
 fn files_of(dump: &DumpFile) -> Vec<PathBuf> {
     let mut files = vec![dump.path.clone(), layout::sidecar_path(&dump.path)];
-    if let Some(g) = super::dump::globals_path(&dump.path).filter(|g| g.exists()) {
+    if let Some(g) = crate::artifact::layout::globals_path(&dump.path).filter(|g| g.exists()) {
         files.push(layout::sidecar_path(&g));
         files.push(g);
     }
@@ -362,7 +250,7 @@ fn last_recorded(ctx: &Context) -> Option<CopyMeta> {
         .newest_success_meta(
             &ctx.plan.decl.name.value,
             ctx.step.name(),
-            crate::store::kinds::ActivityType::OffsiteCopy,
+            crate::activity::ActivityType::OffsiteCopy,
         )
         .ok()??;
     Some(CopyMeta::read(&meta))
@@ -381,12 +269,12 @@ fn forget(ctx: &Context, env: &[(String, String)], keep: &Keep) -> Extra {
         "--group-by=host".into(),
     ];
     args.extend(keep.restic_args());
-    let unlocked = super::snapshot::unlock_stale(ctx, env);
+    let unlocked = super::restic::unlock_stale(ctx, env);
     let spec = restic(ctx, env, &args);
     let r = exec::run(&spec, ctx.redactor);
     let ok = r.success();
     Extra {
-        kind: crate::store::kinds::ActivityType::Prune,
+        kind: crate::activity::ActivityType::Prune,
         status: if ok {
             Status::Success
         } else {
@@ -578,154 +466,4 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
         extra,
         tolerated: false,
     }
-}
-
-/// The scratch folder a dump fetched from a copy is read into (`.copy-fetch.<pid>`), in the
-/// `verify/` folder of the step that reads it.
-const FETCH_DIR: &str = ".copy-fetch.";
-
-/// A dump fetched from a copy into a scratch folder, which goes when this is dropped.
-pub(crate) struct Fetched {
-    pub dump: DumpFile,
-    /// The restic snapshot it came from.
-    pub snapshot: String,
-    _scratch: super::scratch::RemoveTree,
-}
-
-/// The newest dump of copy step `copy` (of dump step `dump_step`), fetched into the scratch
-/// folder of `ctx`'s step and checked against the sha256 it was copied with.
-pub(crate) fn fetch_into_scratch(
-    ctx: &Context,
-    copy: &str,
-    dump_step: &str,
-) -> Result<Fetched, StepError> {
-    let scratch = ctx
-        .plan
-        .dir(ctx.step.name(), Area::VerifyLogs)
-        .join(format!("{FETCH_DIR}{}", std::process::id()));
-    let guard = super::scratch::RemoveTree(scratch.clone());
-    let (dump, snapshot) = fetch_newest(ctx, copy, dump_step, &scratch)?;
-    Ok(Fetched {
-        dump,
-        snapshot,
-        _scratch: guard,
-    })
-}
-
-/// Removes the fetch folders of `ctx`'s step that a killed ops-run left; one line each, the
-/// step named as `what`.
-pub(crate) fn sweep_fetched(ctx: &Context, what: &str) -> Vec<String> {
-    let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
-    super::scratch::sweep(&dir, FETCH_DIR)
-        .iter()
-        .map(|p| {
-            format!(
-                "removed the scratch folder {} of {what} (left by an ops-run that was killed)",
-                p.display()
-            )
-        })
-        .collect()
-}
-
-/// The newest dump copy step `step` holds at its destination (every host's: a restore may
-/// run on a new machine), fetched into `dir` and checked: its path, name and time taken.
-fn fetch_newest(
-    ctx: &Context,
-    step: &str,
-    dump_step: &str,
-    dir: &Path,
-) -> Result<(DumpFile, String), StepError> {
-    let Some(StepKind::Copy(c)) = ctx
-        .compiled
-        .steps
-        .iter()
-        .find(|s| s.plan == ctx.step.plan && s.name() == step)
-        .map(|s| &s.decl.kind)
-    else {
-        return Err(format!("no copy step `{step}`").into());
-    };
-    let copied = c.dump.as_ref().map_or("", |d| d.value.as_str());
-    if copied != dump_step {
-        return Err(format!("copy `{step}` copies `{copied}`, not `{dump_step}`").into());
-    }
-    let env = credentials(ctx, c)?;
-    let tz = ctx.plan.timezone.value;
-    let now = ctx.clock.now();
-    let newest = at_destination(ctx, &env, step, false)?
-        .into_iter()
-        .filter_map(|s| {
-            let (taken, seq) = layout::parse_dump_name(&s.dump, tz)?;
-            (taken <= now).then_some((taken, seq, s))
-        })
-        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
-        .ok_or_else(|| format!("no dump of copy `{step}` at its destination"))?;
-    let (taken, seq, copied) = newest;
-    let path = fetch(ctx, &env, &copied, dir)?;
-    Ok((
-        DumpFile {
-            path,
-            name: copied.dump.clone(),
-            taken,
-            seq,
-        },
-        copied.id,
-    ))
-}
-
-/// A dump's files read back from the destination into `dir` (`restic restore … --include`),
-/// checked against the sha256 it was copied with. Returns the dump's path under `dir`.
-pub(crate) fn fetch(
-    ctx: &Context,
-    env: &[(String, String)],
-    copy: &Copied,
-    dir: &Path,
-) -> Result<PathBuf, String> {
-    let dump_path = copy
-        .paths
-        .iter()
-        .find(|p| p.ends_with(&format!("/{}", copy.dump)))
-        .ok_or_else(|| format!("snapshot {} holds no {}", copy.id, copy.dump))?
-        .clone();
-    let mut args = vec![
-        "restore".to_string(),
-        copy.id.clone(),
-        format!("--target={}", dir.display()),
-    ];
-    for p in &copy.paths {
-        args.push(format!("--include={p}"));
-    }
-    let r = exec::run(&restic(ctx, env, &args), ctx.redactor);
-    if !r.success() {
-        return Err(format!(
-            "restic restore of {} failed: {}\n{}",
-            copy.dump,
-            exit_reason("restic", &r.exit),
-            r.tail.trim()
-        ));
-    }
-    let local = dir.join(dump_path.trim_start_matches('/'));
-    let actual =
-        sha::file_sha256(&local).map_err(|e| format!("cannot read {}: {e}", local.display()))?;
-    let sidecar = std::fs::read_to_string(layout::sidecar_path(&local)).ok();
-    let claimed = sidecar
-        .as_deref()
-        .and_then(|s| sha::parse_sidecar(s, &copy.dump));
-    for expected in [copy.sha256.as_ref(), claimed.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        if &actual != expected {
-            return Err(format!(
-                "checksum mismatch: {} at the destination is not the dump that was copied (sha256 {actual}, expected {expected}); nothing was imported",
-                copy.dump
-            ));
-        }
-    }
-    if copy.sha256.is_none() && claimed.is_none() {
-        return Err(format!(
-            "{} at the destination has no sha256 to check it against; nothing was imported",
-            copy.dump
-        ));
-    }
-    Ok(local)
 }

@@ -23,26 +23,11 @@ use crate::plan::compile::Compiling;
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::{Drill, Sample, Snapshot, Spanned, StepKind};
+use crate::plan::settings::Origin;
 use crate::plan::validate::{self, Scope};
-use crate::settings::Origin;
 use crate::units::duration;
 
-/// What the newest drill of a step that restored everything measured: recovery time and
-/// recovery point, in seconds (from its activity's meta; a drill over its objectives counts).
-pub fn last_figures(
-    store: &crate::store::Store,
-    plan: &str,
-    step: &str,
-) -> rusqlite::Result<Option<(f64, f64)>> {
-    let meta =
-        store.newest_measured_meta(plan, step, crate::store::kinds::ActivityType::DrDrill)?;
-    Ok(meta.and_then(|m| Some((m["rto_seconds"].as_f64()?, m["rpo_seconds"].as_f64()?))))
-}
-
-/// A measured figure as people read it (at least `1s`).
-pub fn figure(seconds: f64) -> String {
-    duration::format(Duration::from_secs((seconds as u64).max(1)))
-}
+pub use crate::units::duration::figure;
 
 /// A monthly drill is overdue after five weeks.
 pub const DRILL_OVERDUE: Duration = Duration::from_secs(35 * 24 * 3600);
@@ -99,7 +84,7 @@ pub fn decode(d: &mut Drill, key: &str, node: &KdlNode, dec: &mut Decoder) {
         "rto" => d.rto = dec.duration(node),
         "rpo" => d.rpo = dec.duration(node),
         // The database part is a verify's: `dump`, `min-tables`, `expect`, …
-        other => super::verify::decode(&mut d.restore, other, node, dec),
+        other => super::restore_test::decode(&mut d.restore, other, node, dec),
     }
 }
 
@@ -159,7 +144,7 @@ pub fn validate(d: &Drill, name: &Spanned<String>, scope: &Scope, diags: &mut Ve
         );
     }
     if d.restore.dump.is_some() {
-        super::verify::validate(&d.restore, name, scope, diags);
+        super::restore_test::validate(&d.restore, name, scope, diags);
     }
     if let Some(r) = &d.snapshot {
         let snapshots: Vec<&str> = scope
@@ -212,11 +197,11 @@ pub fn preview(ctx: &Context, d: &Drill) -> Result<String, StepError> {
 /// A drill needs something to rehearse: a good dump (when it names one) and a snapshot.
 pub fn ready(ctx: &Context, d: &Drill) -> Result<(), StepError> {
     if d.restore.dump.is_some() {
-        super::verify::ready(ctx, &d.restore)?;
+        super::restore_test::ready(ctx, &d.restore)?;
     }
     if let Some((name, _)) = snapshot_of(ctx, d) {
         let dir = ctx.plan.dir(name, Area::Snapshots);
-        if super::snapshot::newest_complete(&dir, ctx.plan.timezone.value, ctx.clock.now())
+        if crate::artifact::marker::newest_complete(&dir, ctx.plan.timezone.value, ctx.clock.now())
             .is_none()
         {
             return Err(format!("no complete snapshot of `{name}` to restore yet").into());
@@ -229,7 +214,7 @@ const SCRATCH_DIR: &str = ".drill-files.";
 
 /// Removes the scratch folders a killed ops-run left (their pid is gone).
 pub fn sweep(ctx: &Context, d: &Drill) -> Vec<String> {
-    let mut said = super::verify::sweep(ctx, &d.restore);
+    let mut said = super::restore_test::sweep(ctx, &d.restore);
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     said.extend(super::scratch::sweep(&dir, SCRATCH_DIR).iter().map(|p| {
         format!(
@@ -335,7 +320,7 @@ fn snapshot_time(
     env: &[(String, String)],
     id: &str,
 ) -> Result<chrono::DateTime<chrono::Utc>, StepError> {
-    let spec = super::snapshot::restic(ctx, env, &["snapshots".into(), "--json".into(), id.into()]);
+    let spec = super::restic::restic(ctx, env, &["snapshots".into(), "--json".into(), id.into()]);
     let r = exec::run(&spec, ctx.redactor);
     let listed: serde_json::Value = serde_json::from_str(r.tail.trim())
         .map_err(|_| format!("restic snapshots did not list {id}: {}", r.tail.trim()))?;
@@ -355,7 +340,7 @@ fn rehearse_files(
 ) -> Result<(Duration, Duration), StepError> {
     let (name, snap) = snapshot_of(ctx, d).ok_or("no such snapshot step")?;
     let now = ctx.clock.now();
-    let marker = super::snapshot::newest_complete(
+    let marker = crate::artifact::marker::newest_complete(
         &ctx.plan.dir(name, Area::Snapshots),
         ctx.plan.timezone.value,
         now,
@@ -372,8 +357,8 @@ fn rehearse_files(
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let scratch = dir.join(format!("{SCRATCH_DIR}{}", std::process::id()));
     let _remove = super::scratch::RemoveTree(scratch.clone());
-    let env = super::snapshot::credentials(ctx, snap)?;
-    let spec = super::snapshot::restic(
+    let env = super::restic::snapshot_credentials(ctx, snap)?;
+    let spec = super::restic::restic(
         ctx,
         &env,
         &[
@@ -447,7 +432,7 @@ pub fn execute(ctx: &Context, d: &Drill) -> Outcome {
     let result = (|| -> Result<(), String> {
         if d.restore.dump.is_some() {
             let t0 = Instant::now();
-            let test = super::verify::restore_test(ctx, &d.restore);
+            let test = super::restore_test::restore_test(ctx, &d.restore);
             let took = t0.elapsed();
             lines.extend(test.lines);
             meta["dump"] = json!(test.dump.map(|p| p.display().to_string()));

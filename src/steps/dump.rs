@@ -10,8 +10,8 @@ use crate::plan::compile::{Compiling, DUMP_FAIL, DUMP_STALE, plan_or_default};
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
+use crate::plan::settings::Origin;
 use crate::plan::validate::{self, Scope};
-use crate::settings::Origin;
 use kdl::KdlNode;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -277,7 +277,7 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, StepError> {
 /// a copy into, the database or file it was loading under a temporary name.
 pub fn sweep(ctx: &Context) -> Vec<String> {
     let whose = format!("a restore of {}", ctx.step.id);
-    let mut said = super::copy::sweep_fetched(ctx, &whose);
+    let mut said = super::restic::sweep_fetched(ctx, &whose);
     said.extend(super::scratch::sweep_announced(
         ctx,
         &ctx.plan.dir(ctx.step.name(), Area::VerifyLogs),
@@ -290,7 +290,7 @@ pub fn sweep(ctx: &Context) -> Vec<String> {
 
 /// The dump's compression: gzip unless the plan says zstd.
 pub fn codec(d: &Dump) -> Codec {
-    d.compression.as_ref().map_or(Codec::Gzip, |c| c.value)
+    d.codec()
 }
 
 fn default_level(codec: Codec) -> u32 {
@@ -456,14 +456,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
     }
 }
 
-/// The globals file that belongs to a dump: `full-X.sql.gz` → `globals-X.sql.gz`.
-pub fn globals_path(dump: &Path) -> Option<PathBuf> {
-    let name = dump.file_name()?.to_str()?;
-    // The roles are always gzip, whatever the dump's compression.
-    let codec = Codec::of_name(name)?;
-    let stamp = name.strip_prefix("full-")?.strip_suffix(codec.suffix())?;
-    Some(dump.with_file_name(format!("globals-{stamp}.sql.gz")))
-}
+pub use crate::artifact::layout::globals_path;
 
 /// Dumps the server's roles beside the dump `dump` (same stamp, `globals-` prefix), with its
 /// sidecar; never a half-written file under the final name.

@@ -232,7 +232,7 @@ fn evidence(ctx: &Context) -> String {
                 .last_runs(
                     &ctx.plan.decl.name.value,
                     step,
-                    crate::store::kinds::ActivityType::VerifyRestore,
+                    crate::activity::ActivityType::VerifyRestore,
                 )
                 .ok()?;
             let f = last?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::StepError;
-use super::verify::{exit_reason, truncated};
+use super::restore_test::{exit_reason, truncated};
 use crate::artifact::codec::Codec;
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::engines::client::Client;

@@ -9,13 +9,14 @@ pub mod git_tag;
 pub mod import;
 pub mod prune;
 pub mod report;
+pub mod restic;
+pub mod restore_test;
 pub mod runbook;
 pub mod scratch;
 pub mod snapshot;
 pub mod verify;
 
 use kdl::KdlNode;
-use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::exec::redact::Redactor;
@@ -24,8 +25,8 @@ use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Step;
 use crate::plan::model::StepKind;
+use crate::plan::settings::Env;
 use crate::plan::validate::Scope;
-use crate::settings::Env;
 
 pub struct Context<'a> {
     pub compiled: &'a Compiled,
@@ -49,10 +50,10 @@ pub enum StepError {
     #[error("password of `{db}`: {source}")]
     Password {
         db: String,
-        source: crate::settings::EnvError,
+        source: crate::plan::settings::EnvError,
     },
     #[error(transparent)]
-    Env(#[from] crate::settings::EnvError),
+    Env(#[from] crate::plan::settings::EnvError),
     #[error(transparent)]
     Engine(#[from] crate::engines::EngineError),
     #[error(transparent)]
@@ -112,77 +113,57 @@ impl<'a> Context<'a> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Success,
-    Failed,
-    Timeout,
-    Incomplete,
+pub use crate::activity::{Extra, Outcome, Status};
+
+/// A failed outcome: `reason` as the summary, appended to the tool's output tail.
+pub(crate) fn fail(ctx: &Context, reason: String, tail: &str) -> Outcome {
+    let mut log = tail.to_string();
+    if !log.is_empty() && !log.ends_with('\n') {
+        log.push('\n');
+    }
+    log.push_str(&format!("ops-run: {reason}"));
+    Outcome {
+        log_excerpt: ctx.redactor.redact(&log),
+        ..Outcome::failed(ctx.redactor.redact(&reason))
+    }
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Success => "success",
-            Status::Failed => "failed",
-            Status::Timeout => "timeout",
-            Status::Incomplete => "incomplete",
+pub use crate::plan::kinds::KindSettings as Settings;
+
+/// The kinds as the plan language reaches them (`plan::kinds::Kinds`): one registration line
+/// per kind in each dispatch below.
+pub struct Registry;
+
+/// The registry the entry layer hands to `plan::load`.
+pub static KINDS: Registry = Registry;
+
+impl crate::plan::kinds::Kinds for Registry {
+    fn settings(&self, kind: &StepKind) -> &'static Settings {
+        settings(kind)
+    }
+
+    fn decode_setting(&self, kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut Decoder) {
+        decode_setting(kind, key, node, dec)
+    }
+
+    fn validate(&self, step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+        validate(step, scope, diags)
+    }
+
+    fn compile(&self, kind: &StepKind, cc: &mut crate::plan::compile::Compiling) {
+        match kind {
+            StepKind::Dump(d) => dump::compile(d, cc),
+            StepKind::Snapshot(s) => snapshot::compile(s, cc),
+            StepKind::Verify(v) => verify::compile(v, cc),
+            StepKind::Report(r) => report::compile(r, cc),
+            StepKind::GitTag(g) => git_tag::compile(g, cc),
+            StepKind::Command(cmd) => command::compile(cmd, cc),
+            StepKind::Runbook(r) => runbook::compile(r, cc),
+            StepKind::Drill(d) => drill::compile(d, cc),
+            StepKind::Copy(cp) => copy::compile(cp, cc),
+            StepKind::Check(ch) => check::compile(ch, cc),
         }
     }
-}
-
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    pub status: Status,
-    /// JSON for the activity's `meta` (artifact, exit code, …).
-    pub meta: Value,
-    /// The redacted tail of the tool's output.
-    pub log_excerpt: String,
-    /// One line for the console: why it failed, or what it made.
-    pub summary: String,
-    /// Follow-up activities the step ran as its own rows (a dump's `prune`).
-    pub extra: Vec<Extra>,
-    /// A non-success the plan accepts (`incomplete warn`): recorded as it is, but it neither
-    /// skips dependents nor fails the apply.
-    pub tolerated: bool,
-}
-
-/// A further activity of a step, recorded as its own row after the step's.
-#[derive(Clone, Debug)]
-pub struct Extra {
-    /// The activity `type`, e.g. `prune`.
-    pub kind: crate::store::kinds::ActivityType,
-    pub status: Status,
-    pub meta: Value,
-    pub log_excerpt: String,
-    pub summary: String,
-    pub duration: std::time::Duration,
-}
-
-impl Outcome {
-    pub fn failed(summary: impl Into<String>) -> Outcome {
-        let summary = summary.into();
-        Outcome {
-            status: Status::Failed,
-            meta: Value::Object(Default::default()),
-            log_excerpt: summary.clone(),
-            summary,
-            extra: Vec::new(),
-            tolerated: false,
-        }
-    }
-
-    /// Whether the run counts as good for what depends on it and for the exit code.
-    pub fn passed(&self) -> bool {
-        self.status == Status::Success || self.tolerated
-    }
-}
-
-/// The settings a kind's block takes beside the common ones (schedule, after, timeout, …),
-/// and which of them may be repeated.
-pub struct Settings {
-    pub keys: &'static [&'static str],
-    pub repeatable: &'static [&'static str],
 }
 
 pub fn settings(kind: &StepKind) -> &'static Settings {

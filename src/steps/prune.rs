@@ -67,7 +67,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
         Err(e) => {
             let summary = format!("{e}; nothing was deleted");
             return Extra {
-                kind: crate::store::kinds::ActivityType::Prune,
+                kind: crate::activity::ActivityType::Prune,
                 status: Status::Failed,
                 meta: json!({ "rule": keep.to_string(), "deleted": [], "kept": [] }),
                 log_excerpt: summary.clone(),
@@ -84,7 +84,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
             Ok(()) => {
                 let _ = std::fs::remove_file(layout::sidecar_path(path));
                 // The roles dumped beside it go with it.
-                if let Some(globals) = super::dump::globals_path(path)
+                if let Some(globals) = crate::artifact::layout::globals_path(path)
                     && std::fs::remove_file(&globals).is_ok()
                 {
                     let _ = std::fs::remove_file(layout::sidecar_path(&globals));
@@ -114,7 +114,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
         log.push('\n');
     }
     Extra {
-        kind: crate::store::kinds::ActivityType::Prune,
+        kind: crate::activity::ActivityType::Prune,
         status: if errors.is_empty() {
             Status::Success
         } else {

@@ -8,8 +8,8 @@ use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
 use crate::plan::model::StepKind;
+use crate::plan::settings::Origin;
 use crate::plan::validate::Scope;
-use crate::settings::Origin;
 use kdl::KdlNode;
 use serde_json::json;
 

@@ -4,12 +4,17 @@
 //! rules run `restic forget --prune` afterwards as a `prune` activity.
 
 use super::Settings;
+use super::fail;
+use super::restic::{
+    exit_reason, local_repository, open_repository, restic, snapshot_credentials as credentials,
+    summary_line, unlock_stale,
+};
 use crate::plan::compile::{Compiling, SNAPSHOT_STALE, describe_source};
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::model::Spanned;
+use crate::plan::settings::Origin;
 use crate::plan::validate::Scope;
-use crate::settings::Origin;
 use kdl::KdlNode;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,8 +24,8 @@ use serde_json::{Value, json};
 use super::{Context, Extra, Outcome, Status, StepError};
 use crate::artifact::layout;
 use crate::engines::tool;
-use crate::exec::{self, Exit, ProcessSpec};
-use crate::plan::model::{IncompletePolicy, Snapshot, Sourced};
+use crate::exec::{self, Exit};
+use crate::plan::model::{IncompletePolicy, Snapshot};
 use crate::units::keep::Keep;
 
 /// The settings of a `snapshot` block (beside the common ones).
@@ -130,91 +135,7 @@ pub fn validate(s: &Snapshot, name: &Spanned<String>, scope: &Scope, diags: &mut
     }
 }
 
-/// Repository and password: the seed's variables override the plan (`RESTIC_REPO`,
-/// `RESTIC_PASSWORD`); both reach restic through its environment, never argv.
-/// The newest complete snapshot whose marker is in `dir`, taken at or before `until` (an
-/// incomplete one is no recovery point).
-pub struct Marker {
-    pub id: String,
-    /// When the marker was written (the plan's clock): the recovery point.
-    pub taken: chrono::DateTime<chrono::Utc>,
-    /// The real time restic was started, when the marker says (since this version).
-    pub began: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-pub fn newest_complete(
-    dir: &Path,
-    tz: chrono_tz::Tz,
-    until: chrono::DateTime<chrono::Utc>,
-) -> Option<Marker> {
-    layout::list_stamped(dir, "snapshot-", ".txt", tz)
-        .into_iter()
-        .filter(|m| m.taken <= until)
-        .find_map(|m| {
-            let text = std::fs::read_to_string(&m.path).ok()?;
-            // Incomplete snapshots are no recovery point; the markers of further repositories
-            // (`repository: 2` …) are not the step's own.
-            if text
-                .lines()
-                .any(|l| l == "incomplete: true" || l.starts_with("repository: "))
-            {
-                return None;
-            }
-            let id = text
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .filter(|id| !id.trim().is_empty())
-                .or_else(|| text.lines().next())?
-                .trim()
-                .to_string();
-            let began = text
-                .lines()
-                .find_map(|l| l.strip_prefix("began: "))
-                .and_then(|b| chrono::DateTime::parse_from_rfc3339(b.trim()).ok())
-                .map(|b| b.with_timezone(&chrono::Utc));
-            (!id.is_empty()).then_some(Marker {
-                id,
-                taken: m.taken,
-                began,
-            })
-        })
-}
-
-pub(crate) fn credentials(ctx: &Context, s: &Snapshot) -> Result<Vec<(String, String)>, StepError> {
-    let pick = |var: &str, own: &Option<Sourced>, what: &str| -> Result<String, String> {
-        if let Some(v) = ctx.env.get(var) {
-            return Ok(v.to_string());
-        }
-        match own {
-            Some(src) => ctx
-                .env
-                .resolve(&src.source)
-                .map_err(|e| format!("{what}: {e}")),
-            None => Err(format!("no {what}: set it in the plan or {var}")),
-        }
-    };
-    Ok(vec![
-        (
-            "RESTIC_REPOSITORY".into(),
-            pick("RESTIC_REPO", &s.repository, "repository")?,
-        ),
-        (
-            "RESTIC_PASSWORD".into(),
-            pick("RESTIC_PASSWORD", &s.password, "password")?,
-        ),
-    ])
-}
-
-pub(crate) fn restic(ctx: &Context, env: &[(String, String)], args: &[String]) -> ProcessSpec {
-    let mut spec = ProcessSpec::new(
-        tool(&ctx.plan.tools, "restic", "restic"),
-        args.iter().cloned(),
-    );
-    spec.env = env.to_vec();
-    spec.env.push(("RESTIC_PROGRESS_FPS".into(), "0".into()));
-    spec.timeout = Some(ctx.step.timeout.value);
-    spec
-}
+pub use crate::artifact::marker::{Marker, newest_complete};
 
 /// `restic backup --json --quiet [--exclude P]… [--tag T]… PATHS…`
 pub fn backup_args(s: &Snapshot) -> Vec<String> {
@@ -255,31 +176,6 @@ pub fn preview(ctx: &Context, s: &Snapshot) -> Result<String, StepError> {
         ));
     }
     Ok(out)
-}
-
-/// The last JSON line of restic's output with `"message_type": "summary"`.
-pub(crate) fn summary_line(out: &str) -> Option<Value> {
-    out.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .find(|v| v["message_type"] == "summary")
-}
-
-pub(crate) fn fail(ctx: &Context, reason: String, tail: &str) -> Outcome {
-    let mut log = tail.to_string();
-    if !log.is_empty() && !log.ends_with('\n') {
-        log.push('\n');
-    }
-    log.push_str(&format!("ops-run: {reason}"));
-    Outcome {
-        log_excerpt: ctx.redactor.redact(&log),
-        ..Outcome::failed(ctx.redactor.redact(&reason))
-    }
-}
-
-pub(crate) fn exit_reason(program: &str, exit: &Exit) -> String {
-    exit.reason(program)
-        .unwrap_or_else(|| format!("{program} succeeded"))
 }
 
 pub fn execute(ctx: &Context, s: &Snapshot) -> Outcome {
@@ -381,55 +277,6 @@ fn snapshot_into(ctx: &Context, s: &Snapshot, env: &[(String, String)], n: usize
     )
 }
 
-/// Creates the repository when `init` says so and it does not exist yet; any other error
-/// opening it (a wrong password) is reported as it is.
-pub(crate) fn open_repository(
-    ctx: &Context,
-    env: &[(String, String)],
-    init: bool,
-) -> Result<(), Box<Outcome>> {
-    let program = tool(&ctx.plan.tools, "restic", "restic");
-    // A local repository with a config file exists: no need for a restic run to ask.
-    let exists_locally = local_repository(env).is_some_and(|dir| dir.join("config").exists());
-    if !init || exists_locally {
-        return Ok(());
-    }
-    let probe = exec::run(
-        &restic(ctx, env, &["cat".into(), "config".into()]),
-        ctx.redactor,
-    );
-    // Only a missing repository is created (restic ≥ 0.17 says so with exit 10; 0.14 in
-    // words).
-    let missing = probe.exit == Exit::Code(10)
-        || probe
-            .tail
-            .contains("Is there a repository at the following location?");
-    if !probe.success() && !missing {
-        return Err(Box::new(fail(
-            ctx,
-            format!(
-                "cannot open the repository: {}",
-                exit_reason(&program, &probe.exit)
-            ),
-            &probe.tail,
-        )));
-    }
-    if missing {
-        let init = exec::run(&restic(ctx, env, &["init".into()]), ctx.redactor);
-        if !init.success() {
-            return Err(Box::new(fail(
-                ctx,
-                format!(
-                    "cannot create the repository: {}",
-                    exit_reason(&program, &init.exit)
-                ),
-                &init.tail,
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The full id and paths of snapshot `short` from `restic snapshots --json`.
 fn lookup(
     ctx: &Context,
@@ -466,18 +313,6 @@ fn lookup(
         })
         .unwrap_or_default();
     Ok((id, paths))
-}
-
-/// The folder of a local repository (`/srv/restic`, `local:/srv/restic`), None for remote ones.
-fn local_repository(env: &[(String, String)]) -> Option<PathBuf> {
-    let repo = env
-        .iter()
-        .find(|(k, _)| k == "RESTIC_REPOSITORY")?
-        .1
-        .as_str();
-    let path = repo.strip_prefix("local:").unwrap_or(repo);
-    let scheme = path.split_once(':').is_some_and(|(s, _)| !s.contains('/'));
-    (!scheme).then(|| PathBuf::from(path))
 }
 
 /// The full id: as reported (restic ≥ 0.15), or the one snapshot file of a local repository
@@ -615,17 +450,6 @@ fn write_marker(ctx: &Context, f: &Value, incomplete: bool) -> std::io::Result<P
     layout::write_new(&dir, &stem, "txt", text.as_bytes())
 }
 
-/// `restic unlock` without `--remove-all`: removes only stale locks (older than 30 minutes,
-/// or made on this host by a process that is gone, such as a restic killed with its
-/// ops-run), which would otherwise refuse every `forget`. Its words, for the log.
-pub(crate) fn unlock_stale(ctx: &Context, env: &[(String, String)]) -> String {
-    let r = exec::run(&restic(ctx, env, &["unlock".to_string()]), ctx.redactor);
-    match r.tail.trim() {
-        "" => String::new(),
-        said => format!("restic unlock (stale locks only): {said}\n"),
-    }
-}
-
 fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) -> Extra {
     let started = Instant::now();
     let unlocked = unlock_stale(ctx, env);
@@ -633,7 +457,7 @@ fn forget(ctx: &Context, env: &[(String, String)], s: &Snapshot, keep: &Keep) ->
     let r = exec::run(&spec, ctx.redactor);
     let ok = r.success();
     Extra {
-        kind: crate::store::kinds::ActivityType::Prune,
+        kind: crate::activity::ActivityType::Prune,
         status: if ok { Status::Success } else { Status::Failed },
         meta: json!({ "rule": keep.to_string(), "argv": spec.display(ctx.redactor) }),
         log_excerpt: unlocked + &r.tail,

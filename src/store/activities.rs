@@ -6,10 +6,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Store;
-use super::kinds::{ActivityStatus, ActivityType};
 use super::meta::{Made, VerifyMeta};
+use crate::activity::Trigger;
+use crate::activity::{ActivityStatus, ActivityType};
 use crate::clock::parse_stamp;
-use crate::runner::Trigger;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Activity {
@@ -365,6 +365,14 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// What the newest drill of a step that restored everything measured: recovery time and
+    /// recovery point, in seconds (from its activity's meta; a drill over its objectives
+    /// counts).
+    pub fn drill_figures(&self, plan: &str, step: &str) -> rusqlite::Result<Option<(f64, f64)>> {
+        let meta = self.newest_measured_meta(plan, step, ActivityType::DrDrill)?;
+        Ok(meta.and_then(|m| Some((m["rto_seconds"].as_f64()?, m["rpo_seconds"].as_f64()?))))
     }
 
     /// Notes the end of an apply of `plan` (the dead-man's heartbeat, the `last apply`

@@ -2,10 +2,8 @@
 
 pub mod activities;
 mod alert_state;
-pub mod kinds;
 pub mod meta;
 mod migrations;
-pub mod recorder;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};

@@ -72,6 +72,11 @@ pub fn age(secs: u64) -> String {
 }
 
 /// Formats the way the plan language writes it: `26h`, `1h30m`, `0s`.
+/// A measured figure in seconds as people read it (at least `1s`).
+pub fn figure(seconds: f64) -> String {
+    format(Duration::from_secs((seconds as u64).max(1)))
+}
+
 pub fn format(d: Duration) -> String {
     let mut secs = d.as_secs();
     if secs == 0 {

@@ -4,6 +4,7 @@ pub mod duration;
 pub mod keep;
 pub mod schedule;
 pub mod size;
+pub mod smtp;
 
 /// Why a value written in a plan, a flag or the environment could not be read. The message
 /// names the text; the caller adds what was expected and where.

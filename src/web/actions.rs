@@ -7,9 +7,9 @@ use serde_json::json;
 
 use super::{Reply, Request, Site};
 use crate::error::Failure;
+use crate::recorder::Recorder;
 use crate::runner::{Event, Trigger};
 use crate::session::{self, Session};
-use crate::store::recorder::Recorder;
 
 fn reply_json(status: u16, body: serde_json::Value) -> Reply {
     let mut r = Reply::json(&body);

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::activity::ActivityType;
 use crate::clock::parse_stamp;
 use crate::health::{Check, CheckKind, Severity};
 use crate::plan::compile::Compiled;
 use crate::store::Store;
-use crate::store::kinds::ActivityType;
 use crate::store::meta::{CopyMeta, VerifyMeta};
 
 /// Label values escaped as the exposition format wants (`\\`, `\"`, `\n`).
@@ -269,7 +269,7 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         .filter(|s| s.decl.kind.activity_type() == ActivityType::DrDrill)
     {
         let plan = &compiled.plans[step.plan].decl.name.value;
-        if let Some(figures) = crate::steps::drill::last_figures(store, plan, step.name())? {
+        if let Some(figures) = store.drill_figures(plan, step.name())? {
             drills.push((plan, step.name(), figures));
         }
     }

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::activity::{ActivityStatus, ActivityType, UnknownWord};
 use crate::app::App;
 use crate::error::Failure;
 use crate::plan::compile::Compiled;
 use crate::store::Store;
 use crate::store::activities::Filter;
-use crate::store::kinds::{ActivityStatus, ActivityType, UnknownWord};
 pub use http::{MAX_BODY_BYTES, MAX_HEAD_BYTES, Method, Request};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
@@ -684,9 +684,12 @@ fn evaluate_and_alert(app: &App, live: &std::sync::RwLock<Arc<Live>>, every: Dur
         let _sender = crate::alert::sender_lock(&app.state.value);
         match &now.broken {
             Some(check) => {
-                for line in
-                    crate::alert::remembered::plans_broken(app, &store, check, &app.env_redactor())
-                {
+                for line in crate::alert::remembered::plans_broken(
+                    app.alerting(),
+                    &store,
+                    check,
+                    &app.env_redactor(),
+                ) {
                     if !line.ends_with("nothing changed") {
                         eprintln!("serve: {line}");
                     }
@@ -698,7 +701,9 @@ fn evaluate_and_alert(app: &App, live: &std::sync::RwLock<Arc<Live>>, every: Dur
                     continue;
                 };
                 let redactor = app.redactor(&now.compiled);
-                for line in crate::alert::notify(app, &now.compiled, &store, &checks, &redactor) {
+                for line in
+                    crate::alert::notify(app.alerting(), &now.compiled, &store, &checks, &redactor)
+                {
                     if !line.ends_with("nothing changed") {
                         eprintln!("serve: {line}");
                     }

@@ -6,11 +6,11 @@
 use serde_json::{Value, json};
 
 use super::Site;
+use crate::activity::{ActivityStatus, ActivityType};
 use crate::clock::parse_stamp;
 use crate::health::{CheckKind, Severity};
 use crate::plan::model::StepKind;
 use crate::store::activities::Filter;
-use crate::store::kinds::{ActivityStatus, ActivityType};
 use crate::units::{duration, size};
 
 pub const TEMPLATE: &str = include_str!("../../templates/status-page.html.hbs");

@@ -22,6 +22,7 @@ mod hostile_values;
 mod init;
 mod installed;
 mod invalid_plans;
+mod layers;
 mod migrate;
 mod on_failure;
 mod ownership;

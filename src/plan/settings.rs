@@ -23,8 +23,8 @@ pub enum EnvError {
         path: std::path::PathBuf,
         why: String,
     },
-    #[error("OPS_NOW={value} is not an RFC 3339 instant: {why}")]
-    Now { value: String, why: String },
+    #[error(transparent)]
+    Now(#[from] crate::clock::BadNow),
     #[error("environment variable {0} is not set")]
     NotSet(String),
     #[error(

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::Store;
 use crate::clock::{Clock, stamp};
 use crate::exec::redact::Redactor;
 use crate::plan::compile::Compiled;
 use crate::runner::{Event, Sink, Trigger};
+use crate::store::Store;
 
 pub struct Recorder<'a> {
     pub store: &'a Store,
@@ -51,7 +51,7 @@ impl<'a> Recorder<'a> {
     fn extras(
         &self,
         step: usize,
-        outcome: &crate::steps::Outcome,
+        outcome: &crate::activity::Outcome,
         now: &str,
     ) -> rusqlite::Result<()> {
         let s = &self.compiled.steps[step];

@@ -1,10 +1,9 @@
-//! The words of the activity log as types: an activity's type, its status, what triggered it.
-//! They become strings only at the edges (SQLite columns, JSON, command-line filters).
+//! What the activity log speaks of, shared by every layer: the log's words as types (an
+//! activity's type, its status, what triggered it; strings only at the edges: SQLite, JSON,
+//! the command line) and what a step's run comes to (`Outcome`).
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::Serialize;
-
-use crate::runner::Trigger;
 
 /// A word that names no activity type, status or trigger.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -129,14 +128,91 @@ words!(Trigger, "a trigger", {
     Force => "force",
 });
 
-impl From<crate::steps::Status> for ActivityStatus {
-    fn from(s: crate::steps::Status) -> Self {
+impl From<Status> for ActivityStatus {
+    fn from(s: Status) -> Self {
         match s {
-            crate::steps::Status::Success => ActivityStatus::Success,
-            crate::steps::Status::Failed => ActivityStatus::Failed,
-            crate::steps::Status::Timeout => ActivityStatus::Timeout,
-            crate::steps::Status::Incomplete => ActivityStatus::Incomplete,
+            Status::Success => ActivityStatus::Success,
+            Status::Failed => ActivityStatus::Failed,
+            Status::Timeout => ActivityStatus::Timeout,
+            Status::Incomplete => ActivityStatus::Incomplete,
         }
+    }
+}
+
+/// What started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Http,
+    Force,
+}
+
+/// How a step's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Failed,
+    Timeout,
+    Incomplete,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Timeout => "timeout",
+            Status::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// What a step's run comes to: recorded as its activity, shown on the console.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub status: Status,
+    /// JSON for the activity's `meta` (artifact, exit code, …).
+    pub meta: serde_json::Value,
+    /// The redacted tail of the tool's output.
+    pub log_excerpt: String,
+    /// One line for the console: why it failed, or what it made.
+    pub summary: String,
+    /// Follow-up activities the step ran as its own rows (a dump's `prune`).
+    pub extra: Vec<Extra>,
+    /// A non-success the plan accepts (`incomplete warn`): recorded as it is, but it neither
+    /// skips dependents nor fails the apply.
+    pub tolerated: bool,
+}
+
+/// A further activity of a step, recorded as its own row after the step's.
+#[derive(Clone, Debug)]
+pub struct Extra {
+    /// The activity `type`, e.g. `prune`.
+    pub kind: ActivityType,
+    pub status: Status,
+    pub meta: serde_json::Value,
+    pub log_excerpt: String,
+    pub summary: String,
+    pub duration: std::time::Duration,
+}
+
+impl Outcome {
+    pub fn failed(summary: impl Into<String>) -> Outcome {
+        let summary = summary.into();
+        Outcome {
+            status: Status::Failed,
+            meta: serde_json::Value::Object(Default::default()),
+            log_excerpt: summary.clone(),
+            summary,
+            extra: Vec::new(),
+            tolerated: false,
+        }
+    }
+
+    /// Whether the run counts as good for what depends on it and for the exit code.
+    pub fn passed(&self) -> bool {
+        self.status == Status::Success || self.tolerated
     }
 }
 
