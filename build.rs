@@ -21,7 +21,7 @@ fn main() -> std::io::Result<()> {
     println!("cargo:rerun-if-changed=src/cli.rs");
     println!("cargo:rerun-if-changed=src/completions.rs");
     println!("cargo:rerun-if-changed=src/manual.rs");
-    println!("cargo:rerun-if-changed=README.md");
+    println!("cargo:rerun-if-changed=docs/src");
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR is target/<profile>/build/ops-run-HASH/out.
@@ -42,13 +42,15 @@ fn main() -> std::io::Result<()> {
     let mut page = std::fs::read_to_string(&main)?;
     page.push_str(manual::MAIN_SECTIONS);
     std::fs::write(&main, page)?;
-    let readme = std::fs::read_to_string("README.md")?;
+    let summary = std::fs::read_to_string("docs/src/SUMMARY.md")?;
+    let mut chapter = String::new();
+    for file in manual::plan_language_files(&summary) {
+        chapter.push_str(&std::fs::read_to_string(format!("docs/src/{file}"))?);
+        chapter.push('\n');
+    }
     std::fs::write(
         man.join("ops-run.kdl.5"),
-        manual::plan_language(
-            manual::plan_language_chapter(&readme),
-            env!("CARGO_PKG_VERSION"),
-        ),
+        manual::plan_language(&chapter, env!("CARGO_PKG_VERSION")),
     )?;
     // Debian installs man pages gzipped; the same bytes on every build (no name, no time).
     for entry in std::fs::read_dir(&man)? {

@@ -1,7 +1,7 @@
 //! The man pages' own text, beside what clap makes of the command line: `ops-run(1)`'s FILES,
 //! ENVIRONMENT and EXIT STATUS, and `ops-run.kdl(5)`, the plan language, turned into roff from
-//! the reference's Markdown (the README's "Plan language" chapter). build.rs includes this
-//! file; nothing here runs in ops-run itself.
+//! the book's Markdown (the "Plan language" chapter of `docs/src/SUMMARY.md` and the chapters
+//! under it). build.rs includes this file; nothing here runs in ops-run itself.
 
 /// Escapes text for roff: backslashes, and a line that would start with a control character.
 fn escape(text: &str) -> String {
@@ -13,8 +13,29 @@ fn escape(text: &str) -> String {
     }
 }
 
-/// Markdown's inline code and emphasis as roff fonts.
+/// Markdown's links as their text: `[text](target)` → `text` (a man page has no links).
+fn unlink(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find("](").map(|i| open + i) else {
+            break;
+        };
+        let Some(end) = rest[close..].find(')').map(|i| close + i) else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push_str(&rest[open + 1..close]);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Markdown's inline code, emphasis and links as roff fonts and plain text.
 fn inline(text: &str) -> String {
+    // A table cell's `\|` is a `|` in the text.
+    let text = unlink(text).replace("\\|", "|");
     let mut out = String::new();
     let mut code = false;
     for (i, part) in text.split('`').enumerate() {
@@ -100,13 +121,18 @@ pub fn plan_language(markdown: &str, version: &str) -> String {
             out.push('\n');
             continue;
         }
-        if let Some(h) = line.strip_prefix("## ") {
-            out.push_str(&format!(
-                ".SH {}\n",
-                escape(&h.replace('`', "").to_uppercase())
-            ));
-        } else if let Some(h) = line.strip_prefix("### ") {
-            out.push_str(&format!(".SS {}\n", inline(h)));
+        let level = line.len() - line.trim_start_matches('#').len();
+        if level > 0 && line[level..].starts_with(' ') {
+            let h = line[level..].trim();
+            if level == 1 {
+                // A chapter of the book: a section of the page.
+                out.push_str(&format!(
+                    ".SH {}\n",
+                    escape(&unlink(h).replace('`', "").to_uppercase())
+                ));
+            } else {
+                out.push_str(&format!(".SS {}\n", inline(h)));
+            }
         } else if line.starts_with('|') {
             // The separator row of a table.
             if line.chars().all(|ch| "|-: ".contains(ch)) {
@@ -135,13 +161,32 @@ pub fn plan_language(markdown: &str, version: &str) -> String {
     out
 }
 
-/// The reference's chapter of the plan language in `readme`: from `## Plan language` to the
-/// next chapter.
-pub fn plan_language_chapter(readme: &str) -> &str {
-    let start = readme.find("\n## Plan language").map_or(0, |i| i + 1);
-    let rest = &readme[start..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 4);
-    &rest[..end]
+/// The files of the book's plan-language chapter, in reading order: the `[Plan language](…)`
+/// entry of `SUMMARY.md` and every entry nested under it (paths relative to `docs/src`).
+pub fn plan_language_files(summary: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut inside: Option<usize> = None;
+    for line in summary.lines() {
+        let Some(dash) = line.find("- [") else {
+            if !line.trim().is_empty() {
+                inside = None;
+            }
+            continue;
+        };
+        let indent = line[..dash].len();
+        let Some(target) = line.split("](").nth(1).and_then(|t| t.split(')').next()) else {
+            continue;
+        };
+        match inside {
+            Some(top) if indent > top => files.push(target.to_string()),
+            _ if line[dash..].starts_with("- [Plan language](") => {
+                inside = Some(indent);
+                files.push(target.to_string());
+            }
+            _ => inside = None,
+        }
+    }
+    files
 }
 
 #[cfg(test)]
@@ -149,22 +194,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_plan_language_chapter_is_its_entry_and_what_is_nested_under_it() {
+        let summary = "# Summary\n\n[Introduction](introduction.md)\n\n# Reference\n\n- [Plan language](plan-language.md)\n    - [Values](plan/values.md)\n    - [dump](kinds/dump.md)\n- [Scheduling](scheduling.md)\n    - [Order](order.md)\n";
+        assert_eq!(
+            plan_language_files(summary),
+            ["plan-language.md", "plan/values.md", "kinds/dump.md"]
+        );
+    }
+
+    #[test]
     fn the_plan_language_becomes_a_man_page() {
-        let md = "intro\n## Plan language\n\nPlans are `*.kdl` files.\n\n### Values\n\n| kind | written as |\n|---|---|\n| duration | `\"26h\"` |\n\n- one\n\n```kdl\nplan crm {\n    base \"/srv/backups/crm\"\n}\n```\n## Scheduling\nlater\n";
-        let chapter = plan_language_chapter(md);
-        assert!(chapter.starts_with("## Plan language") && !chapter.contains("Scheduling"));
-        let page = plan_language(chapter, "1.2.3");
+        let md = "# Plan language\n\nPlans are `*.kdl` files ([KDL](https://kdl.dev)).\n\n## Values\n\n| kind | written as |\n|---|---|\n| duration | `\"26h\"` |\n\n- one\n\n```kdl\nplan crm {\n    base \"/srv/backups/crm\"\n}\n```\n# `dump NAME`\n\nSee [Health](../health.md).\n";
+        let page = plan_language(md, "1.2.3");
         for wanted in [
             ".TH OPS\\-RUN.KDL 5",
             ".SH PLAN LANGUAGE",
-            "Plans are \\fB*.kdl\\fR files.",
+            "Plans are \\fB*.kdl\\fR files (KDL).",
             ".SS Values",
             ".TP\nduration\n\\fB\"26h\"\\fR",
             ".IP \\(bu 2\none",
             ".nf\nplan crm {\n    base \"/srv/backups/crm\"\n}\n.fi",
+            ".SH DUMP NAME",
+            "See Health.",
         ] {
             assert!(page.contains(wanted), "no {wanted:?} in:\n{page}");
         }
-        assert!(!page.contains("|---"), "{page}");
+        assert!(!page.contains("|---") && !page.contains("]("), "{page}");
     }
 }

@@ -40,7 +40,7 @@ fn check_templates(app: &App, loaded: &mut plan::Loaded) {
         });
         if let Err(e) = result {
             found.push(plan::diagnostic::Diagnostic::error(span, format!("template `{name}` does not render: {e}"), "this template").with_help(
-                "templates are rendered in strict mode: every variable must exist (see README, Reports)",
+                "templates are rendered in strict mode: every variable must exist (see the book, Reports)",
             ));
         }
     }

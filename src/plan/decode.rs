@@ -24,7 +24,7 @@ pub const TOOL_NAMES: [&str; 6] = [
 ];
 
 /// The plan's own settings; every step keyword (`StepKind::all`) is allowed too, repeatedly.
-const PLAN_KEYS: [&str; 9] = [
+pub const PLAN_KEYS: [&str; 9] = [
     "base",
     "timezone",
     "tools",
@@ -36,8 +36,8 @@ const PLAN_KEYS: [&str; 9] = [
     "apply-fail-after",
 ];
 const PLAN_REPEATABLE: [&str; 2] = ["database", "alert"];
-const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
-const DATABASE_KEYS: [&str; 8] = [
+pub const STEP_COMMON: [&str; 4] = ["schedule", "after", "timeout", "retry-after"];
+pub const DATABASE_KEYS: [&str; 8] = [
     "engine",
     "host",
     "port",
@@ -47,7 +47,7 @@ const DATABASE_KEYS: [&str; 8] = [
     "password-file",
     "path",
 ];
-const ALERT_KEYS: [&str; 13] = [
+pub const ALERT_KEYS: [&str; 13] = [
     "kind",
     "webhook",
     "url",
@@ -62,9 +62,9 @@ const ALERT_KEYS: [&str; 13] = [
     "username",
     "password",
 ];
-const PING_KEYS: [&str; 2] = ["url", "timeout"];
-const RUNBOOK_KEYS: [&str; 3] = ["owner", "contact", "note"];
-const SERVE_KEYS: [&str; 3] = ["listen", "token", "allowed-hosts"];
+pub const PING_KEYS: [&str; 2] = ["url", "timeout"];
+pub const RUNBOOK_KEYS: [&str; 3] = ["owner", "contact", "note"];
+pub const SERVE_KEYS: [&str; 3] = ["listen", "token", "allowed-hosts"];
 const STEP_REPEATABLE: [&str; 1] = ["after"];
 
 /// Decodes every file; diagnostics for all of them are appended to `diags`.
