@@ -108,7 +108,13 @@ pub fn checks(
                 seq: 1,
             })
         });
+        // The newest good dump's manifest (a dump made before manifests has none).
+        let manifest = match (kind, &artifact) {
+            (CheckKind::Dump, Some(a)) => crate::artifact::manifest::read(&a.path).ok().flatten(),
+            _ => None,
+        };
         let facts = Facts {
+            manifest,
             artifact_size: artifact
                 .as_ref()
                 .and_then(|a| std::fs::metadata(&a.path).ok())
@@ -144,6 +150,19 @@ pub fn checks(
             &thresholds,
             now,
         );
+        // What moved since the dump before the newest (both with manifests).
+        if let (CheckKind::Dump, Some(tables)) = (kind, &check.tables) {
+            let dir = plan.dir(step.name(), Area::Dumps);
+            let previous = layout::list_dumps(&dir, tz)
+                .into_iter()
+                .filter(layout::is_good)
+                .filter(|d| Some(d.path.display().to_string()) != check.artifact)
+                .find(|d| d.taken <= now)
+                .and_then(|d| crate::artifact::manifest::read(&d.path).ok().flatten());
+            if let Some(p) = previous {
+                check.row_changes = crate::artifact::manifest::movers(&p.tables, tables, 5);
+            }
+        }
         if let Some(c) = &copied
             && check.state == health::State::Ok
         {

@@ -107,6 +107,9 @@ fn global(step: &str, kind: CheckKind, state: State, severity: Severity, detail:
         fail_after_seconds: None,
         overdue_after_seconds: None,
         excerpt: None,
+        tables: None,
+        rows: None,
+        row_changes: Vec::new(),
     }
 }
 
@@ -207,6 +210,9 @@ pub struct Facts {
     /// A dump of the step found damaged (its name, and what found it): critical while it is
     /// there.
     pub damaged: Option<(String, String)>,
+    /// The newest good dump's manifest: what it holds, and the tables it found had lost rows
+    /// since the dump before (a warning or, by the plan's `row-drop fail=`, critical).
+    pub manifest: Option<crate::artifact::manifest::Manifest>,
 }
 
 #[derive(Clone, Debug)]
@@ -246,6 +252,15 @@ pub struct Check {
     /// The failed run's output tail, for reports (never sent by alerts unless asked).
     #[serde(skip)]
     pub excerpt: Option<String>,
+    /// A dump: the rows per table of the newest good dump, from its manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<crate::artifact::manifest::Tables>,
+    /// …and their sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// The tables whose rows moved most since the dump before (`orders +1,204`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub row_changes: Vec<String>,
 }
 
 fn secs(d: Duration) -> String {
@@ -474,6 +489,29 @@ pub fn evaluate(
         ),
         None => (severity, detail),
     };
+    // Data gone since the dump before: named, table by table, while the newest good dump is
+    // the one that found it.
+    let drops = facts.manifest.as_ref().map_or(&[][..], |m| &m.drops[..]);
+    let (state, severity, detail) = if drops.is_empty() || state == State::Fail {
+        (state, severity, detail)
+    } else {
+        let failed = drops.iter().any(|d| d.severity == "fail");
+        let said = drops
+            .iter()
+            .map(crate::artifact::manifest::RowDrop::describe)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let (s, sev) = if failed {
+            (State::Fail, Severity::Crit)
+        } else {
+            (State::Incomplete, Severity::Warn)
+        };
+        (
+            if sev >= severity { s } else { state },
+            severity.max(sev),
+            format!("data gone: {said}; {detail}"),
+        )
+    };
     let (state, severity, detail) = match &facts.damaged {
         Some((dump, why)) => (
             State::Fail,
@@ -506,6 +544,9 @@ pub fn evaluate(
             .as_ref()
             .filter(|r| r.status != ActivityStatus::Success)
             .map(|r| r.excerpt.clone()),
+        tables: facts.manifest.as_ref().map(|m| m.tables.clone()),
+        rows: facts.manifest.as_ref().map(|m| m.rows),
+        row_changes: Vec::new(),
     }
 }
 
@@ -569,6 +610,7 @@ mod tests {
             }),
             future: None,
             damaged: None,
+            manifest: None,
         }
     }
 
@@ -796,6 +838,7 @@ mod tests {
                 }),
                 future: None,
                 damaged: None,
+                manifest: None,
             };
             let c = evaluate("p/v", "p", "v", CheckKind::Verify, &f, &t, now());
             (c.state, c.severity)

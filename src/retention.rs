@@ -16,13 +16,14 @@ pub struct Selection {
     pub delete: Vec<PathBuf>,
 }
 
-/// `dumps` newest first; `good` says which are good; `protected` are never deleted.
+/// `dumps` newest first; `good` says which are good; `protected` are never deleted (each with
+/// the reason it is kept).
 pub fn select(
     dumps: &[DumpFile],
     good: &dyn Fn(&DumpFile) -> bool,
     keep: &Keep,
     tz: Tz,
-    protected: &[PathBuf],
+    protected: &[(PathBuf, String)],
 ) -> Selection {
     let good: Vec<&DumpFile> = dumps.iter().filter(|d| good(d)).collect();
     let mut reason: Vec<Option<String>> = vec![None; good.len()];
@@ -30,8 +31,10 @@ pub fn select(
         *r = Some("newest good dump".into());
     }
     for (i, d) in good.iter().enumerate() {
-        if protected.contains(&d.path) && reason[i].is_none() {
-            reason[i] = Some("newest verified dump".into());
+        if let Some((_, why)) = protected.iter().find(|(p, _)| p == &d.path)
+            && reason[i].is_none()
+        {
+            reason[i] = Some(why.clone());
         }
     }
     for r in reason.iter_mut().take(keep.last as usize) {
@@ -223,7 +226,11 @@ mod tests {
         ];
         for c in cases {
             let d = dumps(c.files, tz);
-            let protected: Vec<PathBuf> = c.protected.iter().map(PathBuf::from).collect();
+            let protected: Vec<(PathBuf, String)> = c
+                .protected
+                .iter()
+                .map(|p| (PathBuf::from(p), "newest verified dump".to_string()))
+                .collect();
             let bad = c.bad;
             let sel = select(
                 &d,

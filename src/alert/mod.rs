@@ -570,6 +570,9 @@ mod tests {
             fail_after_seconds: None,
             overdue_after_seconds: None,
             excerpt: None,
+            tables: None,
+            rows: None,
+            row_changes: Vec::new(),
         }
     }
 

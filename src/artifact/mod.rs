@@ -5,6 +5,7 @@ pub mod end;
 pub mod gzip;
 pub mod layout;
 pub mod legacy;
+pub mod manifest;
 pub mod marker;
 pub mod proof;
 pub mod sha;

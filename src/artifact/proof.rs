@@ -18,7 +18,15 @@ use std::thread::JoinHandle;
 use sha2::{Digest, Sha256};
 
 use super::codec::Codec;
+use super::manifest::Tables;
 use super::sha;
+
+/// Something that reads the decompressed dump as the read-back sees it: a row counter.
+pub trait Tap: Send {
+    fn feed(&mut self, buf: &[u8]);
+    /// Rows per table of what it was fed.
+    fn tables(self: Box<Self>) -> Tables;
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -61,6 +69,8 @@ pub struct ReadBack {
     /// Bytes its decompression gave, and their CRC-32.
     pub uncompressed: u64,
     pub crc: u32,
+    /// What the tap counted, when there was one.
+    pub tables: Option<Tables>,
 }
 
 impl ReadBack {
@@ -159,17 +169,21 @@ fn poisoned() -> io::Error {
     io::Error::other("the read-back lost its writer")
 }
 
-/// Counts and checksums what it is given.
+/// Counts and checksums what it is given, and hands it to the tap.
 #[derive(Default)]
 struct CrcSink {
     crc: crc32fast::Hasher,
     n: u64,
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl Write for CrcSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.crc.update(buf);
         self.n += buf.len() as u64;
+        if let Some(t) = &mut self.tap {
+            t.feed(buf);
+        }
         Ok(buf.len())
     }
 
@@ -186,11 +200,13 @@ pub struct Proof {
 
 impl Proof {
     /// Starts following `path` (already created, empty) and wraps `inner`, the writer of that
-    /// file: write the compressed stream through the returned `Published`.
+    /// file: write the compressed stream through the returned `Published`. `tap` reads the
+    /// decompressed bytes read back (what is on disk, not what was meant to be).
     pub fn start<W: Write>(
         path: &Path,
         codec: Codec,
         inner: W,
+        tap: Option<Box<dyn Tap>>,
     ) -> io::Result<(Proof, Published<W>)> {
         let shared = Arc::new(Shared {
             progress: Mutex::new(Progress {
@@ -208,7 +224,10 @@ impl Proof {
         let thread = std::thread::Builder::new()
             .name("read-back".into())
             .spawn(move || {
-                let mut sink = CrcSink::default();
+                let mut sink = CrcSink {
+                    tap,
+                    ..CrcSink::default()
+                };
                 {
                     let mut decoder = codec.decoder(&mut follow)?;
                     io::copy(&mut decoder, &mut sink)?;
@@ -221,6 +240,7 @@ impl Proof {
                     compressed: follow.pos,
                     uncompressed: sink.n,
                     crc: sink.crc.finalize(),
+                    tables: sink.tap.map(Tap::tables),
                 })
             })?;
         let published = Published {
@@ -285,7 +305,7 @@ mod tests {
             .write(true)
             .create_new(true)
             .open(&path)?;
-        let (proof, mut published) = Proof::start(&path, codec, file)?;
+        let (proof, mut published) = Proof::start(&path, codec, file, None)?;
         for chunk in bytes.chunks(4096) {
             published.write_all(chunk)?;
         }
@@ -366,7 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = File::create(&path).unwrap();
-        let (proof, mut published) = Proof::start(&path, Codec::Gzip, file).unwrap();
+        let (proof, mut published) = Proof::start(&path, Codec::Gzip, file, None).unwrap();
         published.write_all(&[0x1f, 0x8b, 8, 0]).unwrap();
         // Dropped before the end of the stream: the reader waits no longer.
         drop(proof);

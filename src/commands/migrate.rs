@@ -15,6 +15,7 @@ use crate::activity::{ActivityStatus, ActivityType};
 use crate::app::App;
 use crate::artifact::layout::{self, Area};
 use crate::artifact::legacy::{self, Kind};
+use crate::artifact::manifest;
 use crate::artifact::sha;
 use crate::clock::stamp;
 use crate::commands::activities::format_table;
@@ -388,7 +389,20 @@ pub fn run(
                 if from.exists() {
                     move_file(&from, &layout::sidecar_path(&m.to))?;
                 }
+                let from = manifest::path(&m.from);
+                if from.exists() {
+                    move_file(&from, &manifest::path(&m.to))?;
+                }
                 return Ok(None);
+            }
+            // A renamed dump's manifest names the new file.
+            if let Ok(Some(mut man)) = manifest::read(&m.from) {
+                man.file =
+                    m.to.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                manifest::write(&m.to, &man)?;
+                let _ = std::fs::remove_file(manifest::path(&m.from));
             }
             let sum = sha::file_sha256(&m.to)?;
             let name =

@@ -31,7 +31,7 @@ use crate::exec;
 use crate::plan::model::{Database, Engine, StepKind};
 use crate::session::{Session, StepExecutor};
 use crate::steps::import::import_dump;
-use crate::steps::restore_test::{load_sqlite, number, sqlite_tables};
+use crate::steps::restore_test::{check_rows, load_sqlite, number, sqlite_tables};
 use crate::steps::{Context, StepError};
 
 /// What `restore db` was asked.
@@ -120,6 +120,8 @@ impl From<EngineError> for Stop {
 struct Done {
     target: String,
     tables: u64,
+    /// The rows checked against the dump's manifest (`None`: a dump without one).
+    rows: Option<u64>,
     kept_as: Option<String>,
     lines: Vec<String>,
 }
@@ -238,13 +240,21 @@ fn load(
         "target": done.map_or(a.to.to_string(), |d| d.target.clone()),
         "replaced": done.and_then(|d| d.kept_as.clone()),
         "tables": done.map(|d| d.tables),
+        "rows": done.and_then(|d| d.rows),
         "duration_ms": duration.as_millis() as u64,
     });
     recording.finish(app, duration, (status, &meta, &log))?;
     match result {
         Ok(done) => {
+            let rows = match done.rows {
+                Some(r) => format!(
+                    ", {} rows (every table as dumped)",
+                    crate::artifact::manifest::thousands(r)
+                ),
+                None => " (rows not checked: the dump has no manifest)".to_string(),
+            };
             crate::outln!(
-                "restored {} into {}: {} tables in {:.1} s",
+                "restored {} into {}: {} tables{rows} in {:.1} s",
                 dump.name,
                 done.target,
                 done.tables,
@@ -826,17 +836,26 @@ fn server(ctx: &Context, a: &DbArgs, dump: &DumpFile, p: ServerPlan) -> Result<D
         );
         done.lines.extend(imported.lines(a.keep_ownership));
         imported.result.map_err(|e| e.to_string())?;
+        // Every table with the rows it had when it was dumped, before anything is swapped.
+        let rows = check_rows(&dump.path, &mut |l| done.lines.push(l), |t| {
+            client.count_rows(&p.load_into, t, None, ctx.redactor)
+        })?;
         let r = run_sql(ctx, &client.sql(&p.load_into, client.count_tables_sql()))?;
-        number(&r).ok_or_else(|| {
-            format!(
-                "cannot count the tables of {}: {}",
-                p.load_into,
-                r.tail.trim()
-            )
-        })
+        number(&r)
+            .ok_or_else(|| {
+                format!(
+                    "cannot count the tables of {}: {}",
+                    p.load_into,
+                    r.tail.trim()
+                )
+            })
+            .map(|n| (n, rows))
     })();
     let tables = match loaded {
-        Ok(n) => n as u64,
+        Ok((n, rows)) => {
+            done.rows = rows;
+            n as u64
+        }
         Err(e) if p.create => {
             let dropped = client.drop_scratch(maintenance, &p.load_into, ctx.redactor);
             let said = match dropped {
@@ -1050,6 +1069,10 @@ fn sqlite(ctx: &Context, dump: &DumpFile, p: &FilePlan) -> Result<Done, Stop> {
     let result = (|| {
         // No deadline of its own: the operator watches a restore and stops it with Ctrl-C.
         let conn = load_sqlite(&p.temp, &dump.path, Duration::from_secs(10 * 365 * 86400))?;
+        let mut lines = Vec::new();
+        let rows = check_rows(&dump.path, &mut |l| lines.push(l), |t| {
+            crate::engines::sqlite::count_rows(&conn, t)
+        })?;
         let loaded = sqlite_tables(&conn)? as u64;
         if p.existing.as_ref().is_some_and(|(_, wal)| *wal) {
             // As the application had it; the WAL is folded in when this connection closes.
@@ -1059,9 +1082,9 @@ fn sqlite(ctx: &Context, dump: &DumpFile, p: &FilePlan) -> Result<Done, Stop> {
         drop(conn);
         give_ownership(p)?;
         let done = swap_sqlite(p)?;
-        Ok::<_, Stop>((loaded, done))
+        Ok::<_, Stop>((loaded, done, rows, lines))
     })();
-    let (loaded, kept_as) = match result {
+    let (loaded, kept_as, rows, mut lines) = match result {
         Ok(r) => r,
         Err(e) => {
             crate::steps::scratch::remove_sqlite_file(&p.temp);
@@ -1070,15 +1093,17 @@ fn sqlite(ctx: &Context, dump: &DumpFile, p: &FilePlan) -> Result<Done, Stop> {
         }
     };
     announced.done();
+    lines.push(format!(
+        "loaded {} into {}: {loaded} tables",
+        dump.path.display(),
+        p.target.display()
+    ));
     Ok(Done {
         target: p.target.display().to_string(),
         tables: loaded,
+        rows,
         kept_as: kept_as.map(|k| k.display().to_string()),
-        lines: vec![format!(
-            "loaded {} into {}: {loaded} tables",
-            dump.path.display(),
-            p.target.display()
-        )],
+        lines,
     })
 }
 

@@ -150,4 +150,68 @@ impl Client {
     pub fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
         self.server.ownership()
     }
+
+    /// The rows of each of `tables` (a manifest's names) in `db`: a number, or why the table
+    /// could not be counted (it was not restored). Many tables in one statement; a statement
+    /// that fails is asked again table by table, to name the missing ones.
+    pub fn count_rows(
+        &self,
+        db: &str,
+        tables: &[&str],
+        timeout: Option<std::time::Duration>,
+        redactor: &crate::exec::redact::Redactor,
+    ) -> Vec<(String, Result<u64, String>)> {
+        let mut out = Vec::new();
+        for batch in tables.chunks(200) {
+            let refs: Vec<Option<String>> =
+                batch.iter().map(|t| self.server.table_sql(t)).collect();
+            let sql = refs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some(format!("SELECT {i}, count(*) FROM {}", r.as_ref()?)))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let mut counted: Vec<Option<u64>> = vec![None; batch.len()];
+            if !sql.is_empty() {
+                let mut spec = self.sql(db, &sql);
+                spec.timeout = timeout;
+                let r = crate::exec::run(&spec, redactor);
+                if r.success() {
+                    for line in r.tail.lines() {
+                        let mut f = line.split(['|', '\t']).map(str::trim);
+                        if let (Some(Ok(i)), Some(Ok(n))) = (
+                            f.next().map(str::parse::<usize>),
+                            f.next().map(str::parse::<u64>),
+                        ) && i < counted.len()
+                        {
+                            counted[i] = Some(n);
+                        }
+                    }
+                }
+            }
+            for (i, table) in batch.iter().enumerate() {
+                let result = match (&refs[i], counted[i]) {
+                    (None, _) => Err("not a table name this engine's dumps write".to_string()),
+                    (Some(_), Some(n)) => Ok(n),
+                    (Some(r), None) => {
+                        let mut spec = self.sql(db, &format!("SELECT count(*) FROM {r}"));
+                        spec.timeout = timeout;
+                        let one = crate::exec::run(&spec, redactor);
+                        match one.tail.lines().next().map(|l| l.trim().parse::<u64>()) {
+                            Some(Ok(n)) if one.success() => Ok(n),
+                            _ => Err(one
+                                .tail
+                                .lines()
+                                .find(|l| !l.trim().is_empty())
+                                .unwrap_or("no answer")
+                                .trim()
+                                .to_string()),
+                        }
+                    }
+                };
+                out.push((table.to_string(), result));
+            }
+        }
+        out
+    }
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod mysql;
 pub mod ownership;
 pub mod postgres;
+pub mod rows;
 pub mod secret_file;
 pub mod split;
 pub mod sqlite;
@@ -116,6 +117,10 @@ pub trait Server: Sync {
     fn marker(&self) -> &'static str;
     /// What leaves ownership and privileges out of an import (`ownership ignore`).
     fn ownership(&self) -> Box<dyn ownership::LineFilter>;
+    /// Counts the rows per table of this engine's dump SQL (see `rows`).
+    fn rows(&self) -> Box<dyn crate::artifact::proof::Tap>;
+    /// A manifest's table name as SQL (`None`: not a name this engine's dumps write).
+    fn table_sql(&self, name: &str) -> Option<String>;
 }
 
 /// `--host`, `--port` and the user option (`--username` for psql, `--user` for MariaDB) of a

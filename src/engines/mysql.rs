@@ -179,6 +179,14 @@ impl Server for MySql {
     fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
         Box::new(super::ownership::Definers)
     }
+
+    fn rows(&self) -> Box<dyn crate::artifact::proof::Tap> {
+        Box::new(super::rows::MysqlRows::default())
+    }
+
+    fn table_sql(&self, name: &str) -> Option<String> {
+        (!name.is_empty()).then(|| self.quote(name))
+    }
 }
 
 /// Leaves password hashes out of MariaDB's `CREATE USER` statements.

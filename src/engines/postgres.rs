@@ -153,6 +153,17 @@ impl Server for Postgres {
     fn ownership(&self) -> Box<dyn super::ownership::LineFilter> {
         Box::new(super::ownership::PgOwnership::default())
     }
+
+    fn rows(&self) -> Box<dyn crate::artifact::proof::Tap> {
+        Box::new(super::rows::PgRows::default())
+    }
+
+    /// The name as pg_dump wrote it after `COPY` is already SQL; anything else is refused.
+    fn table_sql(&self, name: &str) -> Option<String> {
+        let line = format!("COPY {name} ");
+        (super::rows::copy_table(line.as_bytes()).as_deref() == Some(name))
+            .then(|| name.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use super::EngineError;
+use crate::artifact::manifest::Tables;
 
 /// The last line of a complete SQLite dump.
 pub const MARKER: &str = "-- ops-run sqlite dump complete";
@@ -50,13 +51,15 @@ fn write_value(out: &mut dyn Write, v: ValueRef) -> std::io::Result<()> {
     }
 }
 
-/// Dumps the database at `path` into `out`. `check` is called every few thousand rows and
-/// stops the dump when it returns an error (timeout, interruption).
+/// Dumps the database at `path` into `out`, and says how many rows of each table it wrote
+/// (the same read transaction: the tables' `count(*)` at that moment). `check` is called
+/// every few thousand rows and stops the dump when it returns an error (timeout,
+/// interruption).
 pub fn dump(
     path: &Path,
     out: &mut dyn Write,
     check: &dyn Fn() -> Result<(), EngineError>,
-) -> Result<(), EngineError> {
+) -> Result<Tables, EngineError> {
     let sql = |source: rusqlite::Error| EngineError::Sqlite {
         what: path.display().to_string(),
         source,
@@ -88,6 +91,7 @@ pub fn dump(
     out.write_all(b"PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n")
         .map_err(io)?;
     let mut rows = 0u64;
+    let mut tables = Tables::new();
     for (_, name, create) in schema.iter().filter(|(k, _, _)| k == "table") {
         if name.starts_with("sqlite_") {
             // sqlite_sequence is created by AUTOINCREMENT tables; its rows come below.
@@ -101,6 +105,7 @@ pub fn dump(
             continue;
         }
         writeln!(out, "{create};").map_err(io)?;
+        let counted = tables.entry(name.clone()).or_default();
         let mut stmt = conn
             .prepare(&format!("SELECT * FROM {}", quote_ident(name)))
             .map_err(sql)?;
@@ -117,6 +122,7 @@ pub fn dump(
             }
             out.write_all(b");\n").map_err(io)?;
             rows += 1;
+            *counted += 1;
             if rows.is_multiple_of(4096) {
                 check()?;
             }
@@ -146,7 +152,27 @@ pub fn dump(
     }
     conn.execute_batch("COMMIT").map_err(sql)?;
     writeln!(out, "COMMIT;\n{MARKER}").map_err(io)?;
-    check()
+    check()?;
+    Ok(tables)
+}
+
+/// Rows per table of a SQLite database (a restored scratch copy), by `count(*)`: each of
+/// `tables`, a number or why it could not be counted.
+pub fn count_rows(conn: &Connection, tables: &[&str]) -> Vec<(String, Result<u64, String>)> {
+    tables
+        .iter()
+        .map(|t| {
+            let n = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM {}", quote_ident(t)),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string());
+            (t.to_string(), n)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -169,7 +195,11 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        dump(&src, &mut out, &|| Ok(())).unwrap();
+        let tables = dump(&src, &mut out, &|| Ok(())).unwrap();
+        assert_eq!(
+            tables.into_iter().collect::<Vec<_>>(),
+            [("odd \"name".to_string(), 3), ("users".to_string(), 2)]
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with(&format!("{MARKER}\n")));
         let dst = Connection::open_in_memory().unwrap();

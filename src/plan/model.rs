@@ -245,6 +245,16 @@ pub struct Dump {
     pub globals: Option<Spanned<bool>>,
     /// With their passwords (hashes); off by default.
     pub role_passwords: Option<Spanned<bool>>,
+    /// `row-drop warn="50%" fail="90%"`: the share of a table's rows whose loss since the
+    /// previous dump is a warning, a failure.
+    pub row_drop_warn: Option<Spanned<f64>>,
+    pub row_drop_fail: Option<Spanned<f64>>,
+    /// `min-rows N`: losses of fewer rows are never a drop (default 1000).
+    pub min_rows: Option<Spanned<u64>>,
+    /// `allow-drop "sessions" "cache"`: tables that may shrink or vanish.
+    pub allow_drop: Vec<Spanned<String>>,
+    /// `expect-tables "customers" "orders"`: a dump without one of them fails.
+    pub expect_tables: Vec<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -78,7 +78,8 @@ pub fn sample_context() -> Value {
         "period": { "from": "2025-12-29 06:00", "to": "2026-01-05 06:00" },
         "overall": "OK",
         "checks": [{ "id": "sample/db", "state": "ok", "state_help": "state-ok", "age": "4h", "thresholds": "stale 26h, fail 50h", "detail": "newest is 4h old" }],
-        "dumps": [{ "step": "db", "name": "full-20260105-0200.sql.gz", "taken": "2026-01-05 02:00", "size": "1.0 MiB", "sha256": "0".repeat(64) }],
+        "dumps": [{ "step": "db", "name": "full-20260105-0200.sql.gz", "taken": "2026-01-05 02:00", "size": "1.0 MiB", "rows": "182,344", "sha256": "0".repeat(64) }],
+        "tables": [{ "step": "db", "dump": "full-20260105-0200.sql.gz", "table": "public.orders", "rows": "182,344" }],
         "snapshots": [{ "step": "uploads", "taken": "2026-01-05 02:30", "id": "0123abcd" }],
         "verifies": [{ "step": "restore", "at": "2026-01-04 03:15", "dump": "full-20260104-0200.sql.gz", "dump_age": "1h15m", "tables": 44, "duration": "12s", "result": "ok" }],
         "failures": [{ "at": "2026-01-03 02:00", "step": "db", "type": "db_backup", "status": "failed", "excerpt": "pg_dump: error" }],
@@ -119,6 +120,7 @@ pub fn context(
         })
         .collect();
     let mut dumps = Vec::new();
+    let mut tables = Vec::new();
     let mut snapshots = Vec::new();
     for step in compiled
         .steps
@@ -127,20 +129,34 @@ pub fn context(
     {
         match step.decl.kind {
             StepKind::Dump(_) => {
-                for d in layout::list_dumps(&plan.dir(step.name(), layout::Area::Dumps), tz)
+                for (i, d) in layout::list_dumps(&plan.dir(step.name(), layout::Area::Dumps), tz)
                     .into_iter()
                     .filter(layout::has_sidecar)
                     .take(3)
+                    .enumerate()
                 {
                     let sum = std::fs::read_to_string(layout::sidecar_path(&d.path))
                         .ok()
                         .and_then(|t| sha::parse_sidecar(&t, &d.name))
                         .unwrap_or_default();
+                    let m = crate::artifact::manifest::read(&d.path).ok().flatten();
+                    // The tables of each step's newest dump, with their rows.
+                    if let (0, Some(m)) = (i, &m) {
+                        for (table, rows) in &m.tables {
+                            tables.push(json!({
+                                "step": step.name(),
+                                "dump": d.name,
+                                "table": table,
+                                "rows": crate::artifact::manifest::thousands(*rows),
+                            }));
+                        }
+                    }
                     dumps.push(json!({
                         "step": step.name(),
                         "name": d.name,
                         "taken": local(d.taken, tz),
                         "size": std::fs::metadata(&d.path).map(|m| size::format(m.len())).unwrap_or_default(),
+                        "rows": m.as_ref().map_or_else(|| "-".to_string(), |m| crate::artifact::manifest::thousands(m.rows)),
                         "sha256": sum,
                     }));
                 }
@@ -256,6 +272,7 @@ pub fn context(
         "overall": match overall { crate::health::Severity::Ok => "OK", crate::health::Severity::Warn => "WARNING", crate::health::Severity::Crit => "CRITICAL" },
         "checks": checks_json,
         "dumps": dumps,
+        "tables": tables,
         "snapshots": snapshots,
         "verifies": verifies,
         "failures": failures,

@@ -79,7 +79,17 @@ fn newest_dump(dir: &Path, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Valu
     let sidecar = std::fs::read_to_string(layout::sidecar_path(&d.path)).ok()?;
     let sha256 = sha::parse_sidecar(&sidecar, &d.name)?;
     let size = std::fs::metadata(&d.path).map(|m| m.len()).unwrap_or(0);
+    let manifest = crate::artifact::manifest::read(&d.path).ok().flatten();
+    let tables: Vec<Value> = manifest.as_ref().map_or_else(Vec::new, |m| {
+        m.tables
+            .iter()
+            .map(|(t, n)| json!({ "table": t, "rows": crate::artifact::manifest::thousands(*n) }))
+            .collect()
+    });
     Some(json!({
+        "rows": manifest.as_ref().map(|m| crate::artifact::manifest::thousands(m.rows)),
+        "table_count": tables.len(),
+        "tables": tables,
         "name": d.name,
         "path": d.path.display().to_string(),
         "dir": dir.display().to_string(),

@@ -147,9 +147,14 @@ pub fn destination(ctx_env: &crate::plan::settings::Env, c: &OffsiteCopy) -> Str
     }
 }
 
-/// The files that travel with a dump: itself, its sidecar, and its roles with their sidecar.
+/// The files that travel with a dump: itself, its sidecar, its manifest (when it has one),
+/// and its roles with their sidecar.
 fn files_of(dump: &DumpFile) -> Vec<PathBuf> {
     let mut files = vec![dump.path.clone(), layout::sidecar_path(&dump.path)];
+    let manifest = crate::artifact::manifest::path(&dump.path);
+    if manifest.exists() {
+        files.push(manifest);
+    }
     if let Some(g) = crate::artifact::layout::globals_path(&dump.path).filter(|g| g.exists()) {
         files.push(layout::sidecar_path(&g));
         files.push(g);

@@ -26,6 +26,7 @@ use crate::artifact::codec::Codec;
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
 use crate::artifact::layout::{self, Area, DumpFile};
+use crate::artifact::manifest::{self, DropRules, Manifest, RowDrop, Tables};
 use crate::artifact::proof::Proof;
 use crate::artifact::sha;
 use crate::engines::{self, DumpSource};
@@ -47,8 +48,12 @@ pub const SETTINGS: Settings = Settings {
         "zstd-long",
         "globals",
         "role-passwords",
+        "row-drop",
+        "min-rows",
+        "allow-drop",
+        "expect-tables",
     ],
-    repeatable: &[],
+    repeatable: &["allow-drop", "expect-tables"],
 };
 
 pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
@@ -71,6 +76,39 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
             })
         }
         "zstd-long" => d.zstd_long = dec.boolean(node),
+        "row-drop" if dec.shape(node, 0, 0, &["warn", "fail"]) => {
+            let mut any = false;
+            for e in node.entries() {
+                let Some(p) = e.name() else { continue };
+                any = true;
+                let v = dec.entry_parsed(
+                    e,
+                    "row-drop",
+                    "a percentage such as \"50%\"",
+                    size::parse_percent,
+                );
+                match p.value() {
+                    "warn" => d.row_drop_warn = v,
+                    _ => d.row_drop_fail = v,
+                }
+            }
+            if !any {
+                let span = dec.node_span(node);
+                dec.error_help(
+                    span,
+                    "`row-drop` needs `warn=` or `fail=`",
+                    "no threshold",
+                    "write `row-drop warn=\"50%\" fail=\"90%\"`",
+                );
+            }
+        }
+        "min-rows" => {
+            d.min_rows = dec
+                .int(node, 0, u32::MAX as i128 * 1000)
+                .map(|v| Spanned::new(v.value as u64, v.span))
+        }
+        "allow-drop" => dec.string_list(node, &mut d.allow_drop),
+        "expect-tables" => dec.string_list(node, &mut d.expect_tables),
         // gzip takes 1–9, zstd 1–19; checked against the compression in `validate`.
         "compression-level" => {
             d.compression_level = dec
@@ -113,6 +151,38 @@ pub fn compile(d: &Dump, c: &mut Compiling) {
     }
     let level = plan_or_default(d.compression_level.as_ref(), default_level(codec(d)));
     c.setting("compression-level", level.value.to_string(), level.origin);
+    let rules = drop_rules(d);
+    let row_drop = match rules.fail {
+        Some(f) => format!("warn={}% fail={f}%", rules.warn),
+        None => format!("warn={}%", rules.warn),
+    };
+    match d.row_drop_warn.as_ref().or(d.row_drop_fail.as_ref()) {
+        Some(s) => c.plan_setting("row-drop", row_drop, s.span),
+        None => c.setting("row-drop", row_drop, Origin::Default),
+    }
+    let min = plan_or_default(d.min_rows.as_ref(), rules.min_rows);
+    c.setting("min-rows", min.value.to_string(), min.origin);
+    for (key, list) in [
+        ("allow-drop", &d.allow_drop),
+        ("expect-tables", &d.expect_tables),
+    ] {
+        if let Some(first) = list.first() {
+            let names: Vec<&str> = list.iter().map(|s| s.value.as_str()).collect();
+            c.plan_setting(key, names.join(" "), first.span);
+        }
+    }
+}
+
+/// What counts as data gone since the previous dump, from the plan (defaults: a loss of more
+/// than half a table's rows, and at least 1000 rows, is a warning).
+pub fn drop_rules(d: &Dump) -> DropRules {
+    let default = DropRules::default();
+    DropRules {
+        warn: d.row_drop_warn.as_ref().map_or(default.warn, |w| w.value),
+        fail: d.row_drop_fail.as_ref().map(|f| f.value),
+        min_rows: d.min_rows.as_ref().map_or(default.min_rows, |m| m.value),
+        allow: d.allow_drop.iter().map(|a| a.value.clone()).collect(),
+    }
 }
 
 /// Checks a `dump` block on its own (references to its plan's databases and steps).
@@ -165,6 +235,18 @@ pub fn validate(d: &Dump, name: &Spanned<String>, scope: &Scope, diags: &mut Vec
             .with_related(stale.span, "stale-after"),
         );
     }
+    if let (Some(w), Some(f)) = (&d.row_drop_warn, &d.row_drop_fail)
+        && f.value < w.value
+    {
+        diags.push(
+            Diagnostic::error(
+                f.span,
+                "`row-drop fail=` must not be below `warn=`",
+                "below warn",
+            )
+            .with_related(w.span, "warn"),
+        );
+    }
     if let Some(g) = d.globals.as_ref().filter(|g| g.value) {
         let engine = scope
             .plan
@@ -193,6 +275,8 @@ struct Written {
     compressed: u64,
     uncompressed: u64,
     stderr: String,
+    /// Rows per table of what was written (counted from the read-back, or by SQLite's dump).
+    tables: Tables,
 }
 
 struct Failed {
@@ -376,11 +460,31 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
         ),
     };
 
-    let result = write(ctx, d, &source, &tmp).and_then(|w| {
+    let began = ctx.clock.now();
+    let rows = db
+        .engine
+        .as_ref()
+        .and_then(|e| engines::server(e.value))
+        .map(|s| s.rows());
+    let result = write(ctx, d, &source, &tmp, rows).and_then(|w| {
         check_sizes(d, &dir, tz, w.compressed)?;
-        let final_path = publish(&tmp, &dir, &stem, codec(d), &w.sha256, &used_names(ctx))
+        let mut m = Manifest {
+            format: manifest::FORMAT,
+            file: String::new(),
+            sha256: w.sha256.clone(),
+            bytes: w.compressed,
+            uncompressed_bytes: w.uncompressed,
+            engine: engines::engine_name(db).to_string(),
+            tool_version: tool_version.clone(),
+            started_at: crate::clock::stamp(began),
+            finished_at: crate::clock::stamp(ctx.clock.now()),
+            rows: w.tables.values().sum(),
+            tables: w.tables.clone(),
+            drops: drops(d, &dir, tz, &w.tables),
+        };
+        let final_path = publish(&tmp, &dir, &stem, codec(d), &used_names(ctx), &mut m)
             .map_err(|e| fail(format!("cannot publish the dump: {e}")))?;
-        Ok((w, final_path))
+        Ok((w, final_path, m))
     });
     match result {
         Err(f) => {
@@ -399,7 +503,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                 tolerated: false,
             }
         }
-        Ok((w, final_path)) => {
+        Ok((w, final_path, m)) => {
             let mut extra = Vec::new();
             // The roles beside the dump: its failure fails the step (the dump itself is kept).
             let globals = match d.globals.as_ref().is_some_and(|g| g.value) {
@@ -419,9 +523,21 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                 .as_ref()
                 .and_then(|g| g.as_ref().err())
                 .map(|e| e.to_string());
+            // Data gone since the previous dump: the dump is kept (it is what the database
+            // holds now), and says so by name.
+            let gone: Vec<String> = m.drops.iter().map(RowDrop::describe).collect();
+            let mut log = w.stderr.clone();
+            if let Some(e) = &globals_error {
+                log.push_str(&format!("ops-run: {e}\n"));
+            }
+            for g in &gone {
+                log.push_str(&format!("ops-run: data gone: {g}\n"));
+            }
             Outcome {
                 status: if globals_error.is_some() {
                     Status::Failed
+                } else if !gone.is_empty() {
+                    Status::Incomplete
                 } else {
                     Status::Success
                 },
@@ -435,13 +551,19 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                     "tool_version": tool_version,
                     "orphans_removed": orphans.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
                     "globals": globals.as_ref().and_then(|g| g.as_ref().ok()).map(|p| p.display().to_string()),
+                    "manifest": manifest::path(&final_path).display().to_string(),
+                    "tables": m.tables.len(),
+                    "rows": m.rows,
+                    "drops": m.drops,
                 }),
-                log_excerpt: ctx.redactor.redact(&match &globals_error {
-                    Some(e) => format!("{}ops-run: {e}\n", w.stderr),
-                    None => w.stderr.clone(),
-                }),
+                log_excerpt: ctx.redactor.redact(&log),
                 summary: match &globals_error {
                     Some(e) => ctx.redactor.redact(&e.to_string()),
+                    None if !gone.is_empty() => ctx.redactor.redact(&format!(
+                        "{}: data gone since the previous dump: {}",
+                        final_path.display(),
+                        gone.join("; ")
+                    )),
                     None => format!(
                         "{} ({}, sha256 {})",
                         final_path.display(),
@@ -450,7 +572,11 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
                     ),
                 },
                 extra,
-                tolerated: false,
+                // A warning is said by health and the alert; the verify after it still runs.
+                // A failure (`row-drop fail=`, `expect-tables`) fails the apply as well.
+                tolerated: globals_error.is_none()
+                    && !m.drops.is_empty()
+                    && m.drops.iter().all(|x| x.severity != "fail"),
             }
         }
     }
@@ -517,8 +643,15 @@ fn write_globals(
 }
 
 /// Streams the dump into `tmp`: tool → end-marker check → compressor → file, read back
-/// beside the write (SHA-256, decompression, length and CRC-32 against the input).
-fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Written, Failed> {
+/// beside the write (SHA-256, decompression, length and CRC-32 against the input, and the
+/// rows per table counted by `rows`, the engine's counter).
+fn write(
+    ctx: &Context,
+    d: &Dump,
+    source: &DumpSource,
+    tmp: &Path,
+    rows: Option<Box<dyn crate::artifact::proof::Tap>>,
+) -> Result<Written, Failed> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -527,11 +660,12 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
         .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     // The read-back follows the file while it is written (see artifact::proof).
-    let (proof, published) = Proof::start(tmp, codec(d), file)
+    let (proof, published) = Proof::start(tmp, codec(d), file, rows)
         .map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
     let mut gz = Compressor::new(BufWriter::with_capacity(1 << 20, published), d, threads)
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
     let mut end = StreamEnd::default();
+    let mut counted = None;
     let (stderr, marker) = match source {
         DumpSource::Process { spec, marker, .. } => {
             let mut spec = spec.clone();
@@ -575,7 +709,7 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
                 end: &mut end,
                 inner: &mut gz,
             };
-            engines::sqlite::dump(path, &mut tee, &check).map_err(fail)?;
+            counted = Some(engines::sqlite::dump(path, &mut tee, &check).map_err(fail)?);
             (String::new(), engines::sqlite::MARKER)
         }
     };
@@ -612,6 +746,7 @@ fn write(ctx: &Context, d: &Dump, source: &DumpSource, tmp: &Path) -> Result<Wri
         compressed,
         uncompressed,
         stderr,
+        tables: counted.or(read_back.tables).unwrap_or_default(),
     })
 }
 
@@ -691,6 +826,48 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
+/// The tables that lost rows since the previous good dump (`drop_rules`), and the tables of
+/// `expect-tables` this dump lacks (failures). The previous dump is the newest good one whose
+/// own drops were no failure: a failure stays until the data is back or the plan allows it; a
+/// warning is said once, by the dump that found it.
+fn drops(d: &Dump, dir: &Path, tz: chrono_tz::Tz, tables: &Tables) -> Vec<RowDrop> {
+    let baseline = layout::list_dumps(dir, tz)
+        .into_iter()
+        .filter(layout::is_good)
+        .find_map(|f| match manifest::read(&f.path) {
+            Ok(Some(m)) if m.drops.iter().any(|x| x.severity == "fail") => None,
+            Ok(Some(m)) => Some(Some((f, m))),
+            // A dump without a manifest (made before manifests): nothing to compare with.
+            _ => Some(None),
+        })
+        .flatten();
+    let mut out = match &baseline {
+        Some((f, m)) => manifest::drops(
+            &m.tables,
+            tables,
+            &drop_rules(d),
+            &f.name,
+            &crate::clock::local_minute(f.taken, tz),
+        ),
+        None => Vec::new(),
+    };
+    for e in &d.expect_tables {
+        if let Some(x) = out.iter_mut().find(|x| manifest::names(&x.table, &e.value)) {
+            x.severity = "fail".into();
+        } else if !tables.keys().any(|t| manifest::names(t, &e.value)) {
+            out.push(RowDrop {
+                table: e.value.clone(),
+                before: 0,
+                after: None,
+                previous: String::new(),
+                since: String::new(),
+                severity: "fail".into(),
+            });
+        }
+    }
+    out
+}
+
 fn check_sizes(d: &Dump, dir: &Path, tz: chrono_tz::Tz, compressed: u64) -> Result<(), Failed> {
     if let Some(min) = &d.min_size
         && compressed < min.value
@@ -741,15 +918,16 @@ fn used_names(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
-/// Final name (claimed: never another's, never one used before), then the sidecar
-/// (atomically), then the directory entry made durable.
+/// Final name (claimed: never another's, never one used before), then the manifest and the
+/// sidecar (each atomically; the sidecar last: with it the dump counts as good), then the
+/// directory entry made durable.
 fn publish(
     tmp: &Path,
     dir: &Path,
     stem: &str,
     codec: Codec,
-    sha256: &str,
     used: &[String],
+    m: &mut Manifest,
 ) -> std::io::Result<PathBuf> {
     // The other compression's dumps of this minute count as taken names (a zstd dump never
     // shares its time and counter with a gzip one), and so do the names already used.
@@ -775,8 +953,13 @@ fn publish(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let sidecar = layout::sidecar_path(final_path);
-    if let Err(e) = layout::write_atomic(&sidecar, sha::sidecar_line(sha256, &name).as_bytes()) {
+    m.file = name.clone();
+    let written = manifest::write(final_path, m).and_then(|()| {
+        layout::write_atomic(&sidecar, sha::sidecar_line(&m.sha256, &name).as_bytes())
+    });
+    if let Err(e) = written {
         // Without its sidecar the dump would not count as good: take it back.
+        let _ = std::fs::remove_file(manifest::path(final_path));
         let _ = std::fs::rename(final_path, tmp);
         return Err(e);
     }

@@ -47,15 +47,47 @@ pub fn plan(
     let first =
         |d: &DumpFile| Some(&d.path) == new.as_ref() || history.just_made.as_ref() == Some(&d.path);
     dumps.sort_by_key(|d| std::cmp::Reverse((first(d), d.taken, d.seq)));
+    let mut protected: Vec<(PathBuf, String)> = history
+        .protected
+        .iter()
+        .map(|p| (p.clone(), "newest verified dump".to_string()))
+        .collect();
+    protected.extend(around_drops(dir, &dumps));
     let mut sel = retention::select(
         &dumps,
         &|d: &DumpFile| Some(&d.path) == new.as_ref() || layout::is_good(d),
         keep,
         tz,
-        &history.protected,
+        &protected,
     );
     sel.keep.retain(|(p, _)| Some(p) != new.as_ref());
     sel
+}
+
+/// The dumps around data that went missing: a dump whose manifest found tables that lost
+/// rows is kept (the evidence), and so is the dump it compared with — the last copy of the
+/// data before it vanished is never what retention deletes. Both stay until an operator
+/// deletes the dump that found the drop.
+fn around_drops(dir: &Path, dumps: &[DumpFile]) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for d in dumps {
+        let Ok(Some(m)) = crate::artifact::manifest::read(&d.path) else {
+            continue;
+        };
+        if m.drops.is_empty() {
+            continue;
+        }
+        out.push((d.path.clone(), "found data gone".to_string()));
+        for p in m.drops.iter().map(|x| &x.previous) {
+            if !p.is_empty() && !p.contains('/') {
+                out.push((
+                    dir.join(p),
+                    format!("last dump before data went missing ({})", d.name),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Retention after a good dump. When the history cannot be read, nothing is deleted and the
@@ -83,6 +115,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
         match std::fs::remove_file(path) {
             Ok(()) => {
                 let _ = std::fs::remove_file(layout::sidecar_path(path));
+                let _ = std::fs::remove_file(crate::artifact::manifest::path(path));
                 // The roles dumped beside it go with it.
                 if let Some(globals) = crate::artifact::layout::globals_path(path)
                     && std::fs::remove_file(&globals).is_ok()

@@ -222,6 +222,8 @@ struct Evidence {
     dump: Option<PathBuf>,
     age: Option<Duration>,
     tables: Option<u64>,
+    /// Rows restored, all tables (checked against the manifest); `None` without one.
+    rows: Option<u64>,
 }
 
 impl Evidence {
@@ -331,7 +333,14 @@ pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
     let (status, summary) = match &result {
         Ok(()) => (
             Status::Success,
-            format!("restored {} tables", ev.tables.unwrap_or(0)),
+            match ev.rows {
+                Some(r) => format!(
+                    "restored {} tables, {} rows (every table as dumped)",
+                    ev.tables.unwrap_or(0),
+                    crate::artifact::manifest::thousands(r)
+                ),
+                None => format!("restored {} tables", ev.tables.unwrap_or(0)),
+            },
         ),
         Err(why) => (Status::Failed, why.to_string()),
     };
@@ -350,6 +359,7 @@ pub fn execute(ctx: &Context, v: &Verify) -> Outcome {
         meta: json!(VerifyMeta {
             verify_dump: ev.dump.as_ref().map(|p| p.display().to_string()),
             verify_table_count: ev.tables,
+            rows: ev.rows,
             dump_age_seconds: ev.age.map(|a| a.as_secs()),
             verify_log: log.as_ref().ok().map(|p| p.display().to_string()),
             duration_ms: Some(duration_ms),
@@ -632,6 +642,9 @@ fn verify_server(
             ev.line(line);
         }
         imported.result?;
+        ev.rows = check_rows(&dump.path, &mut |l| ev.line(l), |tables| {
+            client.count_rows(scratch, tables, timeout, ctx.redactor)
+        })?;
         let count = exec::run(
             &client.sql(scratch, client.count_tables_sql()),
             ctx.redactor,
@@ -666,6 +679,40 @@ fn verify_server(
         return Err(format!("the scratch database {scratch} could not be dropped").into());
     }
     Ok(tables)
+}
+
+/// Every table's rows against the dump's manifest: the log gets a line per table, and a
+/// difference fails the restore, naming the table and both numbers. A dump made before
+/// manifests has none: that is said, and the rows are not checked.
+pub fn check_rows(
+    dump: &Path,
+    line: &mut dyn FnMut(String),
+    count: impl FnOnce(&[&str]) -> Vec<(String, Result<u64, String>)>,
+) -> Result<Option<u64>, String> {
+    let m = match crate::artifact::manifest::read(dump)? {
+        Some(m) => m,
+        None => {
+            line("rows: not checked (the dump has no manifest: it was made before ops-run counted rows)".into());
+            return Ok(None);
+        }
+    };
+    let names: Vec<&str> = m.tables.keys().map(String::as_str).collect();
+    let counted = count(&names);
+    let c = crate::artifact::manifest::compare(&m.tables, &counted);
+    for l in c.lines.iter().cloned() {
+        line(l);
+    }
+    match c.summary() {
+        Some(s) => Err(s),
+        None => {
+            line(format!(
+                "rows: {} in {} tables, as dumped",
+                crate::artifact::manifest::thousands(m.rows),
+                m.tables.len()
+            ));
+            Ok(Some(m.rows))
+        }
+    }
 }
 
 fn check_tables(v: &Verify, tables: u64, ev: &mut Evidence) -> Result<(), StepError> {
@@ -727,6 +774,9 @@ fn verify_sqlite(
             &dump.path,
             crate::exec::escape::remaining(ctx.step.timeout.value),
         )?;
+        ev.rows = check_rows(&dump.path, &mut |l| ev.line(l), |tables| {
+            crate::engines::sqlite::count_rows(&conn, tables)
+        })?;
         let tables = sqlite_tables(&conn)?;
         check_tables(v, tables as u64, ev)?;
         for e in &v.expects {

@@ -312,11 +312,21 @@ impl Store {
         Ok(n)
     }
 
+    /// When the step last ran to its end, and failed since, for the due decision. An
+    /// `incomplete` run ran to its end (a drill over its objectives, a snapshot that could not
+    /// read some files under `incomplete warn`, a dump that found data gone): its schedule
+    /// waits for the next time, as after a success — retrying at once would only say the same
+    /// again. A snapshot left without a marker (`incomplete fail`) is no snapshot: a failure,
+    /// retried after `retry-after`.
     pub fn history(&self, plan: &str, step: &str) -> rusqlite::Result<History> {
+        const NO_SNAPSHOT: &str = "(status = 'incomplete' AND type = 'storage_snapshot' AND json_extract(meta, '$.marker') IS NULL)";
         let last_success: Option<String> = self
             .conn
             .query_row(
-                "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2 AND status = 'success'",
+                &format!(
+                    "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2
+                     AND status IN ('success', 'incomplete') AND NOT {NO_SNAPSHOT}"
+                ),
                 params![plan, step],
                 |r| r.get(0),
             )
@@ -326,9 +336,12 @@ impl Store {
         let last_failure: Option<String> = self
             .conn
             .query_row(
-                "SELECT max(coalesce(finished_at, started_at)) FROM ops_activities
-                 WHERE plan = ?1 AND step = ?2 AND status IN ('failed', 'timeout', 'incomplete', 'abandoned')
-                   AND started_at > ?3",
+                &format!(
+                    "SELECT max(coalesce(finished_at, started_at)) FROM ops_activities
+                     WHERE plan = ?1 AND step = ?2
+                       AND (status IN ('failed', 'timeout', 'abandoned') OR {NO_SNAPSHOT})
+                       AND started_at > ?3"
+                ),
                 params![plan, step, since],
                 |r| r.get(0),
             )
@@ -527,6 +540,42 @@ mod tests {
             parse_stamp("2026-01-01T03:10:00.000Z")
         );
         assert_eq!(s.history("p", "other").unwrap(), History::default());
+        // An incomplete run ran to its end: the schedule counts from it, no retry is due.
+        let id = begin(&s, "2026-01-01T04:00:00.000Z");
+        s.finish(
+            id,
+            ActivityStatus::Incomplete,
+            "2026-01-01T04:00:05.000Z",
+            5000,
+            &json!({}),
+            "",
+        )
+        .unwrap();
+        let h = s.history("p", "a").unwrap();
+        assert_eq!(h.last_success, parse_stamp("2026-01-01T04:00:00.000Z"));
+        assert_eq!(h.last_failure, None);
+        // …but a snapshot left without a marker (`incomplete fail`) is a failure, retried.
+        let id = s
+            .start(
+                "p",
+                "a",
+                ActivityType::StorageSnapshot,
+                Trigger::Schedule,
+                "2026-01-01T05:00:00.000Z",
+            )
+            .unwrap();
+        s.finish(
+            id,
+            ActivityStatus::Incomplete,
+            "2026-01-01T05:00:05.000Z",
+            5000,
+            &json!({ "marker": null }),
+            "",
+        )
+        .unwrap();
+        let h = s.history("p", "a").unwrap();
+        assert_eq!(h.last_success, parse_stamp("2026-01-01T04:00:00.000Z"));
+        assert_eq!(h.last_failure, parse_stamp("2026-01-01T05:00:05.000Z"));
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct VerifyMeta {
     /// The dump it restored.
     pub verify_dump: Option<String>,
     pub verify_table_count: Option<u64>,
+    /// Rows restored, every table checked against the dump's manifest (none without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
     pub dump_age_seconds: Option<u64>,
     /// The evidence log it wrote.
     pub verify_log: Option<String>,

@@ -182,6 +182,34 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         );
     }
     f.head(
+        "ops_run_dump_rows",
+        "gauge",
+        "Rows in all tables of the newest good dump of the step, from its manifest.",
+    );
+    for c in checks.iter().filter(|c| c.kind == CheckKind::Dump) {
+        if let Some(rows) = c.rows {
+            f.sample(
+                "ops_run_dump_rows",
+                &[("plan", &c.plan), ("step", &c.step)],
+                rows as f64,
+            );
+        }
+    }
+    f.head(
+        "ops_run_dump_tables",
+        "gauge",
+        "Tables in the newest good dump of the step, from its manifest.",
+    );
+    for c in checks.iter().filter(|c| c.kind == CheckKind::Dump) {
+        if let Some(t) = &c.tables {
+            f.sample(
+                "ops_run_dump_tables",
+                &[("plan", &c.plan), ("step", &c.step)],
+                t.len() as f64,
+            );
+        }
+    }
+    f.head(
         "ops_run_artifact_age_seconds",
         "gauge",
         "Age of the newest good artifact (dump, snapshot marker) of the step.",

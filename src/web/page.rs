@@ -147,6 +147,16 @@ pub fn render(
             match c.kind {
                 CheckKind::Dump => {
                     card["no_copy"] = json!(card["copies"].as_array().is_none_or(|a| a.is_empty()));
+                    if let (Some(rows), Some(tables)) = (c.rows, &c.tables) {
+                        card["rows"] = json!(format!(
+                            "{} rows in {} tables",
+                            crate::artifact::manifest::thousands(rows),
+                            tables.len()
+                        ));
+                        if !c.row_changes.is_empty() {
+                            card["row_changes"] = json!(c.row_changes.join(", "));
+                        }
+                    }
                 }
                 CheckKind::Snapshot => {
                     if let Some(m) = newest(ActivityType::StorageSnapshot) {

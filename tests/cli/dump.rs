@@ -66,6 +66,7 @@ fn good_first(ws: &Workspace, ext: &str) -> Vec<String> {
         files,
         [
             format!("full-20261127-0100.{ext}"),
+            format!("full-20261127-0100.{ext}.manifest.json"),
             format!("full-20261127-0100.{ext}.sha256")
         ]
     );
@@ -394,8 +395,10 @@ fn retention_runs_after_a_good_dump_as_its_own_prune_activity() {
         db_files(&ws),
         [
             "full-20261127-0100.sql.gz",
+            "full-20261127-0100.sql.gz.manifest.json",
             "full-20261127-0100.sql.gz.sha256",
             "full-20261128-0100.sql.gz",
+            "full-20261128-0100.sql.gz.manifest.json",
             "full-20261128-0100.sql.gz.sha256",
             "unrelated.sql.gz"
         ]
@@ -498,6 +501,7 @@ fn when_the_autumn_hour_repeats_retention_keeps_the_dump_made_last() {
         db_files(&ws),
         [
             "full-20261025-0210.sql.gz",
+            "full-20261025-0210.sql.gz.manifest.json",
             "full-20261025-0210.sql.gz.sha256"
         ]
     );

@@ -30,6 +30,7 @@ mod package;
 mod report;
 mod restore;
 mod restore_safety;
+mod rows;
 mod runbook;
 mod runner;
 mod serve;

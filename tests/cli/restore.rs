@@ -13,7 +13,8 @@ fn pg_plan(src: &str) -> String {
     server_plan("postgres", "PG", src, "")
 }
 
-fn drop_pg(names: &[&str]) -> Cleanup {
+/// Drops the PostgreSQL databases when dropped, also when a test fails.
+pub fn drop_pg(names: &[&str]) -> Cleanup {
     Cleanup(
         names
             .iter()
@@ -26,7 +27,7 @@ fn drop_pg(names: &[&str]) -> Cleanup {
     )
 }
 
-fn drop_my(names: &[&str]) -> Cleanup {
+pub fn drop_my(names: &[&str]) -> Cleanup {
     Cleanup(
         names
             .iter()

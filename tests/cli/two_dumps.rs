@@ -169,6 +169,7 @@ fn two_dumps_in_parallel_each_keep_verify_and_prune_their_own_files() {
         files(&ws.path("backups/db/db2")),
         [
             "full-20261128-0100.sql.gz",
+            "full-20261128-0100.sql.gz.manifest.json",
             "full-20261128-0100.sql.gz.sha256"
         ]
     );
@@ -176,8 +177,10 @@ fn two_dumps_in_parallel_each_keep_verify_and_prune_their_own_files() {
         files(&ws.path("backups/db/da")),
         [
             "full-20261128-0300.sql.gz",
+            "full-20261128-0300.sql.gz.manifest.json",
             "full-20261128-0300.sql.gz.sha256",
             "full-20261128-0400.sql.gz",
+            "full-20261128-0400.sql.gz.manifest.json",
             "full-20261128-0400.sql.gz.sha256"
         ],
         "the verified dump (0300) is protected, the newest (0400) kept"
@@ -196,6 +199,7 @@ fn a_plan_that_gains_a_second_dump_moves_the_old_files_with_migrate() {
         files(&ws.path("backups/db")),
         [
             "full-20261128-0100.sql.gz",
+            "full-20261128-0100.sql.gz.manifest.json",
             "full-20261128-0100.sql.gz.sha256"
         ]
     );
@@ -233,6 +237,7 @@ fn a_plan_that_gains_a_second_dump_moves_the_old_files_with_migrate() {
         files(&ws.path("backups/db/da")),
         [
             "full-20261128-0100.sql.gz",
+            "full-20261128-0100.sql.gz.manifest.json",
             "full-20261128-0100.sql.gz.sha256"
         ]
     );
@@ -334,6 +339,7 @@ fn three_dumps_in_one_minute_under_keep_last_1_keep_the_newest() {
         files(&ws.path("backups/db")),
         [
             "full-20261128-0200-3.sql.gz",
+            "full-20261128-0200-3.sql.gz.manifest.json",
             "full-20261128-0200-3.sql.gz.sha256"
         ]
     );

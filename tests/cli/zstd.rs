@@ -54,7 +54,7 @@ fn dumps(ws: &Workspace) -> Vec<String> {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".sha256"))
+        .filter(|n| !n.ends_with(".sha256") && !n.ends_with(".manifest.json"))
         .collect();
     names.sort();
     names
