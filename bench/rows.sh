@@ -51,28 +51,30 @@ ops() { # WHO ARGS…: the command line of that binary on its own plan and state
 }
 
 hyperfine --runs "$runs" --export-json "$out/gzip.json" \
-    --prepare "rm -rf $out/before/backups/db $out/after/backups/db $out/pigz.sql.gz" \
+    --prepare "rm -rf $out/before/backups/db/db $out/after/backups/db/db $out/pigz.sql.gz" \
     -n "pg_dump | pigz -6 > f && sha256sum f" \
     "pg_dump ${pg[*]} -d $db | pigz -6 > $out/pigz.sql.gz && sha256sum $out/pigz.sql.gz" \
     -n "before: ops-run run db" "$(ops before run db)" \
     -n "after: ops-run run db" "$(ops after run db)"
 
 hyperfine --runs "$runs" --export-json "$out/zstd.json" \
-    --prepare "rm -rf $out/before/backups/dbz $out/after/backups/dbz $out/shell.sql.zst" \
+    --prepare "rm -rf $out/before/backups/db/dbz $out/after/backups/db/dbz $out/shell.sql.zst" \
     -n "pg_dump | zstd -3 -T0 > f && sha256sum f" \
     "pg_dump ${pg[*]} -d $db | zstd -q -3 -T0 -o $out/shell.sql.zst && sha256sum $out/shell.sql.zst" \
     -n "before: ops-run run dbz" "$(ops before run dbz)" \
     -n "after: ops-run run dbz" "$(ops after run dbz)"
 
-# One good gzip dump each for the verifies (the last hyperfine run left them).
-dump=$(ls "$out"/after/backups/db/full-*.sql.gz | tail -n 1)
+# One good gzip dump each for the verifies (every hyperfine run's --prepare removed both).
+$(ops before run db) >/dev/null
+$(ops after run db) >/dev/null
+dump=$(ls "$out"/after/backups/db/db/full-*.sql.gz | tail -n 1)
 [ -f "$dump.manifest.json" ] || { echo "the after binary wrote no manifest"; exit 1; }
 hyperfine --runs "$runs" --export-json "$out/verify.json" \
     -n "createdb + gunzip -c | psql + dropdb" \
     "createdb ${pg[*]} ops_bench_rows && gunzip -c $dump | psql ${pg[*]} -q -o /dev/null -v ON_ERROR_STOP=1 ops_bench_rows && dropdb ${pg[*]} ops_bench_rows" \
     -n "before: ops-run run restore" "$(ops before run restore)" \
     -n "after: ops-run run restore" "$(ops after run restore)"
-grep -q '^rows: ' "$(ls -t "$out"/after/backups/verify/verify-*.log | head -n 1)" \
+grep -q '^rows: ' "$(find "$out/after/backups" -name 'verify-*.log' | sort | tail -n 1)" \
     || { echo "the after verify counted no rows"; exit 1; }
 
 python3 - "$out" <<'PY'
