@@ -64,7 +64,13 @@ pub const ALERT_KEYS: [&str; 13] = [
 ];
 pub const PING_KEYS: [&str; 2] = ["url", "timeout"];
 pub const RUNBOOK_KEYS: [&str; 3] = ["owner", "contact", "note"];
-pub const SERVE_KEYS: [&str; 3] = ["listen", "token", "allowed-hosts"];
+pub const SERVE_KEYS: [&str; 5] = [
+    "listen",
+    "token",
+    "allowed-hosts",
+    "max-connections-per-peer",
+    "max-connections",
+];
 const STEP_REPEATABLE: [&str; 1] = ["after"];
 
 /// Decodes every file; diagnostics for all of them are appended to `diags`.
@@ -1126,10 +1132,22 @@ impl Decoder<'_> {
             listen: None,
             tokens: Vec::new(),
             allowed_hosts: Vec::new(),
+            max_connections_per_peer: None,
+            max_connections: None,
         };
         for child in self.settings(node, "`serve`", &SERVE_KEYS, &["token"]) {
             match child.name().value() {
                 "listen" => serve.listen = self.string(child),
+                "max-connections-per-peer" => {
+                    serve.max_connections_per_peer = self
+                        .int(child, 1, 100_000)
+                        .map(|v| Spanned::new(v.value as u64, v.span))
+                }
+                "max-connections" => {
+                    serve.max_connections = self
+                        .int(child, 1, 1_000_000)
+                        .map(|v| Spanned::new(v.value as u64, v.span))
+                }
                 "allowed-hosts" => {
                     self.string_list(child, &mut serve.allowed_hosts);
                     for h in serve.allowed_hosts.clone() {

@@ -475,6 +475,10 @@ pub struct Serve {
     /// Names the page may be asked for by (`Host`) besides loopback names and IP addresses;
     /// `"*"` allows any.
     pub allowed_hosts: Vec<Spanned<String>>,
+    /// Open connections of one peer address before its longest idle one is closed.
+    pub max_connections_per_peer: Option<Spanned<u64>>,
+    /// Open connections in all.
+    pub max_connections: Option<Spanned<u64>>,
 }
 
 pub const PERMISSIONS: [&str; 4] = ["ops.view", "ops.execute", "ops.release", "*"];

@@ -1,16 +1,31 @@
-//! The HTTP/1.1 server under `serve`: an accept loop that never ends (an accept error such as
-//! EMFILE backs off and tries again), one small thread per connection that reads a request
-//! head within fixed limits *while reading* (16 KiB, 100 fields, 10 s from its first byte), a
-//! body only with `Content-Length` and at most 16 KiB, and then hands the request to a worker.
-//! A response is written with one `write` on a `TCP_NODELAY` socket, so keep-alive clients
-//! (Prometheus, browsers) wait for no delayed ACK. Connections are kept alive for HTTP/1.1
-//! (unless `Connection: close`) and closed after HTTP/1.0 requests that do not ask otherwise.
+//! The HTTP/1.1 server under `serve`: hyper on a tokio runtime that only `serve` starts. hyper
+//! reads and frames every request (a head of at most 16 KiB and 100 fields, else 431; two
+//! lengths, a signed length, or a length with `Transfer-Encoding`, else 400; keep-alive and
+//! pipelining); this module only sets its limits, keeps one client from holding every
+//! connection, reads a body of at most 16 KiB, and hands each request to the synchronous
+//! workers of `web/mod.rs`, whose answer goes back as one response on a `TCP_NODELAY` socket.
+//!
+//! Fairness: connections are counted per peer address (all of loopback is one peer) and in
+//! total. A new connection over either cap closes the connection of that peer (or, over the
+//! total, of the peer holding most) that has waited longest without a request in flight — a
+//! flood of half-sent heads only ever evicts its own oldest sockets, and a probe that sends its
+//! request at once is answered. An idle connection costs a task and hyper's read buffer, not a
+//! thread.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Larger request heads are refused (431) as soon as they pass this size.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -18,16 +33,19 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub const MAX_FIELDS: usize = 100;
 /// Largest request body (a form or JSON for an action); larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// A request head (and its body) must arrive within this time of its first byte (408).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection that sends no request for this long is closed: the first request and every
-/// next one on a kept-alive connection.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Open connections beyond this are closed at once (the file-descriptor limit comes first on
-/// most systems: accept then fails and is retried).
-pub const MAX_CONNECTIONS: usize = 2000;
-/// Each connection's thread only parses and writes: a small stack is enough.
-const CONNECTION_STACK: usize = 128 * 1024;
+/// A request head must arrive whole within this time of the connection opening or of the
+/// previous response (then the connection closes); a body within this time of its head (408).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Open connections of one peer address (all of loopback counts as one) before its oldest
+/// idle one is closed for a new one.
+pub const PEER_CONNECTIONS: usize = 64;
+/// Open connections in all before the busiest peer's oldest idle one is closed.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How many connections that sent nothing yet may wait per connection counted.
+const WAITING_PER_OPEN: usize = 8;
+/// Threads of the runtime that reads and writes the connections (the answers are computed by
+/// the workers of `web/mod.rs`).
+const IO_THREADS: usize = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -38,8 +56,8 @@ pub enum Method {
 }
 
 impl Method {
-    fn parse(s: &str) -> Method {
-        match s {
+    fn parse(m: &hyper::Method) -> Method {
+        match m.as_str() {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             "POST" => Method::Post,
@@ -48,15 +66,22 @@ impl Method {
     }
 }
 
+/// A response as a worker gives it back.
+struct Answer {
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
 /// One request, read whole; answered once with [`Request::respond`]. A request dropped
 /// without an answer is answered 500, so its client never waits for nothing.
 pub struct Request {
     pub method: Method,
+    /// The path and query (`/api/activities?plan=crm`), whatever form the target came in.
     pub url: String,
     headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    keep_alive: bool,
-    answer: Option<mpsc::SyncSender<Vec<u8>>>,
+    answer: Option<oneshot::Sender<Answer>>,
 }
 
 impl Request {
@@ -70,15 +95,15 @@ impl Request {
 
     /// Sends the response: status, fields, body (left out for HEAD, with the length it has).
     pub fn respond(mut self, status: u16, fields: &[(&str, String)], body: &[u8]) {
-        let bytes = encode(
-            status,
-            fields,
-            body,
-            self.method == Method::Head,
-            self.keep_alive,
-        );
         if let Some(answer) = self.answer.take() {
-            let _ = answer.send(bytes);
+            let _ = answer.send(Answer {
+                status,
+                fields: fields
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.clone()))
+                    .collect(),
+                body: body.to_vec(),
+            });
         }
     }
 }
@@ -86,260 +111,59 @@ impl Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if let Some(answer) = self.answer.take() {
-            let _ = answer.send(encode(
-                500,
-                &[("Content-Type", "text/plain; charset=utf-8".into())],
-                b"error: the request was not answered\n",
-                false,
-                false,
-            ));
-        }
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        202 => "Accepted",
-        303 => "See Other",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        421 => "Misdirected Request",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
-}
-
-/// The whole response in one buffer, so it leaves in one write.
-fn encode(
-    status: u16,
-    fields: &[(&str, String)],
-    body: &[u8],
-    head_only: bool,
-    keep_alive: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
-    for (name, value) in fields {
-        // A value never carries a line break into the head.
-        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-            continue;
-        }
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
-    out.extend_from_slice(if keep_alive {
-        b"Connection: keep-alive\r\n\r\n"
-    } else {
-        b"Connection: close\r\n\r\n"
-    });
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    out
-}
-
-fn plain(status: u16, text: &str) -> Vec<u8> {
-    encode(
-        status,
-        &[("Content-Type", "text/plain; charset=utf-8".into())],
-        format!("{text}\n").as_bytes(),
-        false,
-        false,
-    )
-}
-
-/// Why no request came out of a connection.
-#[derive(Debug, PartialEq)]
-enum Refused {
-    /// The client closed or went quiet before a request began: close without a word.
-    Gone,
-    /// Answer this (a complete response) and close.
-    Answer(u16, &'static str),
-}
-
-/// Reads one request head: up to and including the empty line. Stops reading as soon as the
-/// head passes [`MAX_HEAD_BYTES`]; waits [`IDLE_TIMEOUT`] for a first byte, then
-/// [`HEAD_TIMEOUT`] for the rest.
-fn read_head(reader: &mut BufReader<TcpStream>) -> Result<(Vec<u8>, Instant), Refused> {
-    let mut head: Vec<u8> = Vec::new();
-    let mut deadline = Instant::now() + IDLE_TIMEOUT;
-    let mut started: Option<Instant> = None;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(match started {
-                None => Refused::Gone,
-                Some(_) => Refused::Answer(408, "the request head did not arrive in time"),
+            let _ = answer.send(Answer {
+                status: 500,
+                fields: vec![("Content-Type".into(), TEXT.into())],
+                body: b"error: the request was not answered\n".to_vec(),
             });
         }
-        let _ = reader.get_ref().set_read_timeout(Some(left));
-        let available = match reader.fill_buf() {
-            Ok([]) => return Err(Refused::Gone),
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => return Err(Refused::Gone),
-        };
-        if started.is_none() {
-            // Empty lines before a request are allowed (RFC 9112 2.2); skip them.
-            let blank = available
-                .iter()
-                .take_while(|b| **b == b'\r' || **b == b'\n')
-                .count();
-            if blank > 0 {
-                reader.consume(blank);
-                continue;
-            }
-            let now = Instant::now();
-            started = Some(now);
-            deadline = now + HEAD_TIMEOUT;
-        }
-        let from = head.len().saturating_sub(3);
-        let room = MAX_HEAD_BYTES + 1 - head.len();
-        let take = available.len().min(room);
-        let new_at = head.len();
-        head.extend_from_slice(&available[..take]);
-        // Lines end in CRLF only: a bare LF would make where the head ends depend on how
-        // TCP cut the bytes, a door for smuggling (RFC 9112 2.2 allows refusing it).
-        if memchr::memchr_iter(b'\n', &head[new_at..])
-            .any(|i| new_at + i == 0 || head[new_at + i - 1] != b'\r')
-        {
-            return Err(Refused::Answer(400, "lines of a request head end in CRLF"));
-        }
-        let end = memchr::memmem::find(&head[from..], b"\r\n\r\n").map(|i| from + i + 4);
-        if let Some(end) = end {
-            // Give back what belongs to the body or the next request.
-            let used = take - (head.len() - end);
-            reader.consume(used);
-            head.truncate(end);
-            return Ok((head, started.unwrap_or_else(Instant::now)));
-        }
-        reader.consume(take);
-        if head.len() > MAX_HEAD_BYTES {
-            return Err(Refused::Answer(431, "request header fields too large"));
-        }
     }
 }
 
-/// The parts of a request head.
-#[derive(Debug)]
-struct Head {
-    method: Method,
-    url: String,
-    http11: bool,
-    headers: Vec<(String, String)>,
-}
+const TEXT: &str = "text/plain; charset=utf-8";
 
-fn parse_head(raw: &[u8]) -> Result<Head, Refused> {
-    let bad = Refused::Answer(400, "bad request");
-    let text = std::str::from_utf8(raw).map_err(|_| Refused::Answer(400, "bad request"))?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let line = lines.next().ok_or(Refused::Answer(400, "bad request"))?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(url), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad);
-    };
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    };
-    if !token(method) || !url.starts_with('/') || url.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(bad);
-    }
-    let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        v if v.starts_with("HTTP/") => {
-            return Err(Refused::Answer(
-                505,
-                "only HTTP/1.0 and HTTP/1.1 are spoken",
-            ));
-        }
-        _ => return Err(bad),
-    };
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        if headers.len() >= MAX_FIELDS {
-            return Err(Refused::Answer(431, "too many header fields"));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(Refused::Answer(400, "bad request"));
-        };
-        // No space before the colon, no folded lines (RFC 9112 5.1, 5.2).
-        if !token(name) || value.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(Refused::Answer(400, "bad request"));
-        }
-        headers.push((name.to_string(), value.trim().to_string()));
-    }
-    Ok(Head {
-        method: Method::parse(method),
-        url: url.to_string(),
-        http11,
-        headers,
-    })
-}
+type Response = hyper::Response<Full<Bytes>>;
 
-/// The body's length: every `Content-Length` field (and every item of a list in one) must be
-/// the same run of digits (RFC 9112 6.3): two lengths, a sign or a space would let a client
-/// smuggle a second request inside the first one's body.
-fn content_length(headers: &[(String, String)]) -> Result<usize, Refused> {
-    let bad = Refused::Answer(400, "bad Content-Length");
-    let mut length: Option<usize> = None;
-    for (_, value) in headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
-    {
-        for item in value.split(',').map(str::trim) {
-            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad);
-            }
-            let n = item
-                .parse::<usize>()
-                .map_err(|_| Refused::Answer(400, "bad Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad);
-            }
-            length = Some(n);
+/// The response of an answer. A field whose name or value is not valid HTTP (a line break in
+/// a value) is left out, never split into two fields.
+fn response(a: Answer) -> Response {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(a.body)));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(a.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in a.fields {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            r.headers_mut().append(n, v);
         }
     }
-    Ok(length.unwrap_or(0))
+    r
 }
 
-/// Whether a comma-separated field (such as `Connection`) holds `token`.
-fn has_token(value: Option<&str>, token: &str) -> bool {
-    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+/// A refusal in plain text that closes the connection (what follows may not be a request).
+fn refusal(status: u16, text: &str) -> Response {
+    let mut r = response(Answer {
+        status,
+        fields: vec![("Content-Type".into(), TEXT.into())],
+        body: format!("{text}\n").into_bytes(),
+    });
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// Where requests go: actions (`POST /api/actions/…`, which may run for long and wait for
 /// the apply lock) have workers of their own, so the page, `/healthz` and `/metrics` never
-/// queue behind them.
+/// queue behind them. A full lane makes the connection wait (backpressure), not a thread.
 #[derive(Clone)]
 pub struct Lanes {
-    pub requests: mpsc::SyncSender<Request>,
-    pub actions: mpsc::SyncSender<Request>,
+    pub requests: mpsc::Sender<Request>,
+    pub actions: mpsc::Sender<Request>,
 }
 
 impl Lanes {
-    fn lane(&self, method: &Method, url: &str) -> &mpsc::SyncSender<Request> {
+    fn lane(&self, method: &Method, url: &str) -> &mpsc::Sender<Request> {
         match (method, url.starts_with("/api/actions/")) {
             (Method::Post, true) => &self.actions,
             _ => &self.requests,
@@ -347,247 +171,515 @@ impl Lanes {
     }
 }
 
-/// Serves one connection until it closes, is idle too long, or breaks the rules.
-fn connection(stream: TcpStream, lanes: &Lanes) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
+/// Reads what hyper framed into a [`Request`], hands it to a worker and waits for the answer.
+async fn handle(req: hyper::Request<Incoming>, lanes: Lanes) -> Result<Response, Infallible> {
+    let method = Method::parse(req.method());
+    // Origin form `/a?b`, absolute form `http://host/a?b` (its authority is the Host), or `*`.
+    let url = match req.uri().path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_string(),
+        Some(pq) if req.uri().authority().is_some() => format!("/{}", pq.as_str()),
+        Some(pq) => pq.as_str().to_string(),
+        None => "/".to_string(),
     };
-    let mut reader = BufReader::with_capacity(8 * 1024, read_half);
-    let mut writer = stream;
-    let refuse = |writer: &mut TcpStream, refused: Refused| {
-        if let Refused::Answer(status, text) = refused {
-            let _ = writer.write_all(&plain(status, text));
-            // Let the client read the answer before the close resets the connection.
-            let _ = writer.shutdown(std::net::Shutdown::Write);
+    let mut headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    if let Some(authority) = req.uri().authority() {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("host"));
+        headers.push(("host".into(), authority.as_str().to_string()));
+    }
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if req.version() == hyper::Version::HTTP_11 && !has("host") {
+        return Ok(refusal(400, "an HTTP/1.1 request needs a Host field"));
+    }
+    if has("transfer-encoding") {
+        return Ok(refusal(411, "send the body with a Content-Length"));
+    }
+    let length = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    if length > MAX_BODY_BYTES as u64 {
+        return Ok(refusal(413, "the request body is larger than 16 KiB"));
+    }
+    let body = if length == 0 {
+        Vec::new()
+    } else {
+        let read = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
+        match tokio::time::timeout(HEAD_TIMEOUT, read).await {
+            Ok(Ok(b)) => b.to_bytes().to_vec(),
+            Ok(Err(_)) => return Ok(refusal(400, "the request body did not arrive whole")),
+            Err(_) => return Ok(refusal(408, "the request body did not arrive in time")),
         }
     };
-    loop {
-        let (raw, started) = match read_head(&mut reader) {
-            Ok(h) => h,
-            Err(refused) => return refuse(&mut writer, refused),
+    let (answer, answered) = oneshot::channel();
+    let request = Request {
+        method,
+        url,
+        headers,
+        body,
+        answer: Some(answer),
+    };
+    let lane = lanes.lane(&request.method, &request.url).clone();
+    if lane.send(request).await.is_err() {
+        return Ok(refusal(503, "the server is shutting down"));
+    }
+    Ok(match answered.await {
+        Ok(a) => response(a),
+        Err(_) => refusal(500, "the request was not answered"),
+    })
+}
+
+/// Who a connection counts against: its address, or one peer for all of loopback.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum Peer {
+    Loopback,
+    Address(IpAddr),
+}
+
+impl Peer {
+    fn of(addr: &SocketAddr) -> Peer {
+        let ip = match addr.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
         };
-        let head = match parse_head(&raw) {
-            Ok(h) => h,
-            Err(refused) => return refuse(&mut writer, refused),
-        };
-        let field = |name: &str| {
-            head.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
-        if head.http11 && field("Host").is_none() {
-            return refuse(
-                &mut writer,
-                Refused::Answer(400, "an HTTP/1.1 request needs a Host field"),
-            );
-        }
-        if field("Transfer-Encoding").is_some() {
-            return refuse(
-                &mut writer,
-                Refused::Answer(411, "send the body with a Content-Length"),
-            );
-        }
-        let length = match content_length(&head.headers) {
-            Ok(n) => n,
-            Err(refused) => return refuse(&mut writer, refused),
-        };
-        if length > MAX_BODY_BYTES {
-            return refuse(
-                &mut writer,
-                Refused::Answer(413, "the request body is larger than 16 KiB"),
-            );
-        }
-        if length > 0 && head.http11 && has_token(field("Expect"), "100-continue") {
-            let _ = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        let mut body = vec![0; length];
-        let mut got = 0;
-        while got < length {
-            let left = (started + HEAD_TIMEOUT).saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return refuse(
-                    &mut writer,
-                    Refused::Answer(408, "the request body did not arrive in time"),
-                );
-            }
-            let _ = reader.get_ref().set_read_timeout(Some(left));
-            match reader.read(&mut body[got..]) {
-                Ok(0) => return,
-                Ok(n) => got += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return,
-            }
-        }
-        let connection = field("Connection");
-        let keep_alive = if head.http11 {
-            !has_token(connection, "close")
+        if ip.is_loopback() {
+            Peer::Loopback
         } else {
-            has_token(connection, "keep-alive")
-        };
-        let (answer, answered) = mpsc::sync_channel(1);
-        let request = Request {
-            method: head.method,
-            url: head.url,
-            headers: head.headers,
-            body,
-            keep_alive,
-            answer: Some(answer),
-        };
-        let lane = lanes.lane(&request.method, &request.url);
-        if lane.send(request).is_err() {
-            return refuse(
-                &mut writer,
-                Refused::Answer(503, "the server is shutting down"),
-            );
-        }
-        let Ok(bytes) = answered.recv() else {
-            return;
-        };
-        if writer.write_all(&bytes).is_err() || !keep_alive {
-            let _ = writer.shutdown(std::net::Shutdown::Write);
-            return;
+            Peer::Address(ip)
         }
     }
 }
 
-/// Accepts connections for ever and hands their requests to `jobs`. Never returns: an
-/// accept error (EMFILE while descriptors are exhausted) waits a little and tries again,
-/// and says so at most every ten seconds.
-pub fn accept_loop(listener: &TcpListener, lanes: Lanes) {
-    let open = Arc::new(AtomicUsize::new(0));
+/// One connection that sent its first bytes: whether a request is in flight, when it last
+/// did something, and how to close it.
+struct Open {
+    peer: Peer,
+    /// Its socket, to see whether a request waits in it unread (never to read it).
+    fd: std::os::fd::RawFd,
+    busy: Arc<AtomicUsize>,
+    last: Arc<AtomicU64>,
+    close: Arc<Notify>,
+}
+
+/// A connection accepted that has not sent anything yet.
+struct Waiting {
+    peer: Peer,
+    fd: std::os::fd::RawFd,
+    since: u64,
+    close: Arc<Notify>,
+}
+
+/// The connections, per peer and in all. A connection counts once it has sent its first
+/// bytes: until then it waits apart (as many again, the oldest of a peer going first), so a
+/// request already in its socket is never pushed out by connections accepted after it but
+/// read before it.
+struct Registry {
+    started: Instant,
+    next: u64,
+    open: HashMap<u64, Open>,
+    waiting: HashMap<u64, Waiting>,
+    peer_cap: usize,
+    total_cap: usize,
+}
+
+/// A connection let in: its in-flight counter, when it last did something, what closes it.
+type Admitted = (Arc<AtomicUsize>, Arc<AtomicU64>, Arc<Notify>);
+
+impl Registry {
+    fn new(peer_cap: usize, total_cap: usize) -> Registry {
+        Registry {
+            started: Instant::now(),
+            next: 0,
+            open: HashMap::new(),
+            waiting: HashMap::new(),
+            peer_cap: peer_cap.max(1),
+            total_cap: total_cap.max(1),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A connection just accepted, waiting for its first bytes: its id and what closes it.
+    /// Over the caps of waiting ones, the peer's (or the busiest peer's) oldest goes.
+    fn accept(&mut self, peer: Peer, fd: std::os::fd::RawFd) -> (u64, Arc<Notify>) {
+        let of_peer =
+            |w: &HashMap<u64, Waiting>, p: Peer| w.values().filter(|x| x.peer == p).count();
+        // Waiting costs a socket and a small task, no buffer: eight times as many may wait,
+        // so a request whose bytes are still on their way is not pushed out by a burst.
+        if of_peer(&self.waiting, peer) >= self.peer_cap * WAITING_PER_OPEN {
+            self.drop_waiting(peer);
+        }
+        if self.waiting.len() >= self.total_cap * WAITING_PER_OPEN
+            && let Some(p) = busiest(self.waiting.values().map(|w| w.peer))
+        {
+            self.drop_waiting(p);
+        }
+        let id = self.next;
+        self.next += 1;
+        let close = Arc::new(Notify::new());
+        self.waiting.insert(
+            id,
+            Waiting {
+                peer,
+                fd,
+                since: self.now(),
+                close: Arc::clone(&close),
+            },
+        );
+        (id, close)
+    }
+
+    /// Closes the oldest waiting connection of `peer` that still sent nothing (one whose
+    /// bytes arrived meanwhile is about to be admitted, and stays).
+    fn drop_waiting(&mut self, peer: Peer) {
+        let mut of_peer: Vec<(u64, u64, std::os::fd::RawFd)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.peer == peer)
+            .map(|(id, w)| (w.since, *id, w.fd))
+            .collect();
+        of_peer.sort_unstable();
+        let oldest = of_peer
+            .iter()
+            .find(|(_, _, fd)| !unread(*fd))
+            .map(|(_, id, _)| *id);
+        if let Some(w) = oldest.and_then(|id| self.waiting.remove(&id)) {
+            w.close.notify_one();
+        }
+    }
+
+    /// The waiting connection `id` sent its first bytes: it counts from now on. Makes room by
+    /// closing the longest idle connection of its peer (over the total: of the peer holding
+    /// most); `None` when every one that would have to go has a request in flight, or when
+    /// it was closed meanwhile.
+    fn admit(&mut self, id: u64, fd: std::os::fd::RawFd) -> Option<Admitted> {
+        let w = self.waiting.remove(&id)?;
+        let peer = w.peer;
+        if self.open.values().filter(|o| o.peer == peer).count() >= self.peer_cap {
+            self.evict(peer)?;
+        }
+        if self.open.len() >= self.total_cap {
+            let p = busiest(self.open.values().map(|o| o.peer))?;
+            self.evict(p)?;
+        }
+        let open = Open {
+            peer,
+            fd,
+            busy: Arc::new(AtomicUsize::new(0)),
+            last: Arc::new(AtomicU64::new(self.now())),
+            close: w.close,
+        };
+        let handles = (
+            Arc::clone(&open.busy),
+            Arc::clone(&open.last),
+            Arc::clone(&open.close),
+        );
+        self.open.insert(id, open);
+        Some(handles)
+    }
+
+    /// Closes the connection of `peer` idle the longest — never one with a request in
+    /// flight, nor one whose socket holds bytes not read yet (its request is about to be
+    /// served: under a flood of connects its task may run a moment after later accepts).
+    fn evict(&mut self, peer: Peer) -> Option<()> {
+        let mut idle: Vec<(u64, u64, std::os::fd::RawFd)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.peer == peer && o.busy.load(Ordering::SeqCst) == 0)
+            .map(|(id, o)| (o.last.load(Ordering::SeqCst), *id, o.fd))
+            .collect();
+        idle.sort_unstable();
+        let victim = idle
+            .iter()
+            .find(|(_, _, fd)| !unread(*fd))
+            .map(|(_, id, _)| *id)?;
+        if let Some(o) = self.open.remove(&victim) {
+            o.close.notify_one();
+        }
+        Some(())
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.open.remove(&id);
+        self.waiting.remove(&id);
+    }
+}
+
+/// Whether bytes wait unread in the socket `fd` (a peek: nothing is taken from it).
+fn unread(fd: std::os::fd::RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer; an fd that is no longer a socket fails.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
+/// The peer with the most connections.
+fn busiest(peers: impl Iterator<Item = Peer>) -> Option<Peer> {
+    let mut counts: HashMap<Peer, usize> = HashMap::new();
+    for p in peers {
+        *counts.entry(p).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(p, _)| p)
+}
+
+/// Marks a connection busy while a request is in flight, and active when it ends.
+struct InFlight {
+    busy: Arc<AtomicUsize>,
+    last: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.last
+            .store(self.started.elapsed().as_millis() as u64, Ordering::SeqCst);
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The limits of a server: connections per peer and in all.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub peer_connections: usize,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            peer_connections: PEER_CONNECTIONS,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Serves `listener` for ever on a runtime of its own, handing requests to `lanes`. An accept
+/// error (EMFILE while descriptors are exhausted) waits a little and tries again, and says so
+/// at most every ten seconds.
+pub fn serve(listener: std::net::TcpListener, lanes: Lanes, limits: Limits) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(IO_THREADS)
+        .thread_name("serve-http")
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(accept_loop(listener, lanes, limits))
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    lanes: Lanes,
+    limits: Limits,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    // A longer queue of connections not yet accepted than the standard library's 128: a
+    // flood must not fill it before the loop closes its sockets (listen again only resizes).
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `listen` on a socket this function owns; it only changes the backlog.
+        unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+    }
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let registry = Arc::new(Mutex::new(Registry::new(
+        limits.peer_connections,
+        limits.max_connections,
+    )));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_FIELDS)
+        // The smallest read buffer hyper takes: a head larger than 16 KiB is refused anyway.
+        .max_buf_size(MAX_HEAD_BYTES + 8 * 1024)
+        // `Content-Type`, as clients and the tests of before read them.
+        .title_case_headers(true)
+        .keep_alive(true);
+    let http = Arc::new(http);
     let mut said = Instant::now() - Duration::from_secs(60);
     loop {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
+        let (stream, addr) = match listener.accept().await {
+            Ok(c) => c,
             Err(e) => {
-                if e.kind() != ErrorKind::Interrupted {
+                if e.kind() != std::io::ErrorKind::Interrupted {
                     if said.elapsed() >= Duration::from_secs(10) {
                         eprintln!("serve: cannot accept a connection ({e}); trying again");
                         said = Instant::now();
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 continue;
             }
         };
-        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            drop(stream);
-            continue;
-        }
-        open.fetch_add(1, Ordering::SeqCst);
-        let guard = OpenGuard(Arc::clone(&open));
-        let lanes = lanes.clone();
-        let spawned = std::thread::Builder::new()
-            .name("serve-conn".into())
-            .stack_size(CONNECTION_STACK)
-            .spawn(move || {
-                let _guard = guard;
-                connection(stream, &lanes);
-            });
-        if spawned.is_err() {
-            // No thread (the guard went with the closure and was dropped): back off.
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        use std::os::fd::AsRawFd;
+        let fd = stream.as_raw_fd();
+        let _ = stream.set_nodelay(true);
+        // A connection whose request is already in its socket counts at once; a silent one
+        // waits apart until it sends something.
+        let (id, close, at_once) = {
+            let mut r = lock(&registry);
+            let (id, close) = r.accept(Peer::of(&addr), fd);
+            let at_once = if unread(fd) {
+                Some(r.admit(id, fd))
+            } else {
+                None
+            };
+            (id, close, at_once)
+        };
+        let (http, lanes, registry) = (Arc::clone(&http), lanes.clone(), Arc::clone(&registry));
+        tokio::spawn(async move {
+            let admitted = match at_once {
+                Some(a) => a,
+                None => {
+                    let sent = tokio::select! {
+                        r = stream.readable() => r.is_ok(),
+                        _ = tokio::time::sleep(HEAD_TIMEOUT) => false,
+                        _ = close.notified() => false,
+                    };
+                    if sent {
+                        lock(&registry).admit(id, fd)
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some((busy, last, close)) = admitted {
+                let started = lock(&registry).started;
+                let service = service_fn(move |req| {
+                    busy.fetch_add(1, Ordering::SeqCst);
+                    let guard = InFlight {
+                        busy: Arc::clone(&busy),
+                        last: Arc::clone(&last),
+                        started,
+                    };
+                    let lanes = lanes.clone();
+                    async move {
+                        let r = handle(req, lanes).await;
+                        drop(guard);
+                        r
+                    }
+                });
+                let connection = http.serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = connection => {}
+                    _ = close.notified() => {}
+                }
+            }
+            lock(&registry).remove(id);
+        });
     }
 }
 
-struct OpenGuard(Arc<AtomicUsize>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+fn lock(r: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn heads_are_parsed_strictly() {
-        let h = parse_head(b"GET /a?b=c HTTP/1.1\r\nHost: x:1\r\nX-A:  v \r\n\r\n").unwrap();
-        assert_eq!(h.method, Method::Get);
-        assert_eq!(h.url, "/a?b=c");
-        assert!(h.http11);
-        assert_eq!(h.headers[1], ("X-A".to_string(), "v".to_string()));
-        for bad in [
-            &b"GET /a HTTP/1.1 x\r\n\r\n"[..],
-            b"GET a HTTP/1.1\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nX : y\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nno colon\r\n\r\n",
-            b"GET /a HTTP/1.1\r\n folded\r\n\r\n",
-            b"G\xffT /a HTTP/1.1\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nX-A: b\x1b[2Jc\r\n\r\n",
-        ] {
-            assert_eq!(
-                parse_head(bad).err(),
-                Some(Refused::Answer(400, "bad request")),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        let cl = |fields: &[(&str, &str)]| {
-            let h: Vec<(String, String)> = fields
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect();
-            content_length(&h)
-        };
-        assert_eq!(cl(&[]), Ok(0));
-        assert_eq!(cl(&[("Content-Length", "12")]), Ok(12));
-        assert_eq!(
-            cl(&[("content-length", "5"), ("Content-Length", "5")]),
-            Ok(5)
-        );
-        for bad in [
-            &[("Content-Length", "0"), ("Content-Length", "120")][..],
-            &[("Content-Length", "+5")],
-            &[("Content-Length", "0, 120")],
-            &[("Content-Length", "")],
-            &[("Content-Length", "-1")],
-            &[("Content-Length", "0x10")],
-        ] {
-            assert_eq!(
-                cl(bad),
-                Err(Refused::Answer(400, "bad Content-Length")),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            parse_head(b"GET / HTTP/2.0\r\n\r\n"),
-            Err(Refused::Answer(505, _))
-        ));
-        let many: String = (0..=MAX_FIELDS).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert!(matches!(
-            parse_head(format!("GET / HTTP/1.0\r\n{many}\r\n").as_bytes()),
-            Err(Refused::Answer(431, _))
-        ));
+    /// Accepts and admits a connection of `peer`.
+    fn open(r: &mut Registry, peer: Peer) -> (u64, Admitted) {
+        let (id, _) = r.accept(peer, -1);
+        // No socket behind -1: nothing is ever unread in it.
+        (id, r.admit(id, -1).expect("admitted"))
     }
 
     #[test]
-    fn a_response_is_one_buffer_and_head_keeps_the_length() {
-        let r = encode(200, &[("X-A", "b".into())], b"hello", true, true);
+    fn a_full_peer_gives_up_its_longest_idle_connection_and_never_a_busy_one() {
+        let mut r = Registry::new(2, 3);
+        let a = Peer::Loopback;
+        let b = Peer::Address("192.0.2.1".parse().unwrap());
+        let (first, (busy1, last1, _)) = open(&mut r, a);
+        let (second, (_, last2, close2)) = open(&mut r, a);
+        last1.store(10, Ordering::SeqCst);
+        last2.store(5, Ordering::SeqCst);
+        // The third of peer a closes its longest idle: the second (active at 5).
+        let (third, _) = open(&mut r, a);
+        assert!(r.open.contains_key(&first) && !r.open.contains_key(&second));
+        drop(close2);
+        // With the first busy, the third is the one to go.
+        busy1.fetch_add(1, Ordering::SeqCst);
+        let (fourth, _) = open(&mut r, a);
+        assert!(r.open.contains_key(&first), "a busy connection was closed");
+        assert!(!r.open.contains_key(&third) && r.open.contains_key(&fourth));
+        // Over the total, the busiest peer (a) gives way to peer b.
+        open(&mut r, b);
+        assert_eq!(r.open.len(), 3);
+        open(&mut r, b);
+        assert!(!r.open.contains_key(&fourth) && r.open.contains_key(&first));
+        // Nothing idle to give: refused.
+        let mut full = Registry::new(1, 10);
+        let (_, (busy, _, _)) = open(&mut full, a);
+        busy.fetch_add(1, Ordering::SeqCst);
+        let (id, _) = full.accept(a, -1);
+        assert!(full.admit(id, -1).is_none());
+    }
+
+    #[test]
+    fn connections_that_sent_nothing_wait_apart_and_never_push_out_a_request() {
+        let mut r = Registry::new(2, 10);
+        let a = Peer::Loopback;
+        // A connection, then more silent ones than may wait.
+        let (probe, _) = r.accept(a, -1);
+        for _ in 0..2 * WAITING_PER_OPEN {
+            r.accept(a, -1);
+        }
+        // Silent ones over the cap closed the oldest waiting: the probe, which has not sent.
+        assert!(!r.waiting.contains_key(&probe));
+        // Admitted connections are not pushed out by waiting ones.
+        let mut r = Registry::new(2, 10);
+        let (one, _) = open(&mut r, a);
+        let (two, _) = open(&mut r, a);
+        for _ in 0..3 * WAITING_PER_OPEN {
+            r.accept(a, -1);
+        }
+        assert!(r.open.contains_key(&one) && r.open.contains_key(&two));
+        assert_eq!(r.waiting.len(), 2 * WAITING_PER_OPEN);
+    }
+
+    #[test]
+    fn all_of_loopback_is_one_peer() {
+        let p = |s: &str| Peer::of(&s.parse().unwrap());
+        assert_eq!(p("127.0.0.1:1"), Peer::Loopback);
+        assert_eq!(p("127.0.0.2:1"), Peer::Loopback);
+        assert_eq!(p("[::1]:1"), Peer::Loopback);
+        assert_eq!(p("[::ffff:127.0.0.1]:1"), Peer::Loopback);
         assert_eq!(
-            String::from_utf8(r).unwrap(),
-            "HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+            p("[::ffff:192.0.2.7]:1"),
+            Peer::Address("192.0.2.7".parse().unwrap())
         );
-        // A field value with a line break is left out, not split into two fields.
-        let r = encode(
-            200,
-            &[("X-A", "b\r\nSet-Cookie: x".into())],
-            b"",
-            false,
-            false,
-        );
-        assert!(!String::from_utf8(r).unwrap().contains("Set-Cookie"));
-        assert!(has_token(Some("keep-alive, Upgrade"), "upgrade"));
-        assert!(!has_token(Some("keep-alive"), "close"));
+    }
+
+    #[test]
+    fn a_field_hyper_cannot_write_is_left_out() {
+        let r = response(Answer {
+            status: 200,
+            fields: vec![
+                ("X-A".into(), "b".into()),
+                ("X-B".into(), "b\r\nSet-Cookie: x".into()),
+            ],
+            body: b"hello".to_vec(),
+        });
+        assert_eq!(r.headers()["x-a"], "b");
+        assert!(r.headers().get("x-b").is_none());
+        assert!(r.headers().get("set-cookie").is_none());
     }
 }

@@ -9,7 +9,7 @@ pub mod http;
 pub mod metrics;
 pub mod page;
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -593,14 +593,27 @@ pub fn serve(
     if let Err(e) = app.open_store() {
         app.open_reader()?.ok_or(e)?;
     }
+    let serve_setting = |get: fn(&crate::plan::model::Serve) -> Option<u64>| {
+        compiled
+            .plans
+            .iter()
+            .find_map(|p| p.decl.serve.as_ref().and_then(get))
+    };
+    let defaults = http::Limits::default();
+    let limits = http::Limits {
+        peer_connections: serve_setting(|s| s.max_connections_per_peer.as_ref().map(|v| v.value))
+            .map_or(defaults.peer_connections, |v| v as usize),
+        max_connections: serve_setting(|s| s.max_connections.as_ref().map(|v| v.value))
+            .map_or(defaults.max_connections, |v| v as usize),
+    };
     let listener = std::net::TcpListener::bind(&addr)
         .map_err(|e| Failure::Runtime(format!("cannot listen on {addr}: {e}")))?;
     eprintln!("serve: listening on http://{addr}");
     // Connections queue their requests here; a full queue makes them wait (backpressure).
     // Actions have a lane and workers of their own: a running action and others waiting for
     // the lock never hold the workers that answer the page, `/healthz` and `/metrics`.
-    let (jobs, requests) = mpsc::sync_channel::<Request>(256);
-    let (actions, action_requests) = mpsc::sync_channel::<Request>(64);
+    let (jobs, requests) = tokio::sync::mpsc::channel::<Request>(256);
+    let (actions, action_requests) = tokio::sync::mpsc::channel::<Request>(64);
     let requests = Arc::new(Mutex::new(requests));
     let action_requests = Arc::new(Mutex::new(action_requests));
     let lanes = http::Lanes {
@@ -616,7 +629,12 @@ pub fn serve(
     let evaluated = &evaluated;
     std::thread::scope(|scope| {
         scope.spawn(move || evaluate_in_background(app, live, evaluated));
-        scope.spawn(move || http::accept_loop(&listener, lanes));
+        scope.spawn(move || {
+            if let Err(e) = http::serve(listener, lanes, limits) {
+                eprintln!("serve: cannot start the HTTP server: {e}");
+                std::process::exit(1);
+            }
+        });
         scope.spawn(move || watch(app, live));
         scope.spawn(move || evaluate_and_alert(app, live, alert_every));
         let workers = std::iter::repeat_n(&requests, WORKERS)
@@ -641,10 +659,10 @@ pub fn serve(
                 let _ = store.limit_cache(1024);
                 loop {
                     let next = match requests.lock() {
-                        Ok(r) => r.recv(),
-                        Err(poisoned) => poisoned.into_inner().recv(),
+                        Ok(mut r) => r.blocking_recv(),
+                        Err(poisoned) => poisoned.into_inner().blocking_recv(),
                     };
-                    let Ok(request) = next else { return };
+                    let Some(request) = next else { return };
                     // The plans as they stand for this request.
                     let now = match live.read() {
                         Ok(l) => Arc::clone(&l),

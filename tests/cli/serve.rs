@@ -750,3 +750,44 @@ fn the_page_says_what_an_operator_looks_for() {
         assert!(page.contains(wanted), "no `{wanted}` in:\n{page}");
     }
 }
+
+#[test]
+fn framing_follows_the_rfc_and_absolute_targets_are_served() {
+    let ws = workspace();
+    let s = serve(&ws, None);
+    let p = s.port;
+    for (raw, expect) in [
+        (
+            "POST /api/actions/db HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_string(),
+            &[400][..],
+        ),
+        (
+            "POST /api/actions/db HTTP/1.1\r\nHost: localhost\r\nContent-Length: +3\r\n\r\nabc".to_string(),
+            &[400],
+        ),
+        (
+            "POST /api/actions/db HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+            &[400, 411],
+        ),
+        (
+            format!("GET http://127.0.0.1:{p}/healthz HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nConnection: close\r\n\r\n"),
+            &[200],
+        ),
+        // The authority of an absolute target is the name asked for.
+        (
+            format!("GET http://evil.example/api/status HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nConnection: close\r\n\r\n"),
+            &[421],
+        ),
+    ] {
+        let (code, head, _) = request(p, &raw);
+        assert!(expect.contains(&code), "{raw:?}: {code} {head}");
+    }
+    let (code, _, body) = request(
+        p,
+        &format!(
+            "GET http://127.0.0.1:{p}/api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"checks\""), "{body}");
+}
