@@ -153,11 +153,9 @@ pub fn checks(
         // What moved since the dump before the newest (both with manifests).
         if let (CheckKind::Dump, Some(tables)) = (kind, &check.tables) {
             let dir = plan.dir(step.name(), Area::Dumps);
-            let previous = layout::list_dumps(&dir, tz)
-                .into_iter()
-                .filter(layout::is_good)
-                .filter(|d| Some(d.path.display().to_string()) != check.artifact)
-                .find(|d| d.taken <= now)
+            // The cached listing and sidecars, as for the newest: health never re-hashes dumps.
+            let previous = layout::good_dumps(&dir, tz, now)
+                .find(|d| Some(d.path.display().to_string()) != check.artifact)
                 .and_then(|d| crate::artifact::manifest::read(&d.path).ok().flatten());
             if let Some(p) = previous {
                 check.row_changes = crate::artifact::manifest::movers(&p.tables, tables, 5);

@@ -831,9 +831,11 @@ impl<W: Write> Write for Compressor<W> {
 /// own drops were no failure: a failure stays until the data is back or the plan allows it; a
 /// warning is said once, by the dump that found it.
 fn drops(d: &Dump, dir: &Path, tz: chrono_tz::Tz, tables: &Tables) -> Vec<RowDrop> {
+    // A sidecar is enough: the manifest says what the dump held when it was made, whatever
+    // became of its bytes since, and re-hashing every earlier dump would cost a pass each.
     let baseline = layout::list_dumps(dir, tz)
         .into_iter()
-        .filter(layout::is_good)
+        .filter(layout::has_sidecar)
         .find_map(|f| match manifest::read(&f.path) {
             Ok(Some(m)) if m.drops.iter().any(|x| x.severity == "fail") => None,
             Ok(Some(m)) => Some(Some((f, m))),

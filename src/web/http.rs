@@ -502,6 +502,8 @@ async fn accept_loop(
         limits.peer_connections,
         limits.max_connections,
     )));
+    // The clock of every connection's `last` (the registry's own).
+    let started = lock(&registry).started;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
@@ -561,7 +563,6 @@ async fn accept_loop(
                 }
             };
             if let Some((busy, last, close)) = admitted {
-                let started = lock(&registry).started;
                 let service = service_fn(move |req| {
                     busy.fetch_add(1, Ordering::SeqCst);
                     let guard = InFlight {

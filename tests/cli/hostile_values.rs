@@ -90,7 +90,7 @@ const BASE_ENV: &str = "APP_NAME=shop\nDB_CONNECTION=mysql\nDB_HOST=127.0.0.1\nD
 fn init_refuses_values_that_would_become_plan_syntax_options_or_secrets() {
     for (extra, var, why) in [
         (
-            "OPS_DB_DUMP_STALE_MIN=\"10\\n    }\\n    command evil {\\n        run \\\"touch\\\" \\\"/tmp/pwned\\\"\\n    }\\n    dump x {\"\n",
+            "OPS_DB_DUMP_STALE_MIN=\"10\\n    }\\n    command evil {\\n        run \\\"touch\\\" \\\"pwned\\\"\\n    }\\n    dump x {\"\n",
             "OPS_DB_DUMP_STALE_MIN",
             "control character",
         ),
@@ -118,7 +118,7 @@ fn init_refuses_values_that_would_become_plan_syntax_options_or_secrets() {
         assert!(!ws.path("plans").exists(), "{extra}: a plan was written");
     }
     // The database name is an option to the dump tool: refused.
-    let env = BASE_ENV.replace("DB_DATABASE=shop", "DB_DATABASE=--result-file=/tmp/x");
+    let env = BASE_ENV.replace("DB_DATABASE=shop", "DB_DATABASE=--result-file=x");
     let (ws, r) = init_with(&env);
     assert_eq!(r.code(), 2, "{}", r.stderr());
     assert!(r.stderr().contains("DB_DATABASE"), "{}", r.stderr());
