@@ -155,6 +155,13 @@ fn each_good_dump_is_copied_once_and_again_when_it_is_gone_at_the_destination() 
             paths.iter().any(|p| p.ends_with(&format!("{dump}.sha256"))),
             "{paths:?}"
         );
+        // …and its manifest, so a restore from the copy checks the rows too.
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.ends_with(&format!("{dump}.manifest.json"))),
+            "{paths:?}"
+        );
         let sidecar =
             std::fs::read_to_string(ws.path(&format!("backups/db/{dump}.sha256"))).unwrap();
         assert_eq!(tag(s, "sha256").as_deref(), Some(&sidecar[..64]));

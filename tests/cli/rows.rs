@@ -581,11 +581,63 @@ fn sqlite_manifest_counts_are_the_sources_and_verify_checks_them() {
         source.insert(t.to_string(), n);
     }
     assert_eq!(source["big"], 100_000);
-    let m = manifest_of(&newest(&ws, "db_backup"));
+    let dump = newest(&ws, "db_backup");
+    let m = manifest_of(&dump);
     assert_eq!(tables_of(&m), source);
     let verify = newest(&ws, "verify_restore");
     assert_eq!(verify["status"], "success", "{verify}");
     assert_eq!(verify["meta"]["rows"], m["rows"]);
+
+    // The manifest has its sidecar's modes.
+    use std::os::unix::fs::PermissionsExt;
+    let artifact = dump["meta"]["artifact"].as_str().unwrap();
+    let mode = |p: String| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode(format!("{artifact}.manifest.json")),
+        mode(format!("{artifact}.sha256"))
+    );
+    // Metrics, status --json and the runbook carry the rows.
+    let metrics = ws.run_at("2026-12-04T02:30:00Z", &["metrics"]).stdout();
+    let total: u64 = source.values().sum();
+    assert!(
+        metrics.contains(&format!(
+            "ops_run_dump_rows{{plan=\"app\",step=\"db\"}} {total}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ops_run_dump_tables{plan=\"app\",step=\"db\"} 4"),
+        "{metrics}"
+    );
+    let json = ws
+        .run_at("2026-12-04T02:30:00Z", &["status", "--json"])
+        .stdout();
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "app/db")
+        .unwrap()
+        .clone();
+    assert_eq!(check["tables"]["big"], 100_000);
+    let r = ws.run_at("2026-12-04T02:30:00Z", &["runbook"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let runbook = std::fs::read_to_string(ws.path("backups/reports/dr-runbook.md")).unwrap();
+    assert!(runbook.contains("| big | 100,000 |"), "{runbook}");
+    assert!(
+        runbook.contains(&format!("it holds {} rows in 4 tables", thousands(total))),
+        "{runbook}"
+    );
+
+    // A dump made before manifests still verifies, and says its rows were not checked.
+    std::fs::remove_file(format!("{artifact}.manifest.json")).unwrap();
+    let r = ws.run_at("2026-12-04T02:40:00Z", &["run", "v"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let verify = newest(&ws, "verify_restore");
+    assert_eq!(verify["status"], "success", "{verify}");
+    let log = std::fs::read_to_string(verify["meta"]["verify_log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("rows: not checked"), "{log}");
 }
 
 #[test]
@@ -608,6 +660,23 @@ fn retention_never_deletes_the_last_dump_before_data_went_missing() {
         .unwrap();
     apply("2026-12-03T02:00:00Z");
     assert_eq!(newest(&ws, "db_backup")["status"], "incomplete");
+    // The page's card says the rows, what moved since the dump before, and the data gone.
+    {
+        let s = crate::serve::serve(&ws, Some("export OPS_NOW=2026-12-03T03:00:00Z"));
+        let (code, _, page) =
+            crate::serve::request(s.port, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        assert_eq!(code, 200);
+        assert!(
+            page.contains(
+                "<dt>Rows</dt><dd>100 rows in 1 tables; since the dump before: orders −4,900</dd>"
+            ),
+            "{page}"
+        );
+        assert!(
+            page.contains("data gone: orders: 5,000 → 100 rows"),
+            "{page}"
+        );
+    }
     apply("2026-12-04T02:00:00Z");
     apply("2026-12-05T02:00:00Z");
     let mut dumps: Vec<String> = std::fs::read_dir(ws.path("backups/db"))
