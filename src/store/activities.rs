@@ -319,13 +319,20 @@ impl Store {
     /// again. A snapshot left without a marker (`incomplete fail`) is no snapshot: a failure,
     /// retried after `retry-after`.
     pub fn history(&self, plan: &str, step: &str) -> rusqlite::Result<History> {
-        const NO_SNAPSHOT: &str = "(status = 'incomplete' AND type = 'storage_snapshot' AND json_extract(meta, '$.marker') IS NULL)";
+        // Each status on its own, so every part is a range of the (plan, step, status,
+        // started_at) index: only `incomplete` rows are read whole (to see a snapshot's marker).
+        const NO_SNAPSHOT: &str =
+            "type = 'storage_snapshot' AND json_extract(meta, '$.marker') IS NULL";
         let last_success: Option<String> = self
             .conn
             .query_row(
                 &format!(
-                    "SELECT max(started_at) FROM ops_activities WHERE plan = ?1 AND step = ?2
-                     AND status IN ('success', 'incomplete') AND NOT {NO_SNAPSHOT}"
+                    "SELECT max(t) FROM (
+                       SELECT max(started_at) AS t FROM ops_activities
+                        WHERE plan = ?1 AND step = ?2 AND status = 'success'
+                       UNION ALL
+                       SELECT max(started_at) FROM ops_activities
+                        WHERE plan = ?1 AND step = ?2 AND status = 'incomplete' AND NOT ({NO_SNAPSHOT}))"
                 ),
                 params![plan, step],
                 |r| r.get(0),
@@ -337,10 +344,14 @@ impl Store {
             .conn
             .query_row(
                 &format!(
-                    "SELECT max(coalesce(finished_at, started_at)) FROM ops_activities
-                     WHERE plan = ?1 AND step = ?2
-                       AND (status IN ('failed', 'timeout', 'abandoned') OR {NO_SNAPSHOT})
-                       AND started_at > ?3"
+                    "SELECT max(t) FROM (
+                       SELECT max(coalesce(finished_at, started_at)) AS t FROM ops_activities
+                        WHERE plan = ?1 AND step = ?2 AND status IN ('failed', 'timeout', 'abandoned')
+                          AND started_at > ?3
+                       UNION ALL
+                       SELECT max(coalesce(finished_at, started_at)) FROM ops_activities
+                        WHERE plan = ?1 AND step = ?2 AND status = 'incomplete' AND ({NO_SNAPSHOT})
+                          AND started_at > ?3)"
                 ),
                 params![plan, step, since],
                 |r| r.get(0),
