@@ -35,6 +35,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 serve=$!
 trap 'kill $serve $writer 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+sleep 2
+echo "serve RSS idle after start: $(awk '/VmRSS/ {print $2, $3}' /proc/$serve/status)"
 
 # The writer: an apply loop that records activities (the command fails: there is no php here).
 ( while true; do "${ops[@]}" run maintenance-on >/dev/null 2>&1 || true; sleep 0.2; done ) &

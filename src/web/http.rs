@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -266,6 +266,8 @@ struct Open {
     /// Its socket, to see whether a request waits in it unread (never to read it).
     fd: std::os::fd::RawFd,
     busy: Arc<AtomicUsize>,
+    /// Whether anything was ever read from it.
+    seen: Arc<AtomicBool>,
     last: Arc<AtomicU64>,
     close: Arc<Notify>,
 }
@@ -291,8 +293,14 @@ struct Registry {
     total_cap: usize,
 }
 
-/// A connection let in: its in-flight counter, when it last did something, what closes it.
-type Admitted = (Arc<AtomicUsize>, Arc<AtomicU64>, Arc<Notify>);
+/// A connection let in: its in-flight counter, whether it was ever read, when it last did
+/// something, what closes it.
+type Admitted = (
+    Arc<AtomicUsize>,
+    Arc<AtomicBool>,
+    Arc<AtomicU64>,
+    Arc<Notify>,
+);
 
 impl Registry {
     fn new(peer_cap: usize, total_cap: usize) -> Registry {
@@ -377,11 +385,13 @@ impl Registry {
             peer,
             fd,
             busy: Arc::new(AtomicUsize::new(0)),
+            seen: Arc::new(AtomicBool::new(false)),
             last: Arc::new(AtomicU64::new(self.now())),
             close: w.close,
         };
         let handles = (
             Arc::clone(&open.busy),
+            Arc::clone(&open.seen),
             Arc::clone(&open.last),
             Arc::clone(&open.close),
         );
@@ -389,21 +399,25 @@ impl Registry {
         Some(handles)
     }
 
-    /// Closes the connection of `peer` idle the longest — never one with a request in
-    /// flight, nor one whose socket holds bytes not read yet (its request is about to be
-    /// served: under a flood of connects its task may run a moment after later accepts).
+    /// Closes the connection of `peer` idle the longest — never one with a request in flight.
+    /// Those with nothing waiting in their socket go first; then those read before whose
+    /// socket holds more (a head trickling in); last those never read with bytes waiting: a
+    /// request that arrived whole, whose task has not run yet under a flood of accepts.
     fn evict(&mut self, peer: Peer) -> Option<()> {
-        let mut idle: Vec<(u64, u64, std::os::fd::RawFd)> = self
+        let victim = self
             .open
             .iter()
             .filter(|(_, o)| o.peer == peer && o.busy.load(Ordering::SeqCst) == 0)
-            .map(|(id, o)| (o.last.load(Ordering::SeqCst), *id, o.fd))
-            .collect();
-        idle.sort_unstable();
-        let victim = idle
-            .iter()
-            .find(|(_, _, fd)| !unread(*fd))
-            .map(|(_, id, _)| *id)?;
+            .map(|(id, o)| {
+                let rank = match (unread(o.fd), o.seen.load(Ordering::SeqCst)) {
+                    (false, _) => 0,
+                    (true, true) => 1,
+                    (true, false) => 2,
+                };
+                (rank, o.last.load(Ordering::SeqCst), *id)
+            })
+            .min()
+            .map(|(_, _, id)| id)?;
         if let Some(o) = self.open.remove(&victim) {
             o.close.notify_one();
         }
@@ -438,6 +452,33 @@ fn busiest(peers: impl Iterator<Item = Peer>) -> Option<Peer> {
         *counts.entry(p).or_default() += 1;
     }
     counts.into_iter().max_by_key(|(_, n)| *n).map(|(p, _)| p)
+}
+
+/// A response body that keeps its connection marked in flight until hyper drops it, once the
+/// body is written.
+struct Guarded {
+    body: Full<Bytes>,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Marks a connection busy while a request is in flight, and active when it ends.
@@ -515,8 +556,17 @@ async fn accept_loop(
         .title_case_headers(true)
         .keep_alive(true);
     let http = Arc::new(http);
+    // Connections accepted whose task has not read yet: the accept loop waits while there are
+    // fewer free than half a peer's cap, so a request just accepted is read before enough
+    // later connections arrive to make it the longest idle.
+    let unread_tasks = Arc::new(tokio::sync::Semaphore::new(
+        (limits.peer_connections / 2).max(1),
+    ));
     let mut said = Instant::now() - Duration::from_secs(60);
     loop {
+        let Ok(ticket) = Arc::clone(&unread_tasks).acquire_owned().await else {
+            return Ok(());
+        };
         let (stream, addr) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -533,23 +583,25 @@ async fn accept_loop(
         use std::os::fd::AsRawFd;
         let fd = stream.as_raw_fd();
         let _ = stream.set_nodelay(true);
-        // A connection whose request is already in its socket counts at once; a silent one
+        // A connection whose request is already in its socket counts at once, and what it
+        // sent is taken now and handed to hyper first: its task then needs no wake-up from
+        // the reactor (which lags behind a flood of accepts) to see its request. A silent one
         // waits apart until it sends something.
+        let early = take_waiting(fd);
         let (id, close, at_once) = {
             let mut r = lock(&registry);
             let (id, close) = r.accept(Peer::of(&addr), fd);
-            let at_once = if unread(fd) {
-                Some(r.admit(id, fd))
-            } else {
-                None
-            };
+            let at_once = (!early.is_empty()).then(|| r.admit(id, fd));
             (id, close, at_once)
         };
         let (http, lanes, registry) = (Arc::clone(&http), lanes.clone(), Arc::clone(&registry));
+        let mut ticket = Some(ticket);
         tokio::spawn(async move {
             let admitted = match at_once {
                 Some(a) => a,
                 None => {
+                    // Silent: it waits apart, and holds up no accept.
+                    drop(ticket.take());
                     let sent = tokio::select! {
                         r = stream.readable() => r.is_ok(),
                         _ = tokio::time::sleep(HEAD_TIMEOUT) => false,
@@ -562,7 +614,7 @@ async fn accept_loop(
                     }
                 }
             };
-            if let Some((busy, last, close)) = admitted {
+            if let Some((busy, seen, last, close)) = admitted {
                 let service = service_fn(move |req| {
                     busy.fetch_add(1, Ordering::SeqCst);
                     let guard = InFlight {
@@ -572,12 +624,24 @@ async fn accept_loop(
                     };
                     let lanes = lanes.clone();
                     async move {
+                        // In flight until hyper has taken the whole body to write it.
                         let r = handle(req, lanes).await;
-                        drop(guard);
-                        r
+                        r.map(|res| {
+                            res.map(|body| Guarded {
+                                body,
+                                _in_flight: guard,
+                            })
+                        })
                     }
                 });
-                let connection = http.serve_connection(TokioIo::new(stream), service);
+                seen.store(!early.is_empty(), Ordering::Relaxed);
+                let io = TokioIo::new(Seen {
+                    inner: stream,
+                    early,
+                    seen,
+                    ticket: ticket.take(),
+                });
+                let connection = http.serve_connection(io, service);
                 tokio::select! {
                     _ = connection => {}
                     _ = close.notified() => {}
@@ -585,6 +649,72 @@ async fn accept_loop(
             }
             lock(&registry).remove(id);
         });
+    }
+}
+
+/// What a socket already holds when it is accepted (at most 16 KiB), taken without waiting.
+fn take_waiting(fd: std::os::fd::RawFd) -> Vec<u8> {
+    let mut buf = vec![0u8; MAX_HEAD_BYTES];
+    // SAFETY: a non-blocking read into a buffer of that length, owned here.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    buf.truncate(n.max(0) as usize);
+    buf.shrink_to_fit();
+    buf
+}
+
+/// A socket that hands out first what was taken from it at accept, and says whether anything
+/// was read from it (for eviction, never for parsing).
+struct Seen {
+    inner: tokio::net::TcpStream,
+    early: Vec<u8>,
+    seen: Arc<AtomicBool>,
+    /// Given back at the first read: the accept loop may go on.
+    ticket: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl tokio::io::AsyncRead for Seen {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.ticket = None;
+        if !self.early.is_empty() {
+            let n = self.early.len().min(buf.remaining());
+            buf.put_slice(&self.early[..n]);
+            self.early.drain(..n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.seen.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Seen {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -608,8 +738,8 @@ mod tests {
         let mut r = Registry::new(2, 3);
         let a = Peer::Loopback;
         let b = Peer::Address("192.0.2.1".parse().unwrap());
-        let (first, (busy1, last1, _)) = open(&mut r, a);
-        let (second, (_, last2, close2)) = open(&mut r, a);
+        let (first, (busy1, _, last1, _)) = open(&mut r, a);
+        let (second, (_, _, last2, close2)) = open(&mut r, a);
         last1.store(10, Ordering::SeqCst);
         last2.store(5, Ordering::SeqCst);
         // The third of peer a closes its longest idle: the second (active at 5).
@@ -628,7 +758,7 @@ mod tests {
         assert!(!r.open.contains_key(&fourth) && r.open.contains_key(&first));
         // Nothing idle to give: refused.
         let mut full = Registry::new(1, 10);
-        let (_, (busy, _, _)) = open(&mut full, a);
+        let (_, (busy, _, _, _)) = open(&mut full, a);
         busy.fetch_add(1, Ordering::SeqCst);
         let (id, _) = full.accept(a, -1);
         assert!(full.admit(id, -1).is_none());

@@ -25,6 +25,12 @@ pub struct Served {
     pub port: u16,
 }
 
+impl Served {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -748,6 +754,119 @@ fn the_page_says_what_an_operator_looks_for() {
         "no offsite copy",
     ] {
         assert!(page.contains(wanted), "no `{wanted}` in:\n{page}");
+    }
+}
+
+/// `VmHWM` (peak resident set) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A GET on a new connection that must be answered within `within`: its status (or why there
+/// is none) and how long it took.
+fn probe(port: u16, path: &str, within: Duration) -> (Result<u16, String>, Duration) {
+    let t = std::time::Instant::now();
+    let answer = (|| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(within)).unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|e| format!("write: {e}"))?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&out);
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("no status in {text:?}"))
+    })();
+    (answer, t.elapsed())
+}
+
+#[test]
+fn one_client_with_ten_thousand_half_sent_heads_cannot_take_the_page_away() {
+    // The test opens the flood's sockets itself: it needs the descriptors.
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(1 << 20);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        },
+    )
+    .unwrap();
+    let flood_size = 10_000usize;
+    assert!(
+        hard >= flood_size as u64 + 1000,
+        "the file-descriptor limit ({hard}) is too low for this test"
+    );
+    let ws = workspace().env("OPS_DEBUG_EVICT", "/tmp/evict.log");
+    let s = serve(&ws, None);
+    let port = s.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut open: Vec<TcpStream> = Vec::new();
+            let mut opened = 0;
+            let mut round = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if opened < flood_size {
+                    for _ in 0..200 {
+                        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
+                            let _ = c.set_nonblocking(true);
+                            let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
+                            open.push(c);
+                            opened += 1;
+                        }
+                    }
+                }
+                // The slow trickle: a byte on every socket still open, now and then.
+                round += 1;
+                if round.is_multiple_of(5) {
+                    open.retain_mut(|c| c.write_all(b"a").is_ok());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened
+        })
+    };
+    let mut probes = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        for path in ["/healthz", "/metrics"] {
+            let (code, took) = probe(port, path, Duration::from_secs(1));
+            assert_eq!(
+                code,
+                Ok(200),
+                "{path} was not answered within 1 s during the flood ({took:?})"
+            );
+            probes += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let opened = flooder.join().unwrap();
+    assert!(
+        opened >= flood_size,
+        "the flood opened only {opened} connections"
+    );
+    assert!(probes >= 20, "only {probes} probes");
+    let peak = peak_rss_kib(s.pid());
+    assert!(peak <= 64 * 1024, "serve's peak RSS was {peak} KiB");
+    // After the flood, everything answers at once.
+    for path in ["/", "/api/status", "/metrics", "/healthz"] {
+        let (code, took) = probe(port, path, Duration::from_secs(1));
+        assert_eq!(code, Ok(200), "{path} after the flood ({took:?})");
     }
 }
 
