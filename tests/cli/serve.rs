@@ -809,7 +809,7 @@ fn one_client_with_ten_thousand_half_sent_heads_cannot_take_the_page_away() {
         hard >= flood_size as u64 + 1000,
         "the file-descriptor limit ({hard}) is too low for this test"
     );
-    let ws = workspace().env("OPS_DEBUG_EVICT", "/tmp/evict.log");
+    let ws = workspace();
     let s = serve(&ws, None);
     let port = s.port;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
