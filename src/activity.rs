@@ -81,6 +81,8 @@ pub enum ActivityType {
     DrDrill,
     OffsiteCopy,
     RepoCheck,
+    BaseBackup,
+    WalArchive,
 }
 
 words!(ActivityType, "an activity type", {
@@ -97,6 +99,8 @@ words!(ActivityType, "an activity type", {
     DrDrill => "dr_drill",
     OffsiteCopy => "offsite_copy",
     RepoCheck => "repo_check",
+    BaseBackup => "base_backup",
+    WalArchive => "wal_archive",
 });
 
 /// The `status` column.

@@ -124,6 +124,33 @@ pub enum Command {
     /// Load a good dump into a database (never destroying before the replacement is complete)
     #[command(subcommand)]
     Restore(RestoreCommand),
+    /// PostgreSQL's archive_command and restore_command: a WAL file into a `wal` step's
+    /// archive, and back
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WalCommand {
+    /// archive_command: store the file %p as %f (compressed, never overwriting a different
+    /// file; the same bytes again succeed)
+    Push {
+        /// The wal step (PLAN/STEP)
+        step: String,
+        /// %p: the file's path
+        path: PathBuf,
+        /// %f: its name
+        name: String,
+    },
+    /// restore_command: write the archived %f to %p (exit 1 when the archive does not hold it)
+    Fetch {
+        /// The wal step (PLAN/STEP)
+        step: String,
+        /// %f: the file's name
+        name: String,
+        /// %p: where to write it
+        path: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +214,29 @@ pub enum RestoreCommand {
         /// Print the restic command; change nothing
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Point-in-time recovery of a PostgreSQL cluster: the newest base backup that finished
+    /// before --at, unpacked into an empty DATADIR, with the archived WAL replayed to --at
+    Cluster {
+        /// The base-backup step or its wal step (PLAN/STEP, or STEP when only one plan has it)
+        step: String,
+        /// The instant to recover to (RFC 3339, or `YYYY-mm-dd HH:MM[:SS]` in the plan's time
+        /// zone), or `latest`: everything archived
+        #[arg(long)]
+        at: String,
+        /// The new data directory (empty or absent)
+        #[arg(long, value_name = "DATADIR")]
+        to: PathBuf,
+        /// The port the restored server listens on
+        #[arg(long)]
+        port: Option<u16>,
+        /// Start the server and wait until recovery has reached the target and ended
+        #[arg(long)]
+        start: bool,
+        /// Let the restored server archive its WAL into the same archive (it becomes the
+        /// primary); without it, it archives nothing, so a rehearsal never forks the history
+        #[arg(long)]
+        archive: bool,
     },
 }
 
@@ -285,7 +335,10 @@ impl Command {
     pub fn acts(&self) -> bool {
         !matches!(
             self,
-            Command::Init { .. } | Command::Help { .. } | Command::Completions { .. }
+            Command::Init { .. }
+                | Command::Help { .. }
+                | Command::Completions { .. }
+                | Command::Wal(_)
         )
     }
 

@@ -20,6 +20,8 @@ fn kind_of(step: &CompiledStep) -> Option<CheckKind> {
         StepKind::Drill(_) => Some(CheckKind::Drill),
         StepKind::Copy(_) => Some(CheckKind::Copy),
         StepKind::Check(_) => Some(CheckKind::RepoCheck),
+        StepKind::BaseBackup(_) => Some(CheckKind::BaseBackup),
+        StepKind::Wal(_) => Some(CheckKind::Wal),
         StepKind::Report(_) | StepKind::GitTag(_) | StepKind::Command(_) | StepKind::Runbook(_) => {
             None
         }
@@ -72,7 +74,13 @@ pub fn checks(
         let files = match kind {
             CheckKind::Dump => Some((Area::Dumps, "full-", ".sql.gz")),
             CheckKind::Snapshot => Some((Area::Snapshots, "snapshot-", ".txt")),
-            CheckKind::Verify
+            CheckKind::BaseBackup => Some((
+                Area::Base,
+                crate::artifact::base::PREFIX,
+                crate::artifact::base::SUFFIX,
+            )),
+            CheckKind::Wal
+            | CheckKind::Verify
             | CheckKind::Drill
             | CheckKind::Copy
             | CheckKind::RepoCheck
@@ -98,6 +106,26 @@ pub fn checks(
                 .map(|m| CopyMeta::read(&m)),
             _ => None,
         };
+        // The WAL's artifact is its newest segment, dated when it was archived.
+        let wal = match &step.decl.kind {
+            StepKind::Wal(w) => plan.decl.wal_base(w).map(|b| {
+                crate::artifact::base::survey(
+                    &plan.dir(b, Area::Base),
+                    &plan.dir(step.name(), Area::Wal),
+                    tz,
+                )
+            }),
+            _ => None,
+        };
+        let artifact = artifact.or_else(|| {
+            let n = wal.as_ref()?.newest.as_ref()?;
+            Some(layout::DumpFile {
+                path: n.path.clone(),
+                name: n.name.clone(),
+                taken: DateTime::<Utc>::from(n.modified).min(now),
+                seq: 1,
+            })
+        });
         let artifact = artifact.or_else(|| {
             let c = copied.as_ref()?;
             let at = parse_stamp(c.newest_taken.as_deref()?)?;
@@ -123,6 +151,21 @@ pub fn checks(
             last_success,
             last_attempt,
             future,
+            gaps: wal
+                .as_ref()
+                .and_then(|s| s.gaps.as_ref())
+                .filter(|g| !g.missing.is_empty())
+                .map(|g| {
+                    format!(
+                        "{}{}",
+                        g.missing.join(", "),
+                        if g.count as usize > g.missing.len() {
+                            format!(" ({} files in all)", g.count)
+                        } else {
+                            String::new()
+                        }
+                    )
+                }),
             damaged: match kind {
                 CheckKind::Dump => layout::damaged_dump(&plan.dir(step.name(), Area::Dumps), tz),
                 _ => None,

@@ -76,6 +76,12 @@ pub enum CheckKind {
     Apply,
     /// Whether the plans load (`ops-run/plans`): a typo in a live plan stops every backup.
     Plans,
+    /// A PostgreSQL base backup: stale and failed by age, as a dump.
+    #[serde(rename = "base_backup")]
+    BaseBackup,
+    /// The WAL archive: its newest segment's age, and no segment missing since the oldest
+    /// kept base backup.
+    Wal,
 }
 
 /// The `plan` of the checks that belong to the whole state database, not to one plan: every
@@ -213,6 +219,8 @@ pub struct Facts {
     /// The newest good dump's manifest: what it holds, and the tables it found had lost rows
     /// since the dump before (a warning or, by the plan's `row-drop fail=`, critical).
     pub manifest: Option<crate::artifact::manifest::Manifest>,
+    /// WAL files missing from the archive (named): recovery cannot pass them.
+    pub gaps: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -375,12 +383,19 @@ pub fn evaluate(
     };
     let age_now = reference.map(age);
     let (state, severity, detail) = match kind {
-        CheckKind::Dump | CheckKind::Snapshot | CheckKind::Copy => match (&facts.artifact, age_now)
-        {
+        CheckKind::Dump
+        | CheckKind::Snapshot
+        | CheckKind::Copy
+        | CheckKind::BaseBackup
+        | CheckKind::Wal => match (&facts.artifact, age_now) {
             (None, _) | (_, None) => {
                 let none = match kind {
                     CheckKind::Dump => "no good dump (a file with its sidecar) on disk",
                     CheckKind::Copy => "nothing copied to the destination yet",
+                    CheckKind::BaseBackup => "no base backup (a file with its sidecar) on disk",
+                    CheckKind::Wal => {
+                        "no WAL segment archived yet (is the server's archive_command set? `ops-run plan show` prints it)"
+                    }
                     _ => "no snapshot marker on disk",
                 };
                 match attempt_failed {
@@ -392,12 +407,21 @@ pub fn evaluate(
             (Some(_), Some(a)) => {
                 if let Some(run) = attempt_failed {
                     (State::Fail, Severity::Crit, ran(run))
-                } else if kind == CheckKind::Dump && over(a, t.fail_after) {
+                } else if matches!(
+                    kind,
+                    CheckKind::Dump | CheckKind::BaseBackup | CheckKind::Wal
+                ) && over(a, t.fail_after)
+                {
                     (
                         State::Fail,
                         Severity::Crit,
                         format!(
-                            "newest dump is {} old, past fail-after {}",
+                            "newest {} is {} old, past fail-after {}",
+                            match kind {
+                                CheckKind::BaseBackup => "base backup",
+                                CheckKind::Wal => "archived WAL segment",
+                                _ => "dump",
+                            },
                             secs(a),
                             secs(t.fail_after.unwrap_or_default())
                         ),
@@ -512,6 +536,14 @@ pub fn evaluate(
             format!("data gone: {said}; {detail}"),
         )
     };
+    let (state, severity, detail) = match &facts.gaps {
+        Some(missing) => (
+            State::Fail,
+            Severity::Crit,
+            format!("WAL missing from the archive: {missing}; no recovery can pass it; {detail}"),
+        ),
+        None => (state, severity, detail),
+    };
     let (state, severity, detail) = match &facts.damaged {
         Some((dump, why)) => (
             State::Fail,
@@ -611,6 +643,7 @@ mod tests {
             future: None,
             damaged: None,
             manifest: None,
+            gaps: None,
         }
     }
 
@@ -839,6 +872,7 @@ mod tests {
                 future: None,
                 damaged: None,
                 manifest: None,
+                gaps: None,
             };
             let c = evaluate("p/v", "p", "v", CheckKind::Verify, &f, &t, now());
             (c.state, c.severity)

@@ -26,6 +26,29 @@ pub fn state_owner(state: &Path) -> Option<u32> {
     std::fs::metadata(dir).ok().map(|m| m.uid())
 }
 
+/// The user with this name.
+pub fn lookup_name(name: &str) -> Option<User> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwnam_r writes into `pwd` and `buf`, which outlive the call; `found` points
+    // at `pwd` or is null.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    lookup(pwd.pw_uid)
+}
+
 /// The user with this uid.
 pub fn lookup(uid: u32) -> Option<User> {
     let mut buf = vec![0u8; 16 * 1024];

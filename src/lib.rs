@@ -54,7 +54,7 @@ pub mod store;
 pub mod units;
 pub mod web;
 
-use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand, RestoreCommand};
+use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand, RestoreCommand, WalCommand};
 
 /// Runs one command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -212,6 +212,30 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
                 dry_run: *dry_run,
             },
         ),
+        Command::Restore(RestoreCommand::Cluster {
+            step,
+            at,
+            to,
+            port,
+            start,
+            archive,
+        }) => commands::cluster::run(
+            app,
+            &commands::cluster::ClusterArgs {
+                step,
+                at,
+                to,
+                port: *port,
+                start: *start,
+                archive: *archive,
+            },
+        ),
+        Command::Wal(WalCommand::Push { step, path, name }) => {
+            commands::wal::push(app, step, path, name)
+        }
+        Command::Wal(WalCommand::Fetch { step, name, path }) => {
+            commands::wal::fetch(app, step, name, path)
+        }
         Command::Backups(BackupsCommand::Migrate {
             from,
             dry_run,

@@ -24,9 +24,15 @@ pub enum Area {
     Snapshots,
     /// `verify/`: the evidence log of each restore test (and a SQLite scratch copy).
     VerifyLogs,
+    /// `base/<step>/`: PostgreSQL base backups (`base-….tar.zst`) and their sidecars.
+    Base,
+    /// `wal/<step>/`: archived WAL, written by the database server (`ops-run wal push`).
+    Wal,
 }
 
 impl Area {
+    /// The areas a plan's only writer keeps flat (`db/full-…`); base backups and WAL always
+    /// have a folder per step.
     pub const ALL: [Area; 3] = [Area::Dumps, Area::Snapshots, Area::VerifyLogs];
 
     pub fn folder(self) -> &'static str {
@@ -34,6 +40,8 @@ impl Area {
             Area::Dumps => "db",
             Area::Snapshots => "snapshots",
             Area::VerifyLogs => "verify",
+            Area::Base => "base",
+            Area::Wal => "wal",
         }
     }
 }
@@ -49,6 +57,9 @@ pub fn step_dir<'s>(
     area: Area,
 ) -> PathBuf {
     let root = base.join(area.folder());
+    if matches!(area, Area::Base | Area::Wal) {
+        return root.join(step);
+    }
     let writers = steps.into_iter().filter(|(_, a)| *a == Some(area)).count();
     if writers > 1 { root.join(step) } else { root }
 }

@@ -1,5 +1,6 @@
 //! Backup artifacts on disk: the layout's names, temporary files, checksums, parallel gzip.
 
+pub mod base;
 pub mod codec;
 pub mod end;
 pub mod gzip;
@@ -9,3 +10,4 @@ pub mod manifest;
 pub mod marker;
 pub mod proof;
 pub mod sha;
+pub mod wal;

@@ -102,6 +102,7 @@ pub fn run(app: &App, plan: Option<&str>) -> Result<(), Failure> {
         let ctx = executor.context(first);
         folders(&ctx, p, units.as_ref(), &mut f);
         databases(&executor, p, &steps, &mut f);
+        physical(app, &executor, p, &steps, &mut f);
         repositories(&executor, &steps, units.as_ref(), &mut f);
         tools(&ctx, p, &mut f);
         space(p, &mut f);
@@ -276,6 +277,131 @@ fn folders(ctx: &Context, p: &CompiledPlan, units: Option<&ReadWritePaths>, f: &
 }
 
 /// The `database` blocks of this plan that its steps use.
+/// One query's answer (`a|b`), or why there is none.
+fn ask(ctx: &Context, db: &Database, sql: &str) -> Result<String, String> {
+    let client = Client::new(&ctx.target(db).map_err(|e| e.to_string())?, &ctx.plan.tools)
+        .map_err(|e| e.to_string())?;
+    let name = db.dbname.as_ref().map_or("postgres", |d| d.value.as_str());
+    let mut spec = client.sql(name, sql);
+    spec.timeout = Some(std::time::Duration::from_secs(30));
+    let (r, out) = exec::run_capturing(&spec, ctx.redactor);
+    match r.exit.reason("psql") {
+        None => Ok(String::from_utf8_lossy(&out).trim().to_string()),
+        Some(why) => Err(format!("{why}: {}", r.tail.trim())),
+    }
+}
+
+/// Base backups and WAL archiving: the role may replicate, the server archives into the
+/// `wal` step's folder, and that folder has the group's modes.
+fn physical(
+    app: &App,
+    executor: &StepExecutor,
+    p: &CompiledPlan,
+    steps: &[usize],
+    f: &mut Findings,
+) {
+    for &i in steps {
+        let s = &executor.compiled.steps[i];
+        let ctx = executor.context(i);
+        let (database, label) = match &s.decl.kind {
+            StepKind::BaseBackup(b) => (b.database.as_ref(), format!("base-backup {}", s.id)),
+            StepKind::Wal(w) => (w.database.as_ref(), format!("wal {}", s.id)),
+            _ => continue,
+        };
+        let Some(db) = database.and_then(|d| ctx.database(&d.value).ok()) else {
+            continue;
+        };
+        if let StepKind::BaseBackup(_) = &s.decl.kind {
+            match ask(
+                &ctx,
+                db,
+                "SELECT r.rolreplication OR r.rolsuper, current_user, current_setting('wal_level') \
+                 FROM pg_roles r WHERE r.rolname = current_user",
+            ) {
+                Ok(a) => {
+                    let parts: Vec<&str> = a.split('|').collect();
+                    let user = parts.get(1).copied().unwrap_or("the role");
+                    if parts.first() != Some(&"t") {
+                        f.problem(
+                            format!("{label}: role {user} may not replicate (pg_basebackup needs REPLICATION)"),
+                            Some(format!("ALTER ROLE {user} REPLICATION; and a `host replication {user} …` line in pg_hba.conf")),
+                        );
+                    } else if parts.get(2) == Some(&"minimal") {
+                        f.problem(
+                            format!("{label}: wal_level is minimal"),
+                            Some("set wal_level = replica in postgresql.conf and restart".into()),
+                        );
+                    } else {
+                        f.ok(format!("{label}: role {user} may replicate"));
+                    }
+                }
+                Err(e) => f.problem(format!("{label}: cannot ask the server: {e}"), None),
+            }
+            continue;
+        }
+        let dir = p.dir(s.name(), Area::Wal);
+        let lines = crate::steps::wal::conf_lines(&p.decl.name.value, s.name(), &app.plans);
+        let fix = Some(format!(
+            "set in postgresql.conf (then restart):\n{}",
+            lines.join("\n")
+        ));
+        match ask(
+            &ctx,
+            db,
+            "SELECT current_setting('archive_mode'), current_setting('archive_command'), \
+             current_setting('archive_timeout')",
+        ) {
+            Ok(a) => {
+                let parts: Vec<&str> = a.splitn(3, '|').collect();
+                let wanted = format!("wal push {}/{}", p.decl.name.value, s.name());
+                if parts.first().is_none_or(|m| *m == "off") {
+                    f.problem(
+                        format!("{label}: archive_mode is off: nothing is archived"),
+                        fix,
+                    );
+                } else if !parts.get(1).is_some_and(|c| c.contains(&wanted)) {
+                    f.problem(
+                        format!(
+                            "{label}: archive_command does not archive into this step: {}",
+                            parts.get(1).copied().unwrap_or("")
+                        ),
+                        fix,
+                    );
+                } else {
+                    f.ok(format!(
+                        "{label}: the server archives into {}",
+                        dir.display()
+                    ));
+                }
+            }
+            Err(e) => f.problem(format!("{label}: cannot ask the server: {e}"), None),
+        }
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.permissions().mode() & 0o7777 == crate::steps::wal::DIR_MODE => {
+                f.ok(format!("{label}: {} has the group's modes", dir.display()))
+            }
+            Ok(m) => f.warn(
+                format!(
+                    "{label}: {} has mode {:o}, not {:o}",
+                    dir.display(),
+                    m.permissions().mode() & 0o7777,
+                    crate::steps::wal::DIR_MODE
+                ),
+                Some(format!("ops-run run {} (it mends the modes)", s.id)),
+            ),
+            Err(_) => f.problem(
+                format!("{label}: {} does not exist: every push fails", dir.display()),
+                Some(format!(
+                    "ops-run run {} (it creates the folder, mode 2770); the server's user joins {}'s group",
+                    s.id,
+                    me()
+                )),
+            ),
+        }
+    }
+}
+
 fn databases(executor: &StepExecutor, p: &CompiledPlan, steps: &[usize], f: &mut Findings) {
     for db in &p.decl.databases {
         let used_by: Vec<&str> = steps

@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod alerts;
 pub mod apply;
+pub mod cluster;
 pub mod doctor;
 pub mod help;
 pub mod init;
@@ -11,3 +12,4 @@ pub mod restore;
 pub mod show;
 pub mod status;
 pub mod validate;
+pub mod wal;

@@ -323,12 +323,16 @@ impl Prepared<'_> {
 
 /// A `restore` activity: its row is written `running` when the restore starts changing
 /// things, and finished when it ends.
-struct Recording {
+pub(crate) struct Recording {
     id: i64,
 }
 
 impl Recording {
-    fn start(app: &App, ctx: &Context, started_at: DateTime<Utc>) -> Result<Recording, Failure> {
+    pub(crate) fn start(
+        app: &App,
+        ctx: &Context,
+        started_at: DateTime<Utc>,
+    ) -> Result<Recording, Failure> {
         let store = app.open_store()?;
         store
             .start(
@@ -342,7 +346,7 @@ impl Recording {
             .map_err(|e| Failure::Runtime(format!("cannot record the restore: {e}")))
     }
 
-    fn finish(
+    pub(crate) fn finish(
         self,
         app: &App,
         duration: Duration,
@@ -581,11 +585,16 @@ fn choose(dir: &Path, ctx: &Context, a: &DbArgs) -> Result<DumpFile, Failure> {
 }
 
 /// `--at`: RFC 3339, or `YYYY-mm-dd HH:MM` (or with `T`) in the plan's time zone.
-fn parse_at(s: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_at(s: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(s, format) {
             return tz
                 .from_local_datetime(&naive)

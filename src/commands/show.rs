@@ -64,6 +64,18 @@ pub fn decisions_from(
         .collect()
 }
 
+/// For a `wal` step: the `postgresql.conf` lines that make the server archive into it.
+pub fn conf_lines(app: &App, compiled: &Compiled, i: usize) -> Option<Vec<String>> {
+    let s = &compiled.steps[i];
+    matches!(s.decl.kind, crate::plan::model::StepKind::Wal(_)).then(|| {
+        crate::steps::wal::conf_lines(
+            &compiled.plans[s.plan].decl.name.value,
+            s.name(),
+            &app.plans,
+        )
+    })
+}
+
 pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
     let (loaded, compiled) = app.load()?;
     let sources = &loaded.sources;
@@ -134,6 +146,7 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
                     "next_due": next.map(crate::clock::stamp),
                     "next_due_local": next.map(|n| due::local(n, tz)),
                     "settings": settings,
+                    "postgresql_conf": conf_lines(app, &compiled, i),
                 })
             })
             .collect();
@@ -265,6 +278,16 @@ pub fn run(app: &App, json_out: bool) -> Result<(), Failure> {
                     format!("  [{o}]")
                 };
                 out.push_str(&format!("       {k:<w$}  {v}{origin}\n"));
+            }
+            if let Some(lines) = conf_lines(app, &compiled, i) {
+                out.push_str(&format!(
+                    "       postgresql.conf of the server (it archives into {}):\n",
+                    p.dir(s.name(), crate::artifact::layout::Area::Wal)
+                        .display()
+                ));
+                for l in lines {
+                    out.push_str(&format!("         {l}\n"));
+                }
             }
         }
     }

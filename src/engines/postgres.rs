@@ -18,6 +18,42 @@ fn pgpass_line(password: &str) -> String {
 
 pub struct Postgres;
 
+/// A PostgreSQL server program (`pg_basebackup`, `pg_verifybackup`, `pg_ctl`): the plan's
+/// `tools` entry for `key`, else the one of the server's major `version` in Debian's
+/// `/usr/lib/postgresql/VERSION/bin`, else the newest installed there, else `program` on the
+/// PATH (Debian puts only the client wrappers there).
+pub fn server_tool(
+    tools: &HashMap<String, Setting<String>>,
+    key: &str,
+    program: &str,
+    version: Option<&str>,
+) -> String {
+    if let Some(t) = tools.get(key) {
+        return t.value.clone();
+    }
+    let root = std::path::Path::new("/usr/lib/postgresql");
+    if let Some(v) = version.filter(|v| !v.is_empty()) {
+        let p = root.join(v).join("bin").join(program);
+        if p.exists() {
+            return p.display().to_string();
+        }
+    }
+    let mut installed: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let p = e.path().join("bin").join(program);
+            p.exists().then_some((v, p))
+        })
+        .collect();
+    installed.sort();
+    installed
+        .pop()
+        .map_or_else(|| program.to_string(), |(_, p)| p.display().to_string())
+}
+
 impl Server for Postgres {
     fn login(&self, target: &Target) -> Result<Login, EngineError> {
         let mut args = vec!["--no-password".to_string()];

@@ -44,6 +44,9 @@ pub struct ProcessSpec {
     /// Start from a minimal environment (`MINIMAL_ENV`) instead of ops-run's own, which holds
     /// every secret it was given: for programs that need none of them, or get theirs by name.
     pub minimal_env: bool,
+    /// A server the command starts on purpose (`pg_ctl start`, which detaches it with
+    /// `setsid`): what it leaves running when it returns is not killed as escaped.
+    pub detach: bool,
 }
 
 impl ProcessSpec {
@@ -59,6 +62,7 @@ impl ProcessSpec {
             timeout: None,
             ignore_interrupt: false,
             minimal_env: false,
+            detach: false,
         }
     }
 
@@ -360,7 +364,11 @@ fn run_inner(
                     m.remove(&(p as i32));
                 }
             }
-            let escaped = escape::kill_escaped(&token, mains.get_or_insert_default());
+            let escaped = if spec.detach {
+                Vec::new()
+            } else {
+                escape::kill_escaped(&token, mains.get_or_insert_default())
+            };
             drop(mains);
             (status, forced, escaped)
         });

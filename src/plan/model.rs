@@ -134,6 +134,8 @@ pub enum StepKind {
     Drill(Drill),
     Copy(OffsiteCopy),
     Check(RepoCheck),
+    BaseBackup(BaseBackup),
+    Wal(WalArchive),
 }
 
 impl Plan {
@@ -144,6 +146,33 @@ impl Plan {
         self.steps
             .iter()
             .map(|s| (s.name.value.as_str(), s.kind.area()))
+    }
+}
+
+impl Plan {
+    /// The base-backup step whose bases a `wal` step continues: the one it names, else the
+    /// plan's only base-backup of the same database.
+    pub fn wal_base(&self, w: &WalArchive) -> Option<&str> {
+        let bases = self.steps.iter().filter_map(|s| match &s.kind {
+            StepKind::BaseBackup(b) => Some((s.name.value.as_str(), b)),
+            _ => None,
+        });
+        match &w.base_backup {
+            Some(n) => bases.map(|(name, _)| name).find(|name| *name == n.value),
+            None => {
+                let same: Vec<&str> = bases
+                    .filter(|(_, b)| {
+                        b.database.as_ref().map(|d| &d.value)
+                            == w.database.as_ref().map(|d| &d.value)
+                    })
+                    .map(|(name, _)| name)
+                    .collect();
+                match same.as_slice() {
+                    [one] => Some(one),
+                    _ => None,
+                }
+            }
+        }
     }
 }
 
@@ -164,6 +193,8 @@ impl StepKind {
             StepKind::Dump(_) => Some(Area::Dumps),
             StepKind::Snapshot(_) => Some(Area::Snapshots),
             StepKind::Verify(_) | StepKind::Drill(_) => Some(Area::VerifyLogs),
+            StepKind::BaseBackup(_) => Some(Area::Base),
+            StepKind::Wal(_) => Some(Area::Wal),
             StepKind::Report(_)
             | StepKind::GitTag(_)
             | StepKind::Command(_)
@@ -175,7 +206,7 @@ impl StepKind {
 
     /// Every kind, with empty settings: the one list a new kind joins (and `keyword` below;
     /// the compiler names the rest).
-    pub fn all() -> [StepKind; 10] {
+    pub fn all() -> [StepKind; 12] {
         [
             StepKind::Dump(Dump::default()),
             StepKind::Snapshot(Snapshot::default()),
@@ -187,6 +218,8 @@ impl StepKind {
             StepKind::Drill(Drill::default()),
             StepKind::Copy(OffsiteCopy::default()),
             StepKind::Check(RepoCheck::default()),
+            StepKind::BaseBackup(BaseBackup::default()),
+            StepKind::Wal(WalArchive::default()),
         ]
     }
 
@@ -208,6 +241,8 @@ impl StepKind {
             StepKind::Drill(_) => "drill",
             StepKind::Copy(_) => "copy",
             StepKind::Check(_) => "check",
+            StepKind::BaseBackup(_) => "base-backup",
+            StepKind::Wal(_) => "wal",
         }
     }
 
@@ -224,6 +259,8 @@ impl StepKind {
             StepKind::Drill(_) => ActivityType::DrDrill,
             StepKind::Copy(_) => ActivityType::OffsiteCopy,
             StepKind::Check(_) => ActivityType::RepoCheck,
+            StepKind::BaseBackup(_) => ActivityType::BaseBackup,
+            StepKind::Wal(_) => ActivityType::WalArchive,
         }
     }
 }
@@ -334,6 +371,29 @@ pub struct OffsiteCopy {
     pub forget: Option<Spanned<Keep>>,
     /// restic's `--limit-upload`, in bytes per second.
     pub limit_upload: Option<Spanned<u64>>,
+}
+
+/// A `base-backup` step (type `base_backup`): a PostgreSQL cluster's physical copy
+/// (`pg_basebackup`, checked by `pg_verifybackup`), one zstd tar per run.
+#[derive(Clone, Debug, Default)]
+pub struct BaseBackup {
+    pub database: Option<Spanned<String>>,
+    pub stale_after: Option<Spanned<Duration>>,
+    pub fail_after: Option<Spanned<Duration>>,
+    pub keep: Option<Spanned<Keep>>,
+    pub compression_level: Option<Spanned<u32>>,
+}
+
+/// A `wal` step (type `wal_archive`): the WAL a PostgreSQL server archives through
+/// `ops-run wal push`; the step prunes what no kept base backup needs and checks for gaps.
+#[derive(Clone, Debug, Default)]
+pub struct WalArchive {
+    pub database: Option<Spanned<String>>,
+    /// The base-backup step whose kept bases bound what is pruned (default: the plan's one
+    /// base-backup of the same database).
+    pub base_backup: Option<Spanned<String>>,
+    pub stale_after: Option<Spanned<Duration>>,
+    pub fail_after: Option<Spanned<Duration>>,
 }
 
 /// A `check` step: `restic check` of a snapshot step's repository or a copy's destination.

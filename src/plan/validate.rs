@@ -344,7 +344,9 @@ fn validate_plan(
                 | StepKind::Report(_)
                 | StepKind::GitTag(_)
                 | StepKind::Command(_)
-                | StepKind::Runbook(_) => None,
+                | StepKind::Runbook(_)
+                | StepKind::BaseBackup(_)
+                | StepKind::Wal(_) => None,
             };
             if let Some(own) = own.filter(|o| !same(&o.value)) {
                 diags.push(
@@ -391,7 +393,9 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
             | StepKind::Check(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)
-            | StepKind::Runbook(_) => {}
+            | StepKind::Runbook(_)
+            | StepKind::BaseBackup(_)
+            | StepKind::Wal(_) => {}
         }
     }
     for a in &plan.alerts {
@@ -563,5 +567,75 @@ fn check_seed_numbers(env: &Env, diags: &mut Vec<Diagnostic>) {
             help: None,
             related: Vec::new(),
         });
+    }
+}
+
+/// A `database` of the plan that is a PostgreSQL server (the physical kinds need one).
+pub fn postgres_database(
+    kind: &str,
+    database: Option<&Spanned<String>>,
+    name: &Spanned<String>,
+    scope: &Scope,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(r) = database else {
+        diags.push(
+            Diagnostic::error(
+                name.span,
+                format!("{kind} `{}` needs `database`", name.value),
+                "database missing",
+            )
+            .with_help("name one of this plan's PostgreSQL `database` blocks: `database main`"),
+        );
+        return;
+    };
+    if !scope.databases.contains(&r.value.as_str()) {
+        diags.push(reference_error(
+            r.span,
+            "database",
+            &r.value,
+            &scope.databases,
+        ));
+        return;
+    }
+    let engine = scope
+        .plan
+        .databases
+        .iter()
+        .find(|d| d.name.value == r.value)
+        .and_then(|d| d.engine.as_ref().map(|e| e.value));
+    if let Some(e) = engine.filter(|e| *e != Engine::Postgres) {
+        diags.push(
+            Diagnostic::error(
+                r.span,
+                format!(
+                    "{kind} is for PostgreSQL, and `{}` is {}",
+                    r.value,
+                    e.name()
+                ),
+                "not PostgreSQL",
+            )
+            .with_help("base backups and WAL archiving are PostgreSQL's; use a `dump` here"),
+        );
+    }
+}
+
+/// `fail-after` must be longer than `stale-after` (dumps, base backups, WAL).
+pub fn fail_after_stale(
+    stale: &Option<Spanned<std::time::Duration>>,
+    fail: &Option<Spanned<std::time::Duration>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if let (Some(stale), Some(fail)) = (stale, fail)
+        && fail.value <= stale.value
+    {
+        diags.push(
+            Diagnostic::error(
+                fail.span,
+                "`fail-after` must be longer than `stale-after`",
+                "not longer",
+            )
+            .with_related(stale.span, "stale-after"),
+        );
     }
 }

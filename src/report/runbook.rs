@@ -472,7 +472,9 @@ pub fn context(
             | StepKind::GitTag(_)
             | StepKind::Command(_)
             | StepKind::Runbook(_)
-            | StepKind::Check(_) => {}
+            | StepKind::Check(_)
+            | StepKind::BaseBackup(_)
+            | StepKind::Wal(_) => {}
         }
     }
     tools.sort_unstable();

@@ -223,18 +223,7 @@ pub fn validate(d: &Dump, name: &Spanned<String>, scope: &Scope, diags: &mut Vec
         ),
         Some(_) => {}
     }
-    if let (Some(stale), Some(fail)) = (&d.stale_after, &d.fail_after)
-        && fail.value <= stale.value
-    {
-        diags.push(
-            Diagnostic::error(
-                fail.span,
-                "`fail-after` must be longer than `stale-after`",
-                "not longer",
-            )
-            .with_related(stale.span, "stale-after"),
-        );
-    }
+    validate::fail_after_stale(&d.stale_after, &d.fail_after, diags);
     if let (Some(w), Some(f)) = (&d.row_drop_warn, &d.row_drop_fail)
         && f.value < w.value
     {

@@ -1,5 +1,6 @@
 //! Step kinds: each file builds its command as a plain value and turns a run into an outcome.
 
+pub mod base_backup;
 pub mod check;
 pub mod command;
 pub mod copy;
@@ -15,6 +16,7 @@ pub mod runbook;
 pub mod scratch;
 pub mod snapshot;
 pub mod verify;
+pub mod wal;
 
 use kdl::KdlNode;
 
@@ -162,6 +164,8 @@ impl crate::plan::kinds::Kinds for Registry {
             StepKind::Drill(d) => drill::compile(d, cc),
             StepKind::Copy(cp) => copy::compile(cp, cc),
             StepKind::Check(ch) => check::compile(ch, cc),
+            StepKind::BaseBackup(b) => base_backup::compile(b, cc),
+            StepKind::Wal(w) => wal::compile(w, cc),
         }
     }
 }
@@ -178,6 +182,8 @@ pub fn settings(kind: &StepKind) -> &'static Settings {
         StepKind::Drill(_) => &drill::SETTINGS,
         StepKind::Copy(_) => &copy::SETTINGS,
         StepKind::Check(_) => &check::SETTINGS,
+        StepKind::BaseBackup(_) => &base_backup::SETTINGS,
+        StepKind::Wal(_) => &wal::SETTINGS,
     }
 }
 
@@ -194,6 +200,8 @@ pub fn decode_setting(kind: &mut StepKind, key: &str, node: &KdlNode, dec: &mut 
         StepKind::Drill(d) => drill::decode(d, key, node, dec),
         StepKind::Copy(c) => copy::decode(c, key, node, dec),
         StepKind::Check(c) => check::decode(c, key, node, dec),
+        StepKind::BaseBackup(b) => base_backup::decode(b, key, node, dec),
+        StepKind::Wal(w) => wal::decode(w, key, node, dec),
     }
 }
 
@@ -212,6 +220,8 @@ pub fn validate(step: &Step, scope: &Scope, diags: &mut Vec<Diagnostic>) {
         StepKind::Drill(d) => drill::validate(d, name, scope, diags),
         StepKind::Copy(c) => copy::validate(c, name, scope, diags),
         StepKind::Check(c) => check::validate(c, name, scope, diags),
+        StepKind::BaseBackup(b) => base_backup::validate(b, name, scope, diags),
+        StepKind::Wal(w) => wal::validate(w, name, scope, diags),
     }
 }
 
@@ -228,6 +238,8 @@ pub fn preview(ctx: &Context) -> Result<String, StepError> {
         StepKind::Drill(d) => drill::preview(ctx, d),
         StepKind::Copy(c) => copy::preview(ctx, c),
         StepKind::Check(c) => check::preview(ctx, c),
+        StepKind::BaseBackup(b) => base_backup::preview(ctx, b),
+        StepKind::Wal(w) => wal::preview(ctx, w),
     }
 }
 
@@ -244,7 +256,9 @@ pub fn ready(ctx: &Context) -> Result<(), StepError> {
         | StepKind::Report(_)
         | StepKind::GitTag(_)
         | StepKind::Runbook(_)
-        | StepKind::Check(_) => Ok(()),
+        | StepKind::Check(_)
+        | StepKind::BaseBackup(_)
+        | StepKind::Wal(_) => Ok(()),
     }
 }
 
@@ -255,13 +269,15 @@ pub fn sweep(ctx: &Context) -> Vec<String> {
         StepKind::Verify(v) => verify::sweep(ctx, v),
         StepKind::Drill(d) => drill::sweep(ctx, d),
         StepKind::Dump(_) => dump::sweep(ctx),
+        StepKind::BaseBackup(_) => base_backup::sweep(ctx),
         StepKind::Command(_)
         | StepKind::Snapshot(_)
         | StepKind::Report(_)
         | StepKind::GitTag(_)
         | StepKind::Runbook(_)
         | StepKind::Copy(_)
-        | StepKind::Check(_) => Vec::new(),
+        | StepKind::Check(_)
+        | StepKind::Wal(_) => Vec::new(),
     }
 }
 
@@ -277,5 +293,7 @@ pub fn execute(ctx: &Context) -> Outcome {
         StepKind::Drill(d) => drill::execute(ctx, d),
         StepKind::Copy(c) => copy::execute(ctx, c),
         StepKind::Check(c) => check::execute(ctx, c),
+        StepKind::BaseBackup(b) => base_backup::execute(ctx, b),
+        StepKind::Wal(w) => wal::execute(ctx, w),
     }
 }

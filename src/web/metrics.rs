@@ -313,12 +313,48 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
             *rto,
         );
     }
+    // The WAL's newest segment, by when it was archived (its file's time).
+    let wal: Vec<(&Check, f64)> = checks
+        .iter()
+        .filter(|c| c.kind == CheckKind::Wal)
+        .filter_map(|c| {
+            let path = c.artifact.as_ref()?;
+            let at = std::fs::metadata(path).ok()?.modified().ok()?;
+            let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+            Some((c, secs))
+        })
+        .collect();
+    f.head(
+        "ops_run_wal_last_archived_timestamp_seconds",
+        "gauge",
+        "When the newest WAL segment of a wal step was archived.",
+    );
+    for (c, at) in &wal {
+        f.sample(
+            "ops_run_wal_last_archived_timestamp_seconds",
+            &[("plan", &c.plan), ("step", &c.step)],
+            *at,
+        );
+    }
     f.head(
         "ops_run_recovery_point_age_seconds",
         "gauge",
-        "Recovery point at the newest drill: the age of the oldest of the newest dump and snapshot it restored.",
+        "Recovery point: for a plan that archives WAL, the age of its newest archived segment (step: the wal step); else at the newest drill, the age of the oldest of the newest dump and snapshot it restored.",
     );
-    for (plan, step, (_, rpo)) in &drills {
+    let archiving: Vec<&str> = wal.iter().map(|(c, _)| c.plan.as_str()).collect();
+    for (c, _) in &wal {
+        if let Some(age) = c.age_seconds {
+            f.sample(
+                "ops_run_recovery_point_age_seconds",
+                &[("plan", &c.plan), ("step", &c.step)],
+                age as f64,
+            );
+        }
+    }
+    for (plan, step, (_, rpo)) in drills
+        .iter()
+        .filter(|(p, _, _)| !archiving.contains(&p.as_str()))
+    {
         f.sample(
             "ops_run_recovery_point_age_seconds",
             &[("plan", plan), ("step", step)],
@@ -352,6 +388,8 @@ fn kind_name(k: CheckKind) -> &'static str {
         CheckKind::RepoCheck => "repo_check",
         CheckKind::Apply => "apply",
         CheckKind::Plans => "plans",
+        CheckKind::BaseBackup => "base_backup",
+        CheckKind::Wal => "wal",
     }
 }
 

@@ -74,6 +74,8 @@ fn actions(site: &Site, token: Option<&super::auth::Token>) -> Vec<Value> {
                 StepKind::Drill(_) => ("Run drill", "ops.execute"),
                 StepKind::Copy(_) => ("Copy offsite", "ops.execute"),
                 StepKind::Check(_) => ("Check repository", "ops.execute"),
+                StepKind::BaseBackup(_) => ("Base backup", "ops.execute"),
+                StepKind::Wal(_) => ("Check WAL", "ops.execute"),
                 StepKind::GitTag(_) => ("Create git tag", "ops.release"),
                 StepKind::Command(_) => return None,
             };

@@ -27,6 +27,7 @@ mod migrate;
 mod on_failure;
 mod ownership;
 mod package;
+mod pitr;
 mod report;
 mod restore;
 mod restore_safety;

@@ -265,6 +265,8 @@ fn the_plan_language_man_page_covers_every_kind() {
         "DRILL NAME",
         "RUNBOOK NAME",
         "GIT\\-TAG NAME",
+        "BASE\\-BACKUP NAME",
+        "WAL NAME",
         "VALUES",
     ] {
         assert!(
@@ -360,6 +362,11 @@ fn every_setting_is_in_its_chapter() {
         ("kinds/drill.md", steps::drill::SETTINGS.keys.to_vec()),
         ("kinds/runbook.md", steps::runbook::SETTINGS.keys.to_vec()),
         ("kinds/git-tag.md", steps::git_tag::SETTINGS.keys.to_vec()),
+        (
+            "kinds/base-backup.md",
+            steps::base_backup::SETTINGS.keys.to_vec(),
+        ),
+        ("kinds/wal.md", steps::wal::SETTINGS.keys.to_vec()),
     ];
     let mut wrong = Vec::new();
     for (chapter, keys) in chapters {

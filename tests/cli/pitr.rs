@@ -1,0 +1,530 @@
+//! Point-in-time recovery on a real PostgreSQL cluster the test makes with `initdb`: the
+//! server archives through `ops-run wal push` (the `archive_command` line `plan show`
+//! prints), `base-backup` stores a checked base, `restore cluster --at T --start` brings back
+//! exactly what was committed before T, `--at latest` everything, and a second recovery follows
+//! the timeline the first one started. A missing segment is critical by name; an archive that
+//! stops taking segments goes stale, and loses nothing once it works again.
+//!
+//! Run as root (as CI does), the servers run as `postgres` and the archive folders belong to
+//! its group — the split the README describes for the package, where the server's user joins
+//! the service's group.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Workspace, wait_for};
+use crate::serve::free_port;
+
+fn bindir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("initdb")
+}
+
+fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A command as the server's user (`postgres` when we are root).
+fn as_server(program: &Path) -> Command {
+    if root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn ok(c: &mut Command) -> String {
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Gives `path` to the server's group (root only): the package's split, played by the test.
+fn to_server_group(path: &Path) {
+    if root() {
+        ok(Command::new("chgrp").arg("postgres").arg(path));
+    }
+}
+
+/// The data directories a test started servers in: each stopped when the test ends, however
+/// it ends.
+struct Servers {
+    bin: PathBuf,
+    dirs: std::cell::RefCell<Vec<PathBuf>>,
+}
+
+impl Servers {
+    fn stop(&self, data: &Path) {
+        let _ = as_server(&self.bin.join("pg_ctl"))
+            .args(["-D"])
+            .arg(data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+    fn started(&self, data: &Path) {
+        self.dirs.borrow_mut().push(data.to_path_buf());
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for d in self.dirs.borrow().iter() {
+            self.stop(d);
+        }
+    }
+}
+
+/// A workspace with a plan archiving a fresh cluster's WAL, the cluster running.
+struct Pitr {
+    // Stopped before the workspace (and the data directories in it) is removed.
+    servers: Servers,
+    ws: Workspace,
+    port: u16,
+    sock: PathBuf,
+}
+
+impl Pitr {
+    fn new(wal_thresholds: &str) -> Pitr {
+        let ws = Workspace::new();
+        std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = bindir();
+        let sock = ws.path("s");
+        std::fs::create_dir(&sock).unwrap();
+        let data = ws.path("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if root() {
+            ok(Command::new("chown").arg("postgres").arg(&sock).arg(&data));
+        }
+        ok(as_server(&bin.join("initdb")).arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--no-sync",
+        ]));
+        let port = free_port();
+        ws.write(
+            "plans/main.kdl",
+            &format!(
+                r#"plan "main" {{
+    base "backups"
+    timezone "UTC"
+    database "main" {{
+        engine "postgres"
+        host "{sock}"
+        port {port}
+        user "postgres"
+        name "postgres"
+    }}
+    base-backup "base" {{
+        database "main"
+        keep last=2
+    }}
+    wal "wal" {{
+        database "main"
+        {wal_thresholds}
+    }}
+}}
+"#,
+                sock = sock.display()
+            ),
+        );
+        // The first run makes the archive folder (2770, the group may pass through the base).
+        let r = ws.run(&["run", "main/wal"]);
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+        let wal = ws.path("backups/wal/wal");
+        let mode = std::fs::metadata(&wal).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o2770, "the archive folder's mode");
+        for p in [ws.path("backups"), ws.path("backups/wal"), wal] {
+            to_server_group(&p);
+        }
+        // The lines `plan show` prints are the ones the server gets.
+        let show = ws.run(&["plan", "show", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&show.stdout()).unwrap();
+        let lines: Vec<String> = v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "main/wal")
+            .unwrap()["postgresql_conf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            lines.iter().any(|l| l.contains("wal push main/wal %p %f")),
+            "{lines:?}"
+        );
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        use std::io::Write;
+        writeln!(
+            conf,
+            "{}\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {port}\nfsync = off",
+            lines.join("\n"),
+            sock.display()
+        )
+        .unwrap();
+        let servers = Servers {
+            bin: bin.clone(),
+            dirs: Default::default(),
+        };
+        servers.started(&data);
+        ok(as_server(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(ws.path("s/server.log"))
+            .args(["-w", "start"]));
+        Pitr {
+            ws,
+            servers,
+            port,
+            sock,
+        }
+    }
+
+    /// SQL on the primary (or a restored server on `port` with its socket in `sock`).
+    fn sql_at(&self, sock: &Path, port: u16, sql: &str) -> String {
+        ok(Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-tA",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-h",
+            ])
+            .arg(sock)
+            .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]))
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.sql_at(&self.sock, self.port, sql)
+    }
+
+    /// Switches to a new segment and waits until the archive holds the one just closed.
+    fn switch_and_wait(&self) -> String {
+        let closed = self.sql("SELECT pg_walfile_name(pg_switch_wal())");
+        let archived = self.ws.path(&format!("backups/wal/wal/{closed}.zst"));
+        assert!(
+            wait_for(30, || archived.exists()),
+            "{closed} was not archived: {}",
+            std::fs::read_to_string(self.ws.path("s/server.log")).unwrap_or_default()
+        );
+        closed
+    }
+
+    /// `restore cluster … --start` into `name` on a new port; the server is stopped with the
+    /// test. Returns the port.
+    fn restore(&self, step: &str, at: &str, name: &str, extra: &[&str]) -> (u16, PathBuf) {
+        let port = free_port();
+        let to = self.ws.path(name);
+        self.servers.started(&to);
+        let p = port.to_string();
+        let mut args = vec![
+            "restore",
+            "cluster",
+            step,
+            "--at",
+            at,
+            "--to",
+            to.to_str().unwrap(),
+            "--port",
+            &p,
+            "--start",
+        ];
+        args.extend(extra);
+        let r = self.ws.run(&args);
+        assert_eq!(
+            r.code(),
+            0,
+            "{}{}\n{}",
+            r.stdout(),
+            r.stderr(),
+            std::fs::read_to_string(to.join("log/ops-run-recovery.log")).unwrap_or_default()
+        );
+        (port, to)
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL server binaries; run scripts/test"]
+fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_timeline() {
+    let p = Pitr::new("");
+    p.sql("CREATE TABLE t (i int PRIMARY KEY, at timestamptz DEFAULT now())");
+    p.sql("INSERT INTO t (i) SELECT generate_series(1, 1000)");
+    let r = p.ws.run(&["run", "main/base"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let bases: Vec<String> = std::fs::read_dir(p.ws.path("backups/base/base"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        bases
+            .iter()
+            .any(|n| n.starts_with("base-") && n.ends_with(".tar.zst")),
+        "{bases:?}"
+    );
+    assert!(
+        bases.iter().any(|n| n.ends_with(".tar.zst.sha256")),
+        "{bases:?}"
+    );
+    assert!(
+        bases.iter().any(|n| n.ends_with(".tar.zst.manifest.json")),
+        "{bases:?}"
+    );
+
+    // T1: rows committed; T2: the instant; T3: rows after it.
+    p.sql("INSERT INTO t (i) SELECT generate_series(1001, 1100)");
+    std::thread::sleep(Duration::from_millis(1200));
+    let t2 = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(Duration::from_millis(1200));
+    p.sql("INSERT INTO t (i) SELECT generate_series(2001, 2050)");
+    p.switch_and_wait();
+
+    let (port, to) = p.restore("main/base", &t2, "r1", &[]);
+    assert_eq!(
+        p.sql_at(&to, port, "SELECT count(*), max(i) FROM t"),
+        "1100|1100"
+    );
+    assert_eq!(p.sql_at(&to, port, "SELECT pg_is_in_recovery()"), "f");
+    p.servers.stop(&to);
+
+    let (port, to) = p.restore("main/base", "latest", "r2", &[]);
+    assert_eq!(
+        p.sql_at(&to, port, "SELECT count(*), max(i) FROM t"),
+        "1150|2050"
+    );
+    p.servers.stop(&to);
+    // Neither rehearsal archived anything: the archive holds timeline 1 only.
+    assert!(!p.ws.path("backups/wal/wal/00000002.history.zst").exists());
+
+    // The primary is lost; the recovery to T2 becomes the primary and archives (timeline 2).
+    p.servers.stop(&p.ws.path("data"));
+    let (port3, to3) = p.restore("main/wal", &t2, "r3", &["--archive"]);
+    p.sql_at(
+        &to3,
+        port3,
+        "INSERT INTO t (i) SELECT generate_series(5001, 5010)",
+    );
+    let closed = p.sql_at(&to3, port3, "SELECT pg_walfile_name(pg_switch_wal())");
+    assert!(closed.starts_with("00000002"), "{closed}");
+    let archived = p.ws.path(&format!("backups/wal/wal/{closed}.zst"));
+    assert!(wait_for(30, || archived.exists()), "{closed} not archived");
+    assert!(p.ws.path("backups/wal/wal/00000002.history.zst").exists());
+    p.servers.stop(&to3);
+
+    // A second recovery follows the new timeline to its end.
+    let (port, to) = p.restore("main/base", "latest", "r4", &[]);
+    assert_eq!(
+        p.sql_at(&to, port, "SELECT count(*), max(i) FROM t"),
+        "1110|5010"
+    );
+    let log = std::fs::read_to_string(to.join("log/ops-run-recovery.log")).unwrap();
+    assert!(log.contains("00000002.history"), "{log}");
+    p.servers.stop(&to);
+
+    // Every restore is recorded; the archive has no gap.
+    let restores =
+        p.ws.activities()
+            .iter()
+            .filter(|a| a["type"] == "restore" && a["status"] == "success")
+            .count();
+    assert_eq!(restores, 4);
+    let r = p.ws.run(&["run", "main/wal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("no gap"), "{}", r.stdout());
+
+    // A target before the oldest base is refused, nothing created.
+    let r = p.ws.run(&[
+        "restore",
+        "cluster",
+        "main/base",
+        "--at",
+        "2020-01-01T00:00:00Z",
+        "--to",
+        p.ws.path("r5").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("no base backup finished before"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!p.ws.path("r5").exists());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL server binaries; run scripts/test"]
+fn a_missing_segment_is_critical_by_name_and_a_stopped_archive_goes_stale_then_loses_nothing() {
+    let p = Pitr::new("stale-after \"1m\"\n        fail-after \"10m\"");
+    p.sql("CREATE TABLE t (i int)");
+    let r = p.ws.run(&["run", "main/base"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let mut closed = Vec::new();
+    for n in 0..3 {
+        p.sql(&format!(
+            "INSERT INTO t SELECT generate_series(1, {})",
+            1000 * (n + 1)
+        ));
+        closed.push(p.switch_and_wait());
+    }
+    let status = p.ws.run(&["status"]);
+    assert_eq!(status.code(), 0, "{}", status.stdout());
+
+    // One segment gone from the middle: critical, by name, in status and in the step.
+    let middle = p.ws.path(&format!("backups/wal/wal/{}.zst", closed[1]));
+    let aside = p.ws.path("aside.zst");
+    std::fs::rename(&middle, &aside).unwrap();
+    let status = p.ws.run(&["status"]);
+    assert_eq!(status.code(), 2, "{}", status.stdout());
+    assert!(
+        status
+            .stdout()
+            .contains(&format!("WAL missing from the archive: {}", closed[1])),
+        "{}",
+        status.stdout()
+    );
+    let r = p.ws.run(&["run", "main/wal"]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(r.stdout().contains(&closed[1]), "{}", r.stdout());
+    std::fs::rename(&aside, &middle).unwrap();
+    let r = p.ws.run(&["run", "main/wal"]);
+    assert_eq!(r.code(), 0, "{}", r.stdout());
+
+    // The archive stops taking segments: the server keeps them and retries.
+    let wal = p.ws.path("backups/wal/wal");
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o2550)).unwrap();
+    p.sql("INSERT INTO t SELECT generate_series(1, 5000)");
+    let stuck = p.sql("SELECT pg_walfile_name(pg_switch_wal())");
+    assert!(
+        wait_for(30, || p.sql("SELECT failed_count FROM pg_stat_archiver")
+            != "0"),
+        "the push did not fail"
+    );
+    // Within stale-after of the last segment it is stale (here: 90 s on).
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(90))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let status = p.ws.run_at(&later, &["status"]);
+    assert_eq!(status.code(), 1, "{}", status.stdout());
+    assert!(
+        status
+            .stdout()
+            .lines()
+            .any(|l| l.starts_with("main/wal") && l.contains("stale")),
+        "{}",
+        status.stdout()
+    );
+    // The step asks the server, which says its archive_command fails.
+    let r = p.ws.run(&["run", "main/wal"]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(
+        r.stdout().contains("archive_command is failing"),
+        "{}",
+        r.stdout()
+    );
+
+    // Archiving works again: the kept segment arrives, and nothing is missing.
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    let arrived = p.ws.path(&format!("backups/wal/wal/{stuck}.zst"));
+    assert!(wait_for(90, || arrived.exists()), "{stuck} never arrived");
+    let r = p.ws.run(&["run", "main/wal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("no gap"), "{}", r.stdout());
+    let status = p.ws.run(&["status"]);
+    assert_eq!(status.code(), 0, "{}", status.stdout());
+    let metrics = p.ws.run(&["metrics"]).stdout();
+    assert!(
+        metrics.contains("ops_run_wal_last_archived_timestamp_seconds{plan=\"main\",step=\"wal\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ops_run_recovery_point_age_seconds{plan=\"main\",step=\"wal\"}"),
+        "{metrics}"
+    );
+}
+
+/// `wal push` as PostgreSQL calls it, without a server: the same bytes twice succeed,
+/// different bytes under the same name fail and leave the archived file as it was, a name
+/// that is not a WAL file is refused, and `wal fetch` gives the bytes back.
+#[test]
+fn wal_push_never_overwrites_and_fetch_gives_the_bytes_back() {
+    let ws = Workspace::with_plan(
+        r#"plan "main" {
+    base "backups"
+    database "main" {
+        engine "postgres"
+        name "app"
+    }
+    base-backup "base" { database "main"; }
+    wal "wal" { database "main"; }
+}
+"#,
+    );
+    let seg = ws.path("seg");
+    std::fs::write(&seg, vec![3u8; 1 << 20]).unwrap();
+    let name = "000000010000000000000007";
+    let seg_s = seg.to_str().unwrap();
+    // Before the folder exists (no apply yet), a push fails: PostgreSQL keeps the segment.
+    let r = ws.run(&["wal", "push", "main/wal", seg_s, name]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("no archive folder"), "{}", r.stderr());
+    assert_eq!(ws.run(&["run", "main/wal"]).code(), 0);
+    for _ in 0..2 {
+        let r = ws.run(&["wal", "push", "main/wal", seg_s, name]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+    }
+    let archived = ws.path(&format!("backups/wal/wal/{name}.zst"));
+    let before = std::fs::read(&archived).unwrap();
+    let mode = std::fs::metadata(&archived).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    std::fs::write(&seg, vec![4u8; 1 << 20]).unwrap();
+    let r = ws.run(&["wal", "push", "main/wal", seg_s, name]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("never overwritten"), "{}", r.stderr());
+    assert_eq!(std::fs::read(&archived).unwrap(), before);
+    let r = ws.run(&["wal", "push", "main/wal", seg_s, "../../etc/passwd"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+
+    let back = ws.path("back");
+    let r = ws.run(&["wal", "fetch", "main/wal", name, back.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(std::fs::read(&back).unwrap(), vec![3u8; 1 << 20]);
+    let r = ws.run(&[
+        "wal",
+        "fetch",
+        "main/wal",
+        "00000002.history",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    // No temporary file is left behind.
+    let left: Vec<_> = std::fs::read_dir(ws.path("backups/wal/wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
