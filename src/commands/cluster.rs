@@ -8,24 +8,22 @@
 //! `restore` activity. A restored server archives nothing unless `--archive` (a rehearsal
 //! never forks the archive's history).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::activity::ActivityStatus;
 use crate::app::App;
-use crate::artifact::base::{self, BaseManifest};
-use crate::artifact::layout::{Area, DumpFile};
+use crate::artifact::base;
+use crate::artifact::layout::Area;
 use crate::artifact::sha;
 use crate::error::Failure;
-use crate::exec::{self, ProcessSpec, shell_quote};
+use crate::exec::shell_quote;
 use crate::plan::compile::{Compiled, CompiledPlan};
 use crate::plan::model::StepKind;
 use crate::session::StepExecutor;
+use crate::steps::cluster::{Listen, Recovery, Started, chown_tree, prepare, server_user, start};
 
 /// What `restore cluster` was asked.
 pub struct ClusterArgs<'a> {
@@ -77,315 +75,6 @@ pub fn pair(compiled: &Compiled, si: usize) -> Result<(usize, Pair), Failure> {
             wal_step: wal_step.map(|s| s.name.value.clone()),
         },
     ))
-}
-
-/// Who runs the restored server: ops-run's own user, or `postgres` when that is root
-/// (PostgreSQL refuses to run as root).
-fn server_user() -> Result<Option<crate::identity::User>, String> {
-    if !rustix::process::geteuid().is_root() {
-        return Ok(None);
-    }
-    crate::identity::lookup_name("postgres")
-        .map(Some)
-        .ok_or_else(|| {
-            "PostgreSQL does not run as root, and there is no `postgres` user to run it as".into()
-        })
-}
-
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            chown_tree(&e.path(), uid, gid)?;
-        } else {
-            std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid))?;
-        }
-    }
-    Ok(())
-}
-
-/// A setting's value in `postgresql.conf` syntax.
-fn conf_quote(v: &str) -> String {
-    format!("'{}'", v.replace('\'', "''"))
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-}
-
-/// The `restore_command` reading `wal_dir`: plain `zstd` when it is installed (it works
-/// without ops-run, as the runbook's), else ops-run's `wal fetch`.
-pub fn restore_command(wal_dir: &Path, plan: &str, wal_step: &str, plans: &Path) -> String {
-    if on_path("zstd") {
-        // `%f` is a WAL file name (hex digits and a dot): safe outside the quotes.
-        format!(
-            "test -f {d}/%f.zst && zstd -dcq -- {d}/%f.zst > \"%p\"",
-            d = shell_quote(&wal_dir.display().to_string())
-        )
-    } else {
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ops-run"));
-        let plans = std::fs::canonicalize(plans).unwrap_or_else(|_| plans.to_path_buf());
-        format!(
-            "{} --plans {} wal fetch {plan}/{wal_step} %f %p",
-            shell_quote(&exe.display().to_string()),
-            shell_quote(&plans.display().to_string())
-        )
-    }
-}
-
-/// What a recovery's settings are.
-pub struct Recovery<'a> {
-    pub restore_command: String,
-    pub at: Option<DateTime<Utc>>,
-    pub archive: bool,
-    pub port: Option<u16>,
-    pub note: &'a str,
-}
-
-/// Unpacks `base` into the empty `to` and writes the recovery settings.
-pub fn prepare(base: &DumpFile, to: &Path, r: &Recovery) -> Result<(), String> {
-    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", to.display()))?;
-    base::unpack(&base.path, to)
-        .map_err(|e| format!("cannot unpack {} into {}: {e}", base.name, to.display()))?;
-    // A Debian cluster keeps its configuration in /etc: the copy then has none of it.
-    let minimal = [
-        (
-            "postgresql.conf",
-            "# Written by ops-run restore cluster: the backup held no postgresql.conf.\nlisten_addresses = 'localhost'\n",
-        ),
-        (
-            "pg_hba.conf",
-            "# Written by ops-run restore cluster: the backup held no pg_hba.conf.\nlocal all all peer\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
-        ),
-        ("pg_ident.conf", ""),
-    ];
-    for (name, text) in minimal {
-        let p = to.join(name);
-        if !p.exists() {
-            std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
-        }
-    }
-    let mut lines = vec![
-        String::new(),
-        format!("# ops-run restore cluster: {}", r.note),
-        format!("restore_command = {}", conf_quote(&r.restore_command)),
-        "recovery_target_timeline = 'latest'".to_string(),
-    ];
-    if let Some(at) = r.at {
-        lines.push(format!(
-            "recovery_target_time = {}",
-            conf_quote(&at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
-        ));
-        lines.push("recovery_target_action = 'promote'".into());
-    }
-    if !r.archive {
-        lines.push("archive_mode = 'off'".into());
-    }
-    if let Some(p) = r.port {
-        lines.push(format!("port = {p}"));
-    }
-    let auto = to.join("postgresql.auto.conf");
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&auto)
-        .map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
-    f.write_all((lines.join("\n") + "\n").as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
-    std::fs::write(to.join("recovery.signal"), "")
-        .map_err(|e| format!("cannot write recovery.signal: {e}"))?;
-    Ok(())
-}
-
-/// What the server's log says of a recovery that ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ended {
-    /// Promoted; the line that says where recovery stopped (with a target).
-    Reached(Option<String>),
-    /// Recovery stopped at the end of the archive: PostgreSQL found no transaction after the
-    /// target.
-    NotReached(String),
-    Failed(String),
-}
-
-/// Reads a recovery's log: `None` while it goes on.
-pub fn read_log(log: &str, target: bool) -> Option<Ended> {
-    if let Some(l) = log
-        .lines()
-        .find(|l| l.contains("recovery ended before configured recovery target was reached"))
-    {
-        return Some(Ended::NotReached(l.to_string()));
-    }
-    if let Some(l) = log
-        .lines()
-        .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
-    {
-        return Some(Ended::Failed(l.to_string()));
-    }
-    if !log.lines().any(|l| {
-        l.contains("database system is ready to accept connections") && !l.contains("read-only")
-    }) {
-        return None;
-    }
-    let stopped = log
-        .lines()
-        .find(|l| l.contains("recovery stopping "))
-        .map(str::to_string);
-    if target && stopped.is_none() {
-        return Some(Ended::NotReached(
-            "recovery ended without stopping at the target".into(),
-        ));
-    }
-    Some(Ended::Reached(stopped))
-}
-
-/// Starts the restored server and waits for recovery to end.
-pub struct Started {
-    pub log: PathBuf,
-    pub reached: Option<String>,
-    pub pg_ctl: String,
-    pub socket: Option<PathBuf>,
-}
-
-pub fn start(
-    to: &Path,
-    m: &BaseManifest,
-    port: u16,
-    target: bool,
-    tools: &std::collections::HashMap<String, crate::plan::settings::Setting<String>>,
-    redactor: &crate::exec::redact::Redactor,
-    wait: Duration,
-) -> Result<Started, String> {
-    let user = server_user()?;
-    let logdir = to.join("log");
-    std::fs::create_dir_all(&logdir)
-        .map_err(|e| format!("cannot create {}: {e}", logdir.display()))?;
-    if let Some(u) = &user {
-        chown_tree(to, u.uid, u.gid)
-            .map_err(|e| format!("cannot give {} to {}: {e}", to.display(), u.name))?;
-    }
-    let log = logdir.join("ops-run-recovery.log");
-    let pg_ctl =
-        crate::engines::postgres::server_tool(tools, "pg-ctl", "pg_ctl", Some(&m.pg_version));
-    // The socket beside the data when the path fits a socket's name (107 bytes).
-    let socket = (to.as_os_str().len() < 80).then(|| to.to_path_buf());
-    let mut options = format!("-p {port} -c listen_addresses=localhost");
-    match &socket {
-        Some(s) => options.push_str(&format!(" -k {}", shell_quote(&s.display().to_string()))),
-        None => options.push_str(" -c unix_socket_directories=''"),
-    }
-    let mut args: Vec<String> = vec![
-        "-D".into(),
-        to.display().to_string(),
-        "-l".into(),
-        log.display().to_string(),
-        "-o".into(),
-        options,
-        "-w".into(),
-        "-t".into(),
-        wait.as_secs().max(1).to_string(),
-        "start".into(),
-    ];
-    let program = match &user {
-        Some(u) => {
-            let mut a = vec![
-                "-u".to_string(),
-                u.name.clone(),
-                "--".into(),
-                pg_ctl.clone(),
-            ];
-            a.append(&mut args);
-            args = a;
-            "runuser".to_string()
-        }
-        None => pg_ctl.clone(),
-    };
-    let mut spec = ProcessSpec::new(program, args);
-    spec.detach = true;
-    spec.minimal_env = true;
-    spec.timeout = Some(wait + Duration::from_secs(30));
-    let r = exec::run(&spec, redactor);
-    let deadline = Instant::now() + wait;
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        match read_log(&text, target) {
-            Some(Ended::Reached(line)) => {
-                return Ok(Started {
-                    log,
-                    reached: line,
-                    pg_ctl,
-                    socket,
-                });
-            }
-            Some(Ended::NotReached(line)) => {
-                return Err(format!(
-                    "the target was not reached: {line} (the archive holds no transaction after it; `--at latest` replays all there is). Server log: {}",
-                    log.display()
-                ));
-            }
-            Some(Ended::Failed(line)) => {
-                return Err(format!(
-                    "the server failed: {line}. Server log: {}",
-                    log.display()
-                ));
-            }
-            None if Instant::now() > deadline || (!r.success() && !text.contains("redo")) => {
-                return Err(format!(
-                    "recovery did not end in {} ({}). Server log: {}",
-                    crate::units::duration::format(wait),
-                    r.exit
-                        .reason("pg_ctl")
-                        .unwrap_or_else(|| "still running".into()),
-                    log.display()
-                ));
-            }
-            None => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-/// Stops a server `start` started (fast shutdown), as its user.
-pub fn stop(
-    to: &Path,
-    pg_ctl: &str,
-    redactor: &crate::exec::redact::Redactor,
-) -> Result<(), String> {
-    let user = server_user()?;
-    let base = vec![
-        "-D".to_string(),
-        to.display().to_string(),
-        "-m".into(),
-        "fast".into(),
-        "-w".into(),
-        "stop".into(),
-    ];
-    let (program, args) = match &user {
-        Some(u) => {
-            let mut a = vec![
-                "-u".to_string(),
-                u.name.clone(),
-                "--".into(),
-                pg_ctl.to_string(),
-            ];
-            a.extend(base);
-            ("runuser".to_string(), a)
-        }
-        None => (pg_ctl.to_string(), base),
-    };
-    let mut spec = ProcessSpec::new(program, args);
-    spec.minimal_env = true;
-    spec.ignore_interrupt = true;
-    spec.timeout = Some(Duration::from_secs(120));
-    let r = exec::run(&spec, redactor);
-    match r.exit.reason("pg_ctl stop") {
-        None => Ok(()),
-        Some(why) => Err(format!("{why}: {}", r.tail.trim())),
-    }
 }
 
 fn empty_or_absent(p: &Path) -> bool {
@@ -463,12 +152,12 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
             chosen,
             a.to,
             &Recovery {
-                restore_command: restore_command(
+                restore_command: Some(crate::steps::cluster::restore_command(
                     wal_dir,
                     &ctx.plan.decl.name.value,
                     wal_step,
                     ctx.plans,
-                ),
+                )),
                 at,
                 archive: a.archive,
                 port: a.port,
@@ -479,7 +168,12 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
             (true, Some(port)) => start(
                 a.to,
                 m,
-                port,
+                &Listen {
+                    port,
+                    tcp: true,
+                    // The socket beside the data when the path fits a socket's name.
+                    socket: (a.to.as_os_str().len() < 80).then(|| a.to.to_path_buf()),
+                },
                 at.is_some(),
                 &ctx.plan.tools,
                 &redactor,
@@ -535,9 +229,16 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
                 "recovered to {target_words} in {:.1} s{}",
                 duration.as_secs_f64(),
                 s.reached
+                    .as_ref()
                     .map(|l| format!(": {}", l.trim()))
                     .unwrap_or_default()
             );
+            if let Some(t) = s.last_transaction {
+                crate::outln!(
+                    "the last transaction replayed was committed at {}",
+                    crate::clock::stamp(t)
+                );
+            }
             crate::outln!(
                 "the server runs on port {}{}; log {}; stop it with: {} -D {} stop",
                 a.port.unwrap_or_default(),

@@ -333,6 +333,12 @@ pub enum Ownership {
 #[derive(Clone, Debug, Default)]
 pub struct Verify {
     pub dump: Option<Spanned<String>>,
+    /// `base-backup STEP`: the restore test of a PostgreSQL base backup (and its WAL) instead
+    /// of a dump.
+    pub base_backup: Option<Spanned<String>>,
+    /// A drill's `pitr #true`: the base backup is recovered to a random instant of the archived
+    /// window instead of its end.
+    pub pitr: Option<Spanned<bool>>,
     pub overdue_after: Option<Spanned<Duration>>,
     pub min_tables: Option<Spanned<u64>>,
     pub expects: Vec<Expect>,

@@ -123,6 +123,18 @@ pub struct Scope<'a> {
     pub dumps: Vec<&'a str>,
 }
 
+impl<'a> Scope<'a> {
+    /// The names of the plan's steps of one kind (`"base-backup"`, `"snapshot"`, …).
+    pub fn steps_of(&self, keyword: &str) -> Vec<&'a str> {
+        self.plan
+            .steps
+            .iter()
+            .filter(|s| s.kind.keyword() == keyword)
+            .map(|s| s.name.value.as_str())
+            .collect()
+    }
+}
+
 fn validate_plan(
     plan: &Plan,
     env: &Env,

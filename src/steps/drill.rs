@@ -36,6 +36,8 @@ const DEFAULT_SAMPLE: Sample = Sample::Count(200);
 pub const SETTINGS: Settings = Settings {
     keys: &[
         "dump",
+        "base-backup",
+        "pitr",
         "snapshot",
         "overdue-after",
         "min-tables",
@@ -83,6 +85,7 @@ pub fn decode(d: &mut Drill, key: &str, node: &KdlNode, dec: &mut Decoder) {
         }
         "rto" => d.rto = dec.duration(node),
         "rpo" => d.rpo = dec.duration(node),
+        "pitr" => d.restore.pitr = dec.boolean(node),
         // The database part is a verify's: `dump`, `min-tables`, `expect`, …
         other => super::restore_test::decode(&mut d.restore, other, node, dec),
     }
@@ -100,6 +103,22 @@ pub fn compile(d: &Drill, c: &mut Compiling) {
         && c.needs(dump, EdgeKind::Order)
     {
         c.plan_setting("dump", dump.value.clone(), dump.span);
+    }
+    if let Some(b) = &d.restore.base_backup
+        && c.needs(b, EdgeKind::Order)
+    {
+        c.plan_setting("base-backup", b.value.clone(), b.span);
+    }
+    if let Some(p) = &d.restore.pitr {
+        c.plan_setting(
+            "pitr",
+            if p.value {
+                "a random instant"
+            } else {
+                "the end"
+            },
+            p.span,
+        );
     }
     if let Some(snap) = &d.snapshot
         && c.needs(snap, EdgeKind::Order)
@@ -130,12 +149,12 @@ fn sample_words(s: Sample) -> String {
 }
 
 pub fn validate(d: &Drill, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
-    if d.restore.dump.is_none() && d.snapshot.is_none() {
+    if d.restore.dump.is_none() && d.restore.base_backup.is_none() && d.snapshot.is_none() {
         diags.push(
             Diagnostic::error(
                 name.span,
                 format!(
-                    "drill `{}` needs `dump` or `snapshot` (or both)",
+                    "drill `{}` needs `dump`, `base-backup` or `snapshot`",
                     name.value
                 ),
                 "nothing to rehearse",
@@ -143,8 +162,20 @@ pub fn validate(d: &Drill, name: &Spanned<String>, scope: &Scope, diags: &mut Ve
             .with_help("name the dump step and the snapshot step whose newest backups it restores"),
         );
     }
-    if d.restore.dump.is_some() {
+    if d.restore.dump.is_some() || d.restore.base_backup.is_some() {
         super::restore_test::validate(&d.restore, name, scope, diags);
+    }
+    if let Some(p) = d.restore.pitr.as_ref().filter(|p| p.value)
+        && d.restore.base_backup.is_none()
+    {
+        diags.push(
+            Diagnostic::error(
+                p.span,
+                "`pitr` needs `base-backup`",
+                "nothing to recover to an instant",
+            )
+            .with_help("name the base-backup step whose WAL the drill replays: `base-backup base`"),
+        );
     }
     if let Some(r) = &d.snapshot {
         let snapshots: Vec<&str> = scope
@@ -182,6 +213,17 @@ pub fn preview(ctx: &Context, d: &Drill) -> Result<String, StepError> {
             dump.value
         ));
     }
+    if let Some(b) = &d.restore.base_backup {
+        parts.push(format!(
+            "recover the newest base backup of `{}` into a scratch cluster, {}",
+            b.value,
+            if d.restore.pitr.as_ref().is_some_and(|p| p.value) {
+                "to a random instant of the archived window"
+            } else {
+                "with all archived WAL"
+            }
+        ));
+    }
     if let Some((name, _)) = snapshot_of(ctx, d) {
         parts.push(format!(
             "restore the newest complete snapshot of `{name}` into a scratch folder and compare {} with the live ones",
@@ -196,7 +238,7 @@ pub fn preview(ctx: &Context, d: &Drill) -> Result<String, StepError> {
 
 /// A drill needs something to rehearse: a good dump (when it names one) and a snapshot.
 pub fn ready(ctx: &Context, d: &Drill) -> Result<(), StepError> {
-    if d.restore.dump.is_some() {
+    if d.restore.dump.is_some() || d.restore.base_backup.is_some() {
         super::restore_test::ready(ctx, &d.restore)?;
     }
     if let Some((name, _)) = snapshot_of(ctx, d) {
@@ -430,7 +472,7 @@ pub fn execute(ctx: &Context, d: &Drill) -> Outcome {
     let mut recovery_time = Duration::ZERO;
     let mut recovery_point = Duration::ZERO;
     let result = (|| -> Result<(), String> {
-        if d.restore.dump.is_some() {
+        if d.restore.dump.is_some() || d.restore.base_backup.is_some() {
             let t0 = Instant::now();
             let test = super::restore_test::restore_test(ctx, &d.restore);
             let took = t0.elapsed();

@@ -2,6 +2,7 @@
 
 pub mod base_backup;
 pub mod check;
+pub mod cluster;
 pub mod command;
 pub mod copy;
 pub mod drill;

@@ -36,6 +36,7 @@ use crate::units::duration;
 pub const SETTINGS: Settings = Settings {
     keys: &[
         "dump",
+        "base-backup",
         "overdue-after",
         "min-tables",
         "expect",
@@ -49,6 +50,7 @@ pub const SETTINGS: Settings = Settings {
 
 pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
     match key {
+        "base-backup" => v.base_backup = dec.string(node),
         "dump" => v.dump = dec.string(node),
         "overdue-after" => v.overdue_after = dec.duration(node),
         "min-tables" => {
@@ -93,6 +95,11 @@ pub fn compile(v: &Verify, c: &mut Compiling) {
         && c.needs(dump, EdgeKind::Requires)
     {
         c.plan_setting("dump", dump.value.clone(), dump.span);
+    }
+    if let Some(b) = &v.base_backup
+        && c.needs(b, EdgeKind::Requires)
+    {
+        c.plan_setting("base-backup", b.value.clone(), b.span);
     }
     c.threshold(
         "overdue-after",
@@ -161,6 +168,10 @@ pub(crate) fn dump_reference(
 
 /// Checks a `verify` block on its own (references to its plan's databases and steps).
 pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    if let Some(b) = &v.base_backup {
+        super::cluster::validate_verify(v, b, scope, diags);
+        return;
+    }
     dump_reference("verify", &v.dump, name, scope, diags);
     if let Some(from) = &v.from {
         let copies: Vec<(&str, Option<&str>)> = scope
@@ -261,6 +272,9 @@ pub(crate) fn newest_with_sidecar(
 }
 
 pub fn preview(ctx: &Context, v: &Verify) -> Result<String, StepError> {
+    if let Some(b) = &v.base_backup {
+        return Ok(super::cluster::preview_verify(ctx, &b.value));
+    }
     let (source, fail_after, dir) = dump_of(ctx, v)?;
     let target = match &v.verify_database {
         Some(t) => ctx.database(&t.value)?,
@@ -309,6 +323,13 @@ fn dump_of<'a>(
 /// A verify needs a dump to test: without a good one (the dump never succeeded) it is
 /// skipped, not failed: the dump's own check already says why, and one cause gets one alert.
 pub fn ready(ctx: &Context, v: &Verify) -> Result<(), StepError> {
+    if let Some(b) = &v.base_backup {
+        let tz = ctx.plan.timezone.value;
+        return match crate::artifact::base::good(&ctx.plan.dir(&b.value, Area::Base), tz).first() {
+            Some(_) => Ok(()),
+            None => Err(format!("no good base backup of `{}` to restore yet", b.value).into()),
+        };
+    }
     let (_, _, dir) = dump_of(ctx, v)?;
     if v.from.is_some() {
         // The destination is asked when the restore runs; this machine may hold no dump.
@@ -403,6 +424,9 @@ fn write_log(ctx: &Context, ok: bool, text: &str) -> std::io::Result<PathBuf> {
 }
 
 fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
+    if let Some(b) = &v.base_backup {
+        return run_base(ctx, v, &b.value, ev);
+    }
     let (source, fail_after, dir) = dump_of(ctx, v)?;
     let tz = ctx.plan.timezone.value;
     // `from COPY`: the newest dump at that copy's destination, fetched into a scratch folder
@@ -494,6 +518,90 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
     Ok(())
 }
 
+/// The restore test of a base backup: the newest good base, checked against its sidecar,
+/// recovered with all the archived WAL (a drill's `pitr #true`: to a random instant of the
+/// archived window) into a scratch data directory by a PostgreSQL of its own (a private
+/// socket, no TCP), counted and queried (`min-tables`, `expect`), stopped, removed. The
+/// recovery point is how far the last transaction replayed lies behind the target (now, or
+/// the instant).
+fn run_base(ctx: &Context, v: &Verify, step: &str, ev: &mut Evidence) -> Result<(), StepError> {
+    let tz = ctx.plan.timezone.value;
+    let bases = crate::artifact::base::good(&ctx.plan.dir(step, Area::Base), tz);
+    let (base, m) = bases
+        .first()
+        .ok_or_else(|| format!("no good base backup of `{step}`"))?;
+    ev.dump = Some(base.path.clone());
+    ev.line(format!("base: {}", base.path.display()));
+    let actual = sha::file_sha256(&base.path)
+        .map_err(|e| format!("cannot read {}: {e}", base.path.display()))?;
+    if !layout::is_good(base) || actual != m.sha256 {
+        ev.line(format!("sha256: {actual} (the sidecar says otherwise)"));
+        return Err(format!("checksum mismatch: {} is damaged; not restored", base.name).into());
+    }
+    ev.line(format!("sha256: {actual} (matches the sidecar)"));
+    let now = ctx.clock.now();
+    let finished = m.finished().unwrap_or(base.taken);
+    let base_age = (now - finished).to_std().unwrap_or_default();
+    ev.line(format!(
+        "base_age: {} ({} s)",
+        duration::format(Duration::from_secs(base_age.as_secs())),
+        base_age.as_secs()
+    ));
+    let at = match v.pitr.as_ref().is_some_and(|p| p.value) {
+        true => super::cluster::random_instant(ctx, step, finished),
+        false => None,
+    };
+    let work = &mut |client: &Client, db: &str| {
+        let count = exec::run(&client.sql(db, client.count_tables_sql()), ctx.redactor);
+        let tables = number(&count)
+            .ok_or_else(|| format!("cannot count tables: {}", count.tail.trim()))?
+            as u64;
+        let answers: Vec<(Option<i64>, String)> = v
+            .expects
+            .iter()
+            .map(|e| {
+                let r = exec::run(&client.sql(db, &e.sql.value), ctx.redactor);
+                (if r.success() { number(&r) } else { None }, r.tail)
+            })
+            .collect();
+        Ok((tables, answers))
+    };
+    let mut lines = Vec::new();
+    let mut outcome = super::cluster::rehearse(ctx, step, base, m, at, &mut lines, work);
+    let mut target = at.unwrap_or(now);
+    if let (Err(e), Some(t)) = (&outcome, at)
+        && e.to_string().contains(super::cluster::NOT_REACHED)
+    {
+        // Nothing was committed after the instant: all of the archive is before it.
+        lines.push(format!(
+            "no transaction after {} in the archive: recovering to its end instead",
+            crate::clock::stamp(t)
+        ));
+        target = now;
+        outcome = super::cluster::rehearse(ctx, step, base, m, None, &mut lines, work);
+    }
+    for l in lines {
+        ev.line(l);
+    }
+    let ((tables, answers), recovered) = outcome?;
+    let point = recovered
+        .last_transaction
+        .map_or(base_age, |t| (target - t).to_std().unwrap_or_default());
+    ev.age = Some(point);
+    ev.line(format!(
+        "recovery point: {} behind {} ({} s)",
+        duration::format(Duration::from_secs(point.as_secs())),
+        if at.is_some() { "the instant" } else { "now" },
+        point.as_secs()
+    ));
+    check_tables(v, tables, ev)?;
+    for (e, (n, tail)) in v.expects.iter().zip(&answers) {
+        expectation(ev, &e.sql.value, *n, e.min.as_ref().map(|m| m.value), tail)?;
+    }
+    ev.tables = Some(tables);
+    Ok(())
+}
+
 /// Why a client run failed, naming the program that ran.
 pub(crate) fn exit_reason(spec: &exec::ProcessSpec, r: &ProcessResult) -> String {
     r.exit
@@ -555,6 +663,7 @@ impl Drop for Scratch<'_> {
 pub fn sweep(ctx: &Context, _v: &Verify) -> Vec<String> {
     let dir = ctx.plan.dir(ctx.step.name(), Area::VerifyLogs);
     let mut said = super::restic::sweep_fetched(ctx, &ctx.step.id);
+    said.extend(super::cluster::sweep_scratch(ctx));
     said.extend(super::scratch::sweep_announced(
         ctx,
         &dir,

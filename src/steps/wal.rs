@@ -19,7 +19,7 @@ use crate::exec;
 use crate::plan::compile::Compiling;
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
-use crate::plan::model::{Spanned, StepKind, WalArchive};
+use crate::plan::model::{Spanned, WalArchive};
 use crate::plan::validate::{self, Scope};
 
 /// WAL is stale after 15 minutes and failed after an hour: with `archive_timeout = 60`, a
@@ -64,13 +64,7 @@ pub fn validate(
     diags: &mut Vec<Diagnostic>,
 ) {
     validate::postgres_database("wal", w.database.as_ref(), name, scope, diags);
-    let bases: Vec<&str> = scope
-        .plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s.kind, StepKind::BaseBackup(_)))
-        .map(|s| s.name.value.as_str())
-        .collect();
+    let bases = scope.steps_of("base-backup");
     match &w.base_backup {
         Some(b) if !bases.contains(&b.value.as_str()) => diags.push(validate::reference_error(
             b.span,

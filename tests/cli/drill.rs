@@ -202,7 +202,8 @@ fn a_drill_without_anything_to_rehearse_is_refused() {
     let r = ws.run(&["plan", "validate"]);
     assert_eq!(r.code(), 2);
     assert!(
-        r.stderr().contains("needs `dump` or `snapshot`"),
+        r.stderr()
+            .contains("needs `dump`, `base-backup` or `snapshot`"),
         "{}",
         r.stderr()
     );

@@ -139,6 +139,17 @@ impl Pitr {
         database "main"
         {wal_thresholds}
     }}
+    verify "base-check" {{
+        base-backup "base"
+        min-tables 1
+        expect "SELECT count(*) FROM t" min=1150
+    }}
+    drill "rehearsal" {{
+        base-backup "base"
+        pitr #true
+        expect "SELECT count(*) FROM t" min=1000
+        rto "10m"
+    }}
 }}
 "#,
                 sock = sock.display()
@@ -304,6 +315,47 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
     p.sql("INSERT INTO t (i) SELECT generate_series(2001, 2050)");
     p.switch_and_wait();
 
+    // The restore test of the base recovers all archived WAL: the T3 rows are there.
+    let r = p.ws.run(&["run", "main/base-check"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let verify =
+        p.ws.activities()
+            .into_iter()
+            .find(|a| a["type"] == "verify_restore")
+            .unwrap();
+    let verify_log =
+        std::fs::read_to_string(verify["meta"]["verify_log"].as_str().unwrap()).unwrap();
+    assert!(
+        verify_log.contains("expect: SELECT count(*) FROM t → 1150 (min 1150): ok"),
+        "{verify_log}"
+    );
+    assert!(verify_log.contains("scratch: removed"), "{verify_log}");
+    let left: Vec<_> = std::fs::read_dir(p.ws.path("backups/verify/base-check"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".cluster"))
+        .collect();
+    assert!(left.is_empty(), "scratch cluster left: {left:?}");
+
+    // A PITR drill recovers to a random instant of the window and measures both objectives.
+    let r = p.ws.run(&["run", "main/rehearsal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let drill =
+        p.ws.activities()
+            .into_iter()
+            .rev()
+            .find(|a| a["type"] == "dr_drill")
+            .unwrap();
+    assert!(
+        drill["meta"]["rto_seconds"].as_f64().unwrap() > 0.0,
+        "{drill}"
+    );
+    assert!(drill["meta"]["rpo_seconds"].is_u64(), "{drill}");
+    let log = std::fs::read_to_string(drill["meta"]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("to 20"), "the drill names its instant: {log}");
+    assert!(log.contains("recovery point:"), "{log}");
+    assert!(log.contains("expect: SELECT count(*) FROM t → "), "{log}");
+
     let (port, to) = p.restore("main/base", &t2, "r1", &[]);
     assert_eq!(
         p.sql_at(&to, port, "SELECT count(*), max(i) FROM t"),
@@ -391,6 +443,10 @@ fn a_missing_segment_is_critical_by_name_and_a_stopped_archive_goes_stale_then_l
         ));
         closed.push(p.switch_and_wait());
     }
+    for step in ["main/base-check", "main/rehearsal"] {
+        let r = p.ws.run(&["run", step]);
+        assert_eq!(r.code(), 0, "{step}: {}{}", r.stdout(), r.stderr());
+    }
     let status = p.ws.run(&["status"]);
     assert_eq!(status.code(), 0, "{}", status.stdout());
 
@@ -464,6 +520,34 @@ fn a_missing_segment_is_critical_by_name_and_a_stopped_archive_goes_stale_then_l
         metrics.contains("ops_run_recovery_point_age_seconds{plan=\"main\",step=\"wal\"}"),
         "{metrics}"
     );
+
+    // A damaged base: the restore test and restore cluster refuse it before anything runs.
+    let base = std::fs::read_dir(p.ws.path("backups/base/base"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .unwrap();
+    let mut bytes = std::fs::read(&base).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&base, bytes).unwrap();
+    let r = p.ws.run(&["run", "main/base-check"]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(r.stdout().contains("checksum mismatch"), "{}", r.stdout());
+    let to = p.ws.path("never");
+    let r = p.ws.run(&[
+        "restore",
+        "cluster",
+        "main/base",
+        "--at",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("is damaged"), "{}", r.stderr());
+    assert!(!to.exists());
 }
 
 /// `wal push` as PostgreSQL calls it, without a server: the same bytes twice succeed,
