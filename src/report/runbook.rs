@@ -176,6 +176,8 @@ fn load_commands(db: &Database, dir: &str, example: &str) -> Vec<String> {
 /// then the highest counter (`full-…-0200-2` is newer than `full-…-0200`).
 const NEWEST_DUMP: &str = "DUMP=$(ls -1 | grep -E '^full-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.sql\\.(gz|zst)$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
 
+const NEWEST_BASE: &str = "BASE=$(ls -1 | grep -E '^base-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.tar\\.zst$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
+
 /// The roles a plan's databases connect as, by engine, for step 3.
 fn roles(plan: &CompiledPlan) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
@@ -324,6 +326,119 @@ fn copy_context(
     })
 }
 
+/// A PostgreSQL cluster's point-in-time recovery: the newest base backup, the archive, and
+/// the commands that bring it back without ops-run (plain zstd, tar and the server's pg_ctl).
+fn cluster(
+    plan: &CompiledPlan,
+    step: &crate::plan::compile::CompiledStep,
+    now: DateTime<Utc>,
+    points: &mut Vec<Value>,
+) -> Value {
+    let tz = plan.timezone.value;
+    let base_dir = plan.dir(step.name(), Area::Base);
+    let wal = plan.decl.steps.iter().find(|s| match &s.kind {
+        StepKind::Wal(w) => plan.decl.wal_base(w) == Some(step.name()),
+        _ => false,
+    });
+    let wal_dir = wal.map(|w| plan.dir(&w.name.value, Area::Wal));
+    let bases = crate::artifact::base::good(&base_dir, tz);
+    let newest = bases.first();
+    let survey = wal_dir
+        .as_ref()
+        .map(|w| crate::artifact::base::survey(&base_dir, w, tz));
+    let newest_segment = survey.as_ref().and_then(|s| s.newest.clone());
+    let age = |t: DateTime<Utc>| {
+        duration::format(std::time::Duration::from_secs(
+            (now - t).num_seconds().max(0) as u64,
+        ))
+    };
+    match (&newest_segment, newest) {
+        (Some(seg), _) => {
+            let at: DateTime<Utc> = seg.modified.into();
+            points.push(json!({ "what": step.id, "kind": "PostgreSQL WAL", "taken": minute(at, tz), "age": age(at) }));
+        }
+        (None, Some((_, m))) => {
+            if let Some(at) = m.finished() {
+                points.push(json!({ "what": step.id, "kind": "PostgreSQL base backup", "taken": minute(at, tz), "age": age(at) }));
+            }
+        }
+        _ => {}
+    }
+    let version = newest.map_or(String::new(), |(_, m)| m.pg_version.clone());
+    let pg_ctl =
+        crate::engines::postgres::server_tool(&plan.tools, "pg-ctl", "pg_ctl", Some(&version));
+    let mut lines = vec![
+        "# The instant to recover to (empty: everything archived), the new data directory, its port"
+            .to_string(),
+        "TARGET_TIME=''   # e.g. '2026-12-04 16:59:30+01'".to_string(),
+        "DATADIR=/var/lib/postgresql/restored".to_string(),
+        "PORT=5433".to_string(),
+        "as_pg() { if [ \"$(id -u)\" = 0 ]; then runuser -u postgres -- \"$@\"; else \"$@\"; fi; }"
+            .to_string(),
+        format!("cd {}", q(&base_dir.display().to_string())),
+        "# the newest base backup (by the time and counter in its name) and its checksum (OK)"
+            .to_string(),
+        NEWEST_BASE.to_string(),
+        "sha256sum -c \"$BASE.sha256\"".to_string(),
+        "install -d -m 0700 \"$DATADIR\" && { [ \"$(id -u)\" != 0 ] || chown postgres: \"$DATADIR\"; }"
+            .to_string(),
+        "zstd -dc \"$BASE\" | as_pg tar -x -C \"$DATADIR\"".to_string(),
+    ];
+    match &wal_dir {
+        Some(w) => {
+            lines.push(format!(
+                "echo \"restore_command = 'zstd -dcq -- {}/%f.zst > \\\"%p\\\"'\" | as_pg tee -a \"$DATADIR/postgresql.auto.conf\" >/dev/null",
+                q(&w.display().to_string())
+            ));
+            lines.push("# archive_mode off: the recovered server writes nothing into the archive (turn it on once it is the primary)".to_string());
+            lines.push("printf \"recovery_target_timeline = 'latest'\\narchive_mode = 'off'\\n\" | as_pg tee -a \"$DATADIR/postgresql.auto.conf\" >/dev/null".to_string());
+            lines.push("[ -z \"$TARGET_TIME\" ] || printf \"recovery_target_time = '%s'\\nrecovery_target_action = 'promote'\\n\" \"$TARGET_TIME\" | as_pg tee -a \"$DATADIR/postgresql.auto.conf\" >/dev/null".to_string());
+            lines.push("as_pg touch \"$DATADIR/recovery.signal\"".to_string());
+        }
+        None => {
+            lines.push("# no archived WAL: the base alone, as it was when it finished".to_string())
+        }
+    }
+    lines.push(
+        "# a backup made on Debian has its configuration in /etc: give the copy a minimal one"
+            .to_string(),
+    );
+    lines.push("[ -f \"$DATADIR/postgresql.conf\" ] || echo \"listen_addresses = 'localhost'\" | as_pg tee \"$DATADIR/postgresql.conf\" >/dev/null".to_string());
+    lines.push("[ -f \"$DATADIR/pg_hba.conf\" ] || echo 'local all all peer' | as_pg tee \"$DATADIR/pg_hba.conf\" >/dev/null".to_string());
+    lines.push(
+        "[ -f \"$DATADIR/pg_ident.conf\" ] || as_pg touch \"$DATADIR/pg_ident.conf\"".to_string(),
+    );
+    lines.push(format!(
+        "as_pg {} -D \"$DATADIR\" -o \"-p $PORT -k $DATADIR\" -l \"$DATADIR/recovery.log\" -w -t 3600 start",
+        q(&pg_ctl)
+    ));
+    lines.push("# wait until recovery has ended (promoted), then say where it stopped".to_string());
+    lines.push("until grep -q 'database system is ready to accept connections' \"$DATADIR/recovery.log\"; do grep -q FATAL \"$DATADIR/recovery.log\" && break; sleep 1; done".to_string());
+    lines.push("grep -E 'recovery stopping|last completed transaction|FATAL' \"$DATADIR/recovery.log\" || true".to_string());
+    json!({
+        "step": step.id,
+        "dir": base_dir.display().to_string(),
+        "wal": wal_dir.as_ref().map(|w| w.display().to_string()),
+        "schedule": step.schedule.as_ref().map_or_else(|| "none (run by hand)".into(), |s| s.value.expr.clone()),
+        "newest": newest.map(|(d, m)| json!({
+            "name": d.name,
+            "finished": m.finished().map(|t| minute(t, tz)),
+            "sha256": m.sha256,
+            "start_wal": m.start_wal,
+        })),
+        "newest_segment": newest_segment.map(|s| json!({
+            "name": s.name,
+            "archived": minute(s.modified.into(), tz),
+        })),
+        "missing": survey.and_then(|s| s.gaps).map(|g| g.missing).unwrap_or_default(),
+        "restore": lines.join("\n"),
+        "ops_run": format!(
+            "ops-run restore cluster {} --at latest --to /var/lib/postgresql/restored --port 5433 --start",
+            q(&step.id)
+        ),
+    })
+}
+
 /// The runbook's context for one plan.
 pub fn context(
     compiled: &Compiled,
@@ -339,6 +454,7 @@ pub fn context(
     let mut points = Vec::new();
     let mut drills = Vec::new();
     let mut copies = Vec::new();
+    let mut clusters = Vec::new();
     for step in compiled
         .steps
         .iter()
@@ -473,8 +589,12 @@ pub fn context(
             | StepKind::Command(_)
             | StepKind::Runbook(_)
             | StepKind::Check(_)
-            | StepKind::BaseBackup(_)
             | StepKind::Wal(_) => {}
+            StepKind::BaseBackup(_) => {
+                tools.push("postgresql");
+                tools.push("zstd");
+                clusters.push(cluster(plan, step, now, &mut points));
+            }
         }
     }
     tools.sort_unstable();
@@ -497,6 +617,7 @@ pub fn context(
         "databases": databases,
         "snapshots": snapshots,
         "copies": copies,
+        "clusters": clusters,
         "recovery_points": points,
         "drills": drills,
         "env_file": env_file.clone(),

@@ -310,7 +310,8 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
     // T1: rows committed; T2: the instant; T3: rows after it.
     p.sql("INSERT INTO t (i) SELECT generate_series(1001, 1100)");
     std::thread::sleep(Duration::from_millis(1200));
-    let t2 = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let t2_at = chrono::Utc::now();
+    let t2 = t2_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     std::thread::sleep(Duration::from_millis(1200));
     p.sql("INSERT INTO t (i) SELECT generate_series(2001, 2050)");
     p.switch_and_wait();
@@ -370,6 +371,55 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
         "1150|2050"
     );
     p.servers.stop(&to);
+    // The runbook's procedure, run as printed (with the instant, folder and port filled in),
+    // brings back the same rows without ops-run.
+    let r = p.ws.run(&["runbook", "--out", "runbook.md"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let md = std::fs::read_to_string(p.ws.path("runbook.md")).unwrap();
+    assert!(
+        md.contains("### PostgreSQL clusters (point in time)"),
+        "{md}"
+    );
+    let section = md
+        .split("#### main/base")
+        .nth(1)
+        .expect("the cluster's recovery");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .unwrap();
+    let by_hand = p.ws.path("rb");
+    p.servers.started(&by_hand);
+    let hand_port = free_port();
+    let script = block
+        .replace(
+            "TARGET_TIME=''",
+            &format!("TARGET_TIME='{}'", t2_at.format("%Y-%m-%d %H:%M:%S%.3f+00")),
+        )
+        .replace(
+            "DATADIR=/var/lib/postgresql/restored",
+            &format!("DATADIR={}", by_hand.display()),
+        )
+        .replace("PORT=5433", &format!("PORT={hand_port}"));
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}\n{said}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(by_hand.join("recovery.log")).unwrap_or_default()
+    );
+    assert!(said.contains("recovery stopping before commit"), "{said}");
+    assert_eq!(
+        p.sql_at(&by_hand, hand_port, "SELECT count(*), max(i) FROM t"),
+        "1100|1100"
+    );
+    p.servers.stop(&by_hand);
+
     // Neither rehearsal archived anything: the archive holds timeline 1 only.
     assert!(!p.ws.path("backups/wal/wal/00000002.history.zst").exists());
 
