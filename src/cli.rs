@@ -237,6 +237,10 @@ pub enum RestoreCommand {
         /// primary); without it, it archives nothing, so a rehearsal never forks the history
         #[arg(long)]
         archive: bool,
+        /// Read the base backup and the WAL archive back from this copy step's destination
+        /// (restic), checked against the sha256 they were copied with
+        #[arg(long, value_name = "COPY")]
+        from: Option<String>,
     },
 }
 

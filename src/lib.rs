@@ -219,10 +219,12 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
             port,
             start,
             archive,
+            from,
         }) => commands::cluster::run(
             app,
             &commands::cluster::ClusterArgs {
                 step,
+                from: from.as_deref(),
                 at,
                 to,
                 port: *port,

@@ -28,6 +28,8 @@ use crate::steps::cluster::{Listen, Recovery, Started, chown_tree, prepare, serv
 /// What `restore cluster` was asked.
 pub struct ClusterArgs<'a> {
     pub step: &'a str,
+    /// A copy step: the base and the WAL archive read back from its destination.
+    pub from: Option<&'a str>,
     pub at: &'a str,
     pub to: &'a Path,
     pub port: Option<u16>,
@@ -118,24 +120,63 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
             a.to.display()
         )));
     }
-    let bases = base::good(&pair.base_dir, tz);
-    let Some((chosen, m)) = base::choose(&bases, at) else {
-        return Err(Failure::Runtime(match (at, bases.last()) {
-            (_, None) => format!("no good base backup in {}", pair.base_dir.display()),
-            (Some(at), Some((_, oldest))) => format!(
-                "no base backup finished before {}: the oldest finished at {}",
-                crate::clock::stamp(at),
-                oldest.finished_at
-            ),
-            (None, Some(_)) => "no base backup".into(),
-        }));
+    // From a copy: the base and the WAL archive as the destination holds them; the WAL lands
+    // in DATADIR/ops-run-wal (the server's user reads it there), removed once recovery ended.
+    let fetched = match a.from {
+        None => None,
+        Some(copy) => Some(
+            crate::steps::cluster::from_copy(&ctx, copy, ctx.step.name(), at)
+                .map_err(|e| Failure::Runtime(redactor.redact(&e.to_string())))?,
+        ),
     };
-    let actual = sha::file_sha256(&chosen.path)
-        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", chosen.path.display())))?;
-    if actual != m.sha256 || !crate::artifact::layout::is_good(chosen) {
+    let fetched_wal = a.to.join("ops-run-wal");
+    let bases = base::good(&pair.base_dir, tz);
+    let (chosen, m, actual, wal_dir) = match &fetched {
+        Some(f) => {
+            crate::outln!(
+                "from: copy `{}`, snapshot {} at its destination",
+                a.from.unwrap_or_default(),
+                f.snapshot
+            );
+            let wal = f.wal_dir(&fetched_wal).ok_or_else(|| {
+                Failure::Runtime(format!(
+                    "copy `{}` holds no WAL archive: the base alone restores only to its own end",
+                    a.from.unwrap_or_default()
+                ))
+            })?;
+            (&f.base, &f.manifest, f.manifest.sha256.clone(), wal)
+        }
+        None => {
+            let Some((chosen, m)) = base::choose(&bases, at) else {
+                return Err(Failure::Runtime(match (at, bases.last()) {
+                    (_, None) => format!("no good base backup in {}", pair.base_dir.display()),
+                    (Some(at), Some((_, oldest))) => format!(
+                        "no base backup finished before {}: the oldest finished at {}",
+                        crate::clock::stamp(at),
+                        oldest.finished_at
+                    ),
+                    (None, Some(_)) => "no base backup".into(),
+                }));
+            };
+            let actual = sha::file_sha256(&chosen.path).map_err(|e| {
+                Failure::Runtime(format!("cannot read {}: {e}", chosen.path.display()))
+            })?;
+            if actual != m.sha256 || !crate::artifact::layout::is_good(chosen) {
+                return Err(Failure::Runtime(format!(
+                    "checksum mismatch: {} is damaged (sha256 {actual}, its sidecar says otherwise); nothing was restored",
+                    chosen.name
+                )));
+            }
+            (chosen, m, actual, wal_dir.clone())
+        }
+    };
+    if let Some(at) = at
+        && m.finished().is_some_and(|f| f >= at)
+    {
         return Err(Failure::Runtime(format!(
-            "checksum mismatch: {} is damaged (sha256 {actual}, its sidecar says otherwise); nothing was restored",
-            chosen.name
+            "the newest base before {} finished at {}, after it: no base backup to start from",
+            crate::clock::stamp(at),
+            m.finished_at
         )));
     }
     crate::outln!(
@@ -153,7 +194,7 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
             a.to,
             &Recovery {
                 restore_command: Some(crate::steps::cluster::restore_command(
-                    wal_dir,
+                    &wal_dir,
                     &ctx.plan.decl.name.value,
                     wal_step,
                     ctx.plans,
@@ -164,6 +205,9 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
                 note: &format!("from {} to {target_words}", chosen.name),
             },
         )?;
+        if let Some(f) = &fetched {
+            f.fetch_wal(&ctx, &fetched_wal)?;
+        }
         match (a.start, a.port) {
             (true, Some(port)) => start(
                 a.to,
@@ -210,6 +254,10 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
         "duration_ms": duration.as_millis() as u64,
     });
     recording.finish(app, duration, (status, &meta, &log))?;
+    if fetched.is_some() && matches!(result, Ok(Some(_))) {
+        // Recovery has ended: the server reads no more of the fetched archive.
+        let _ = std::fs::remove_dir_all(&fetched_wal);
+    }
     match result {
         Err(e) => Err(Failure::Runtime(format!(
             "restore cluster failed: {}; {} is left as it is for inspection",

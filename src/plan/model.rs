@@ -369,6 +369,9 @@ pub struct Drill {
 #[derive(Clone, Debug, Default)]
 pub struct OffsiteCopy {
     pub dump: Option<Spanned<String>>,
+    /// `base-backup STEP`: its base backups (one snapshot each) and its WAL archive (a
+    /// snapshot of the folder per run) instead of a dump's files.
+    pub base_backup: Option<Spanned<String>>,
     pub repository: Option<Sourced>,
     pub password: Option<Sourced>,
     pub init: Option<Spanned<bool>>,

@@ -661,6 +661,133 @@ pub fn sweep_scratch(ctx: &super::Context) -> Vec<String> {
     said
 }
 
+/// A base backup and the WAL archive read back from a `copy` step's destination.
+pub struct FromCopy {
+    /// The base, fetched into a scratch folder (removed when this is dropped) and checked
+    /// against the sha256 it was copied with.
+    pub base: DumpFile,
+    pub manifest: BaseManifest,
+    pub snapshot: String,
+    /// The newest snapshot of the WAL archive, and the path it had on the source host.
+    wal: Option<(String, String)>,
+    env: Vec<(String, String)>,
+    _scratch: super::scratch::RemoveTree,
+}
+
+impl FromCopy {
+    /// Where the WAL lands under `into` once `fetch_wal` ran.
+    pub fn wal_dir(&self, into: &Path) -> Option<PathBuf> {
+        self.wal
+            .as_ref()
+            .map(|(_, path)| into.join(path.trim_start_matches('/')))
+    }
+
+    /// `restic restore` of the WAL archive's newest snapshot into `into`.
+    pub fn fetch_wal(&self, ctx: &super::Context, into: &Path) -> Result<(), String> {
+        let Some((id, _)) = &self.wal else {
+            return Ok(());
+        };
+        let args = vec![
+            "restore".to_string(),
+            id.clone(),
+            format!("--target={}", into.display()),
+        ];
+        let r = exec::run(&super::restic::restic(ctx, &self.env, &args), ctx.redactor);
+        match r.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "restic restore of the WAL archive failed: {}\n{}",
+                super::restic::exit_reason("restic", &r.exit),
+                r.tail.trim()
+            )),
+        }
+    }
+}
+
+/// The newest base backup at copy `copy`'s destination taken before `at` (any host's: the
+/// restore may run on a new machine), fetched and checked, and the newest snapshot of the
+/// WAL archive there.
+pub fn from_copy(
+    ctx: &super::Context,
+    copy: &str,
+    base_step: &str,
+    at: Option<DateTime<Utc>>,
+) -> Result<FromCopy, super::StepError> {
+    use crate::plan::model::StepKind;
+    let Some(StepKind::Copy(c)) = ctx
+        .compiled
+        .steps
+        .iter()
+        .find(|s| s.plan == ctx.step.plan && s.name() == copy)
+        .map(|s| &s.decl.kind)
+    else {
+        return Err(format!("no copy step `{copy}`").into());
+    };
+    if c.base_backup.as_ref().map(|b| b.value.as_str()) != Some(base_step) {
+        return Err(
+            format!("copy `{copy}` does not ship the base backups of `{base_step}`").into(),
+        );
+    }
+    let env = super::restic::copy_credentials(ctx, c)?;
+    let tz = ctx.plan.timezone.value;
+    let newest = super::restic::at_destination(ctx, &env, copy, false)?
+        .into_iter()
+        .filter_map(|s| {
+            let (taken, seq) = super::restic::parse_copied_name(&s.dump, tz)?;
+            at.is_none_or(|at| taken < at).then_some((taken, seq, s))
+        })
+        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+        .ok_or_else(|| {
+            format!("no base backup of copy `{copy}` at its destination before the target")
+        })?;
+    let (taken, seq, copied) = newest;
+    let scratch = ctx
+        .plan
+        .dir(ctx.step.name(), crate::artifact::layout::Area::VerifyLogs)
+        .join(format!(".copy-fetch.{}", std::process::id()));
+    let guard = super::scratch::RemoveTree(scratch.clone());
+    let path = super::restic::fetch(ctx, &env, &copied, &scratch)?;
+    let manifest = base::read(&path)
+        .ok_or_else(|| format!("{} came back without its manifest", copied.dump))?;
+    let mut args = vec![
+        "snapshots".to_string(),
+        "--json".into(),
+        format!("--tag={}", super::restic::wal_tag(ctx, copy)),
+    ];
+    args.push("--latest=1".into());
+    let (r, out) = exec::run_capturing(&super::restic::restic(ctx, &env, &args), ctx.redactor);
+    if !r.success() {
+        return Err(format!("cannot list the destination: {}", r.tail.trim()).into());
+    }
+    let list: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+    let wal = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            Some((
+                s["time"].as_str()?.to_string(),
+                s["id"].as_str()?.to_string(),
+                s["paths"].as_array()?.first()?.as_str()?.to_string(),
+            ))
+        })
+        .max()
+        .map(|(_, id, path)| (id, path));
+    Ok(FromCopy {
+        base: DumpFile {
+            path,
+            name: copied.dump.clone(),
+            taken,
+            seq,
+        },
+        manifest,
+        snapshot: copied.id,
+        wal,
+        env,
+        _scratch: guard,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

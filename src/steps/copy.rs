@@ -16,7 +16,7 @@ use serde_json::json;
 use super::fail;
 use super::restic::{
     Copied, at_destination, copy_credentials as credentials, exit_reason, host, open_repository,
-    restic, summary_line, tag_filter, without_password,
+    parse_copied_name, restic, summary_line, tag_filter, wal_tag, without_password,
 };
 use super::{Context, Extra, Outcome, Settings, Status, StepError};
 use crate::artifact::layout::{self, Area, DumpFile};
@@ -39,6 +39,7 @@ pub const COPY_STALE: Duration = Duration::from_secs(26 * 3600);
 pub const SETTINGS: Settings = Settings {
     keys: &[
         "dump",
+        "base-backup",
         "repository",
         "password",
         "password-file",
@@ -53,6 +54,7 @@ pub const SETTINGS: Settings = Settings {
 pub fn decode(c: &mut OffsiteCopy, key: &str, node: &KdlNode, dec: &mut Decoder) {
     match key {
         "dump" => c.dump = dec.string(node),
+        "base-backup" => c.base_backup = dec.string(node),
         "repository" => c.repository = dec.sourced(node),
         "password" => c.password = dec.sourced(node),
         "password-file" => c.password = dec.password_file(node),
@@ -82,6 +84,11 @@ pub fn compile(c: &OffsiteCopy, cc: &mut Compiling) {
     {
         cc.plan_setting("dump", dump.value.clone(), dump.span);
     }
+    if let Some(b) = &c.base_backup
+        && cc.needs(b, EdgeKind::Requires)
+    {
+        cc.plan_setting("base-backup", b.value.clone(), b.span);
+    }
     cc.own_threshold("stale-after", c.stale_after.as_ref(), COPY_STALE);
     if let Some(r) = &c.repository {
         cc.plan_setting("repository", describe_source(r), r.span);
@@ -106,7 +113,30 @@ pub fn validate(
     scope: &Scope,
     diags: &mut Vec<Diagnostic>,
 ) {
-    super::restore_test::dump_reference("copy", &c.dump, name, scope, diags);
+    match &c.base_backup {
+        Some(b) => {
+            let bases = scope.steps_of("base-backup");
+            if !bases.contains(&b.value.as_str()) {
+                diags.push(crate::plan::validate::reference_error(
+                    b.span,
+                    "base-backup step",
+                    &b.value,
+                    &bases,
+                ));
+            }
+            if let Some(d) = &c.dump {
+                diags.push(
+                    Diagnostic::error(
+                        d.span,
+                        "a copy ships a dump or a base backup, not both",
+                        "second source",
+                    )
+                    .with_help("make a second `copy` step for the other"),
+                );
+            }
+        }
+        None => super::restore_test::dump_reference("copy", &c.dump, name, scope, diags),
+    }
     for (missing, what, help) in [
         (
             c.repository.is_none(),
@@ -299,25 +329,95 @@ fn forget(ctx: &Context, env: &[(String, String)], keep: &Keep) -> Extra {
     }
 }
 
-/// Something to copy: the dump step has a good dump.
+/// The step whose files a copy ships, and what they are called.
+fn source(c: &OffsiteCopy) -> (&str, &'static str) {
+    match (&c.base_backup, &c.dump) {
+        (Some(b), _) => (b.value.as_str(), "base backup"),
+        (None, d) => (d.as_ref().map_or("", |d| d.value.as_str()), "dump"),
+    }
+}
+
+/// The good files of the source step, newest first: dumps, or base backups.
+fn local_files(ctx: &Context, c: &OffsiteCopy) -> Vec<DumpFile> {
+    let tz = ctx.plan.timezone.value;
+    let now = ctx.clock.now();
+    let (step, _) = source(c);
+    match &c.base_backup {
+        Some(_) => crate::artifact::base::list(&ctx.plan.dir(step, Area::Base), tz)
+            .into_iter()
+            .filter(|d| d.taken <= now && layout::has_sidecar(d))
+            .collect(),
+        None => layout::good_dumps(&ctx.plan.dir(step, Area::Dumps), tz, now).collect(),
+    }
+}
+
+/// Something to copy: the source step has a good file.
 pub fn ready(ctx: &Context, c: &OffsiteCopy) -> Result<(), StepError> {
-    let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
-    let dir = ctx.plan.dir(dump_step, Area::Dumps);
-    match layout::good_dumps(&dir, ctx.plan.timezone.value, ctx.clock.now()).next() {
+    let (step, what) = source(c);
+    match local_files(ctx, c).first() {
         Some(_) => Ok(()),
         None => Err(StepError::Failed(format!(
-            "no good dump of `{dump_step}` to copy yet"
+            "no good {what} of `{step}` to copy yet"
         ))),
     }
 }
 
+/// A snapshot of the WAL archive of the base-backup step the copy ships (restic stores only
+/// the segments it has not seen): its id, or `None` when the step has no wal step.
+fn copy_wal(
+    ctx: &Context,
+    env: &[(String, String)],
+    c: &OffsiteCopy,
+) -> Result<Option<String>, String> {
+    let (step, _) = source(c);
+    let plan = &ctx.plan.decl;
+    let Some(wal) = plan.steps.iter().find(|s| match &s.kind {
+        crate::plan::model::StepKind::Wal(w) => plan.wal_base(w) == Some(step),
+        _ => false,
+    }) else {
+        return Ok(None);
+    };
+    let dir = ctx.plan.dir(&wal.name.value, Area::Wal);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut args: Vec<String> = vec![
+        "backup".into(),
+        "--json".into(),
+        "--quiet".into(),
+        format!("--host={}", host()),
+    ];
+    args.extend(
+        wal_tag(ctx, ctx.step.name())
+            .split(',')
+            .map(|t| format!("--tag={t}")),
+    );
+    if let Some(l) = &c.limit_upload {
+        args.push(format!("--limit-upload={}", (l.value / 1024).max(1)));
+    }
+    args.push(
+        std::path::absolute(&dir)
+            .unwrap_or(dir.clone())
+            .display()
+            .to_string(),
+    );
+    let (r, out) = exec::run_capturing(&restic(ctx, env, &args), ctx.redactor);
+    if !r.success() {
+        return Err(format!(
+            "restic backup of the WAL archive {} failed: {}\n{}",
+            dir.display(),
+            exit_reason("restic", &r.exit),
+            r.tail.trim()
+        ));
+    }
+    Ok(summary_line(&String::from_utf8_lossy(&out))
+        .and_then(|s| s["snapshot_id"].as_str().map(str::to_string)))
+}
+
 pub fn preview(ctx: &Context, c: &OffsiteCopy) -> Result<String, StepError> {
     let env = credentials(ctx, c)?;
-    let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
-    let dir = ctx.plan.dir(dump_step, Area::Dumps);
-    let local: Vec<String> = layout::good_dumps(&dir, ctx.plan.timezone.value, ctx.clock.now())
-        .map(|d| d.name)
-        .collect();
+    let (dump_step, what) = source(c);
+    let local = local_files(ctx, c);
     let list = restic(
         ctx,
         &env,
@@ -328,9 +428,14 @@ pub fn preview(ctx: &Context, c: &OffsiteCopy) -> Result<String, StepError> {
         ],
     );
     Ok(format!(
-        "{}\n       then, for each of the {} good dumps of `{dump_step}` not there yet: restic backup --tag=ops-run --tag=dump=NAME … DUMP SIDECAR   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)",
+        "{}\n       then, for each of the {} good {what}s of `{dump_step}` not there yet: restic backup --tag=ops-run --tag=dump=NAME … FILE SIDECAR MANIFEST{}   (RESTIC_REPOSITORY and RESTIC_PASSWORD in its environment)",
         list.display(ctx.redactor),
-        local.len()
+        local.len(),
+        if c.base_backup.is_some() {
+            "; then restic backup of the WAL archive"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -344,9 +449,7 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
         return *outcome;
     }
     let tz = ctx.plan.timezone.value;
-    let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
-    let dir = ctx.plan.dir(dump_step, Area::Dumps);
-    let local: Vec<DumpFile> = layout::good_dumps(&dir, tz, ctx.clock.now()).collect();
+    let local: Vec<DumpFile> = local_files(ctx, c);
     // Every restic process spends most of a second deriving the repository key. A newest
     // dump this step never recorded at the destination is shipped while the destination is
     // asked what it holds, so the two key derivations overlap; the listing still decides
@@ -424,9 +527,17 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
             }
         }
     }
+    // The WAL archive follows its bases, on every run.
+    if failure.is_none() && c.base_backup.is_some() {
+        match copy_wal(ctx, &env, c) {
+            Ok(Some(id)) => lines.push(format!("copied the WAL archive as snapshot {id}")),
+            Ok(None) => {}
+            Err(why) => failure = Some(why),
+        }
+    }
     let newest = present
         .iter()
-        .filter_map(|n| layout::parse_dump_name(n, tz).map(|(at, seq)| (at, seq, n)))
+        .filter_map(|n| parse_copied_name(n, tz).map(|(at, seq)| (at, seq, n)))
         .max()
         .map(|(at, _, n)| (n.clone(), at));
     let meta = CopyMeta {
@@ -455,7 +566,8 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
     if let Some(keep) = &c.forget {
         extra.push(forget(ctx, &env, &keep.value));
     }
-    let dumps = |n: usize| format!("{n} dump{}", if n == 1 { "" } else { "s" });
+    let (_, what) = source(c);
+    let dumps = |n: usize| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let summary = match copied.len() {
         0 => format!(
             "nothing to copy: {} at the destination",

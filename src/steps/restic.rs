@@ -183,6 +183,26 @@ pub(crate) fn tag_filter(ctx: &Context, step: &str) -> String {
     format!("ops-run,plan={},step={step}", ctx.plan.decl.name.value)
 }
 
+/// When a copied file was taken, from its name: a dump's or a base backup's.
+pub(crate) fn parse_copied_name(
+    name: &str,
+    tz: chrono_tz::Tz,
+) -> Option<(chrono::DateTime<chrono::Utc>, u32)> {
+    layout::parse_dump_name(name, tz).or_else(|| {
+        layout::parse_stamped(
+            name,
+            crate::artifact::base::PREFIX,
+            crate::artifact::base::SUFFIX,
+            tz,
+        )
+    })
+}
+
+/// The tag of the snapshots that hold a copy's WAL archive (never counted as a dump).
+pub(crate) fn wal_tag(ctx: &Context, step: &str) -> String {
+    format!("ops-run,plan={},wal-of={step}", ctx.plan.decl.name.value)
+}
+
 /// One snapshot of this step at the destination.
 #[derive(Clone, Debug)]
 pub struct Copied {

@@ -99,8 +99,8 @@ struct Pitr {
 }
 
 impl Pitr {
-    fn new(wal_thresholds: &str) -> Pitr {
-        let ws = Workspace::new();
+    fn new(wal_thresholds: &str, more_steps: &str) -> Pitr {
+        let ws = Workspace::new().env("OFFSITE_PASSWORD", "offsite-Secret-9");
         std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let bin = bindir();
         let sock = ws.path("s");
@@ -150,9 +150,11 @@ impl Pitr {
         expect "SELECT count(*) FROM t" min=1000
         rto "10m"
     }}
+{more_steps}
 }}
 "#,
-                sock = sock.display()
+                sock = sock.display(),
+                more_steps = more_steps.replace("WS", &ws.dir.path().display().to_string()),
             ),
         );
         // The first run makes the archive folder (2770, the group may pass through the base).
@@ -282,7 +284,15 @@ impl Pitr {
 #[test]
 #[ignore = "needs PostgreSQL server binaries; run scripts/test"]
 fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_timeline() {
-    let p = Pitr::new("");
+    let p = Pitr::new(
+        "",
+        r#"    copy "offsite" {
+        base-backup "base"
+        repository "WS/offsite"
+        password env=OFFSITE_PASSWORD
+        init #true
+    }"#,
+    );
     p.sql("CREATE TABLE t (i int PRIMARY KEY, at timestamptz DEFAULT now())");
     p.sql("INSERT INTO t (i) SELECT generate_series(1, 1000)");
     let r = p.ws.run(&["run", "main/base"]);
@@ -356,6 +366,34 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
     assert!(log.contains("to 20"), "the drill names its instant: {log}");
     assert!(log.contains("recovery point:"), "{log}");
     assert!(log.contains("expect: SELECT count(*) FROM t → "), "{log}");
+
+    // Offsite: the base and the WAL archive go to a restic repository; with this machine's
+    // backups gone, the recovery to T2 reads both back from there.
+    let r = p.ws.run(&["run", "main/offsite"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout().contains("copied 1 base backup"),
+        "{}",
+        r.stdout()
+    );
+    let aside = p.ws.path("aside");
+    std::fs::create_dir(&aside).unwrap();
+    for area in ["base", "wal"] {
+        std::fs::rename(p.ws.path(&format!("backups/{area}")), aside.join(area)).unwrap();
+    }
+    let (port, to) = p.restore("main/base", &t2, "r-offsite", &["--from", "offsite"]);
+    assert_eq!(
+        p.sql_at(&to, port, "SELECT count(*), max(i) FROM t"),
+        "1100|1100"
+    );
+    assert!(
+        !to.join("ops-run-wal").exists(),
+        "the fetched WAL is removed"
+    );
+    p.servers.stop(&to);
+    for area in ["base", "wal"] {
+        std::fs::rename(aside.join(area), p.ws.path(&format!("backups/{area}"))).unwrap();
+    }
 
     let (port, to) = p.restore("main/base", &t2, "r1", &[]);
     assert_eq!(
@@ -454,7 +492,7 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
             .iter()
             .filter(|a| a["type"] == "restore" && a["status"] == "success")
             .count();
-    assert_eq!(restores, 4);
+    assert_eq!(restores, 5);
     let r = p.ws.run(&["run", "main/wal"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert!(r.stdout().contains("no gap"), "{}", r.stdout());
@@ -481,7 +519,7 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
 #[test]
 #[ignore = "needs PostgreSQL server binaries; run scripts/test"]
 fn a_missing_segment_is_critical_by_name_and_a_stopped_archive_goes_stale_then_loses_nothing() {
-    let p = Pitr::new("stale-after \"1m\"\n        fail-after \"10m\"");
+    let p = Pitr::new("stale-after \"1m\"\n        fail-after \"10m\"", "");
     p.sql("CREATE TABLE t (i int)");
     let r = p.ws.run(&["run", "main/base"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
