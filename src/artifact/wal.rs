@@ -469,6 +469,36 @@ mod tests {
     }
 
     #[test]
+    fn retention_prunes_only_what_no_kept_base_needs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = fake(
+            tmp.path(),
+            &[
+                "000000010000000000000001",
+                "000000010000000000000002",
+                "000000010000000000000002.00000028.backup",
+                "000000010000000000000003",
+                "000000010000000000000003.00000060.backup",
+                "000000020000000000000004",
+            ],
+            Some(("00000002.history", "1\t0/4000000\tno reason\n")),
+        );
+        let mut gone: Vec<&str> = prunable(&files, 3, 16 << 20)
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        gone.sort();
+        assert_eq!(
+            gone,
+            [
+                "000000010000000000000001",
+                "000000010000000000000002",
+                "000000010000000000000002.00000028.backup"
+            ]
+        );
+    }
+
+    #[test]
     fn push_never_overwrites_and_fetch_gives_the_bytes_back() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("wal");

@@ -316,6 +316,22 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
         bases.iter().any(|n| n.ends_with(".tar.zst.manifest.json")),
         "{bases:?}"
     );
+    // What the server archived: 0640, in the folder's group (setgid), so the service reads it.
+    use std::os::unix::fs::MetadataExt;
+    let wal = p.ws.path("backups/wal/wal");
+    let group = std::fs::metadata(&wal).unwrap().gid();
+    let archived: Vec<_> = std::fs::read_dir(&wal).unwrap().flatten().collect();
+    assert!(!archived.is_empty());
+    for f in archived {
+        let m = f.metadata().unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o640, "{:?}", f.path());
+        assert_eq!(
+            m.gid(),
+            group,
+            "{:?} is not in the folder's group",
+            f.path()
+        );
+    }
 
     // T1: rows committed; T2: the instant; T3: rows after it.
     p.sql("INSERT INTO t (i) SELECT generate_series(1001, 1100)");
@@ -609,13 +625,39 @@ fn a_missing_segment_is_critical_by_name_and_a_stopped_archive_goes_stale_then_l
         "{metrics}"
     );
 
+    // Retention (`keep last=2`): a third base lets the first go, and with it the WAL only the
+    // first needed; nothing the kept bases need goes, and the archive has no gap.
+    let bases = || -> Vec<PathBuf> {
+        let mut b: Vec<PathBuf> = std::fs::read_dir(p.ws.path("backups/base/base"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
+            .collect();
+        // Oldest first, by when each was written (two of one minute are `…-2`).
+        b.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        b
+    };
+    let first_segment = p.ws.path(&format!("backups/wal/wal/{}.zst", closed[0]));
+    assert!(first_segment.exists());
+    for _ in 0..2 {
+        p.sql("INSERT INTO t SELECT generate_series(1, 100)");
+        p.switch_and_wait();
+        let r = p.ws.run(&["run", "main/base"]);
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    }
+    let kept = bases();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        !first_segment.exists(),
+        "WAL only the pruned base needed is gone"
+    );
+    let r = p.ws.run(&["run", "main/wal"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("no gap"), "{}", r.stdout());
+
     // A damaged base: the restore test and restore cluster refuse it before anything runs.
-    let base = std::fs::read_dir(p.ws.path("backups/base/base"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
-        .unwrap();
+    let base = bases().pop().unwrap();
     let mut bytes = std::fs::read(&base).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
