@@ -3,8 +3,8 @@
 # `ops-run wal push`), holding the CRM fixture (scale=1 by default), each beside its baseline:
 #   pg_basebackup -Ft -X fetch --compress=client-zstd && sha256sum   vs  ops-run run base
 #   cp SEGMENT DIR && sync FILE (one 16 MiB segment full of data)      vs  ops-run wal push
-#   ops-run restore db (a dump of the same data)   vs  ops-run restore cluster --at latest
-#     --start (that base plus about 1 GiB of archived WAL written after it)
+#   ops-run restore db (a dump of the same data)   vs  ops-run restore cluster --start, to an
+#     instant just after the base (the base alone) and --at latest (plus about 1 GiB of WAL)
 # Writes under bench/out/pitr (git-ignored); stops its server on exit. SCALE=0.1 for a quick run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +62,7 @@ as_pg "$bindir/initdb" -D "$out/data" -U postgres --auth-local=trust >/dev/null
     echo "max_wal_size = 4GB"
 } >> "$out/data/postgresql.conf"
 servers+=("$out/data")
-as_pg "$bindir/pg_ctl" -D "$out/data" -l "$out/server.log" -w start >/dev/null
+as_pg "$bindir/pg_ctl" -D "$out/data" -l "$out/sock/server.log" -w start >/dev/null
 psql=(psql -X -q -h "$out/sock" -p "$port" -U postgres)
 "${psql[@]}" -d postgres -c "CREATE DATABASE crm"
 echo "==> loading the CRM fixture at scale=$scale"
@@ -91,6 +91,12 @@ rm -f "$out/backups/wal/wal/$name.zst"
 
 echo "==> writing about $wal_mb MiB of WAL after the base"
 "${ops[@]}" run base >/dev/null
+# An instant just after the base, before any of the WAL below (a commit on each side of it).
+"${psql[@]}" -d crm -c "CREATE TABLE bench_mark (i int)"
+sleep 1.2
+just_after=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+sleep 1.2
+"${psql[@]}" -d crm -c "INSERT INTO bench_mark VALUES (1)"
 start=$("${psql[@]}" -d crm -Atc "SELECT pg_current_wal_lsn()")
 while :; do
     "${psql[@]}" -d crm -c "UPDATE activities SET body = body || '' WHERE id % 10 = (random() * 9)::int"
@@ -105,12 +111,14 @@ echo "==> archive: $(du -sh "$out/backups/wal/wal" | cut -f1) compressed, $done_
 
 rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 servers+=("$out/r")
-stop_r="as_pg $bindir/pg_ctl -D $out/r -m immediate stop >/dev/null 2>&1 || true; rm -rf $out/r"
-export -f as_pg
-export bindir
+stop_r="if [ \$(id -u) = 0 ]; then runuser -u postgres -- $bindir/pg_ctl -D $out/r -m immediate stop; else $bindir/pg_ctl -D $out/r -m immediate stop; fi >/dev/null 2>&1; rm -rf $out/r"
+drop="${psql[*]} -d postgres -c 'DROP DATABASE IF EXISTS crm_restored'"
+# The physical restore first: the logical one writes WAL of its own into the archive.
 hyperfine --runs "${RESTORE_RUNS:-2}" --export-json "$out/recovery.json" \
-    --prepare "bash -c '$stop_r'; ${psql[*]} -d postgres -c 'DROP DATABASE IF EXISTS crm_restored'" \
-    --cleanup "bash -c '$stop_r'; ${psql[*]} -d postgres -c 'DROP DATABASE IF EXISTS crm_restored'" \
-    -n "ops-run restore db (the dump)" "${ops[*]} restore db db --to crm_restored" \
+    --prepare "$stop_r; $drop" --cleanup "$stop_r; $drop" \
+    -n "ops-run restore cluster --at (just after the base) --start" \
+    "${ops[*]} restore cluster base --at $just_after --to $out/r --port $rport --start" \
     -n "ops-run restore cluster --at latest --start (base + WAL)" \
-    "${ops[*]} restore cluster base --at latest --to $out/r --port $rport --start"
+    "${ops[*]} restore cluster base --at latest --to $out/r --port $rport --start" \
+    -n "ops-run restore db (the dump)" "${ops[*]} restore db db --to crm_restored"
+grep -h "redo done" "$out"/r/log/*.log 2>/dev/null || true

@@ -264,6 +264,8 @@ fn make(
     if let Some(why) = r.exit.reason("pg_basebackup") {
         return Err((why, tail));
     }
+    // The base is consistent from the moment pg_basebackup returned.
+    let finished = ctx.clock.now();
     let pg_version = std::fs::read_to_string(work.join("PG_VERSION"))
         .map(|v| v.trim().to_string())
         .unwrap_or_default();
@@ -279,15 +281,21 @@ fn make(
             ["--quiet".to_string(), work.display().to_string()],
         )
     };
-    let v = exec::run(&verify, ctx.redactor);
+    // The check and the tar read the same files at once (the page cache serves the second
+    // reader); the tar gets a final name only once the check has passed.
+    let (v, packed) = std::thread::scope(|scope| {
+        let check = scope.spawn(|| exec::run(&verify, ctx.redactor));
+        let packed = base::pack(work, tmp, level(b));
+        (check.join(), packed)
+    });
+    let v = v.map_err(|_| ("pg_verifybackup could not be run".to_string(), tail.clone()))?;
     tail.push_str(&v.tail);
     if let Some(why) = v.exit.reason("pg_verifybackup") {
         return Err((format!("the base backup does not check out: {why}"), tail));
     }
     let range = wal_range(work).map_err(|e| (e, tail.clone()))?;
-    let finished = ctx.clock.now();
-    let packed = base::pack(work, tmp, level(b))
-        .map_err(|e| (format!("cannot write {}: {e}", tmp.display()), tail.clone()))?;
+    let packed =
+        packed.map_err(|e| (format!("cannot write {}: {e}", tmp.display()), tail.clone()))?;
     let mut m = BaseManifest {
         format: 1,
         kind: "base_backup".into(),
