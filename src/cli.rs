@@ -313,6 +313,9 @@ pub enum ActivitiesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recompute the log's hash chain: names the first activity changed or removed (exit 1),
+    /// else prints the newest hash (compare it with /metrics or a report kept elsewhere)
+    Verify,
 }
 
 #[derive(Args, Debug)]

@@ -63,9 +63,34 @@ fn show(app: &App, id: i64, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `activities verify`: the hash chain, recomputed.
+fn verify(app: &App) -> Result<(), Failure> {
+    let Some(store) = app.open_reader()? else {
+        crate::outln!("no activities recorded in {}", app.state.value.display());
+        return Ok(());
+    };
+    match store
+        .verify_chain()
+        .map_err(|e| Failure::Runtime(format!("cannot read activities: {e}")))?
+    {
+        crate::store::chain::Verdict::Intact { sealed, head } => {
+            crate::outln!(
+                "ok: {sealed} ended activities, the chain holds; newest hash {}",
+                head.as_deref().unwrap_or("(none yet)")
+            );
+            Ok(())
+        }
+        crate::store::chain::Verdict::Broken(why) => Err(Failure::Runtime(format!(
+            "the activity log was tampered with: {why}"
+        ))),
+    }
+}
+
 pub fn run(app: &App, args: &ActivitiesArgs) -> Result<(), Failure> {
-    if let Some(crate::cli::ActivitiesCommand::Show { id, json }) = &args.show {
-        return show(app, *id, *json);
+    match &args.show {
+        Some(crate::cli::ActivitiesCommand::Show { id, json }) => return show(app, *id, *json),
+        Some(crate::cli::ActivitiesCommand::Verify) => return verify(app),
+        None => {}
     }
     let filter = Filter {
         limit: args.limit,

@@ -264,7 +264,11 @@ pub fn context(
                 .map(|n| json!({ "step": s.id, "next": local(n, tz) }))
         })
         .collect();
+    let chain = store
+        .and_then(|s| s.chain_head().ok().flatten())
+        .map(|(seal, hash)| json!({ "seal": seal, "hash": hash }));
     json!({
+        "chain": chain,
         "plan": name,
         "timezone": tz.name(),
         "generated_at": local(now, tz),

@@ -250,6 +250,16 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// The newest seal of the hash chain: its number and hash.
+    pub fn chain_head(&self) -> rusqlite::Result<Option<(i64, String)>> {
+        super::chain::head(&self.conn)
+    }
+
+    /// The hash chain, recomputed.
+    pub fn verify_chain(&self) -> rusqlite::Result<super::chain::Verdict> {
+        super::chain::verify(&self.conn)
+    }
+
     pub fn finish(
         &self,
         id: i64,
@@ -264,6 +274,7 @@ impl Store {
              WHERE id = ?1",
             params![id, status, finished_at, duration_ms, meta.to_string(), log_excerpt],
         )?;
+        super::chain::seal_pending(&self.conn)?;
         Ok(())
     }
 
@@ -284,7 +295,9 @@ impl Store {
              VALUES (?1, ?2, ?3, 'skipped', ?4, ?5, ?5, 0, ?6, ?7)",
             params![plan, step, kind, trigger, at, meta.to_string(), why],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        super::chain::seal_pending(&self.conn)?;
+        Ok(id)
     }
 
     /// Marks `running` rows whose process is gone as `abandoned`.
@@ -308,6 +321,9 @@ impl Store {
                  WHERE id = ?1 AND status = 'running'",
                 params![id, now, "ops-run stopped before this step finished (process gone)"],
             )?;
+        }
+        if n > 0 {
+            super::chain::seal_pending(&self.conn)?;
         }
         Ok(n)
     }

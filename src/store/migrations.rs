@@ -70,6 +70,12 @@ const MIGRATIONS: &[&str] = &[
     // 6: what the newest apply did, for the page.
     "ALTER TABLE ops_applies ADD COLUMN result TEXT;
      ALTER TABLE ops_applies ADD COLUMN steps INTEGER;",
+    // 7: the hash chain (store/chain.rs): each ended row's seal number and hash; the rows
+    // already there are sealed, oldest first, right after this migration.
+    "ALTER TABLE ops_activities ADD COLUMN seal INTEGER;
+     ALTER TABLE ops_activities ADD COLUMN hash TEXT;
+     CREATE UNIQUE INDEX ops_activities_seal ON ops_activities (seal) WHERE seal IS NOT NULL;
+     CREATE INDEX ops_activities_unsealed ON ops_activities (id) WHERE seal IS NULL;",
 ];
 
 /// The schema version this ops-run writes.
@@ -95,5 +101,68 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
         conn.pragma_update(None, "user_version", i + 1)?;
     }
+    // The chain over the rows an older ops-run wrote.
+    if let Err(e) = super::chain::seal_pending(conn) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
     conn.execute_batch("COMMIT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log written before the chain existed is sealed, oldest first, by the migration that
+    /// adds it; an edit or a removal afterwards is named.
+    #[test]
+    fn the_migration_seals_the_rows_already_there() {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        for i in 1..=3 {
+            conn.execute(
+                "INSERT INTO ops_activities (plan, step, type, status, trigger, started_at, finished_at, duration_ms)
+                 VALUES ('p', 's', 'db_backup', 'success', 'schedule', ?1, ?1, 5)",
+                [format!("2026-01-0{i}T02:00:00.000Z")],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO ops_activities (plan, step, type, status, trigger, started_at)
+             VALUES ('p', 's', 'db_backup', 'running', 'schedule', '2026-01-04T02:00:00.000Z')",
+            [],
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let intact = super::super::chain::verify(&conn).unwrap();
+        assert!(
+            matches!(
+                intact,
+                super::super::chain::Verdict::Intact {
+                    sealed: 3,
+                    head: Some(_)
+                }
+            ),
+            "{intact:?}"
+        );
+        conn.execute("UPDATE ops_activities SET duration_ms = 6 WHERE id = 2", [])
+            .unwrap();
+        let broken = super::super::chain::verify(&conn).unwrap();
+        assert!(
+            matches!(&broken, super::super::chain::Verdict::Broken(w) if w.starts_with("activity 2 ")),
+            "{broken:?}"
+        );
+        conn.execute("UPDATE ops_activities SET duration_ms = 5 WHERE id = 2", [])
+            .unwrap();
+        conn.execute("DELETE FROM ops_activities WHERE id = 2", [])
+            .unwrap();
+        let gone = super::super::chain::verify(&conn).unwrap();
+        assert!(
+            matches!(&gone, super::super::chain::Verdict::Broken(w) if w.contains("#2 is gone") && w.contains("activity 1") && w.contains("activity 3")),
+            "{gone:?}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod activities;
 mod alert_state;
+pub mod chain;
 pub mod meta;
 mod migrations;
 
@@ -94,6 +95,11 @@ impl Store {
             path: path.to_path_buf(),
         };
         store.mark_abandoned(now).map_err(err)?;
+        // Rows that ended without their seal (a process killed between the two writes, rows
+        // written by another program) join the chain now.
+        if chain::unsealed(&store.conn).map_err(err)? {
+            chain::seal_pending(&store.conn).map_err(err)?;
+        }
         Ok(store)
     }
 

@@ -362,6 +362,18 @@ pub fn render(compiled: &Compiled, store: &Store, checks: &[Check]) -> rusqlite:
         );
     }
     f.head(
+        "ops_run_activity_log_sealed",
+        "gauge",
+        "Ended activities sealed in the log's hash chain; the label is the newest hash (an outside copy proves what the log said).",
+    );
+    if let Some((seal, hash)) = store.chain_head()? {
+        f.sample(
+            "ops_run_activity_log_sealed",
+            &[("hash", &hash)],
+            seal as f64,
+        );
+    }
+    f.head(
         "ops_run_activities_total",
         "counter",
         "Finished activities by type and status.",

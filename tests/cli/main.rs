@@ -7,6 +7,7 @@ mod receiver;
 mod actions;
 mod alerts;
 mod apply;
+mod chain;
 mod check;
 mod copy;
 mod copy_trust;
