@@ -128,6 +128,20 @@ pub enum Command {
     /// archive, and back
     #[command(subcommand)]
     Wal(WalCommand),
+    /// Offsite copies, from any host that has the plan and the destination's credentials
+    #[command(subcommand)]
+    Copy(CopyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CopyCommand {
+    /// Retention at a copy's destination by the step's `forget` rule, decided by ops-run from
+    /// the snapshots' own tags (and this host's log, when it has one), never from times a
+    /// writer of the repository chose: run it from a trusted host with its own credentials
+    Forget {
+        /// The copy step (PLAN/STEP, or STEP when only one plan has it)
+        step: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

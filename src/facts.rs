@@ -218,6 +218,18 @@ pub fn checks(
                 }
             );
         }
+        // Snapshots at the destination retention does not trust: said, never silently kept.
+        if let Some(c) = copied.as_ref().filter(|c| !c.suspicious.is_empty()) {
+            if check.state == health::State::Ok {
+                check.state = health::State::Incomplete;
+            }
+            check.severity = check.severity.max(health::Severity::Warn);
+            check.detail = format!(
+                "{}; retention does not trust: {}",
+                check.detail,
+                c.suspicious.join("; ")
+            );
+        }
         if let (StepKind::Drill(d), Some(store), health::State::Ok) =
             (&step.decl.kind, store, check.state)
         {

@@ -54,7 +54,10 @@ pub mod store;
 pub mod units;
 pub mod web;
 
-use cli::{AlertsCommand, BackupsCommand, Cli, Command, PlanCommand, RestoreCommand, WalCommand};
+use cli::{
+    AlertsCommand, BackupsCommand, Cli, Command, CopyCommand, PlanCommand, RestoreCommand,
+    WalCommand,
+};
 
 /// Runs one command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
@@ -232,6 +235,7 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
                 archive: *archive,
             },
         ),
+        Command::Copy(CopyCommand::Forget { step }) => commands::copy::forget(app, step),
         Command::Wal(WalCommand::Push { step, path, name }) => {
             commands::wal::push(app, step, path, name)
         }

@@ -4,6 +4,7 @@ pub mod activities;
 pub mod alerts;
 pub mod apply;
 pub mod cluster;
+pub mod copy;
 pub mod doctor;
 pub mod help;
 pub mod init;

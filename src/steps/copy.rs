@@ -291,42 +291,154 @@ fn last_recorded(ctx: &Context) -> Option<CopyMeta> {
     Some(CopyMeta::read(&meta))
 }
 
-/// `restic forget --prune` of this host's copies at the destination, by `keep`. A refusal is
-/// a warning: an append-only destination is a fine destination.
-fn forget(ctx: &Context, env: &[(String, String)], keep: &Keep) -> Extra {
-    let started = Instant::now();
-    let mut args: Vec<String> = vec![
-        "forget".into(),
-        "--prune".into(),
-        format!("--host={}", host()),
-        format!("--tag={}", tag_filter(ctx, ctx.step.name())),
-        // One group: each dump is its own snapshot with its own paths and tags.
-        "--group-by=host".into(),
-    ];
-    args.extend(keep.restic_args());
-    let unlocked = super::restic::unlock_stale(ctx, env);
-    let spec = restic(ctx, env, &args);
-    let r = exec::run(&spec, ctx.redactor);
-    let ok = r.success();
-    Extra {
-        kind: crate::activity::ActivityType::Prune,
-        status: if ok {
-            Status::Success
-        } else {
-            Status::Incomplete
-        },
-        meta: json!({ "rule": keep.to_string(), "argv": spec.display(ctx.redactor) }),
-        log_excerpt: unlocked + &r.tail,
-        summary: if ok {
-            format!("restic forget --prune at the destination ({keep})")
-        } else {
-            format!(
-                "the destination refused restic forget ({}); the copies stay",
-                exit_reason(&spec.program, &r.exit)
-            )
-        },
-        duration: started.elapsed(),
+/// Which of a step's snapshots at the destination retention may count: those whose time is
+/// their dump's own stamp (ops-run writes `--time` from the dump's name) and, when this
+/// machine's log is at hand, whose dump this step recorded copying. The rest are reported,
+/// never counted toward `keep` and never deleted: a back-dated snapshot written by whoever
+/// can write to the repository must not make retention delete the real ones.
+pub fn trusted(
+    there: &[Copied],
+    tz: chrono_tz::Tz,
+    recorded: Option<&BTreeSet<String>>,
+) -> (Vec<DumpFile>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut suspicious = Vec::new();
+    for s in there {
+        let Some((taken, seq)) = parse_copied_name(&s.dump, tz) else {
+            suspicious.push(format!(
+                "snapshot {} is tagged with {}, which is no dump's name",
+                s.id, s.dump
+            ));
+            continue;
+        };
+        let claimed = s
+            .time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        match claimed {
+            Some(t) if (t - taken).num_seconds().abs() <= 60 => {}
+            Some(t) => {
+                suspicious.push(format!(
+                    "snapshot {} claims {} but holds the dump of {}",
+                    s.id,
+                    t.format("%Y-%m-%d %H:%M UTC"),
+                    taken.format("%Y-%m-%d %H:%M UTC")
+                ));
+                continue;
+            }
+            None => {
+                suspicious.push(format!("snapshot {} has no time", s.id));
+                continue;
+            }
+        }
+        if let Some(r) = recorded
+            && !r.contains(&s.dump)
+        {
+            suspicious.push(format!(
+                "snapshot {} holds {}, which this step never recorded copying",
+                s.id, s.dump
+            ));
+            continue;
+        }
+        ok.push(DumpFile {
+            path: PathBuf::from(&s.id),
+            name: s.dump.clone(),
+            taken,
+            seq,
+        });
     }
+    ok.sort_by_key(|d| std::cmp::Reverse((d.taken, d.seq)));
+    (ok, suspicious)
+}
+
+/// What this step's log says it copied (every run's `copied`); `None` without a log.
+fn recorded_copies(ctx: &Context) -> Option<BTreeSet<String>> {
+    let store = crate::store::Store::open_read_only(ctx.state?).ok()??;
+    store
+        .copied_names(&ctx.plan.decl.name.value, ctx.step.name())
+        .ok()
+}
+
+/// Retention at the destination, decided by ops-run: the trusted snapshots (see `trusted`)
+/// the `keep` rule lets go are forgotten by id (`restic forget --prune ID…`). A refusal is a
+/// warning: an append-only destination is a fine destination.
+pub fn forget(
+    ctx: &Context,
+    env: &[(String, String)],
+    keep: &Keep,
+    there: &[Copied],
+    recorded: Option<&BTreeSet<String>>,
+) -> (Extra, Vec<String>) {
+    let started = Instant::now();
+    let tz = ctx.plan.timezone.value;
+    let (ok, suspicious) = trusted(there, tz, recorded);
+    let sel = crate::retention::select(&ok, &|_| true, keep, tz, &[]);
+    let ids: Vec<String> = sel.delete.iter().map(|p| p.display().to_string()).collect();
+    let names: Vec<String> = ok
+        .iter()
+        .filter(|d| sel.delete.contains(&d.path))
+        .map(|d| d.name.clone())
+        .collect();
+    let mut log = suspicious
+        .iter()
+        .map(|s| format!("not trusted, kept: {s}\n"))
+        .collect::<String>();
+    // Stale locks go first, whether or not anything is forgotten: a killed restic's lock
+    // must not refuse the next run that needs the repository exclusively.
+    log.push_str(&super::restic::unlock_stale(ctx, env));
+    let (status, summary, argv) = if ids.is_empty() {
+        (
+            Status::Success,
+            format!("nothing to forget at the destination ({keep})"),
+            String::new(),
+        )
+    } else {
+        let mut args: Vec<String> = vec!["forget".into(), "--prune".into()];
+        args.extend(ids.iter().cloned());
+        let spec = restic(ctx, env, &args);
+        let r = exec::run(&spec, ctx.redactor);
+        log.push_str(&r.tail);
+        if r.success() {
+            (
+                Status::Success,
+                format!(
+                    "restic forget --prune at the destination ({keep}): {}",
+                    names.join(", ")
+                ),
+                spec.display(ctx.redactor),
+            )
+        } else {
+            (
+                Status::Incomplete,
+                format!(
+                    "the destination refused restic forget ({}); the copies stay",
+                    exit_reason(&spec.program, &r.exit)
+                ),
+                spec.display(ctx.redactor),
+            )
+        }
+    };
+    let summary = if suspicious.is_empty() {
+        summary
+    } else {
+        format!(
+            "{summary}; {} snapshot(s) not trusted and kept: {}",
+            suspicious.len(),
+            suspicious.join("; ")
+        )
+    };
+    (
+        Extra {
+            kind: crate::activity::ActivityType::Prune,
+            status,
+            meta: json!({ "rule": keep.to_string(), "argv": argv, "forgotten": names, "suspicious": suspicious }),
+            log_excerpt: log,
+            summary,
+            duration: started.elapsed(),
+        },
+        suspicious,
+    )
 }
 
 /// The step whose files a copy ships, and what they are called.
@@ -548,6 +660,7 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
         newest_taken: newest.as_ref().map(|(_, at)| crate::clock::stamp(*at)),
         newest_local: local.first().map(|d| d.name.clone()),
         duration_ms: Some(started.elapsed().as_millis() as u64),
+        suspicious: Vec::new(),
     };
     let meta = serde_json::to_value(&meta).unwrap_or_default();
     let log = ctx.redactor.redact(&lines.join("\n"));
@@ -563,8 +676,31 @@ pub fn execute(ctx: &Context, c: &OffsiteCopy) -> Outcome {
         };
     }
     let mut extra = Vec::new();
+    let mut meta = meta;
     if let Some(keep) = &c.forget {
-        extra.push(forget(ctx, &env, &keep.value));
+        // What is there now, copies of this run included.
+        match at_destination(ctx, &env, ctx.step.name(), true) {
+            Ok(now_there) => {
+                // This run's copies are not in the log yet.
+                let recorded = recorded_copies(ctx).map(|mut r| {
+                    r.extend(copied.iter().cloned());
+                    r
+                });
+                let (e, suspicious) = forget(ctx, &env, &keep.value, &now_there, recorded.as_ref());
+                if !suspicious.is_empty() {
+                    meta["suspicious"] = json!(suspicious);
+                }
+                extra.push(e);
+            }
+            Err(why) => extra.push(Extra {
+                kind: crate::activity::ActivityType::Prune,
+                status: Status::Incomplete,
+                meta: json!({ "rule": keep.value.to_string() }),
+                log_excerpt: why.clone(),
+                summary: format!("nothing forgotten: {why}"),
+                duration: Duration::ZERO,
+            }),
+        }
     }
     let (_, what) = source(c);
     let dumps = |n: usize| format!("{n} {what}{}", if n == 1 { "" } else { "s" });

@@ -209,6 +209,8 @@ pub struct Copied {
     pub id: String,
     pub dump: String,
     pub sha256: Option<String>,
+    /// The time the snapshot claims (whoever wrote it chose it).
+    pub time: Option<String>,
     /// The files as restic stored them (absolute paths on the source host).
     pub paths: Vec<String>,
 }
@@ -237,6 +239,7 @@ pub(crate) fn parse_snapshots(json: &[u8]) -> Result<Vec<Copied>, String> {
                 id: s["id"].as_str()?.to_string(),
                 dump: tag("dump")?,
                 sha256: tag("sha256"),
+                time: s["time"].as_str().map(str::to_string),
                 paths: s["paths"]
                     .as_array()
                     .map(|a| {

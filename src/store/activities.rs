@@ -250,6 +250,32 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Every dump a copy step recorded shipping (its runs' `copied`), for retention at the
+    /// destination: a snapshot of a dump not in here was not made by this step.
+    pub fn copied_names(
+        &self,
+        plan: &str,
+        step: &str,
+    ) -> rusqlite::Result<std::collections::BTreeSet<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT meta FROM ops_activities
+             WHERE plan = ?1 AND step = ?2 AND type = 'offsite_copy' AND status != 'running'",
+        )?;
+        let metas = stmt.query_map(params![plan, step], |r| r.get::<_, String>(0))?;
+        let mut names = std::collections::BTreeSet::new();
+        for m in metas {
+            let v: serde_json::Value = serde_json::from_str(&m?).unwrap_or_default();
+            names.extend(
+                v["copied"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_string)),
+            );
+        }
+        Ok(names)
+    }
+
     /// The newest seal of the hash chain: its number and hash.
     pub fn chain_head(&self) -> rusqlite::Result<Option<(i64, String)>> {
         super::chain::head(&self.conn)

@@ -37,6 +37,10 @@ pub struct CopyMeta {
     /// The newest good dump on this machine when the run began.
     pub newest_local: Option<String>,
     pub duration_ms: Option<u64>,
+    /// Snapshots at the destination that retention does not trust (a time that is not their
+    /// dump's, a dump this step never recorded copying), each in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspicious: Vec<String>,
 }
 
 impl CopyMeta {

@@ -72,6 +72,16 @@ pub fn snapshots(ws: &Workspace, repository: &str) -> Vec<Value> {
         .clone()
 }
 
+/// The dumps the snapshots of `repository` hold, by their `dump` tag, sorted.
+fn dumps_at(ws: &Workspace, repository: &str) -> Vec<String> {
+    let mut dumps: Vec<String> = snapshots(ws, repository)
+        .iter()
+        .filter_map(|s| tag(s, "dump"))
+        .collect();
+    dumps.sort();
+    dumps
+}
+
 pub fn tag(snapshot: &Value, key: &str) -> Option<String> {
     snapshot["tags"].as_array()?.iter().find_map(|t| {
         t.as_str()?
@@ -674,10 +684,8 @@ fn forget_at_the_destination_keeps_what_it_says_and_the_upload_limit_reaches_res
         "{}",
         r.stdout()
     );
-    let left: Vec<String> = snapshots(&ws, &ws.path("offsite").display().to_string())
-        .iter()
-        .filter_map(|s| tag(s, "dump"))
-        .collect();
+    let before = snapshots(&ws, &ws.path("offsite").display().to_string());
+    let left: Vec<String> = before.iter().filter_map(|s| tag(s, "dump")).collect();
     assert_eq!(left, ["full-20261128-1100.sql.gz"]);
     let argv = std::fs::read_to_string(ws.path("restic-argv.txt")).unwrap();
     let backups: Vec<&str> = argv.lines().filter(|l| l.starts_with("backup")).collect();
@@ -686,9 +694,9 @@ fn forget_at_the_destination_keeps_what_it_says_and_the_upload_limit_reaches_res
         backups.iter().all(|l| l.contains("--limit-upload=2048")),
         "{argv}"
     );
+    // ops-run decides what goes (by its own records) and names the snapshots by id.
     assert!(
-        argv.lines()
-            .any(|l| l.starts_with("forget") && l.contains("--keep-last=1")),
+        argv.lines().any(|l| l.starts_with("forget --prune ")),
         "{argv}"
     );
     // The local dumps are untouched by forget at the destination.
@@ -707,4 +715,105 @@ fn a_killed_restore_from_a_copy_leaves_nothing_for_long() {
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert!(!ws.path("backups/verify/.copy-fetch.999999999").exists());
     assert!(r.stderr().contains("a restore of app/db"), "{}", r.stderr());
+}
+
+/// A snapshot written into the destination by hand — dated in the future to look newest, or
+/// holding a dump this step never copied — is never counted by retention and never deleted,
+/// and the copy's health says so; the real newest copy stays.
+#[test]
+#[ignore = "needs restic; run scripts/test"]
+fn forged_snapshots_at_the_destination_do_not_steer_retention() {
+    let ws = workspace("offsite", "forget last=1");
+    let repo = ws.path("offsite").display().to_string();
+    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at("2026-11-28T10:05:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let forge = |dump: &str, time: &str| {
+        std::fs::write(ws.path("forged.txt"), dump).unwrap();
+        let out = Command::new("restic")
+            .args([
+                "backup",
+                "--quiet",
+                "--tag=ops-run",
+                "--tag=plan=app",
+                "--tag=step=offsite",
+            ])
+            .arg(format!("--tag=dump={dump}"))
+            .arg("--tag=sha256=0000")
+            .arg(format!("--time={time}"))
+            .arg(ws.path("forged.txt"))
+            .env("RESTIC_REPOSITORY", &repo)
+            .env("RESTIC_PASSWORD", PASSWORD)
+            .env("RESTIC_CACHE_DIR", ws.path("cache"))
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Claims to be newer than anything: restic's own keep-last=1 would keep it alone.
+    forge("full-20261128-1000.sql.gz", "2026-12-31 00:00:00");
+    // A dump name this step never shipped, dated as its name says.
+    forge("full-20261128-0900.sql.gz", "2026-11-28 09:00:00");
+    assert_eq!(ws.run_at("2026-11-28T11:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at("2026-11-28T11:05:00Z", &["run", "offsite"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout()
+            .contains("claims 2026-12-31 00:00 UTC but holds the dump of 2026-11-28 10:00 UTC"),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stdout()
+            .contains("full-20261128-0900.sql.gz, which this step never recorded copying"),
+        "{}",
+        r.stdout()
+    );
+    let left = dumps_at(&ws, &repo);
+    // The real 10:00 copy went by the rule; the real newest stays; the forged ones stay too
+    // (evidence), uncounted.
+    assert_eq!(
+        left,
+        [
+            "full-20261128-0900.sql.gz",
+            "full-20261128-1000.sql.gz",
+            "full-20261128-1100.sql.gz"
+        ]
+    );
+    let status = ws.run_at("2026-11-28T11:10:00Z", &["status"]);
+    assert_eq!(status.code(), 1, "{}", status.stdout());
+    assert!(
+        status.stdout().contains("retention does not trust"),
+        "{}",
+        status.stdout()
+    );
+
+    // From a trusted host with no log of the copies (a state of its own, empty): the tags and
+    // times alone decide; the future-dated one is still refused, and reported (exit 1).
+    let r = ws
+        .command(&["copy", "forget", "offsite"])
+        .env("OPS_STATE", ws.path("trusted/state.db"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(
+        r.status.code(),
+        Some(1),
+        "{out}{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        out.contains("checked by their tags and times only"),
+        "{out}"
+    );
+    assert!(out.contains("claims 2026-12-31 00:00 UTC"), "{out}");
+    let left = dumps_at(&ws, &repo);
+    assert_eq!(
+        left,
+        ["full-20261128-1000.sql.gz", "full-20261128-1100.sql.gz"]
+    );
 }
