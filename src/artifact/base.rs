@@ -59,6 +59,17 @@ pub fn list(dir: &Path, tz: Tz) -> Vec<DumpFile> {
     layout::list_stamped(dir, PREFIX, SUFFIX, tz)
 }
 
+/// What a base's bytes hash to (read once), and whether its sidecar and its manifest both
+/// say so.
+pub fn hash_matches(base: &DumpFile, m: &BaseManifest) -> io::Result<(String, bool)> {
+    let actual = sha::file_sha256(&base.path)?;
+    let sidecar = fs::read_to_string(layout::sidecar_path(&base.path))
+        .ok()
+        .and_then(|t| sha::parse_sidecar(&t, &base.name));
+    let ok = sidecar.as_deref() == Some(actual.as_str()) && m.sha256 == actual;
+    Ok((actual, ok))
+}
+
 /// The base backups of `dir` with a sidecar and a readable manifest, newest first.
 pub fn good(dir: &Path, tz: Tz) -> Vec<(DumpFile, BaseManifest)> {
     list(dir, tz)

@@ -17,7 +17,6 @@ use crate::activity::ActivityStatus;
 use crate::app::App;
 use crate::artifact::base;
 use crate::artifact::layout::Area;
-use crate::artifact::sha;
 use crate::error::Failure;
 use crate::exec::shell_quote;
 use crate::plan::compile::{Compiled, CompiledPlan};
@@ -62,10 +61,7 @@ pub fn pair(compiled: &Compiled, si: usize) -> Result<(usize, Pair), Failure> {
             )));
         }
     };
-    let wal_step = plan.decl.steps.iter().find(|s| match &s.kind {
-        StepKind::Wal(w) => plan.decl.wal_base(w) == Some(base_name.as_str()),
-        _ => false,
-    });
+    let wal_step = plan.decl.wals_of(&base_name).next();
     let base_index = compiled
         .find(&format!("{}/{base_name}", plan.decl.name.value))
         .map_err(|e| Failure::Usage(e.to_string()))?;
@@ -158,10 +154,10 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
                     (None, Some(_)) => "no base backup".into(),
                 }));
             };
-            let actual = sha::file_sha256(&chosen.path).map_err(|e| {
+            let (actual, matches) = base::hash_matches(chosen, m).map_err(|e| {
                 Failure::Runtime(format!("cannot read {}: {e}", chosen.path.display()))
             })?;
-            if actual != m.sha256 || !crate::artifact::layout::is_good(chosen) {
+            if !matches {
                 return Err(Failure::Runtime(format!(
                     "checksum mismatch: {} is damaged (sha256 {actual}, its sidecar says otherwise); nothing was restored",
                     chosen.name

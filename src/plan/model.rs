@@ -150,6 +150,14 @@ impl Plan {
 }
 
 impl Plan {
+    /// The `wal` steps that continue the base backups of step `base` (a plan has one).
+    pub fn wals_of<'p>(&'p self, base: &'p str) -> impl Iterator<Item = &'p Step> + 'p {
+        self.steps.iter().filter(move |s| match &s.kind {
+            StepKind::Wal(w) => self.wal_base(w) == Some(base),
+            _ => false,
+        })
+    }
+
     /// The base-backup step whose bases a `wal` step continues: the one it names, else the
     /// plan's only base-backup of the same database.
     pub fn wal_base(&self, w: &WalArchive) -> Option<&str> {

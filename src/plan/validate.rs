@@ -133,6 +133,20 @@ impl<'a> Scope<'a> {
             .map(|s| s.name.value.as_str())
             .collect()
     }
+
+    /// `r` names a step of kind `keyword` (`"base-backup"`), else a diagnostic with the names
+    /// there are.
+    pub fn reference(&self, keyword: &str, r: &Spanned<String>, diags: &mut Vec<Diagnostic>) {
+        let names = self.steps_of(keyword);
+        if !names.contains(&r.value.as_str()) {
+            diags.push(reference_error(
+                r.span,
+                &format!("{keyword} step"),
+                &r.value,
+                &names,
+            ));
+        }
+    }
 }
 
 fn validate_plan(

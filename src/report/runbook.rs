@@ -336,10 +336,7 @@ fn cluster(
 ) -> Value {
     let tz = plan.timezone.value;
     let base_dir = plan.dir(step.name(), Area::Base);
-    let wal = plan.decl.steps.iter().find(|s| match &s.kind {
-        StepKind::Wal(w) => plan.decl.wal_base(w) == Some(step.name()),
-        _ => false,
-    });
+    let wal = plan.decl.wals_of(step.name()).next();
     let wal_dir = wal.map(|w| plan.dir(&w.name.value, Area::Wal));
     let bases = crate::artifact::base::good(&base_dir, tz);
     let newest = bases.first();

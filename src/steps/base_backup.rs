@@ -22,7 +22,7 @@ use crate::exec::{self, ProcessSpec};
 use crate::plan::compile::Compiling;
 use crate::plan::decode::Decoder;
 use crate::plan::diagnostic::Diagnostic;
-use crate::plan::model::{BaseBackup, Spanned, StepKind};
+use crate::plan::model::{BaseBackup, Spanned};
 use crate::plan::validate::{self, Scope};
 use crate::units::size;
 
@@ -340,12 +340,7 @@ pub fn wal_dirs(ctx: &Context) -> Vec<PathBuf> {
     let me = ctx.step.name();
     ctx.plan
         .decl
-        .steps
-        .iter()
-        .filter(|s| match &s.kind {
-            StepKind::Wal(w) => ctx.plan.decl.wal_base(w) == Some(me),
-            _ => false,
-        })
+        .wals_of(me)
         .map(|s| ctx.plan.dir(&s.name.value, Area::Wal))
         .collect()
 }
@@ -355,19 +350,7 @@ fn prune(ctx: &Context, dir: &Path, keep: &crate::units::keep::Keep, tz: chrono_
     let started = Instant::now();
     let all = base::list(dir, tz);
     let sel = crate::retention::select(&all, &layout::has_sidecar, keep, tz, &[]);
-    let mut deleted = Vec::new();
-    let mut errors = Vec::new();
-    for path in &sel.delete {
-        match std::fs::remove_file(path) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(layout::sidecar_path(path));
-                let _ = std::fs::remove_file(crate::artifact::manifest::path(path));
-                deleted.push(path.display().to_string());
-            }
-            Err(e) => errors.push(format!("cannot delete {}: {e}", path.display())),
-        }
-    }
-    let _ = layout::fsync_dir(dir);
+    let (deleted, mut errors) = super::prune::delete(dir, &sel);
     let mut wal_deleted = 0usize;
     for wal_dir in wal_dirs(ctx) {
         match base::prune_archive(dir, &wal_dir, tz) {
@@ -375,35 +358,18 @@ fn prune(ctx: &Context, dir: &Path, keep: &crate::units::keep::Keep, tz: chrono_
             Err(e) => errors.push(e),
         }
     }
-    let kept: Vec<_> = sel
-        .keep
-        .iter()
-        .map(|(p, why)| json!({ "artifact": p.display().to_string(), "reason": why }))
-        .collect();
     let summary = format!(
         "pruned {} base backup(s) and {wal_deleted} WAL file(s), kept {} ({keep})",
         deleted.len(),
         sel.keep.len()
     );
-    let mut log: String = deleted.iter().map(|d| format!("deleted {d}\n")).collect();
-    for e in &errors {
-        log.push_str(e);
-        log.push('\n');
-    }
-    Extra {
-        kind: crate::activity::ActivityType::Prune,
-        status: if errors.is_empty() {
-            Status::Success
-        } else {
-            Status::Failed
-        },
-        meta: json!({ "rule": keep.to_string(), "deleted": deleted, "kept": kept, "wal_deleted": wal_deleted }),
-        log_excerpt: log,
-        summary: if errors.is_empty() {
-            summary
-        } else {
-            errors.join("; ")
-        },
-        duration: started.elapsed(),
-    }
+    super::prune::report(
+        keep,
+        &sel,
+        deleted,
+        errors,
+        summary,
+        json!({ "wal_deleted": wal_deleted }),
+        started,
+    )
 }

@@ -27,6 +27,24 @@ pub fn server_user() -> Result<Option<crate::identity::User>, String> {
         })
 }
 
+/// `program args…`, through `runuser -u USER --` when the server runs as another user.
+fn as_user(user: Option<&crate::identity::User>, program: &str, args: Vec<String>) -> ProcessSpec {
+    match user {
+        Some(u) => ProcessSpec::new(
+            "runuser",
+            [
+                "-u".to_string(),
+                u.name.clone(),
+                "--".into(),
+                program.to_string(),
+            ]
+            .into_iter()
+            .chain(args),
+        ),
+        None => ProcessSpec::new(program, args),
+    }
+}
+
 pub fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
     for e in std::fs::read_dir(dir)? {
@@ -251,7 +269,7 @@ pub fn start(
         Some(s) => options.push_str(&format!(" -k {}", shell_quote(&s.display().to_string()))),
         None => options.push_str(" -c unix_socket_directories=''"),
     }
-    let mut args: Vec<String> = vec![
+    let args: Vec<String> = vec![
         "-D".into(),
         to.display().to_string(),
         "-l".into(),
@@ -263,21 +281,7 @@ pub fn start(
         wait.as_secs().max(1).to_string(),
         "start".into(),
     ];
-    let program = match &user {
-        Some(u) => {
-            let mut a = vec![
-                "-u".to_string(),
-                u.name.clone(),
-                "--".into(),
-                pg_ctl.clone(),
-            ];
-            a.append(&mut args);
-            args = a;
-            "runuser".to_string()
-        }
-        None => pg_ctl.clone(),
-    };
-    let mut spec = ProcessSpec::new(program, args);
+    let mut spec = as_user(user.as_ref(), &pg_ctl, args);
     spec.detach = true;
     spec.minimal_env = true;
     spec.timeout = Some(wait + Duration::from_secs(30));
@@ -337,20 +341,7 @@ pub fn stop(
         "-w".into(),
         "stop".into(),
     ];
-    let (program, args) = match &user {
-        Some(u) => {
-            let mut a = vec![
-                "-u".to_string(),
-                u.name.clone(),
-                "--".into(),
-                pg_ctl.to_string(),
-            ];
-            a.extend(base);
-            ("runuser".to_string(), a)
-        }
-        None => (pg_ctl.to_string(), base),
-    };
-    let mut spec = ProcessSpec::new(program, args);
+    let mut spec = as_user(user.as_ref(), pg_ctl, base);
     spec.minimal_env = true;
     spec.ignore_interrupt = true;
     spec.timeout = Some(Duration::from_secs(120));
@@ -383,15 +374,7 @@ pub fn validate_verify(
     diags: &mut Vec<crate::plan::diagnostic::Diagnostic>,
 ) {
     use crate::plan::diagnostic::Diagnostic;
-    let bases = scope.steps_of("base-backup");
-    if !bases.contains(&b.value.as_str()) {
-        diags.push(crate::plan::validate::reference_error(
-            b.span,
-            "base-backup step",
-            &b.value,
-            &bases,
-        ));
-    }
+    scope.reference("base-backup", b, diags);
     let dump_only = [
         ("dump", v.dump.as_ref().map(|d| d.span)),
         ("from", v.from.as_ref().map(|d| d.span)),
@@ -437,12 +420,8 @@ pub fn random_instant(
     step: &str,
     after: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    use crate::plan::model::StepKind;
     let plan = ctx.plan;
-    let wal = plan.decl.steps.iter().find(|s| match &s.kind {
-        StepKind::Wal(w) => plan.decl.wal_base(w) == Some(step),
-        _ => false,
-    })?;
+    let wal = plan.decl.wals_of(step).next()?;
     let survey = base::survey(
         &plan.dir(step, crate::artifact::layout::Area::Base),
         &plan.dir(&wal.name.value, crate::artifact::layout::Area::Wal),
@@ -489,10 +468,7 @@ pub fn rehearse<T>(
 ) -> Result<(T, Recovered), super::StepError> {
     use crate::plan::model::StepKind;
     let plan = ctx.plan;
-    let wal = plan.decl.steps.iter().find(|s| match &s.kind {
-        StepKind::Wal(w) => plan.decl.wal_base(w) == Some(step),
-        _ => false,
-    });
+    let wal = plan.decl.wals_of(step).next();
     let restore_command = wal.map(|w| {
         restore_command(
             &plan.dir(&w.name.value, crate::artifact::layout::Area::Wal),
@@ -538,7 +514,8 @@ pub fn rehearse<T>(
         }
     ));
     let started = Instant::now();
-    let mut pg_ctl = None;
+    // Once a start was tried, the server is stopped before the folder goes, started or not.
+    let mut tried_start = false;
     let result = (|| -> Result<(T, Recovered), super::StepError> {
         prepare(
             base,
@@ -551,6 +528,7 @@ pub fn rehearse<T>(
                 note: "a restore test",
             },
         )?;
+        tried_start = true;
         let s = start(
             &scratch,
             m,
@@ -563,21 +541,7 @@ pub fn rehearse<T>(
             &plan.tools,
             ctx.redactor,
             exec::escape::remaining(ctx.step.timeout.value),
-        );
-        let s = match s {
-            Ok(s) => s,
-            Err(e) => {
-                // Started or not: stopped before the folder goes.
-                pg_ctl = Some(crate::engines::postgres::server_tool(
-                    &plan.tools,
-                    "pg-ctl",
-                    "pg_ctl",
-                    Some(&m.pg_version),
-                ));
-                return Err(e.into());
-            }
-        };
-        pg_ctl = Some(s.pg_ctl.clone());
+        )?;
         let recovered = Recovered {
             reached: s.reached.clone(),
             last_transaction: s.last_transaction,
@@ -614,8 +578,14 @@ pub fn rehearse<T>(
         let out = work(&client, name)?;
         Ok((out, recovered))
     })();
-    if let Some(pg_ctl) = &pg_ctl {
-        let _ = stop(&scratch, pg_ctl, ctx.redactor);
+    if tried_start {
+        let pg_ctl = crate::engines::postgres::server_tool(
+            &plan.tools,
+            "pg-ctl",
+            "pg_ctl",
+            Some(&m.pg_version),
+        );
+        let _ = stop(&scratch, &pg_ctl, ctx.redactor);
     }
     match std::fs::remove_dir_all(&scratch) {
         Ok(()) => lines.push("scratch: removed".into()),

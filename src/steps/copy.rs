@@ -115,15 +115,7 @@ pub fn validate(
 ) {
     match &c.base_backup {
         Some(b) => {
-            let bases = scope.steps_of("base-backup");
-            if !bases.contains(&b.value.as_str()) {
-                diags.push(crate::plan::validate::reference_error(
-                    b.span,
-                    "base-backup step",
-                    &b.value,
-                    &bases,
-                ));
-            }
+            scope.reference("base-backup", b, diags);
             if let Some(d) = &c.dump {
                 diags.push(
                     Diagnostic::error(
@@ -483,10 +475,7 @@ fn copy_wal(
 ) -> Result<Option<String>, String> {
     let (step, _) = source(c);
     let plan = &ctx.plan.decl;
-    let Some(wal) = plan.steps.iter().find(|s| match &s.kind {
-        crate::plan::model::StepKind::Wal(w) => plan.wal_base(w) == Some(step),
-        _ => false,
-    }) else {
+    let Some(wal) = plan.wals_of(step).next() else {
         return Ok(None);
     };
     let dir = ctx.plan.dir(&wal.name.value, Area::Wal);

@@ -109,6 +109,18 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
         }
     };
     let sel = plan(dir, keep, tz, &history, None);
+    let (deleted, errors) = delete(dir, &sel);
+    let summary = format!(
+        "pruned {} dump(s), kept {} ({keep})",
+        deleted.len(),
+        sel.keep.len()
+    );
+    report(keep, &sel, deleted, errors, summary, json!({}), started)
+}
+
+/// Deletes what a selection lets go, each file with its sidecar, its manifest and (a dump's)
+/// roles; then syncs the folder. The paths deleted, and what could not be.
+pub(crate) fn delete(dir: &Path, sel: &Selection) -> (Vec<String>, Vec<String>) {
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for path in &sel.delete {
@@ -128,16 +140,25 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
         }
     }
     let _ = layout::fsync_dir(dir);
+    (deleted, errors)
+}
+
+/// The `prune` activity of a retention run: `summary` when nothing failed, the errors when
+/// something did; `more` joins the meta.
+pub(crate) fn report(
+    keep: &Keep,
+    sel: &Selection,
+    deleted: Vec<String>,
+    errors: Vec<String>,
+    summary: String,
+    more: serde_json::Value,
+    started: Instant,
+) -> Extra {
     let kept: Vec<_> = sel
         .keep
         .iter()
         .map(|(p, why)| json!({ "artifact": p.display().to_string(), "reason": why }))
         .collect();
-    let summary = format!(
-        "pruned {} dump(s), kept {} ({keep})",
-        deleted.len(),
-        sel.keep.len()
-    );
     let mut log = deleted
         .iter()
         .map(|d| format!("deleted {d}\n"))
@@ -146,6 +167,10 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
         log.push_str(e);
         log.push('\n');
     }
+    let mut meta = json!({ "rule": keep.to_string(), "deleted": deleted, "kept": kept });
+    if let (Some(m), serde_json::Value::Object(more)) = (meta.as_object_mut(), more) {
+        m.extend(more);
+    }
     Extra {
         kind: crate::activity::ActivityType::Prune,
         status: if errors.is_empty() {
@@ -153,7 +178,7 @@ pub fn run(dir: &Path, keep: &Keep, tz: Tz, history: Result<History, StepError>)
         } else {
             Status::Failed
         },
-        meta: json!({ "rule": keep.to_string(), "deleted": deleted, "kept": kept }),
+        meta,
         log_excerpt: log,
         summary: if errors.is_empty() {
             summary

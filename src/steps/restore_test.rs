@@ -532,9 +532,9 @@ fn run_base(ctx: &Context, v: &Verify, step: &str, ev: &mut Evidence) -> Result<
         .ok_or_else(|| format!("no good base backup of `{step}`"))?;
     ev.dump = Some(base.path.clone());
     ev.line(format!("base: {}", base.path.display()));
-    let actual = sha::file_sha256(&base.path)
+    let (actual, matches) = crate::artifact::base::hash_matches(base, m)
         .map_err(|e| format!("cannot read {}: {e}", base.path.display()))?;
-    if !layout::is_good(base) || actual != m.sha256 {
+    if !matches {
         ev.line(format!("sha256: {actual} (the sidecar says otherwise)"));
         return Err(format!("checksum mismatch: {} is damaged; not restored", base.name).into());
     }

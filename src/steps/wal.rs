@@ -66,13 +66,7 @@ pub fn validate(
     validate::postgres_database("wal", w.database.as_ref(), name, scope, diags);
     let bases = scope.steps_of("base-backup");
     match &w.base_backup {
-        Some(b) if !bases.contains(&b.value.as_str()) => diags.push(validate::reference_error(
-            b.span,
-            "base-backup step",
-            &b.value,
-            &bases,
-        )),
-        Some(_) => {}
+        Some(b) => scope.reference("base-backup", b, diags),
         None if scope.plan.wal_base(w).is_none() => diags.push(
             Diagnostic::error(
                 name.span,
@@ -141,10 +135,10 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub use crate::artifact::base::{prune_archive, survey};
+use crate::artifact::base::{prune_archive, survey};
 
 /// The base-backup folder of a `wal` step.
-pub fn base_dir(plan: &crate::plan::compile::CompiledPlan, w: &WalArchive) -> Option<PathBuf> {
+fn base_dir(plan: &crate::plan::compile::CompiledPlan, w: &WalArchive) -> Option<PathBuf> {
     plan.decl.wal_base(w).map(|b| plan.dir(b, Area::Base))
 }
 

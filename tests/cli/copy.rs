@@ -53,11 +53,23 @@ fn workspace_with(repository: &str, copy_extra: &str, steps: &str) -> Workspace 
 
 /// `restic snapshots --json` of `repository`, as restic itself lists it.
 pub fn snapshots(ws: &Workspace, repository: &str) -> Vec<Value> {
+    let out = restic_ok(ws, repository, &["snapshots", "--json"]);
+    serde_json::from_slice::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// restic on `repository` (times in UTC), as the test's own hand; its stdout once it
+/// succeeded.
+fn restic_ok(ws: &Workspace, repository: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new("restic")
-        .args(["snapshots", "--json"])
+        .args(args)
         .env("RESTIC_REPOSITORY", repository)
         .env("RESTIC_PASSWORD", PASSWORD)
         .env("RESTIC_CACHE_DIR", ws.path("cache"))
+        .env("TZ", "UTC")
         .output()
         .unwrap();
     assert!(
@@ -65,11 +77,7 @@ pub fn snapshots(ws: &Workspace, repository: &str) -> Vec<Value> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice::<Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    out.stdout
 }
 
 /// The dumps the snapshots of `repository` hold, by their `dump` tag, sorted.
@@ -730,28 +738,21 @@ fn forged_snapshots_at_the_destination_do_not_steer_retention() {
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     let forge = |dump: &str, time: &str| {
         std::fs::write(ws.path("forged.txt"), dump).unwrap();
-        let out = Command::new("restic")
-            .args([
+        let forged = ws.path("forged.txt");
+        restic_ok(
+            &ws,
+            &repo,
+            &[
                 "backup",
                 "--quiet",
                 "--tag=ops-run",
                 "--tag=plan=app",
                 "--tag=step=offsite",
-            ])
-            .arg(format!("--tag=dump={dump}"))
-            .arg("--tag=sha256=0000")
-            .arg(format!("--time={time}"))
-            .arg(ws.path("forged.txt"))
-            .env("RESTIC_REPOSITORY", &repo)
-            .env("RESTIC_PASSWORD", PASSWORD)
-            .env("RESTIC_CACHE_DIR", ws.path("cache"))
-            .env("TZ", "UTC")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                &format!("--tag=dump={dump}"),
+                "--tag=sha256=0000",
+                &format!("--time={time}"),
+                forged.to_str().unwrap(),
+            ],
         );
     };
     // Claims to be newer than anything: restic's own keep-last=1 would keep it alone.
