@@ -333,6 +333,16 @@ fn pitr_brings_back_what_was_committed_before_the_instant_and_follows_a_new_time
         );
     }
 
+    // doctor sees the role may replicate, the server archives into this step, the modes.
+    let doctor = p.ws.run(&["doctor", "main"]).stdout();
+    for said in [
+        "ok      base-backup main/base: role postgres may replicate",
+        "ok      wal main/wal: the server archives into",
+    ] {
+        assert!(doctor.contains(said), "{said}\n{doctor}");
+    }
+    assert!(doctor.contains("has the group's modes"), "{doctor}");
+
     // T1: rows committed; T2: the instant; T3: rows after it.
     p.sql("INSERT INTO t (i) SELECT generate_series(1001, 1100)");
     std::thread::sleep(Duration::from_millis(1200));
