@@ -228,6 +228,8 @@ impl App {
         for p in &compiled.plans {
             for s in secret_values(&p.decl) {
                 if let Some(v) = crate::plan::settings::secret_of(&self.env, s) {
+                    // An identity file's secret keys on their own, wherever they are quoted.
+                    secrets.extend(crate::artifact::seal::secret_lines(&v).map(str::to_string));
                     secrets.push(v);
                 }
             }

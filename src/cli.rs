@@ -201,6 +201,10 @@ pub enum RestoreCommand {
         /// PostgreSQL: load the tables' rows on this many sessions (1 or 2)
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
         sessions: u32,
+        /// An encrypted dump (`….age`): the age identity file that decrypts it, as age-keygen
+        /// writes it (default: the identity of the plan's verify of this dump)
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         /// Check the dump and print what would run; change nothing
         #[arg(long)]
         dry_run: bool,

@@ -179,6 +179,7 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
             keep_ownership,
             with_globals,
             sessions,
+            identity,
             dry_run,
         }) => commands::restore::db(
             app,
@@ -193,6 +194,7 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
                 keep_ownership: *keep_ownership,
                 with_globals: *with_globals,
                 sessions: *sessions,
+                identity: identity.as_deref(),
             },
         ),
         Command::Restore(RestoreCommand::Files {

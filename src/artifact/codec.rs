@@ -6,6 +6,8 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use super::seal::Keyring;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
     Gzip,
@@ -73,11 +75,91 @@ impl Codec {
     }
 
     /// The decompressed content of the dump at `path`, decompressed ahead on a thread of its
-    /// own: the import that reads it (filtering, feeding a client) has the other core.
-    pub fn open(path: &Path) -> io::Result<Ahead> {
-        let codec = Codec::of_path(path);
+    /// own: the import that reads it (filtering, feeding a client) has the other core. An
+    /// encrypted dump (`….age`) is decrypted with `key` on the same thread.
+    pub fn open(path: &Path, key: Option<&Keyring>) -> io::Result<Ahead> {
+        let form = Form::of_path(path);
         let file = std::fs::File::open(path)?;
-        Ok(Ahead::spawn(move || codec.decoder(file)))
+        let key = match (form.sealed, key) {
+            (false, _) => None,
+            (true, Some(k)) => Some(std::sync::Arc::clone(k)),
+            (true, None) => {
+                return Err(io::Error::other(format!(
+                    "{} is encrypted: an identity is needed to read it",
+                    path.display()
+                )));
+            }
+        };
+        Ok(Ahead::spawn(move || match key {
+            Some(k) => form.codec.decoder(super::seal::open(file, &k)?),
+            None => form.codec.decoder(file),
+        }))
+    }
+}
+
+/// A dump's file form: its compression, and whether it is encrypted to age recipients
+/// (`full-….sql.zst.age`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Form {
+    pub codec: Codec,
+    pub sealed: bool,
+}
+
+impl Form {
+    pub const ALL: [Form; 4] = [
+        Form::plain(Codec::Gzip),
+        Form::plain(Codec::Zstd),
+        Form {
+            codec: Codec::Gzip,
+            sealed: true,
+        },
+        Form {
+            codec: Codec::Zstd,
+            sealed: true,
+        },
+    ];
+
+    pub const fn plain(codec: Codec) -> Form {
+        Form {
+            codec,
+            sealed: false,
+        }
+    }
+
+    /// What a dump's name ends with: `.sql.gz`, `.sql.zst.age`, …
+    pub fn suffix(self) -> &'static str {
+        match (self.codec, self.sealed) {
+            (Codec::Gzip, false) => ".sql.gz",
+            (Codec::Zstd, false) => ".sql.zst",
+            (Codec::Gzip, true) => ".sql.gz.age",
+            (Codec::Zstd, true) => ".sql.zst.age",
+        }
+    }
+
+    /// The extension after the stem (the suffix without its first dot).
+    pub fn ext(self) -> &'static str {
+        &self.suffix()[1..]
+    }
+
+    /// The form a dump's file name says.
+    pub fn of_name(name: &str) -> Option<Form> {
+        Form::ALL.into_iter().find(|f| name.ends_with(f.suffix()))
+    }
+
+    pub fn of_path(path: &Path) -> Form {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Form::of_name)
+            .unwrap_or(Form::plain(Codec::Gzip))
+    }
+
+    /// The shell pipeline that decrypts `file` (with the identity file `key`) and
+    /// decompresses it to stdout, for the runbook and `--dry-run` (both already quoted).
+    pub fn cat(self, key: &str, file: &str) -> String {
+        match self.sealed {
+            true => format!("age -d -i {key} {file} | {}", self.codec.cat()),
+            false => format!("{} {file}", self.codec.cat()),
+        }
     }
 }
 

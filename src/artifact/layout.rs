@@ -274,8 +274,8 @@ pub struct DumpFile {
 /// Parses a layout dump name (`.sql.gz` or `.sql.zst`); anything else is `None` (and is
 /// never touched).
 pub fn parse_dump_name(name: &str, tz: Tz) -> Option<(DateTime<Utc>, u32)> {
-    let codec = super::codec::Codec::of_name(name)?;
-    parse_stamped(name, "full-", codec.suffix(), tz)
+    let form = super::codec::Form::of_name(name)?;
+    parse_stamped(name, "full-", form.suffix(), tz)
 }
 
 /// Parses `PREFIX` + `YYYYmmdd-HHMM` [+ `-N`] + `SUFFIX` in the plan's time zone.
@@ -307,7 +307,7 @@ pub fn parse_stamped(
 /// Every layout dump in `dir`, gzip and zstd alike, newest first (by time in the name, then
 /// counter): a plan that changes its compression keeps its history.
 pub fn list_dumps(dir: &Path, tz: Tz) -> Vec<DumpFile> {
-    let mut all: Vec<DumpFile> = super::codec::Codec::ALL
+    let mut all: Vec<DumpFile> = super::codec::Form::ALL
         .iter()
         .flat_map(|c| list_stamped(dir, "full-", c.suffix(), tz))
         .collect();
@@ -332,7 +332,7 @@ pub fn newest_dump(
         (a, b) => a.or(b),
     };
     let (mut good, mut future) = (None, None);
-    for c in super::codec::Codec::ALL {
+    for c in super::codec::Form::ALL {
         let (g, f) = newest_stamped(dir, "full-", c.suffix(), tz, now, &keep);
         good = newer(good, g);
         future = newer(future, f);
@@ -444,7 +444,7 @@ pub fn mark_damaged(dump: &Path, why: &str) {
 
 /// The newest dump of `dir` that is marked damaged and still there, with why.
 pub fn damaged_dump(dir: &Path, tz: Tz) -> Option<(String, String)> {
-    super::codec::Codec::ALL
+    super::codec::Form::ALL
         .iter()
         .flat_map(|c| listing(dir, "full-", &format!("{}.damaged", c.suffix()), tz).to_vec())
         .filter_map(|m| {
@@ -462,10 +462,14 @@ pub fn damaged_dump(dir: &Path, tz: Tz) -> Option<(String, String)> {
 /// The globals file that belongs to a dump: `full-X.sql.gz` → `globals-X.sql.gz`.
 pub fn globals_path(dump: &Path) -> Option<PathBuf> {
     let name = dump.file_name()?.to_str()?;
-    // The roles are always gzip, whatever the dump's compression.
-    let codec = super::codec::Codec::of_name(name)?;
-    let stamp = name.strip_prefix("full-")?.strip_suffix(codec.suffix())?;
-    Some(dump.with_file_name(format!("globals-{stamp}.sql.gz")))
+    // The roles are always gzip, whatever the dump's compression, and encrypted with it.
+    let form = super::codec::Form::of_name(name)?;
+    let stamp = name.strip_prefix("full-")?.strip_suffix(form.suffix())?;
+    let roles = super::codec::Form {
+        codec: super::codec::Codec::Gzip,
+        ..form
+    };
+    Some(dump.with_file_name(format!("globals-{stamp}{}", roles.suffix())))
 }
 
 pub fn sidecar_path(dump: &Path) -> PathBuf {

@@ -41,6 +41,22 @@ pub struct Manifest {
     /// was made: the older dump is kept while this one exists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drops: Vec<RowDrop>,
+    /// An encrypted dump: `sha256` and `bytes` are of the encrypted file (the sidecar's);
+    /// this says what it decrypts to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// What an encrypted dump decrypts to, and to whom it was encrypted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `age`.
+    pub format: String,
+    /// The public keys (`age1…`).
+    pub recipients: Vec<String>,
+    /// SHA-256 and length of the compressed dump inside (what `age -d` gives).
+    pub plaintext_sha256: String,
+    pub plaintext_bytes: u64,
 }
 
 /// A table that lost rows between two dumps.

@@ -9,5 +9,6 @@ pub mod legacy;
 pub mod manifest;
 pub mod marker;
 pub mod proof;
+pub mod seal;
 pub mod sha;
 pub mod wal;

@@ -9,6 +9,7 @@
 //! not only its length, is compared), without the second pass: the read-back runs beside the
 //! compression, on the page cache the write just filled.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -41,7 +42,16 @@ enum End {
 struct Progress {
     written: u64,
     end: End,
+    /// When the file is encrypted, the reader cannot read it back: it is handed the
+    /// compressed stream itself, a copy of each write (at most `QUEUED` bytes waiting).
+    queue: Option<VecDeque<Vec<u8>>>,
+    queued: usize,
+    /// The reader has stopped (done or failed): the writer queues no more.
+    reader_gone: bool,
 }
+
+/// How many bytes of the compressed stream may wait for the reader of an encrypted dump.
+const QUEUED: usize = 16 << 20;
 
 struct Shared {
     progress: Mutex<Progress>,
@@ -108,10 +118,24 @@ pub struct Published<W: Write> {
 impl<W: Write> Write for Published<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        if let Ok(mut p) = self.shared.progress.lock() {
-            p.written += n as u64;
+        let Ok(mut p) = self.shared.progress.lock() else {
+            return Ok(n);
+        };
+        p.written += n as u64;
+        let reader_gone = p.reader_gone;
+        if let Some(q) = p.queue.as_mut()
+            && !reader_gone
+        {
+            q.push_back(buf[..n].to_vec());
+            p.queued += n;
         }
         self.shared.moved.notify_all();
+        // The reader keeps up, or the writer waits for it.
+        drop(
+            self.shared
+                .moved
+                .wait_while(p, |p| p.queued > QUEUED && !p.reader_gone),
+        );
         Ok(n)
     }
 
@@ -129,20 +153,70 @@ impl<W: Write> Published<W> {
     pub fn written(&self) -> u64 {
         self.shared.progress.lock().map_or(0, |p| p.written)
     }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
 }
 
-/// The reading side: a file that ends only when the writer says so.
+/// The reading side: a file (or the queue of an encrypted one's stream) that ends only when
+/// the writer says so.
 struct Follow {
-    file: File,
+    source: Source,
     pos: u64,
     shared: Arc<Shared>,
     hasher: Sha256,
 }
 
+enum Source {
+    File(File),
+    /// The piece taken from the queue and how much of it was read.
+    Queue(Vec<u8>, usize),
+}
+
+impl Follow {
+    /// The next bytes of the queue, waiting for the writer when it is empty.
+    fn dequeue(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Source::Queue(piece, at) = &mut self.source
+                && *at < piece.len()
+            {
+                let n = buf.len().min(piece.len() - *at);
+                buf[..n].copy_from_slice(&piece[*at..*at + n]);
+                *at += n;
+                self.pos += n as u64;
+                self.hasher.update(&buf[..n]);
+                return Ok(n);
+            }
+            let p = self.shared.progress.lock().map_err(|_| poisoned())?;
+            let mut p = self
+                .shared
+                .moved
+                .wait_while(p, |p| {
+                    p.queue.as_ref().is_some_and(VecDeque::is_empty) && p.end == End::Open
+                })
+                .map_err(|_| poisoned())?;
+            match p.queue.as_mut().and_then(VecDeque::pop_front) {
+                Some(next) => {
+                    p.queued -= next.len();
+                    self.source = Source::Queue(next, 0);
+                    self.shared.moved.notify_all();
+                }
+                None if p.end == End::Finished => return Ok(0),
+                None => return Err(io::Error::other("the write was abandoned")),
+            }
+        }
+    }
+}
+
 impl Read for Follow {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let n = self.file.read(buf)?;
+            let file = match &mut self.source {
+                Source::File(f) => f,
+                Source::Queue(..) => return self.dequeue(buf),
+            };
+            let n = file.read(buf)?;
             if n > 0 {
                 self.pos += n as u64;
                 self.hasher.update(&buf[..n]);
@@ -162,6 +236,22 @@ impl Read for Follow {
                 _ => Err(io::Error::other("the write was abandoned")),
             };
         }
+    }
+}
+
+/// Tells the writer the reader has stopped, when dropped.
+struct Gone(Arc<Shared>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.0.progress.lock() {
+            p.reader_gone = true;
+            if let Some(q) = p.queue.as_mut() {
+                q.clear();
+            }
+            p.queued = 0;
+        }
+        self.0.moved.notify_all();
     }
 }
 
@@ -208,15 +298,40 @@ impl Proof {
         inner: W,
         tap: Option<Box<dyn Tap>>,
     ) -> io::Result<(Proof, Published<W>)> {
+        Proof::spawn(Source::File(File::open(path)?), codec, inner, tap)
+    }
+
+    /// For an encrypted file, which this host cannot read back: the reader is handed the
+    /// compressed stream written through the returned `Published` (before `inner`, the
+    /// encryption), and proves it (decompression, length, CRC-32, rows); its `sha256` is of
+    /// that plaintext stream. The encrypted bytes are the caller's to hash.
+    pub fn start_queued<W: Write>(
+        codec: Codec,
+        inner: W,
+        tap: Option<Box<dyn Tap>>,
+    ) -> io::Result<(Proof, Published<W>)> {
+        Proof::spawn(Source::Queue(Vec::new(), 0), codec, inner, tap)
+    }
+
+    fn spawn<W: Write>(
+        source: Source,
+        codec: Codec,
+        inner: W,
+        tap: Option<Box<dyn Tap>>,
+    ) -> io::Result<(Proof, Published<W>)> {
+        let queued = matches!(source, Source::Queue(..));
         let shared = Arc::new(Shared {
             progress: Mutex::new(Progress {
                 written: 0,
                 end: End::Open,
+                queue: queued.then(VecDeque::new),
+                queued: 0,
+                reader_gone: false,
             }),
             moved: Condvar::new(),
         });
         let mut follow = Follow {
-            file: File::open(path)?,
+            source,
             pos: 0,
             shared: Arc::clone(&shared),
             hasher: Sha256::new(),
@@ -224,6 +339,8 @@ impl Proof {
         let thread = std::thread::Builder::new()
             .name("read-back".into())
             .spawn(move || {
+                // However the reader ends, the writer stops waiting for it.
+                let _gone = Gone(Arc::clone(&follow.shared));
                 let mut sink = CrcSink {
                     tap,
                     ..CrcSink::default()
@@ -387,6 +504,40 @@ mod tests {
                     .is_err(),
             };
             assert!(refused, "{} with trailing garbage passed", codec.name());
+        }
+    }
+
+    #[test]
+    fn the_queued_proof_reads_the_stream_not_the_file() {
+        let data = sample();
+        let crc = crc32fast::hash(&data);
+        for codec in Codec::ALL {
+            let bytes = compress(codec, &data);
+            // What goes below may be anything (an encryption): the proof sees the stream.
+            let (proof, mut published) = Proof::start_queued(codec, Vec::new(), None).unwrap();
+            for chunk in bytes.chunks(4096) {
+                published.write_all(chunk).unwrap();
+            }
+            assert_eq!(published.into_inner(), bytes);
+            let r = proof.finish().unwrap();
+            r.confirms(bytes.len() as u64, data.len() as u64, crc)
+                .unwrap();
+            assert_eq!(r.sha256, sha::hex(&Sha256::digest(&bytes)));
+            // A damaged stream is refused as when read back from a file.
+            let mut damaged = bytes.clone();
+            let mid = damaged.len() / 2;
+            damaged[mid] ^= 0x55;
+            let (proof, mut published) = Proof::start_queued(codec, io::sink(), None).unwrap();
+            for chunk in damaged.chunks(4096) {
+                published.write_all(chunk).unwrap();
+            }
+            let refused = match proof.finish() {
+                Err(_) => true,
+                Ok(r) => r
+                    .confirms(damaged.len() as u64, data.len() as u64, crc)
+                    .is_err(),
+            };
+            assert!(refused, "{} with a flipped byte passed", codec.name());
         }
     }
 

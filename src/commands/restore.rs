@@ -22,13 +22,14 @@ use crate::activity::Trigger;
 use crate::activity::{ActivityStatus, ActivityType};
 use crate::app::App;
 use crate::artifact::layout::{self, Area, DumpFile};
+use crate::artifact::seal::Keyring;
 use crate::artifact::sha;
 use crate::clock::stamp;
 use crate::engines::EngineError;
 use crate::engines::client::Client;
 use crate::error::Failure;
 use crate::exec;
-use crate::plan::model::{Database, Engine, StepKind};
+use crate::plan::model::{Database, Engine, Sourced, StepKind, ValueSource};
 use crate::session::{Session, StepExecutor};
 use crate::steps::import::import_dump;
 use crate::steps::restore_test::{check_rows, load_sqlite, number, sqlite_tables};
@@ -48,6 +49,8 @@ pub struct DbArgs<'a> {
     pub with_globals: bool,
     /// PostgreSQL import sessions (1 or 2).
     pub sessions: u32,
+    /// The age identity file of an encrypted dump.
+    pub identity: Option<&'a Path>,
 }
 
 /// Why a restore stopped: refused before anything was touched (exit 2, nothing recorded), or
@@ -165,11 +168,54 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
         source.engine.as_ref().map(|e| e.value).ok_or_else(|| {
             Failure::Usage(format!("database `{}` has no engine", source.name.value))
         })?;
+    let key = key_of(&ctx, a, step.name(), &dump)?;
     // The checksum first: a damaged dump is never loaded, and nothing is created for it. It
     // is read while the lock is taken and the target probed.
     std::thread::scope(|scope| {
         let checksum = Checksum::start(scope, &dump);
-        load(app, &ctx, a, (source, engine), &dump, &checksum)
+        load(
+            app,
+            &ctx,
+            a,
+            (source, engine),
+            (&dump, key.as_ref()),
+            &checksum,
+        )
+    })
+}
+
+/// The key of an encrypted dump: `--identity FILE`, else the identity of a verify (or drill)
+/// of this dump step in the plan; refused before anything is touched when there is none.
+fn key_of(
+    ctx: &Context,
+    a: &DbArgs,
+    step: &str,
+    dump: &DumpFile,
+) -> Result<Option<Keyring>, Failure> {
+    let given = a.identity.map(|p| Sourced {
+        source: ValueSource::File(p.display().to_string()),
+        span: Default::default(),
+    });
+    let planned = ctx.plan.decl.steps.iter().find_map(|s| {
+        let v = match &s.kind {
+            StepKind::Verify(v) => v,
+            StepKind::Drill(d) => &d.restore,
+            _ => return None,
+        };
+        v.identity
+            .as_ref()
+            .filter(|_| v.dump.as_ref().is_some_and(|d| d.value == step))
+            .cloned()
+    });
+    let identity = given.or(planned);
+    crate::steps::restore_test::dump_key(ctx.env, identity.as_ref(), dump).map_err(|e| {
+        match identity {
+            None => Failure::Usage(format!(
+                "{} is encrypted: give the identity that decrypts it with --identity FILE (a file as age-keygen writes it)",
+                dump.name
+            )),
+            Some(_) => Failure::Runtime(e.to_string()),
+        }
     })
 }
 
@@ -181,7 +227,7 @@ fn load(
     ctx: &Context,
     a: &DbArgs,
     (source, engine): (&Database, Engine),
-    dump: &DumpFile,
+    (dump, key): (&DumpFile, Option<&Keyring>),
     checksum: &Checksum,
 ) -> Result<(), Failure> {
     let redactor = ctx.redactor;
@@ -222,10 +268,10 @@ fn load(
     }
     let recording = Recording::start(app, ctx, started_at)?;
     let result = prepared.and_then(|p| match p {
-        Prepared::File(f) => sqlite(ctx, dump, &f).map_err(|e| match e {
+        Prepared::File(f) => sqlite(ctx, dump, key, &f).map_err(|e| match e {
             Stop::Refused(w) | Stop::Failed(w) | Stop::Damaged(w) => w,
         }),
-        Prepared::Server(s) => server(ctx, a, dump, s).map_err(|e| match e {
+        Prepared::Server(s) => server(ctx, a, (dump, key), s).map_err(|e| match e {
             Stop::Refused(w) | Stop::Failed(w) | Stop::Damaged(w) => w,
         }),
     });
@@ -307,9 +353,13 @@ impl Prepared<'_> {
                     );
                 }
                 crate::outln!(
-                    "  {} {} | {} (owners and privileges {})",
-                    crate::artifact::codec::Codec::of_path(&dump.path).cat(),
-                    exec::shell_quote(&dump.path.display().to_string()),
+                    "  {} | {} (owners and privileges {})",
+                    crate::artifact::codec::Form::of_path(&dump.path).cat(
+                        &a.identity.map_or("IDENTITY".into(), |p| exec::shell_quote(
+                            &p.display().to_string()
+                        )),
+                        &exec::shell_quote(&dump.path.display().to_string())
+                    ),
                     client.import(&p.load_into).display(ctx.redactor),
                     if a.keep_ownership { "kept" } else { "left out" }
                 );
@@ -804,7 +854,12 @@ fn prepare_server<'c>(
 }
 
 /// Loads the dump as `p` decided, then renames it into place.
-fn server(ctx: &Context, a: &DbArgs, dump: &DumpFile, p: ServerPlan) -> Result<Done, Stop> {
+fn server(
+    ctx: &Context,
+    a: &DbArgs,
+    (dump, key): (&DumpFile, Option<&Keyring>),
+    p: ServerPlan,
+) -> Result<Done, Stop> {
     let client = &p.client;
     let maintenance = client.maintenance_db();
     let mut done = Done {
@@ -812,7 +867,7 @@ fn server(ctx: &Context, a: &DbArgs, dump: &DumpFile, p: ServerPlan) -> Result<D
         ..Done::default()
     };
     if a.with_globals {
-        apply_globals(ctx, client, dump, &mut done)?;
+        apply_globals(ctx, client, (dump, key), &mut done)?;
     }
     // Announced before it exists: a restore killed from here on leaves a marker that the
     // next session (apply or restore) acts on.
@@ -837,7 +892,7 @@ fn server(ctx: &Context, a: &DbArgs, dump: &DumpFile, p: ServerPlan) -> Result<D
         let imported = import_dump(
             client,
             &p.load_into,
-            &dump.path,
+            (&dump.path, key),
             a.keep_ownership,
             a.sessions,
             None,
@@ -922,7 +977,7 @@ fn server(ctx: &Context, a: &DbArgs, dump: &DumpFile, p: ServerPlan) -> Result<D
 fn apply_globals(
     ctx: &Context,
     client: &Client,
-    dump: &DumpFile,
+    (dump, key): (&DumpFile, Option<&Keyring>),
     done: &mut Done,
 ) -> Result<(), Stop> {
     let path = crate::artifact::layout::globals_path(&dump.path)
@@ -943,13 +998,13 @@ fn apply_globals(
     };
     check_sidecar(&globals)?;
     let spec = client.globals_import();
+    let key = key.cloned();
     let (r, feed_error) = exec::run_feeding(
         &spec,
         ctx.redactor,
         Box::new(move |w| {
-            let file = std::fs::File::open(&path)?;
-            let mut gz = flate2::read::MultiGzDecoder::new(file);
-            std::io::copy(&mut gz, w).map(|_| ())
+            let mut roles = crate::artifact::codec::Codec::open(&path, key.as_ref())?;
+            std::io::copy(&mut roles, w).map(|_| ())
         }),
     );
     if let Some(e) = feed_error {
@@ -1064,7 +1119,12 @@ fn prepare_sqlite(
 }
 
 /// Loads the dump into the temporary file and swaps it in (see `swap_sqlite`).
-fn sqlite(ctx: &Context, dump: &DumpFile, p: &FilePlan) -> Result<Done, Stop> {
+fn sqlite(
+    ctx: &Context,
+    dump: &DumpFile,
+    key: Option<&Keyring>,
+    p: &FilePlan,
+) -> Result<Done, Stop> {
     // Announced before it exists: a restore killed while loading leaves a marker, and the
     // next session removes the file and its journals.
     let announced = crate::steps::scratch::announce(
@@ -1077,7 +1137,12 @@ fn sqlite(ctx: &Context, dump: &DumpFile, p: &FilePlan) -> Result<Done, Stop> {
     )?;
     let result = (|| {
         // No deadline of its own: the operator watches a restore and stops it with Ctrl-C.
-        let conn = load_sqlite(&p.temp, &dump.path, Duration::from_secs(10 * 365 * 86400))?;
+        let conn = load_sqlite(
+            &p.temp,
+            &dump.path,
+            key,
+            Duration::from_secs(10 * 365 * 86400),
+        )?;
         let mut lines = Vec::new();
         let rows = check_rows(&dump.path, &mut |l| lines.push(l), |t| {
             crate::engines::sqlite::count_rows(&conn, t)

@@ -300,6 +300,18 @@ pub struct Dump {
     pub allow_drop: Vec<Spanned<String>>,
     /// `expect-tables "customers" "orders"`: a dump without one of them fails.
     pub expect_tables: Vec<Spanned<String>>,
+    /// `encrypt { recipient "age1…"; recipients-file "…" }`: the dump is written as an age
+    /// file to these public keys.
+    pub encrypt: Option<Encrypt>,
+}
+
+/// The recipients a dump is encrypted to (checked when decoded: each is an `age1…` key).
+#[derive(Clone, Debug)]
+pub struct Encrypt {
+    pub span: Span,
+    pub recipients: Vec<Spanned<String>>,
+    /// Files of recipients (`age -R` format), read when the dump runs.
+    pub files: Vec<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -356,6 +368,9 @@ pub struct Verify {
     pub from: Option<Spanned<String>>,
     /// PostgreSQL import sessions: 2 (the default) or 1.
     pub sessions: Option<Spanned<u32>>,
+    /// `identity file="…"` (`env=`, `credential=`): the age identity that decrypts an
+    /// encrypted dump.
+    pub identity: Option<Sourced>,
 }
 
 /// A `drill` step: a rehearsal of the recovery on scratch targets.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::PlanError;
 
 /// A byte range in one loaded file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Span {
     pub file: usize,
     pub offset: usize,

@@ -409,13 +409,13 @@ pub fn sourced_values(plan: &Plan) -> Vec<&Sourced> {
                 out.extend(c.password.as_ref());
             }
             StepKind::Command(c) => out.extend(c.env.iter().map(|(_, v)| v)),
+            StepKind::Verify(v) => out.extend(v.identity.as_ref()),
+            StepKind::Drill(d) => out.extend(d.restore.identity.as_ref()),
             // No values from the environment or files (a new kind with one must add it here:
             // this list decides what is redacted).
             // A drill reads its snapshot step's credentials, listed with that step.
             // A check reads its snapshot's or copy's credentials, listed with that step.
             StepKind::Dump(_)
-            | StepKind::Verify(_)
-            | StepKind::Drill(_)
             | StepKind::Check(_)
             | StepKind::Report(_)
             | StepKind::GitTag(_)

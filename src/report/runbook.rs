@@ -104,7 +104,7 @@ fn newest_dump(dir: &Path, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Valu
 /// create the database and load the dump into it, without ops-run; `example` is today's
 /// newest dump, named in a comment. One block: a shell on the worst day runs it top to
 /// bottom.
-fn load_commands(db: &Database, dir: &str, example: &str) -> Vec<String> {
+fn load_commands(db: &Database, dir: &str, example: &str, sealed: bool) -> Vec<String> {
     let opt = |flag: &str, v: Option<String>| v.map(|v| format!("{flag}={}", q(&v)));
     let host = opt("--host", db.host.as_ref().map(|h| h.value.clone()));
     let port = opt("--port", db.port.as_ref().map(|p| p.value.to_string()));
@@ -122,9 +122,21 @@ fn load_commands(db: &Database, dir: &str, example: &str) -> Vec<String> {
         ),
         NEWEST_DUMP.to_string(),
         "sha256sum -c \"$DUMP.sha256\"".to_string(),
-        // gunzip or zstd, as the dump's name says.
-        "case \"$DUMP\" in *.zst) CAT='zstd -dc' ;; *) CAT='gunzip -c' ;; esac".to_string(),
     ];
+    if sealed {
+        // Encrypted to the restore identity: age decrypts, then gunzip or zstd.
+        lines.extend([
+            "# the dumps are encrypted (….age): AGE_IDENTITY is the identity file that restores, never kept on the backup host".to_string(),
+            ": \"${AGE_IDENTITY:?set AGE_IDENTITY to the age identity file}\"".to_string(),
+            "unage() { age -d -i \"$AGE_IDENTITY\" \"$1\" | case \"$1\" in *.zst.age) zstd -dc ;; *) gunzip -c ;; esac; }".to_string(),
+            "case \"$DUMP\" in *.age) CAT=unage ;; *.zst) CAT='zstd -dc' ;; *) CAT='gunzip -c' ;; esac".to_string(),
+        ]);
+    } else {
+        // gunzip or zstd, as the dump's name says.
+        lines.push(
+            "case \"$DUMP\" in *.zst) CAT='zstd -dc' ;; *) CAT='gunzip -c' ;; esac".to_string(),
+        );
+    }
     match engine {
         Some(Engine::Postgres) => {
             let user = opt("--username", db.user.as_ref().map(|u| u.value.clone()));
@@ -174,7 +186,7 @@ fn load_commands(db: &Database, dir: &str, example: &str) -> Vec<String> {
 
 /// Sets `DUMP` to the newest dump of the working directory: the newest time in its name,
 /// then the highest counter (`full-…-0200-2` is newer than `full-…-0200`).
-const NEWEST_DUMP: &str = "DUMP=$(ls -1 | grep -E '^full-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.sql\\.(gz|zst)$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
+const NEWEST_DUMP: &str = "DUMP=$(ls -1 | grep -E '^full-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.sql\\.(gz|zst)(\\.age)?$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
 
 const NEWEST_BASE: &str = "BASE=$(ls -1 | grep -E '^base-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.tar\\.zst$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
 
@@ -289,6 +301,9 @@ fn copy_context(
         ])
         .collect();
     let dump_step = c.dump.as_ref().map_or("", |d| d.value.as_str());
+    let sealed = plan.decl.steps.iter().any(|s| {
+        s.name.value == dump_step && matches!(&s.kind, StepKind::Dump(d) if d.encrypt.is_some())
+    });
     // Where the copied dump goes back to: its database's name (SQLite: its file).
     let target = plan
         .decl
@@ -322,7 +337,13 @@ fn copy_context(
             "taken": crate::clock::parse_stamp(&n.newest_taken?).map(|t| minute(t, tz)),
         }))),
         "restore": restore.join("\n"),
-        "ops_run": format!("ops-run restore db {} --from {} --to {}", q(&dump_id), q(step.name()), q(&target)),
+        "ops_run": format!(
+            "ops-run restore db {} --from {} --to {}{}",
+            q(&dump_id),
+            q(step.name()),
+            q(&target),
+            if sealed { " --identity \"$AGE_IDENTITY\"" } else { "" }
+        ),
     })
 }
 
@@ -471,6 +492,9 @@ pub fn context(
                 if d.codec() == crate::artifact::codec::Codec::Zstd {
                     tools.push("zstd");
                 }
+                if d.encrypt.is_some() {
+                    tools.push("age");
+                }
                 tools.push(match engine {
                     Some(Engine::Postgres) => "postgresql-client",
                     Some(Engine::Mysql | Engine::Mariadb) => "mariadb-client",
@@ -483,7 +507,13 @@ pub fn context(
                     .as_ref()
                     .and_then(|n| n["name"].as_str())
                     .map_or_else(
-                        || format!("full-YYYYmmdd-HHMM.{}", d.codec().ext()),
+                        || {
+                            let form = crate::artifact::codec::Form {
+                                codec: d.codec(),
+                                sealed: d.encrypt.is_some(),
+                            };
+                            format!("full-YYYYmmdd-HHMM.{}", form.ext())
+                        },
                         str::to_string,
                     );
                 if let Some(n) = &newest {
@@ -500,8 +530,11 @@ pub fn context(
                     "schedule": step.schedule.as_ref().map_or_else(|| "none (run by hand)".into(), |s| s.value.expr.clone()),
                     "keep": d.keep.as_ref().map_or_else(|| "all".into(), |k| k.value.to_string()),
                     "newest": newest,
-                    "load": load_commands(db, &dir.display().to_string(), &dump_name).join("\n"),
-                    "ops_run": format!("ops-run restore db {} --to {}", q(&step.id), q(&target)),
+                    "load": load_commands(db, &dir.display().to_string(), &dump_name, d.encrypt.is_some()).join("\n"),
+                    "ops_run": match d.encrypt.is_some() {
+                        true => format!("ops-run restore db {} --to {} --identity \"$AGE_IDENTITY\"", q(&step.id), q(&target)),
+                        false => format!("ops-run restore db {} --to {}", q(&step.id), q(&target)),
+                    },
                 }));
             }
             StepKind::Snapshot(s) => {

@@ -46,6 +46,7 @@ pub const SETTINGS: Settings = Settings {
         "ownership",
         "from",
         "sessions",
+        "identity",
         "sample",
         "max-mismatch",
         "rto",

@@ -22,16 +22,17 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{Context, Outcome, Status, StepError};
-use crate::artifact::codec::Codec;
+use crate::artifact::codec::{Codec, Form};
 use crate::artifact::end::{StreamEnd, TeeEnd};
 use crate::artifact::gzip::ParallelGzip;
 use crate::artifact::layout::{self, Area, DumpFile};
 use crate::artifact::manifest::{self, DropRules, Manifest, RowDrop, Tables};
 use crate::artifact::proof::Proof;
+use crate::artifact::seal;
 use crate::artifact::sha;
 use crate::engines::{self, DumpSource};
 use crate::exec;
-use crate::plan::model::{Database, Dump, Engine, StepKind};
+use crate::plan::model::{Database, Dump, Encrypt, Engine, StepKind};
 use crate::units::size;
 
 /// The settings of a `dump` block (beside the common ones: schedule, after, timeout, …).
@@ -52,6 +53,7 @@ pub const SETTINGS: Settings = Settings {
         "min-rows",
         "allow-drop",
         "expect-tables",
+        "encrypt",
     ],
     repeatable: &["allow-drop", "expect-tables"],
 };
@@ -108,6 +110,7 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
                 .map(|v| Spanned::new(v.value as u64, v.span))
         }
         "allow-drop" => dec.string_list(node, &mut d.allow_drop),
+        "encrypt" => d.encrypt = decode_encrypt(node, dec),
         "expect-tables" => dec.string_list(node, &mut d.expect_tables),
         // gzip takes 1–9, zstd 1–19; checked against the compression in `validate`.
         "compression-level" => {
@@ -117,6 +120,71 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
         }
         _ => {}
     }
+}
+
+/// `encrypt { recipient "age1…"; recipients-file "/etc/ops-run/recipients.txt" }`: at least
+/// one of them; every recipient is checked here, so a typo is a plan error, not a dump that
+/// nobody can read.
+fn decode_encrypt(node: &KdlNode, dec: &mut Decoder) -> Option<Encrypt> {
+    let span = dec.node_span(node);
+    if !node.entries().is_empty() {
+        let at = dec.sp(node.entries()[0].span());
+        dec.error_help(
+            at,
+            "`encrypt` takes a block, not values",
+            "unexpected value",
+            "write `encrypt { recipient \"age1…\" }`",
+        );
+        return None;
+    }
+    let mut e = Encrypt {
+        span,
+        recipients: Vec::new(),
+        files: Vec::new(),
+    };
+    for child in node.children().map(|c| c.nodes()).unwrap_or_default() {
+        match child.name().value() {
+            "recipient" => {
+                let mut list = Vec::new();
+                dec.string_list(child, &mut list);
+                for r in list {
+                    match crate::artifact::seal::recipient(&r.value) {
+                        Ok(_) => e.recipients.push(r),
+                        Err(why) => dec.error_help(
+                            r.span,
+                            why,
+                            "not a recipient",
+                            "a recipient is the public key `age-keygen -y KEYFILE` prints; the identity itself never goes on the backup host",
+                        ),
+                    }
+                }
+            }
+            "recipients-file" => {
+                if let Some(f) = dec.string(child) {
+                    e.files.push(f);
+                }
+            }
+            other => {
+                let at = dec.node_span(child);
+                dec.error_help(
+                    at,
+                    format!("`{other}` is not a setting of `encrypt`"),
+                    "unknown setting",
+                    "expected `recipient \"age1…\"` or `recipients-file \"/path\"`",
+                );
+            }
+        }
+    }
+    if e.recipients.is_empty() && e.files.is_empty() {
+        dec.error_help(
+            span,
+            "`encrypt` names no recipient",
+            "no recipient",
+            "write `recipient \"age1…\"` (the public key of the identity that restores) or `recipients-file \"/path\"` inside it",
+        );
+        return None;
+    }
+    Some(e)
 }
 
 /// A `dump`'s compiled form: database, thresholds (with their environment overrides),
@@ -148,6 +216,15 @@ pub fn compile(d: &Dump, c: &mut Compiling) {
     match &d.compression {
         Some(x) => c.plan_setting("compression", x.value.name(), x.span),
         None => c.setting("compression", "gzip", Origin::Default),
+    }
+    if let Some(e) = &d.encrypt {
+        let mut to: Vec<String> = e.recipients.iter().map(|r| r.value.clone()).collect();
+        to.extend(
+            e.files
+                .iter()
+                .map(|f| format!("the recipients in {}", f.value)),
+        );
+        c.plan_setting("encrypt", format!("age, to {}", to.join(", ")), e.span);
     }
     let level = plan_or_default(d.compression_level.as_ref(), default_level(codec(d)));
     c.setting("compression-level", level.value.to_string(), level.origin);
@@ -260,8 +337,10 @@ pub fn validate(d: &Dump, name: &Spanned<String>, scope: &Scope, diags: &mut Vec
 }
 
 struct Written {
+    /// SHA-256 and length of the file (encrypted, when it is).
     sha256: String,
     compressed: u64,
+    encryption: Option<manifest::Encryption>,
     uncompressed: u64,
     stderr: String,
     /// Rows per table of what was written (counted from the read-back, or by SQLite's dump).
@@ -304,11 +383,32 @@ pub fn preview(ctx: &Context, d: &Dump) -> Result<String, StepError> {
         DumpSource::Process { spec, .. } => spec.display(ctx.redactor),
         DumpSource::Sqlite { path } => format!("(built in) sqlite dump of {}", path.display()),
     };
-    let ext = codec(d).ext();
+    let ext = form(d).ext();
+    // Encrypted: the age step between the compression and the file.
+    let age = match &d.encrypt {
+        Some(e) => {
+            let mut to: Vec<String> = e
+                .recipients
+                .iter()
+                .map(|r| format!(" -r {}", r.value))
+                .collect();
+            to.extend(
+                e.files
+                    .iter()
+                    .map(|f| format!(" -R {}", exec::shell_quote(&f.value))),
+            );
+            format!(" | age{}", to.concat())
+        }
+        None => String::new(),
+    };
     out.push_str(&match codec(d) {
-        Codec::Gzip => format!(" | gzip -{} > {}/{name}.{ext}", level(d), dir.display()),
+        Codec::Gzip => format!(
+            " | gzip -{}{age} > {}/{name}.{ext}",
+            level(d),
+            dir.display()
+        ),
         Codec::Zstd => format!(
-            " | zstd -{} -T0{} > {}/{name}.{ext}",
+            " | zstd -{} -T0{}{age} > {}/{name}.{ext}",
             level(d),
             if long(d) { " --long=27" } else { "" },
             dir.display()
@@ -362,6 +462,36 @@ pub fn sweep(ctx: &Context) -> Vec<String> {
 }
 
 /// The dump's compression: gzip unless the plan says zstd.
+/// The dump's file form: its compression, encrypted or not.
+pub fn form(d: &Dump) -> Form {
+    Form {
+        codec: codec(d),
+        sealed: d.encrypt.is_some(),
+    }
+}
+
+/// The recipients of an encrypted dump: those written in the plan and those of its
+/// recipients files (read now: a file that is gone fails the dump, it is never skipped).
+fn recipients(e: &Encrypt) -> Result<Vec<age::x25519::Recipient>, Failed> {
+    let mut out = Vec::new();
+    for r in &e.recipients {
+        out.push(seal::recipient(&r.value).map_err(fail)?);
+    }
+    for f in &e.files {
+        let text = std::fs::read_to_string(&f.value).map_err(|err| {
+            fail(format!(
+                "cannot read the recipients file {}: {err}",
+                f.value
+            ))
+        })?;
+        out.extend(
+            seal::recipients_file(&text)
+                .map_err(|err| fail(format!("the recipients file {}: {err}", f.value)))?,
+        );
+    }
+    Ok(out)
+}
+
 pub fn codec(d: &Dump) -> Codec {
     d.codec()
 }
@@ -436,7 +566,7 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
     let orphans = layout::remove_orphans(&dir);
     let tz = ctx.plan.timezone.value;
     let stem = layout::stamp_name("full", ctx.clock.now(), tz);
-    let tmp = layout::temp_path(&dir.join(format!("{stem}.{}", codec(d).ext())));
+    let tmp = layout::temp_path(&dir.join(format!("{stem}.{}", form(d).ext())));
     let tool_version = match &source {
         DumpSource::Process { version, .. } => {
             let r = exec::run(version, ctx.redactor);
@@ -470,8 +600,9 @@ pub fn execute(ctx: &Context, d: &Dump) -> Outcome {
             rows: w.tables.values().sum(),
             tables: w.tables.clone(),
             drops: drops(d, &dir, tz, &w.tables),
+            encryption: w.encryption.clone(),
         };
-        let final_path = publish(&tmp, &dir, &stem, codec(d), &used_names(ctx), &mut m)
+        let final_path = publish(&tmp, &dir, &stem, form(d), &used_names(ctx), &mut m)
             .map_err(|e| fail(format!("cannot publish the dump: {e}")))?;
         Ok((w, final_path, m))
     });
@@ -611,9 +742,21 @@ fn write_globals(
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(text.as_bytes())
         .map_err(|e| format!("cannot compress the roles: {e}"))?;
-    let bytes = gz
+    let mut bytes = gz
         .finish()
         .map_err(|e| format!("cannot compress the roles: {e}"))?;
+    // Encrypted with the dump (`globals-….sql.gz.age`): role names and password hashes are
+    // no more for the backup host to read than the data.
+    if let Some(e) = &d.encrypt {
+        let to = recipients(e).map_err(|f| f.reason)?;
+        let mut w =
+            seal::seal(Vec::new(), &to).map_err(|e| format!("cannot encrypt the roles: {e}"))?;
+        w.write_all(&bytes)
+            .map_err(|e| format!("cannot encrypt the roles: {e}"))?;
+        bytes = w
+            .finish()
+            .map_err(|e| format!("cannot encrypt the roles: {e}"))?;
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -648,9 +791,16 @@ fn write(
         .open(tmp)
         .map_err(|e| fail(format!("cannot create {}: {e}", tmp.display())))?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // The read-back follows the file while it is written (see artifact::proof).
-    let (proof, published) = Proof::start(tmp, codec(d), file, rows)
-        .map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
+    let to = d.encrypt.as_ref().map(recipients).transpose()?;
+    // The read-back follows the file while it is written (see artifact::proof); an encrypted
+    // file cannot be read back here, so the proof reads the compressed stream before the
+    // encryption, and the encrypted bytes are hashed as they go and read back after.
+    let (proof, published) = match &to {
+        None => Proof::start(tmp, codec(d), Sink::Plain(file), rows),
+        Some(to) => seal::seal(seal::Hashed::new(file), to)
+            .and_then(|w| Proof::start_queued(codec(d), Sink::Sealed(w), rows)),
+    }
+    .map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
     let mut gz = Compressor::new(BufWriter::with_capacity(1 << 20, published), d, threads)
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
     let mut end = StreamEnd::default();
@@ -717,26 +867,82 @@ fn write(
         .map_err(|e| fail(format!("cannot write the dump: {e}")))?
         .into_inner()
         .map_err(|e| fail(format!("cannot write the dump: {}", e.error())))?;
-    published
-        .get_ref()
-        .sync_all()
-        .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
     let compressed = published.written();
-    drop(published);
+    let sealed = published
+        .into_inner()
+        .finish()
+        .map_err(|e| fail(format!("cannot write the dump: {e}")))?;
     let read_back = proof
         .finish()
         .map_err(|e| fail(format!("the written dump does not decompress: {e}")))?;
     read_back
         .confirms(compressed, uncompressed, crc)
         .map_err(fail)?;
-    let sha256 = read_back.sha256;
+    let (sha256, bytes, encryption) = match sealed {
+        None => (read_back.sha256, compressed, None),
+        Some((bytes, sha256)) => {
+            // The encrypted file as it is on disk must be the bytes the encryption gave.
+            let on_disk =
+                sha::file_sha256(tmp).map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
+            if on_disk != sha256 {
+                return Err(fail(format!(
+                    "the encrypted dump on disk (sha256 {on_disk}) is not what was written ({sha256})"
+                )));
+            }
+            let encryption = manifest::Encryption {
+                format: "age".into(),
+                recipients: to.iter().flatten().map(|r| r.to_string()).collect(),
+                plaintext_sha256: read_back.sha256,
+                plaintext_bytes: compressed,
+            };
+            (sha256, bytes, Some(encryption))
+        }
+    };
     Ok(Written {
         sha256,
-        compressed,
+        compressed: bytes,
+        encryption,
         uncompressed,
         stderr,
         tables: counted.or(read_back.tables).unwrap_or_default(),
     })
+}
+
+/// Where the compressed stream goes: the file, or age encryption into it.
+enum Sink {
+    Plain(std::fs::File),
+    Sealed(age::stream::StreamWriter<seal::Hashed<std::fs::File>>),
+}
+
+impl Sink {
+    /// Ends the stream (the encryption's last chunk) and syncs the file; for an encrypted
+    /// one, the bytes written to the file and their SHA-256.
+    fn finish(self) -> std::io::Result<Option<(u64, String)>> {
+        match self {
+            Sink::Plain(f) => f.sync_all().map(|()| None),
+            Sink::Sealed(w) => {
+                let (file, n, sha256) = w.finish()?.into_parts();
+                file.sync_all()?;
+                Ok(Some((n, sha256)))
+            }
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(f) => f.write(buf),
+            Sink::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(f) => f.flush(),
+            Sink::Sealed(w) => w.flush(),
+        }
+    }
 }
 
 /// Writes through parallel gzip or multi-threaded zstd, counting what goes in.
@@ -916,11 +1122,11 @@ fn publish(
     tmp: &Path,
     dir: &Path,
     stem: &str,
-    codec: Codec,
+    form: Form,
     used: &[String],
     m: &mut Manifest,
 ) -> std::io::Result<PathBuf> {
-    // The other compression's dumps of this minute count as taken names (a zstd dump never
+    // The other forms' dumps of this minute count as taken names (a zstd dump never
     // shares its time and counter with a gzip one), and so do the names already used.
     let on_disk = std::fs::read_dir(dir)
         .into_iter()
@@ -930,15 +1136,15 @@ fn publish(
     let taken: Vec<PathBuf> = on_disk
         .chain(used.iter().cloned())
         .filter_map(|n| {
-            Codec::ALL
+            Form::ALL
                 .iter()
-                .filter(|c| **c != codec || used.contains(&n))
+                .filter(|c| **c != form || used.contains(&n))
                 .find_map(|c| n.strip_suffix(c.suffix()))
                 .filter(|base| base.starts_with(stem))
-                .map(|base| dir.join(format!("{base}.{}", codec.ext())))
+                .map(|base| dir.join(format!("{base}.{}", form.ext())))
         })
         .collect();
-    let final_path = &layout::claim_besides(tmp, dir, stem, codec.ext(), &taken)?;
+    let final_path = &layout::claim_besides(tmp, dir, stem, form.ext(), &taken)?;
     let name = final_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -13,6 +13,7 @@ use super::StepError;
 use super::restore_test::{exit_reason, truncated};
 use crate::artifact::codec::Codec;
 use crate::artifact::end::{StreamEnd, TeeEnd};
+use crate::artifact::seal::Keyring;
 use crate::engines::client::Client;
 use crate::engines::ownership::{self, LineFilter};
 use crate::engines::split::{Claims, Join, Splitter};
@@ -62,7 +63,7 @@ fn filter(client: &Client, keep_ownership: bool) -> Box<dyn LineFilter> {
 pub(crate) fn import_dump(
     client: &Client,
     db: &str,
-    dump: &Path,
+    (dump, key): (&Path, Option<&Keyring>),
     keep_ownership: bool,
     sessions: u32,
     timeout: Option<Duration>,
@@ -71,9 +72,10 @@ pub(crate) fn import_dump(
     let mut import = client.import(db);
     import.timeout = timeout;
     if sessions > 1 && client.split_import() {
-        return import_split(client, &import, dump, keep_ownership, redactor);
+        return import_split(client, &import, dump, key, keep_ownership, redactor);
     }
     let path = dump.to_path_buf();
+    let key = key.cloned();
     let marker = client.marker();
     let prelude = client.import_prelude();
     let filter = filter(client, keep_ownership);
@@ -86,7 +88,7 @@ pub(crate) fn import_dump(
             // The filter passes line by line: buffer, or each line is a write to the pipe.
             let mut buffered = BufWriter::with_capacity(256 << 10, w);
             buffered.write_all(prelude.as_bytes())?;
-            stream(&path, filter, counted, marker, &mut buffered)
+            stream(&path, key.as_ref(), filter, counted, marker, &mut buffered)
         }),
     );
     Import {
@@ -100,12 +102,13 @@ pub(crate) fn import_dump(
 /// completion line.
 fn stream(
     path: &Path,
+    key: Option<&Keyring>,
     filter: Box<dyn LineFilter>,
     counted: Arc<AtomicU64>,
     marker: &str,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let mut source = Codec::open(path)?;
+    let mut source = Codec::open(path, key)?;
     let mut end = StreamEnd::default();
     let mut filtered = ownership::Filtered::new(out, filter, counted);
     std::io::copy(
@@ -160,6 +163,7 @@ fn import_split(
     client: &Client,
     import: &ProcessSpec,
     dump: &Path,
+    key: Option<&Keyring>,
     keep_ownership: bool,
     redactor: &Redactor,
 ) -> Import {
@@ -194,6 +198,7 @@ fn import_split(
     };
     let main_feeder: exec::Feeder = {
         let path = dump.to_path_buf();
+        let key = key.cloned();
         let filter = filter(client, keep_ownership);
         let claims = Arc::clone(&claims);
         let counted = Arc::clone(&changed);
@@ -201,17 +206,18 @@ fn import_split(
             let mut buffered = BufWriter::with_capacity(256 << 10, w);
             buffered.write_all(prelude.as_bytes())?;
             let mut split = Splitter::main(buffered, claims, join);
-            stream(&path, filter, counted, marker, &mut split)?;
+            stream(&path, key.as_ref(), filter, counted, marker, &mut split)?;
             split.finish().map(drop)
         })
     };
     let helper_feeder: exec::Feeder = {
         let path = dump.to_path_buf();
+        let key = key.cloned();
         // The same filter as the main session's: both readers see the same stream.
         let filter = filter(client, keep_ownership);
         let claims = Arc::clone(&claims);
         Box::new(move |w| {
-            let mut source = Codec::open(&path)?;
+            let mut source = Codec::open(&path, key.as_ref())?;
             let buffered = BufWriter::with_capacity(256 << 10, w);
             let mut split = Splitter::helper(buffered, claims);
             let mut filtered =

@@ -23,12 +23,14 @@ use serde_json::json;
 
 use super::import::import_dump;
 use super::{Context, Outcome, Status, StepError};
+use crate::artifact::codec::Form;
 use crate::artifact::end::StreamEnd;
 use crate::artifact::layout::{self, Area, DumpFile};
+use crate::artifact::seal::{Key, Keyring};
 use crate::artifact::sha;
 use crate::engines::client::Client;
 use crate::exec::{self, ProcessResult};
-use crate::plan::model::{Database, Engine, Ownership, StepKind, Verify};
+use crate::plan::model::{Database, Engine, Ownership, Sourced, StepKind, ValueSource, Verify};
 use crate::store::meta::VerifyMeta;
 use crate::units::duration;
 
@@ -44,6 +46,7 @@ pub const SETTINGS: Settings = Settings {
         "ownership",
         "from",
         "sessions",
+        "identity",
     ],
     repeatable: &["expect"],
 };
@@ -60,6 +63,19 @@ pub fn decode(v: &mut Verify, key: &str, node: &KdlNode, dec: &mut Decoder) {
         }
         "verify-database" => v.verify_database = dec.string(node),
         "from" => v.from = dec.string(node),
+        "identity" => {
+            v.identity = dec.sourced(node);
+            if let Some(s) = &v.identity
+                && let ValueSource::Literal(_) = s.source
+            {
+                dec.error_help(
+                    s.span,
+                    "an identity is a secret: not in the plan",
+                    "written in the plan",
+                    "write `identity file=\"/etc/ops-run/restore.key\"`, `identity env=VARIABLE` or `identity credential=\"NAME\"` (a file as age-keygen writes it)",
+                );
+            }
+        }
         "sessions" => {
             v.sessions = dec
                 .int(node, 1, 2)
@@ -173,6 +189,7 @@ pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut V
         return;
     }
     dump_reference("verify", &v.dump, name, scope, diags);
+    encrypted_needs_identity(v, name, scope, diags);
     if let Some(from) = &v.from {
         let copies: Vec<(&str, Option<&str>)> = scope
             .plan
@@ -223,6 +240,59 @@ pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut V
             &r.value,
             &scope.databases,
         ));
+    }
+}
+
+/// The key that decrypts `dump`: none for a plain dump; for an encrypted one, the identity
+/// given (a file as age-keygen writes it), or an error that says the two ways out.
+pub(crate) fn dump_key(
+    env: &crate::plan::settings::Env,
+    identity: Option<&Sourced>,
+    dump: &DumpFile,
+) -> Result<Option<Keyring>, StepError> {
+    if !Form::of_path(&dump.path).sealed {
+        return Ok(None);
+    }
+    let Some(identity) = identity else {
+        return Err(format!(
+            "{} is encrypted and no identity was given: give this step `identity file=\"…\"` (or env=, credential=), or restore-test on a host that holds the identity",
+            dump.name
+        )
+        .into());
+    };
+    let text = env
+        .resolve(&identity.source)
+        .map_err(|e| format!("cannot read the identity: {e}"))?;
+    let key = Key::parse(&text).map_err(|e| format!("the identity: {e}"))?;
+    Ok(Some(std::sync::Arc::new(key)))
+}
+
+/// A restore test of an encrypted dump without an identity could never read it: refused
+/// with the two ways out.
+fn encrypted_needs_identity(
+    v: &Verify,
+    name: &Spanned<String>,
+    scope: &Scope,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(dump) = &v.dump else { return };
+    let encrypted = scope.plan.steps.iter().any(|s| {
+        s.name.value == dump.value && matches!(&s.kind, StepKind::Dump(d) if d.encrypt.is_some())
+    });
+    if encrypted && v.identity.is_none() {
+        diags.push(
+            Diagnostic::error(
+                dump.span,
+                format!(
+                    "`{}` restores dump `{}`, which is encrypted, and has no identity to decrypt it",
+                    name.value, dump.value
+                ),
+                "an encrypted dump",
+            )
+            .with_help(
+                "give it the identity: `identity file=\"/etc/ops-run/restore.key\"` (or env=, credential=), or run this step on another host, one that holds the identity, and not on the backup host",
+            ),
+        );
     }
 }
 
@@ -469,6 +539,10 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
         return Err(format!("checksum mismatch: {} is damaged; not imported", dump.name).into());
     }
     ev.line(format!("sha256: {actual} (matches the sidecar)"));
+    let key = dump_key(ctx.env, v.identity.as_ref(), &dump)?;
+    if key.is_some() {
+        ev.line("encrypted: age, decrypted with the step's identity as it is read");
+    }
     let age = (ctx.clock.now() - dump.taken).to_std().unwrap_or_default();
     ev.age = Some(age);
     ev.line(format!(
@@ -511,8 +585,8 @@ fn run(ctx: &Context, v: &Verify, ev: &mut Evidence) -> Result<(), StepError> {
         return Err("refusing to restore into the source database".into());
     }
     let tables = match engine {
-        Engine::Sqlite => verify_sqlite(ctx, v, &dump, &scratch, ev)?,
-        _ => verify_server(ctx, v, target, &dump, &scratch, ev)?,
+        Engine::Sqlite => verify_sqlite(ctx, v, &dump, key.as_ref(), &scratch, ev)?,
+        _ => verify_server(ctx, v, target, &dump, key.as_ref(), &scratch, ev)?,
     };
     ev.tables = Some(tables);
     Ok(())
@@ -690,6 +764,7 @@ fn verify_server(
     v: &Verify,
     target: &Database,
     dump: &DumpFile,
+    key: Option<&Keyring>,
     scratch: &str,
     ev: &mut Evidence,
 ) -> Result<u64, StepError> {
@@ -741,7 +816,7 @@ fn verify_server(
         let imported = import_dump(
             &client,
             scratch,
-            &dump.path,
+            (&dump.path, key),
             keep,
             sessions,
             timeout,
@@ -870,6 +945,7 @@ fn verify_sqlite(
     ctx: &Context,
     v: &Verify,
     dump: &DumpFile,
+    key: Option<&Keyring>,
     scratch: &str,
     ev: &mut Evidence,
 ) -> Result<u64, StepError> {
@@ -881,6 +957,7 @@ fn verify_sqlite(
         let conn = load_sqlite(
             &path,
             &dump.path,
+            key,
             crate::exec::escape::remaining(ctx.step.timeout.value),
         )?;
         ev.rows = check_rows(&dump.path, &mut |l| ev.line(l), |tables| {
@@ -924,6 +1001,7 @@ impl Drop for RemoveOnDrop {
 pub(crate) fn load_sqlite(
     path: &Path,
     dump: &Path,
+    key: Option<&Keyring>,
     timeout: Duration,
 ) -> Result<rusqlite::Connection, StepError> {
     std::fs::OpenOptions::new()
@@ -934,7 +1012,7 @@ pub(crate) fn load_sqlite(
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     let conn = rusqlite::Connection::open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let gz = crate::artifact::codec::Codec::open(dump)
+    let gz = crate::artifact::codec::Codec::open(dump, key)
         .map_err(|e| format!("cannot read the dump: {e}"))?;
     let mut end = StreamEnd::default();
     import_sqlite(&conn, gz, timeout, &mut end)?;

@@ -15,6 +15,7 @@ mod credentials;
 mod drill;
 mod dump;
 mod email;
+mod encrypt;
 mod engines;
 mod first_week;
 mod fleet;

@@ -74,9 +74,44 @@ fn the_runbook_of_a_zstd_dump_brings_everything_back() {
     );
 }
 
+#[test]
+#[ignore = "needs sqlite3, zstd, age and restic; run scripts/test"]
+fn the_runbook_of_an_encrypted_dump_brings_everything_back() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("restore.key");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let recipient = String::from_utf8(out.stdout).unwrap();
+    sqlite_and_files_runbook_with(
+        &format!(
+            r#"compression "zstd"
+                encrypt {{
+                    recipient "{}"
+                }}"#,
+            recipient
+        ),
+        "sql.zst.age",
+        &[("AGE_IDENTITY", key.to_str().unwrap())],
+    );
+}
+
 /// The SQLite and files runbook, run on the worst day; `compression` goes into the dump
 /// step, whose files end in `ext`.
 fn sqlite_and_files_runbook(compression: &str, ext: &str) {
+    sqlite_and_files_runbook_with(compression, ext, &[]);
+}
+
+/// The same, with `env` (an identity) for the blocks and the printed commands.
+fn sqlite_and_files_runbook_with(compression: &str, ext: &str, env: &[(&str, &str)]) {
     let password = "restic-Rb-55e1";
     let ws = Workspace::with_plan(&format!(
         r#"plan app {{
@@ -163,11 +198,12 @@ fn sqlite_and_files_runbook(compression: &str, ext: &str) {
     std::fs::create_dir_all(ws.path("elsewhere")).unwrap();
     let blocks = shell_blocks(&text);
     assert_eq!(blocks.len(), 4, "variables, copy, database, files:\n{text}");
-    run_blocks(
-        &blocks,
-        &ws.path("elsewhere"),
-        &[("UPLOADS_PW", password), ("RESTIC_CACHE_DIR", &cache)],
-    );
+    let mut with = vec![
+        ("UPLOADS_PW", password),
+        ("RESTIC_CACHE_DIR", cache.as_str()),
+    ];
+    with.extend_from_slice(env);
+    run_blocks(&blocks, &ws.path("elsewhere"), &with);
     let back = |what: &str| {
         let db = rusqlite::Connection::open(ws.path("app.db")).unwrap();
         let count = |t: &str| -> i64 {
@@ -203,11 +239,7 @@ fn sqlite_and_files_runbook(compression: &str, ext: &str) {
         .find(|c| c.contains("restore files"))
         .unwrap_or_else(|| panic!("no restore of the files in:\n{text}"));
     for command in [copy, files] {
-        run_printed(
-            &ws,
-            command,
-            &[("RESTIC_CACHE_DIR", &cache), ("UPLOADS_PW", password)],
-        );
+        run_printed(&ws, command, &with);
     }
     back("with ops-run");
 }
