@@ -78,19 +78,7 @@ fn the_runbook_of_a_zstd_dump_brings_everything_back() {
 #[ignore = "needs sqlite3, zstd, age and restic; run scripts/test"]
 fn the_runbook_of_an_encrypted_dump_brings_everything_back() {
     let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("restore.key");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&key)
-        .output()
-        .unwrap();
-    let recipient = String::from_utf8(out.stdout).unwrap();
+    let (key, recipient) = crate::encrypt::keygen(keys.path(), "restore.key");
     sqlite_and_files_runbook_with(
         &format!(
             r#"compression "zstd"
@@ -162,7 +150,8 @@ fn sqlite_and_files_runbook_with(compression: &str, ext: &str, env: &[(&str, &st
     let binary: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 253) as u8).collect();
     std::fs::create_dir_all(ws.path("data/sub")).unwrap();
     std::fs::write(ws.path("data/sub/b.bin"), &binary).unwrap();
-    assert_eq!(ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]).code(), 0);
+    let r = ws.run_at("2026-11-28T10:00:00Z", &["run", "db"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert_eq!(
         ws.run_at("2026-11-28T10:05:00Z", &["run", "uploads"])
             .code(),
