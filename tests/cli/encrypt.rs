@@ -57,6 +57,10 @@ fn plan(recipient: &str, identity: &str) -> String {
                 min-tables 1
                 expect "SELECT count(*) FROM notes WHERE body LIKE 'canary-%'" min=200000
             }}
+            drill rehearsal {{
+                dump db
+                {identity}
+            }}
         }}"#
     )
 }
@@ -202,6 +206,8 @@ fn an_encrypted_dump_holds_no_plaintext_and_restores_with_the_identity_only() {
 
     // Verify decrypts with its identity, and counts every row against the manifest.
     let r = ws.run_at("2026-12-07T02:05:00Z", &["run", "restore"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let r = ws.run_at("2026-12-07T02:06:00Z", &["run", "rehearsal"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert!(holding(&backups, CANARY.as_bytes()).is_empty());
     // Restore: the plan's identity, or the one given.
