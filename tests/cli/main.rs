@@ -36,6 +36,7 @@ mod restore_safety;
 mod rows;
 mod runbook;
 mod runner;
+mod s3;
 mod serve;
 mod shipped;
 mod show;
