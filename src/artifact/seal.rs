@@ -41,6 +41,29 @@ pub fn recipients_file(text: &str) -> Result<Vec<x25519::Recipient>, String> {
     Ok(out)
 }
 
+/// The recipients written in a plan and those of its recipients files (read now: a file that
+/// is gone is an error, never skipped).
+pub fn resolve(written: &[&str], files: &[&str]) -> Result<Vec<x25519::Recipient>, String> {
+    let mut out = Vec::new();
+    for r in written {
+        out.push(recipient(r)?);
+    }
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| format!("cannot read the recipients file {f}: {e}"))?;
+        out.extend(recipients_file(&text).map_err(|e| format!("the recipients file {f}: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// The public keys (`age1…`) of the X25519 identities of an identity file.
+pub fn public_keys(text: &str) -> Vec<String> {
+    secret_lines(text)
+        .filter_map(|l| x25519::Identity::from_str(l).ok())
+        .map(|i| i.to_public().to_string())
+        .collect()
+}
+
 /// The identities that decrypt: an identity file as `age-keygen` writes it (comments
 /// allowed, one `AGE-SECRET-KEY-1…` per line).
 pub struct Key(Vec<Box<dyn age::Identity + Send + Sync>>);
@@ -204,5 +227,12 @@ mod tests {
         );
         assert!(Key::parse("# only a comment\n").is_err());
         assert_eq!(secret_lines("# c\nAGE-SECRET-KEY-1ABC\n").count(), 1);
+        let secret = id.to_string();
+        assert_eq!(public_keys(secret.expose_secret()).first(), Some(&r));
+        assert!(
+            resolve(&[&r], &["/nonexistent/recipients"])
+                .unwrap_err()
+                .contains("cannot read")
+        );
     }
 }

@@ -107,6 +107,7 @@ pub fn run(app: &App, plan: Option<&str>) -> Result<(), Failure> {
         tools(&ctx, p, &mut f);
         space(p, &mut f);
         channels(app, p, &mut f);
+        encryption(app, p, &mut f);
     }
     for (level, what, fix) in &f.lines {
         let tag = match level {
@@ -736,6 +737,84 @@ fn channels(app: &App, p: &CompiledPlan, f: &mut Findings) {
                         .into(),
                 ),
             ),
+        }
+    }
+}
+
+/// Encrypted dumps: their recipients resolve (a missing recipients file would fail every
+/// dump), and the identity of each verify or drill of them is readable and is one of their
+/// recipients (else every restore test would fail).
+fn encryption(app: &App, p: &CompiledPlan, f: &mut Findings) {
+    use crate::artifact::seal;
+    let plan = &p.decl.name.value;
+    for step in &p.decl.steps {
+        let StepKind::Dump(d) = &step.kind else {
+            continue;
+        };
+        let Some(e) = &d.encrypt else { continue };
+        let written: Vec<&str> = e.recipients.iter().map(|r| r.value.as_str()).collect();
+        let files: Vec<&str> = e.files.iter().map(|x| x.value.as_str()).collect();
+        let to: Vec<String> = match seal::resolve(&written, &files) {
+            Ok(r) => r.iter().map(|r| r.to_string()).collect(),
+            Err(why) => {
+                f.problem(
+                    format!(
+                        "plan {plan}: dump {} cannot encrypt: {why}",
+                        step.name.value
+                    ),
+                    Some("fix the recipients file, or name the recipients in the plan".into()),
+                );
+                continue;
+            }
+        };
+        f.ok(format!(
+            "plan {plan}: dump {} is encrypted to {} recipient(s)",
+            step.name.value,
+            to.len()
+        ));
+        for s in &p.decl.steps {
+            let v = match &s.kind {
+                StepKind::Verify(v) => v,
+                StepKind::Drill(d) => &d.restore,
+                _ => continue,
+            };
+            if v.dump.as_ref().is_none_or(|x| x.value != step.name.value) {
+                continue;
+            }
+            let Some(identity) = &v.identity else {
+                continue;
+            };
+            let text = match app.env.resolve(&identity.source) {
+                Ok(t) => t,
+                Err(e) => {
+                    f.problem(
+                        format!(
+                            "plan {plan}: {} cannot read its identity: {e}",
+                            s.name.value
+                        ),
+                        Some("the restore test of an encrypted dump needs it".into()),
+                    );
+                    continue;
+                }
+            };
+            let keys = seal::public_keys(&text);
+            match keys.iter().find(|k| to.contains(k)) {
+                Some(k) => f.ok(format!(
+                    "plan {plan}: {} decrypts dump {} (identity of {k}); the identity is readable on this host",
+                    s.name.value, step.name.value
+                )),
+                None => f.problem(
+                    format!(
+                        "plan {plan}: the identity of {} is not a recipient of dump {}: its restore tests would fail",
+                        s.name.value, step.name.value
+                    ),
+                    Some(format!(
+                        "encrypt to its public key (age-keygen -y KEYFILE: {}) or give the identity of one of: {}",
+                        if keys.is_empty() { "none found".to_string() } else { keys.join(", ") },
+                        to.join(", ")
+                    )),
+                ),
+            }
         }
     }
 }

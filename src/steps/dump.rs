@@ -470,26 +470,11 @@ pub fn form(d: &Dump) -> Form {
     }
 }
 
-/// The recipients of an encrypted dump: those written in the plan and those of its
-/// recipients files (read now: a file that is gone fails the dump, it is never skipped).
+/// The recipients of an encrypted dump (its recipients files read now).
 fn recipients(e: &Encrypt) -> Result<Vec<age::x25519::Recipient>, Failed> {
-    let mut out = Vec::new();
-    for r in &e.recipients {
-        out.push(seal::recipient(&r.value).map_err(fail)?);
-    }
-    for f in &e.files {
-        let text = std::fs::read_to_string(&f.value).map_err(|err| {
-            fail(format!(
-                "cannot read the recipients file {}: {err}",
-                f.value
-            ))
-        })?;
-        out.extend(
-            seal::recipients_file(&text)
-                .map_err(|err| fail(format!("the recipients file {}: {err}", f.value)))?,
-        );
-    }
-    Ok(out)
+    let written: Vec<&str> = e.recipients.iter().map(|r| r.value.as_str()).collect();
+    let files: Vec<&str> = e.files.iter().map(|f| f.value.as_str()).collect();
+    seal::resolve(&written, &files).map_err(fail)
 }
 
 pub fn codec(d: &Dump) -> Codec {

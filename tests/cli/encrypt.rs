@@ -273,6 +273,29 @@ fn an_encrypted_dump_holds_no_plaintext_and_restores_with_the_identity_only() {
     );
     assert!(!log.contains("rows:"), "nothing was imported: {log}");
 
+    // doctor: the identity is one of the dump's recipients; another one is a problem.
+    let r = ws.run(&["doctor"]);
+    assert!(
+        r.stdout().contains("restore decrypts dump db"),
+        "{}",
+        r.stdout()
+    );
+    ws.write(
+        "plans/main.kdl",
+        &plan(
+            &recipient,
+            &format!("identity file=\"{}\"", other.display()),
+        ),
+    );
+    let r = ws.run(&["doctor"]);
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert!(
+        r.stdout()
+            .contains("the identity of restore is not a recipient of dump db"),
+        "{}",
+        r.stdout()
+    );
+
     // The identity's secret is nowhere in the log.
     let secret = std::fs::read_to_string(&key).unwrap();
     let secret = secret
