@@ -1,5 +1,5 @@
 //! An offsite copy on S3 (restic's `s3:` backend) against a real S3 API server, moto's, with
-//! the bucket set up as the README says: versioning, object lock (governance, 30 days), and a
+//! the bucket set up as the README says: versioning, object lock (compliance, 30 days), and a
 //! key for the backup host that may write but delete nothing but restic's lock files. The
 //! copy works and restores; a back-dated snapshot written there by hand is not counted and is
 //! named; the backup host's `forget` is refused by the bucket and is `incomplete`, not a
@@ -216,4 +216,22 @@ fn a_copy_to_a_locked_bucket_restores_and_its_retention_cannot_be_steered() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The lock: the forgotten snapshot is a delete marker over a version that stays, and not
+    // even a key with every permission destroys a version before the retention ends.
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/s3/destroy_versions.py"))
+        .args([&s3.endpoint, BUCKET, "snapshots/"])
+        .envs(s3.credentials("FULL"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Three snapshots were ever written (two copies and the forged one); the forgotten copy
+    // is a delete marker over its version.
+    assert_eq!(said, "versions=3 markers=1 destroyed=0");
 }

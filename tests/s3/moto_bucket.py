@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Sets up a bucket on a running moto_server the way the book tells operators to set up an S3
-destination for the backup host: versioning and object lock (governance, N days by default),
-and two keys — the backup host's, which may read, write and remove only restic's lock files,
-and the trusted host's, which may also delete (retention). Then turns moto's authentication on,
+destination for the backup host: versioning and object lock (compliance, 30 days by default),
+and keys — the backup host's, which may read, write and remove only restic's lock files, the
+trusted host's, which may also delete (retention), and a full one (s3:* on the bucket, as a
+stolen administrator's key would be) to show what the lock still refuses. Then turns moto's authentication on,
 so every later request is checked against those policies.
 
 usage: moto_bucket.py ENDPOINT BUCKET   (prints the two keys as shell assignments)
@@ -29,7 +30,7 @@ s3.put_object_lock_configuration(
     Bucket=bucket,
     ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled",
-        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 30}},
+        "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 30}},
     },
 )
 
@@ -56,7 +57,15 @@ trusted_host = {
         },
     ],
 }
-for user, policy in (("backup-host", backup_host), ("trusted-host", trusted_host)):
+full = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": [arn, f"{arn}/*"]}],
+}
+for user, policy in (
+    ("backup-host", backup_host),
+    ("trusted-host", trusted_host),
+    ("full", full),
+):
     iam.create_user(UserName=user)
     iam.put_user_policy(UserName=user, PolicyName="restic", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=user)["AccessKey"]
