@@ -752,9 +752,7 @@ fn encryption(app: &App, p: &CompiledPlan, f: &mut Findings) {
             continue;
         };
         let Some(e) = &d.encrypt else { continue };
-        let written: Vec<&str> = e.recipients.iter().map(|r| r.value.as_str()).collect();
-        let files: Vec<&str> = e.files.iter().map(|x| x.value.as_str()).collect();
-        let to: Vec<String> = match seal::resolve(&written, &files) {
+        let to: Vec<String> = match e.resolve() {
             Ok(r) => r.iter().map(|r| r.to_string()).collect(),
             Err(why) => {
                 f.problem(

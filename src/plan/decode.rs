@@ -643,6 +643,72 @@ impl Decoder<'_> {
         parsed
     }
 
+    /// `encrypt { recipient "age1…"; recipients-file "/etc/ops-run/recipients.txt" }`: at least
+    /// one of them; every recipient is checked here, so a typo is a plan error, not a dump that
+    /// nobody can read.
+    pub(crate) fn encrypt(&mut self, node: &KdlNode) -> Option<Encrypt> {
+        let dec = self;
+        let span = dec.node_span(node);
+        if !node.entries().is_empty() {
+            let at = dec.sp(node.entries()[0].span());
+            dec.error_help(
+                at,
+                "`encrypt` takes a block, not values",
+                "unexpected value",
+                "write `encrypt { recipient \"age1…\" }`",
+            );
+            return None;
+        }
+        let mut e = Encrypt {
+            span,
+            recipients: Vec::new(),
+            files: Vec::new(),
+        };
+        for child in node.children().map(|c| c.nodes()).unwrap_or_default() {
+            match child.name().value() {
+                "recipient" => {
+                    let mut list = Vec::new();
+                    dec.string_list(child, &mut list);
+                    for r in list {
+                        match crate::artifact::seal::recipient(&r.value) {
+                            Ok(_) => e.recipients.push(r),
+                            Err(why) => dec.error_help(
+                                r.span,
+                                why,
+                                "not a recipient",
+                                "a recipient is the public key `age-keygen -y KEYFILE` prints; the identity itself never goes on the backup host",
+                            ),
+                        }
+                    }
+                }
+                "recipients-file" => {
+                    if let Some(f) = dec.string(child) {
+                        e.files.push(f);
+                    }
+                }
+                other => {
+                    let at = dec.node_span(child);
+                    dec.error_help(
+                        at,
+                        format!("`{other}` is not a setting of `encrypt`"),
+                        "unknown setting",
+                        "expected `recipient \"age1…\"` or `recipients-file \"/path\"`",
+                    );
+                }
+            }
+        }
+        if e.recipients.is_empty() && e.files.is_empty() {
+            dec.error_help(
+                span,
+                "`encrypt` names no recipient",
+                "no recipient",
+                "write `recipient \"age1…\"` (the public key of the identity that restores) or `recipients-file \"/path\"` inside it",
+            );
+            return None;
+        }
+        Some(e)
+    }
+
     pub(crate) fn duration(&mut self, node: &KdlNode) -> Option<Spanned<std::time::Duration>> {
         self.parsed(node, duration::EXPECTED, duration::parse)
     }

@@ -310,8 +310,28 @@ pub struct Dump {
 pub struct Encrypt {
     pub span: Span,
     pub recipients: Vec<Spanned<String>>,
-    /// Files of recipients (`age -R` format), read when the dump runs.
+    /// Files of recipients (`age -R` format), read when the step runs.
     pub files: Vec<Spanned<String>>,
+}
+
+impl Encrypt {
+    /// `age, to age1…, the recipients in FILE` (for `plan show`).
+    pub fn describe(&self) -> String {
+        let mut to: Vec<String> = self.recipients.iter().map(|r| r.value.clone()).collect();
+        to.extend(
+            self.files
+                .iter()
+                .map(|f| format!("the recipients in {}", f.value)),
+        );
+        format!("age, to {}", to.join(", "))
+    }
+
+    /// The recipients, the files read now.
+    pub fn resolve(&self) -> Result<Vec<age::x25519::Recipient>, String> {
+        let written: Vec<&str> = self.recipients.iter().map(|r| r.value.as_str()).collect();
+        let files: Vec<&str> = self.files.iter().map(|f| f.value.as_str()).collect();
+        crate::artifact::seal::resolve(&written, &files)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

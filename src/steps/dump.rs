@@ -110,7 +110,7 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
                 .map(|v| Spanned::new(v.value as u64, v.span))
         }
         "allow-drop" => dec.string_list(node, &mut d.allow_drop),
-        "encrypt" => d.encrypt = decode_encrypt(node, dec),
+        "encrypt" => d.encrypt = dec.encrypt(node),
         "expect-tables" => dec.string_list(node, &mut d.expect_tables),
         // gzip takes 1–9, zstd 1–19; checked against the compression in `validate`.
         "compression-level" => {
@@ -120,71 +120,6 @@ pub fn decode(d: &mut Dump, key: &str, node: &KdlNode, dec: &mut Decoder) {
         }
         _ => {}
     }
-}
-
-/// `encrypt { recipient "age1…"; recipients-file "/etc/ops-run/recipients.txt" }`: at least
-/// one of them; every recipient is checked here, so a typo is a plan error, not a dump that
-/// nobody can read.
-fn decode_encrypt(node: &KdlNode, dec: &mut Decoder) -> Option<Encrypt> {
-    let span = dec.node_span(node);
-    if !node.entries().is_empty() {
-        let at = dec.sp(node.entries()[0].span());
-        dec.error_help(
-            at,
-            "`encrypt` takes a block, not values",
-            "unexpected value",
-            "write `encrypt { recipient \"age1…\" }`",
-        );
-        return None;
-    }
-    let mut e = Encrypt {
-        span,
-        recipients: Vec::new(),
-        files: Vec::new(),
-    };
-    for child in node.children().map(|c| c.nodes()).unwrap_or_default() {
-        match child.name().value() {
-            "recipient" => {
-                let mut list = Vec::new();
-                dec.string_list(child, &mut list);
-                for r in list {
-                    match crate::artifact::seal::recipient(&r.value) {
-                        Ok(_) => e.recipients.push(r),
-                        Err(why) => dec.error_help(
-                            r.span,
-                            why,
-                            "not a recipient",
-                            "a recipient is the public key `age-keygen -y KEYFILE` prints; the identity itself never goes on the backup host",
-                        ),
-                    }
-                }
-            }
-            "recipients-file" => {
-                if let Some(f) = dec.string(child) {
-                    e.files.push(f);
-                }
-            }
-            other => {
-                let at = dec.node_span(child);
-                dec.error_help(
-                    at,
-                    format!("`{other}` is not a setting of `encrypt`"),
-                    "unknown setting",
-                    "expected `recipient \"age1…\"` or `recipients-file \"/path\"`",
-                );
-            }
-        }
-    }
-    if e.recipients.is_empty() && e.files.is_empty() {
-        dec.error_help(
-            span,
-            "`encrypt` names no recipient",
-            "no recipient",
-            "write `recipient \"age1…\"` (the public key of the identity that restores) or `recipients-file \"/path\"` inside it",
-        );
-        return None;
-    }
-    Some(e)
 }
 
 /// A `dump`'s compiled form: database, thresholds (with their environment overrides),
@@ -472,9 +407,7 @@ pub fn form(d: &Dump) -> Form {
 
 /// The recipients of an encrypted dump (its recipients files read now).
 fn recipients(e: &Encrypt) -> Result<Vec<age::x25519::Recipient>, Failed> {
-    let written: Vec<&str> = e.recipients.iter().map(|r| r.value.as_str()).collect();
-    let files: Vec<&str> = e.files.iter().map(|f| f.value.as_str()).collect();
-    seal::resolve(&written, &files).map_err(fail)
+    e.resolve().map_err(fail)
 }
 
 pub fn codec(d: &Dump) -> Codec {
