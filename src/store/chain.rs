@@ -73,45 +73,62 @@ pub fn unsealed(conn: &Connection) -> rusqlite::Result<bool> {
     )
 }
 
-/// Seals every ended row not sealed yet, oldest first; the number sealed. Runs in its own
-/// write transaction unless one is open.
+/// How many rows one write transaction seals: a backlog (the rows an older ops-run wrote, sealed
+/// after the migration) goes in short transactions, so no other process waits for it longer
+/// than its busy timeout.
+const BATCH: usize = 20_000;
+
+/// Seals every ended row not sealed yet, oldest first; the number sealed. Runs in write
+/// transactions of its own (`BATCH` rows each) unless one is open, then in that one.
 pub fn seal_pending(conn: &Connection) -> rusqlite::Result<usize> {
-    let own = conn.is_autocommit();
-    if own {
+    seal_in_batches(conn, BATCH)
+}
+
+fn seal_in_batches(conn: &Connection, batch: usize) -> rusqlite::Result<usize> {
+    if !conn.is_autocommit() {
+        return seal_some(conn, None);
+    }
+    let mut total = 0;
+    loop {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-    }
-    let result = (|| {
-        let pending: Vec<Row> = {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {FIELDS} FROM ops_activities
-                 WHERE seal IS NULL AND status != 'running' ORDER BY id"
-            ))?;
-            stmt.query_map([], read_row)?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        if pending.is_empty() {
-            return Ok(0);
-        }
-        let (mut seal, mut previous) = head(conn)?.unwrap_or((0, String::new()));
-        for row in &pending {
-            seal += 1;
-            previous = hash(&previous, row);
-            conn.execute(
-                "UPDATE ops_activities SET seal = ?2, hash = ?3 WHERE id = ?1",
-                params![row.0, seal, previous],
-            )?;
-        }
-        Ok(pending.len())
-    })();
-    if own {
-        match &result {
-            Ok(_) => conn.execute_batch("COMMIT")?,
-            Err(_) => {
+        let sealed = match seal_some(conn, Some(batch)) {
+            Ok(n) => n,
+            Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
             }
+        };
+        conn.execute_batch("COMMIT")?;
+        total += sealed;
+        if sealed < batch {
+            return Ok(total);
         }
     }
-    result
+}
+
+/// Seals up to `limit` ended rows not sealed yet, oldest first, in the open transaction.
+fn seal_some(conn: &Connection, limit: Option<usize>) -> rusqlite::Result<usize> {
+    let pending: Vec<Row> = {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FIELDS} FROM ops_activities
+             WHERE seal IS NULL AND status != 'running' ORDER BY id LIMIT ?1"
+        ))?;
+        stmt.query_map([limit.map_or(-1, |l| l as i64)], read_row)?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let (mut seal, mut previous) = head(conn)?.unwrap_or((0, String::new()));
+    for row in &pending {
+        seal += 1;
+        previous = hash(&previous, row);
+        conn.execute(
+            "UPDATE ops_activities SET seal = ?2, hash = ?3 WHERE id = ?1",
+            params![row.0, seal, previous],
+        )?;
+    }
+    Ok(pending.len())
 }
 
 /// What `activities verify` found.
@@ -171,4 +188,54 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
         sealed: expected_seal - 1,
         head: (!previous.is_empty()).then_some(previous),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backlog sealed in several short transactions is one chain, the same as one long
+    /// transaction makes.
+    #[test]
+    fn a_backlog_sealed_in_batches_is_one_chain() {
+        let sealed_with = |batch: Option<usize>| {
+            let conn = Connection::open_in_memory().unwrap();
+            for sql in super::super::migrations::MIGRATIONS {
+                conn.execute_batch(sql).unwrap();
+            }
+            for i in 1..=7 {
+                conn.execute(
+                    "INSERT INTO ops_activities (plan, step, type, status, trigger, started_at, finished_at, duration_ms)
+                     VALUES ('p', 's', 'db_backup', 'success', 'schedule', ?1, ?1, 5)",
+                    [format!("2026-01-0{i}T02:00:00.000Z")],
+                )
+                .unwrap();
+            }
+            let n = match batch {
+                Some(b) => seal_in_batches(&conn, b).unwrap(),
+                None => {
+                    conn.execute_batch("BEGIN").unwrap();
+                    let n = seal_some(&conn, None).unwrap();
+                    conn.execute_batch("COMMIT").unwrap();
+                    n
+                }
+            };
+            assert_eq!(n, 7);
+            verify(&conn).unwrap()
+        };
+        let batched = sealed_with(Some(2));
+        assert!(
+            matches!(
+                &batched,
+                Verdict::Intact {
+                    sealed: 7,
+                    head: Some(_)
+                }
+            ),
+            "{batched:?}"
+        );
+        assert_eq!(batched, sealed_with(None));
+        // Exactly a batch's worth: the loop ends on the empty batch after it.
+        assert_eq!(sealed_with(Some(7)), batched);
+    }
 }

@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: the activity log, with the indexes the due decision and the status page use.
     "CREATE TABLE ops_activities (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -101,12 +101,10 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
         conn.pragma_update(None, "user_version", i + 1)?;
     }
-    // The chain over the rows an older ops-run wrote.
-    if let Err(e) = super::chain::seal_pending(conn) {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(e);
-    }
-    conn.execute_batch("COMMIT")
+    conn.execute_batch("COMMIT")?;
+    // The chain over the rows an older ops-run wrote, in short transactions; a process killed
+    // meanwhile leaves the rest to the next writer (which seals what is pending first).
+    super::chain::seal_pending(conn).map(drop)
 }
 
 #[cfg(test)]
