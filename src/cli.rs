@@ -259,6 +259,10 @@ pub enum RestoreCommand {
         /// (restic), checked against the sha256 they were copied with
         #[arg(long, value_name = "COPY")]
         from: Option<String>,
+        /// An encrypted base and archive (`encrypt` on the base-backup step): the age identity
+        /// file that decrypts them (default: the identity of the plan's verify of the step)
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
 }
 

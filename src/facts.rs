@@ -94,6 +94,19 @@ pub fn checks(
             // Dumps of either compression: a plan that switched keeps its history.
             let (good, future) = match area {
                 Area::Dumps => layout::newest_dump(&dir, tz, now, good),
+                // Plain and encrypted bases alike: a plan that turned encryption on keeps its
+                // history.
+                Area::Base => {
+                    let (g1, f1) = layout::newest_stamped(&dir, prefix, suffix, tz, now, good);
+                    let sealed = crate::artifact::base::SEALED_SUFFIX;
+                    let (g2, f2) = layout::newest_stamped(&dir, prefix, sealed, tz, now, good);
+                    let newer =
+                        |a: Option<layout::DumpFile>, b: Option<layout::DumpFile>| match (a, b) {
+                            (Some(a), Some(b)) if (b.taken, b.seq) > (a.taken, a.seq) => Some(b),
+                            (a, b) => a.or(b),
+                        };
+                    (newer(g1, g2), newer(f1, f2))
+                }
                 _ => layout::newest_stamped(&dir, prefix, suffix, tz, now, good),
             };
             (good, future.map(|d| d.name))

@@ -225,6 +225,7 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
             start,
             archive,
             from,
+            identity,
         }) => commands::cluster::run(
             app,
             &commands::cluster::ClusterArgs {
@@ -235,6 +236,7 @@ fn dispatch(app: &app::App, cli: &Cli) -> Result<(), error::Failure> {
                 port: *port,
                 start: *start,
                 archive: *archive,
+                identity: identity.as_deref(),
             },
         ),
         Command::Copy(CopyCommand::Forget { step }) => commands::copy::forget(app, step),

@@ -14,11 +14,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::layout::{self, DumpFile};
+use super::seal::Key;
 use super::{sha, wal};
 
 pub const PREFIX: &str = "base-";
 pub const SUFFIX: &str = ".tar.zst";
 pub const EXT: &str = "tar.zst";
+/// An encrypted base (`encrypt` on the step): the same tar, zstd, then age.
+pub const SEALED_SUFFIX: &str = ".tar.zst.age";
+pub const SEALED_EXT: &str = "tar.zst.age";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseManifest {
@@ -40,6 +44,9 @@ pub struct BaseManifest {
     /// The first WAL segment recovery from this base needs.
     pub start_wal: String,
     pub wal_segment_size: u64,
+    /// An encrypted base: the recipients (`age1…`) it and its WAL were encrypted to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 impl BaseManifest {
@@ -54,9 +61,17 @@ impl BaseManifest {
     }
 }
 
-/// The base backups of `dir`, newest first.
+/// The base backups of `dir` (plain and encrypted), newest first.
 pub fn list(dir: &Path, tz: Tz) -> Vec<DumpFile> {
-    layout::list_stamped(dir, PREFIX, SUFFIX, tz)
+    let mut all = layout::list_stamped(dir, PREFIX, SUFFIX, tz);
+    all.extend(layout::list_stamped(dir, PREFIX, SEALED_SUFFIX, tz));
+    all.sort_by_key(|d| std::cmp::Reverse((d.taken, d.seq)));
+    all
+}
+
+/// Whether a base (or an archived WAL file) is encrypted, by its name.
+pub fn sealed(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(super::seal::SUFFIX)
 }
 
 /// What a base's bytes hash to (read once), and whether its sidecar and its manifest both
@@ -126,6 +141,29 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// The new file `out`, buffered, counting and hashing what is written to it.
+fn hashed_file(out: &Path) -> io::Result<Hashing<io::BufWriter<File>>> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)?;
+    Ok(Hashing {
+        inner: io::BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256::new(),
+        bytes: 0,
+    })
+}
+
+/// zstd at `level` on every core.
+fn encoder<W: Write>(inner: W, level: i32) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut enc = zstd::stream::write::Encoder::new(inner, level)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    if workers > 1 {
+        enc.multithread(workers)?;
+    }
+    Ok(enc)
+}
+
 /// What `pack` wrote: sha256 and size of the archive, and the size of the tar inside.
 pub struct Packed {
     pub sha256: String,
@@ -136,20 +174,7 @@ pub struct Packed {
 /// Writes the folder `src` as a zstd-compressed tar to the new file `out` (fsynced, mode
 /// 0640), hashing it on the way: one pass, no second read.
 pub fn pack(src: &Path, out: &Path, level: i32) -> io::Result<Packed> {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)?;
-    let hashing = Hashing {
-        inner: io::BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        bytes: 0,
-    };
-    let mut enc = zstd::stream::write::Encoder::new(hashing, level)?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    if workers > 1 {
-        enc.multithread(workers)?;
-    }
+    let enc = encoder(hashed_file(out)?, level)?;
     let counting = Counting {
         inner: enc,
         bytes: 0,
@@ -175,9 +200,21 @@ pub fn pack(src: &Path, out: &Path, level: i32) -> io::Result<Packed> {
     })
 }
 
-/// Unpacks a base backup into `into` (an empty folder), modes as they were.
-pub fn unpack(archive: &Path, into: &Path) -> io::Result<()> {
-    let dec = zstd::stream::read::Decoder::new(File::open(archive)?)?;
+/// Unpacks a base backup into `into` (an empty folder), modes as they were; an encrypted one
+/// is decrypted with `key` as it is read.
+pub fn unpack(archive: &Path, into: &Path, key: Option<&Key>) -> io::Result<()> {
+    let file = File::open(archive)?;
+    let plain: Box<dyn io::Read> = match (sealed(archive), key) {
+        (false, _) => Box::new(file),
+        (true, Some(k)) => super::seal::open(file, k)?,
+        (true, None) => {
+            return Err(io::Error::other(format!(
+                "{} is encrypted: an identity is needed to read it",
+                archive.display()
+            )));
+        }
+    };
+    let dec = zstd::stream::read::Decoder::new(plain)?;
     let mut tar = tar::Archive::new(dec);
     tar.set_preserve_permissions(true);
     tar.set_overwrite(false);
@@ -216,6 +253,8 @@ pub fn prune_archive(base_dir: &Path, wal_dir: &Path, tz: Tz) -> Result<usize, S
     let mut n = 0;
     for f in wal::prunable(&files, oldest, size) {
         fs::remove_file(&f.path).map_err(|e| format!("cannot delete {}: {e}", f.path.display()))?;
+        // An encrypted segment's plaintext hash goes with it.
+        let _ = fs::remove_file(wal::plain_hash_path(&f.path));
         n += 1;
     }
     if n > 0 {
@@ -263,4 +302,291 @@ pub fn survey(base_dir: &Path, wal_dir: &Path, tz: Tz) -> Survey {
 /// temporary file so a later run removes it when its writer is gone.
 pub fn work_dir(dir: &Path, stem: &str) -> PathBuf {
     layout::temp_path(&dir.join(format!("{stem}.d")))
+}
+
+/// What the tar of a streamed base held, for the check against its own manifest.
+#[derive(Default)]
+pub struct Streamed {
+    /// Every regular file by its path in the tar: size and SHA-256.
+    pub files: std::collections::HashMap<String, (u64, String)>,
+    pub label: Option<String>,
+    pub manifest: Option<Vec<u8>>,
+    pub pg_version: Option<String>,
+    /// The WAL segments in `pg_wal/`, with their size.
+    pub wal: Vec<(String, u64)>,
+}
+
+type Sealed = age::stream::StreamWriter<Hashing<io::BufWriter<File>>>;
+
+/// An encrypted base as `pg_basebackup --format=tar --pgdata=-` streams it: the tar goes
+/// through zstd and age into the new file `out`, and, beside it, to a thread that reads the tar
+/// and hashes every file it holds. No byte of the data directory reaches the disk in
+/// plaintext (`pg_verifybackup` needs a plain folder: `Streamed::check` does its work here).
+pub struct StreamPack {
+    enc: zstd::stream::write::Encoder<'static, Sealed>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<io::Result<Streamed>>>,
+    uncompressed: u64,
+}
+
+impl StreamPack {
+    pub fn create(out: &Path, level: i32, to: &[age::x25519::Recipient]) -> io::Result<StreamPack> {
+        let enc = encoder(super::seal::seal(hashed_file(out)?, to)?, level)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let reader = std::thread::Builder::new()
+            .name("base-tar".into())
+            .spawn(move || {
+                let mut archive = tar::Archive::new(Channel {
+                    rx,
+                    current: Vec::new(),
+                    at: 0,
+                });
+                let read = read_tar(&mut archive);
+                // Whatever follows (the tar's end blocks) is read too: the writer never waits.
+                let mut rest = archive.into_inner();
+                io::copy(&mut rest, &mut io::sink())?;
+                read
+            })?;
+        Ok(StreamPack {
+            enc,
+            tx: Some(tx),
+            reader: Some(reader),
+            uncompressed: 0,
+        })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.enc.write_all(chunk)?;
+        self.uncompressed += chunk.len() as u64;
+        if let Some(tx) = &self.tx {
+            tx.send(chunk.to_vec())
+                .map_err(|_| io::Error::other("the tar reader stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: the file synced, with what the tar held.
+    pub fn finish(mut self) -> io::Result<(Packed, Streamed)> {
+        drop(self.tx.take());
+        let streamed = match self.reader.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r?,
+            _ => return Err(io::Error::other("the tar reader died")),
+        };
+        let uncompressed = self.uncompressed;
+        let hashing = self.enc.finish()?.finish()?;
+        let Hashing {
+            inner,
+            hasher,
+            bytes,
+        } = hashing;
+        let file = inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok((
+            Packed {
+                sha256: sha::hex(&hasher.finalize()),
+                bytes,
+                uncompressed,
+            },
+            streamed,
+        ))
+    }
+}
+
+/// A reader over the chunks sent to it; the end of the stream is the sender's drop.
+struct Channel {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl io::Read for Channel {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.rx.recv() {
+                Ok(next) => {
+                    self.current = next;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+fn read_tar(archive: &mut tar::Archive<Channel>) -> io::Result<Streamed> {
+    let mut out = Streamed::default();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./").to_string();
+        let mut hasher = Sha256::new();
+        let mut keep = Vec::new();
+        let wanted = matches!(
+            path.as_str(),
+            "backup_label" | "backup_manifest" | "PG_VERSION"
+        );
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = io::Read::read(&mut entry, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+            if wanted {
+                keep.extend_from_slice(&buf[..n]);
+            }
+        }
+        if let Some(name) = path.strip_prefix("pg_wal/")
+            && wal::parse_name(name).is_some()
+        {
+            out.wal.push((name.to_string(), size));
+        }
+        match path.as_str() {
+            "backup_label" => out.label = Some(String::from_utf8_lossy(&keep).into_owned()),
+            "backup_manifest" => out.manifest = Some(keep),
+            "PG_VERSION" => {
+                out.pg_version = Some(String::from_utf8_lossy(&keep).trim().to_string())
+            }
+            _ => {}
+        }
+        out.files.insert(path, (size, sha::hex(&hasher.finalize())));
+    }
+    Ok(out)
+}
+
+impl Streamed {
+    /// What `pg_verifybackup` checks of a plain base, checked on the stream: the manifest's
+    /// own checksum, every file it lists present with its size and SHA-256, and the WAL from
+    /// the start segment to the end segment in `pg_wal/`.
+    pub fn check(&self, start_wal: &str, end_lsn: &str, segment_size: u64) -> Result<(), String> {
+        let raw = self
+            .manifest
+            .as_ref()
+            .ok_or("the tar holds no backup_manifest")?;
+        let text = String::from_utf8_lossy(raw);
+        let at = text
+            .find("\"Manifest-Checksum\"")
+            .ok_or("backup_manifest has no Manifest-Checksum")?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| format!("backup_manifest: {e}"))?;
+        let claimed = manifest["Manifest-Checksum"].as_str().unwrap_or_default();
+        if sha::hex(&Sha256::digest(&raw[..at])) != claimed {
+            return Err("backup_manifest does not match its own checksum".into());
+        }
+        let files = manifest["Files"]
+            .as_array()
+            .ok_or("backup_manifest lists no files")?;
+        for f in files {
+            let path = f["Path"]
+                .as_str()
+                .ok_or("backup_manifest: a file without a plain Path")?;
+            let size = f["Size"].as_u64().unwrap_or(u64::MAX);
+            let sum = f["Checksum"].as_str().unwrap_or_default();
+            match self.files.get(path) {
+                None => return Err(format!("{path} is in backup_manifest, not in the backup")),
+                Some((n, _)) if *n != size => {
+                    return Err(format!("{path}: {n} bytes, backup_manifest says {size}"));
+                }
+                Some((_, h)) if f["Checksum-Algorithm"] == "SHA256" && h != sum => {
+                    return Err(format!("{path}: its SHA-256 is not backup_manifest's"));
+                }
+                Some(_) => {}
+            }
+        }
+        let (Some(first), Some(end)) = (wal::parse_name(start_wal), wal::parse_lsn(end_lsn)) else {
+            return Err(format!(
+                "cannot read the WAL range {start_wal} .. {end_lsn}"
+            ));
+        };
+        let wal::WalName::Segment { tli, log, seg } = first else {
+            return Err(format!("{start_wal} is not a segment"));
+        };
+        let from = wal::segno(log, seg, segment_size);
+        // The end LSN lies in the last segment needed (at its very start: the one before).
+        let to = (end.max(1) - 1) / segment_size.max(1);
+        for n in from..=to.max(from) {
+            let name = wal::segment_name(tli, n, segment_size);
+            if !self
+                .wal
+                .iter()
+                .any(|(w, size)| *w == name && *size == segment_size)
+            {
+                return Err(format!(
+                    "the WAL segment {name} the base needs is not in it"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEG: u64 = 16 << 20;
+
+    /// A stream holding `files` and the manifest pg_basebackup writes for them, with the WAL
+    /// of segments 2 and 3 on timeline 1.
+    fn streamed(files: &[(&str, &[u8])]) -> Streamed {
+        let mut s = Streamed::default();
+        let mut listed = Vec::new();
+        for (path, bytes) in files {
+            let sum = sha::hex(&Sha256::digest(bytes));
+            s.files
+                .insert(path.to_string(), (bytes.len() as u64, sum.clone()));
+            listed.push(format!(
+                "{{ \"Path\": \"{path}\", \"Size\": {}, \"Last-Modified\": \"2026-12-07 00:00:00 GMT\", \"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"{sum}\" }}",
+                bytes.len()
+            ));
+        }
+        let body = format!(
+            "{{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n{} ],\n\"WAL-Ranges\": [\n{{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", \"End-LSN\": \"0/3000100\" }}\n],\n",
+            listed.join(",\n")
+        );
+        let sum = sha::hex(&Sha256::digest(body.as_bytes()));
+        s.manifest = Some(format!("{body}\"Manifest-Checksum\": \"{sum}\"}}\n").into_bytes());
+        s.wal = vec![
+            ("000000010000000000000002".into(), SEG),
+            ("000000010000000000000003".into(), SEG),
+        ];
+        s
+    }
+
+    #[test]
+    fn a_streamed_base_is_checked_against_its_manifest() {
+        let files: &[(&str, &[u8])] = &[("PG_VERSION", b"15\n"), ("base/1/1259", b"rows")];
+        let check = |s: &Streamed| s.check("000000010000000000000002", "0/3000100", SEG);
+        check(&streamed(files)).unwrap();
+        // A file changed, missing, or cut short; a manifest edited; a segment missing.
+        let mut changed = streamed(files);
+        changed.files.get_mut("base/1/1259").unwrap().1 = "00".repeat(32);
+        assert!(check(&changed).unwrap_err().contains("base/1/1259"));
+        let mut missing = streamed(files);
+        missing.files.remove("PG_VERSION");
+        assert!(check(&missing).unwrap_err().contains("not in the backup"));
+        let mut short = streamed(files);
+        short.files.get_mut("PG_VERSION").unwrap().0 = 2;
+        assert!(check(&short).unwrap_err().contains("bytes"));
+        let mut edited = streamed(files);
+        let text = String::from_utf8(edited.manifest.take().unwrap()).unwrap();
+        edited.manifest = Some(text.replace("\"Size\": 4", "\"Size\": 5").into_bytes());
+        assert!(check(&edited).unwrap_err().contains("its own checksum"));
+        let mut gap = streamed(files);
+        gap.wal.pop();
+        assert!(
+            check(&gap)
+                .unwrap_err()
+                .contains("000000010000000000000003")
+        );
+    }
 }

@@ -62,6 +62,21 @@ pub fn archived_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.zst"))
 }
 
+/// The archived file of `name` in `dir` when the archive is encrypted (`encrypt` on its
+/// base-backup step): zstd, then age.
+pub fn sealed_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.zst.age"))
+}
+
+/// Beside an encrypted file, the SHA-256 of the plaintext it holds: so that a push of the
+/// same bytes again (PostgreSQL retries one whose answer it did not see) is told apart from
+/// other bytes without the identity, which this host does not have.
+pub fn plain_hash_path(archived: &Path) -> PathBuf {
+    let mut s = archived.as_os_str().to_owned();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
 /// How a push ended well.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
@@ -110,7 +125,12 @@ fn read_archived(path: &Path) -> Result<Vec<u8>, WalError> {
 /// Archives `source` as `name` into `dir` (which must exist: it is made by `plan apply` with
 /// the modes the server's group needs, and a missing one means this is the wrong folder).
 /// Files are written 0640, so the service's group reads what the server wrote.
-pub fn push(dir: &Path, source: &Path, name: &str) -> Result<Pushed, WalError> {
+pub fn push(
+    dir: &Path,
+    source: &Path,
+    name: &str,
+    to: Option<&[age::x25519::Recipient]>,
+) -> Result<Pushed, WalError> {
     parse_name(name).ok_or_else(|| WalError::BadName(name.to_string()))?;
     if !dir.is_dir() {
         return Err(WalError::Io {
@@ -123,20 +143,43 @@ pub fn push(dir: &Path, source: &Path, name: &str) -> Result<Pushed, WalError> {
         });
     }
     let bytes = fs::read(source).map_err(io_err("cannot read", source))?;
-    let target = archived_path(dir, name);
-    if target.exists() {
-        return same_or_differs(&target, &bytes, name);
+    let plain = archived_path(dir, name);
+    if plain.exists() {
+        return same_or_differs(&plain, &bytes, name);
     }
+    let sealed = sealed_path(dir, name);
+    let plain_hash = super::sha::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if sealed.exists() {
+        let recorded = fs::read_to_string(plain_hash_path(&sealed)).unwrap_or_default();
+        return match recorded.trim() == plain_hash {
+            true => Ok(Pushed::AlreadyThere),
+            false => Err(WalError::Differs(name.to_string())),
+        };
+    }
+    let target = match to {
+        None => plain,
+        Some(_) => {
+            // The plaintext's hash first: an encrypted file never lacks it.
+            layout::write_atomic(
+                &plain_hash_path(&sealed),
+                format!("{plain_hash}\n").as_bytes(),
+            )
+            .map_err(io_err("cannot write", dir))?;
+            sealed
+        }
+    };
     let tmp = layout::temp_path(&target);
     let written = (|| -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(0o640))?;
-        // Level 1: a segment is compressed in about the time it takes to write it.
-        let mut enc = zstd::stream::write::Encoder::new(&mut f, 1)?;
-        enc.set_pledged_src_size(Some(bytes.len() as u64))?;
-        enc.include_contentsize(true)?;
-        enc.write_all(&bytes)?;
-        enc.finish()?;
+        match to {
+            None => compress(&mut f, &bytes)?,
+            Some(to) => {
+                let mut w = super::seal::seal(&mut f, to)?;
+                compress(&mut w, &bytes)?;
+                w.finish()?;
+            }
+        }
         f.sync_all()
     })();
     if let Err(e) = written {
@@ -166,6 +209,39 @@ pub fn push(dir: &Path, source: &Path, name: &str) -> Result<Pushed, WalError> {
     Ok(Pushed::Stored)
 }
 
+/// zstd level 1 (a segment is compressed in about the time it takes to write it), with the
+/// size in the frame header.
+fn compress(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
+    let mut enc = zstd::stream::write::Encoder::new(out, 1)?;
+    enc.set_pledged_src_size(Some(bytes.len() as u64))?;
+    enc.include_contentsize(true)?;
+    enc.write_all(bytes)?;
+    enc.finish().map(drop)
+}
+
+/// Writes every file of the archive `dir` into `into` as PostgreSQL wants it back (plain,
+/// under its own name), decrypting with `key`: the restore of an encrypted archive, whose
+/// `restore_command` then only copies. Returns how many files.
+pub fn unseal_all(dir: &Path, into: &Path, key: &super::seal::Key) -> Result<usize, WalError> {
+    fs::create_dir_all(into).map_err(io_err("cannot create", into))?;
+    let mut n = 0;
+    for f in list(dir) {
+        let file = File::open(&f.path).map_err(io_err("cannot open", &f.path))?;
+        let plain: Box<dyn Read> = match f.path.to_string_lossy().ends_with(".age") {
+            true => super::seal::open(file, key).map_err(io_err("cannot decrypt", &f.path))?,
+            false => Box::new(file),
+        };
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::new(plain)
+            .and_then(|mut d| d.read_to_end(&mut out))
+            .map_err(io_err("cannot decrypt", &f.path))?;
+        let dest = into.join(&f.name);
+        fs::write(&dest, &out).map_err(io_err("cannot write", &dest))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 fn same_or_differs(target: &Path, bytes: &[u8], name: &str) -> Result<Pushed, WalError> {
     if read_archived(target)? == bytes {
         Ok(Pushed::AlreadyThere)
@@ -181,6 +257,13 @@ pub fn fetch(dir: &Path, name: &str, dest: &Path) -> Result<(), WalError> {
     parse_name(name).ok_or_else(|| WalError::BadName(name.to_string()))?;
     let path = archived_path(dir, name);
     if !path.exists() {
+        if sealed_path(dir, name).exists() {
+            return Err(WalError::Io {
+                what: "encrypted: `ops-run restore cluster --identity` decrypts",
+                path: sealed_path(dir, name),
+                source: io::Error::other("this command has no identity"),
+            });
+        }
         return Err(WalError::Missing(name.to_string()));
     }
     let bytes = read_archived(&path)?;
@@ -220,7 +303,10 @@ pub fn list(dir: &Path) -> Vec<Archived> {
         .flatten()
         .filter_map(|e| {
             let file = e.file_name().to_string_lossy().into_owned();
-            let name = file.strip_suffix(".zst")?.to_string();
+            let name = file
+                .strip_suffix(".zst.age")
+                .or_else(|| file.strip_suffix(".zst"))?
+                .to_string();
             let kind = parse_name(&name)?;
             let modified = e.metadata().ok()?.modified().ok()?;
             Some(Archived {
@@ -506,10 +592,13 @@ mod tests {
         let src = tmp.path().join("seg");
         fs::write(&src, vec![7u8; 100_000]).unwrap();
         let name = "000000010000000000000001";
-        assert_eq!(push(&dir, &src, name).unwrap(), Pushed::Stored);
-        assert_eq!(push(&dir, &src, name).unwrap(), Pushed::AlreadyThere);
+        assert_eq!(push(&dir, &src, name, None).unwrap(), Pushed::Stored);
+        assert_eq!(push(&dir, &src, name, None).unwrap(), Pushed::AlreadyThere);
         fs::write(&src, vec![8u8; 100_000]).unwrap();
-        assert!(matches!(push(&dir, &src, name), Err(WalError::Differs(_))));
+        assert!(matches!(
+            push(&dir, &src, name, None),
+            Err(WalError::Differs(_))
+        ));
         let back = tmp.path().join("back");
         fetch(&dir, name, &back).unwrap();
         assert_eq!(fs::read(&back).unwrap(), vec![7u8; 100_000]);
@@ -519,8 +608,47 @@ mod tests {
             Err(WalError::Missing(_))
         ));
         assert!(matches!(
-            push(&dir, &src, "../x"),
+            push(&dir, &src, "../x", None),
             Err(WalError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn an_encrypted_push_is_told_apart_without_the_identity_and_unsealed_with_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        fs::create_dir(&dir).unwrap();
+        let id = age::x25519::Identity::generate();
+        let to = [id.to_public()];
+        let src = tmp.path().join("seg");
+        let segment: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&src, &segment).unwrap();
+        let name = "000000010000000000000001";
+        assert_eq!(push(&dir, &src, name, Some(&to)).unwrap(), Pushed::Stored);
+        let sealed = sealed_path(&dir, name);
+        assert!(
+            fs::read(&sealed)
+                .unwrap()
+                .starts_with(b"age-encryption.org/v1")
+        );
+        assert!(!archived_path(&dir, name).exists());
+        // The same bytes again: told so by the plaintext's hash; others: refused.
+        assert_eq!(
+            push(&dir, &src, name, Some(&to)).unwrap(),
+            Pushed::AlreadyThere
+        );
+        fs::write(&src, vec![8u8; 100_000]).unwrap();
+        assert!(matches!(
+            push(&dir, &src, name, Some(&to)),
+            Err(WalError::Differs(_))
+        ));
+        assert_eq!(list(&dir).len(), 1, "the hash beside it is not a WAL file");
+        // fetch has no identity; the restore writes the archive back in plain with one.
+        assert!(fetch(&dir, name, &tmp.path().join("back")).is_err());
+        use age::secrecy::ExposeSecret;
+        let key = crate::artifact::seal::Key::parse(id.to_string().expose_secret()).unwrap();
+        let plain = tmp.path().join("plain");
+        assert_eq!(unseal_all(&dir, &plain, &key).unwrap(), 1);
+        assert_eq!(fs::read(plain.join(name)).unwrap(), segment);
     }
 }

@@ -34,6 +34,8 @@ pub struct ClusterArgs<'a> {
     pub port: Option<u16>,
     pub start: bool,
     pub archive: bool,
+    /// The age identity file of an encrypted base and archive.
+    pub identity: Option<&'a Path>,
 }
 
 /// A base-backup step and the archive that continues it.
@@ -180,6 +182,42 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
         chosen.path.display(),
         m.finished_at
     );
+    // An encrypted base (and archive): the identity given, or the plan's verify's or drill's
+    // of this base-backup step; refused before anything is written without one.
+    let sealed = base::sealed(&chosen.path);
+    let identity = a
+        .identity
+        .map(|p| crate::plan::model::Sourced {
+            source: crate::plan::model::ValueSource::File(p.display().to_string()),
+            span: Default::default(),
+        })
+        .or_else(|| {
+            ctx.plan.decl.steps.iter().find_map(|s| {
+                let v = match &s.kind {
+                    crate::plan::model::StepKind::Verify(v) => v,
+                    crate::plan::model::StepKind::Drill(d) => &d.restore,
+                    _ => return None,
+                };
+                v.identity
+                    .as_ref()
+                    .filter(|_| {
+                        v.base_backup
+                            .as_ref()
+                            .is_some_and(|b| b.value == ctx.step.name())
+                    })
+                    .cloned()
+            })
+        });
+    if sealed && identity.is_none() {
+        return Err(Failure::Usage(format!(
+            "{} is encrypted: give the identity that decrypts it with --identity FILE (a file as age-keygen writes it)",
+            chosen.name
+        )));
+    }
+    let key =
+        crate::steps::restore_test::sealed_key(ctx.env, identity.as_ref(), sealed, &chosen.name)
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let plain_wal = a.to.join(crate::steps::cluster::PLAIN_WAL);
     let started_at = app.clock.now();
     let started = Instant::now();
     let recording = crate::commands::restore::Recording::start(app, &ctx, started_at)?;
@@ -189,20 +227,32 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
             chosen,
             a.to,
             &Recovery {
-                restore_command: Some(crate::steps::cluster::restore_command(
-                    &wal_dir,
-                    &ctx.plan.decl.name.value,
-                    wal_step,
-                    ctx.plans,
-                )),
+                restore_command: Some(match sealed {
+                    true => crate::steps::cluster::copy_restore_command(&plain_wal),
+                    false => crate::steps::cluster::restore_command(
+                        &wal_dir,
+                        &ctx.plan.decl.name.value,
+                        wal_step,
+                        ctx.plans,
+                    ),
+                }),
                 at,
                 archive: a.archive,
                 port: a.port,
                 note: &format!("from {} to {target_words}", chosen.name),
+                key: key.as_deref(),
             },
         )?;
         if let Some(f) = &fetched {
             f.fetch_wal(&ctx, &fetched_wal)?;
+        }
+        if let Some(key) = &key {
+            let n = crate::artifact::wal::unseal_all(&wal_dir, &plain_wal, key)
+                .map_err(|e| e.to_string())?;
+            crate::outln!(
+                "decrypted {n} archived WAL file(s) into {}",
+                plain_wal.display()
+            );
         }
         match (a.start, a.port) {
             (true, Some(port)) => start(
@@ -250,9 +300,14 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
         "duration_ms": duration.as_millis() as u64,
     });
     recording.finish(app, duration, (status, &meta, &log))?;
-    if fetched.is_some() && matches!(result, Ok(Some(_))) {
-        // Recovery has ended: the server reads no more of the fetched archive.
-        let _ = std::fs::remove_dir_all(&fetched_wal);
+    if matches!(result, Ok(Some(_))) {
+        // Recovery has ended: the server reads no more of the fetched or decrypted archive.
+        if fetched.is_some() {
+            let _ = std::fs::remove_dir_all(&fetched_wal);
+        }
+        if sealed {
+            let _ = std::fs::remove_dir_all(&plain_wal);
+        }
     }
     match result {
         Err(e) => Err(Failure::Runtime(format!(
@@ -266,6 +321,12 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
                 a.to.display(),
                 shell_quote(&a.to.display().to_string())
             );
+            if sealed {
+                crate::outln!(
+                    "the archive's WAL is in {} in plain for the recovery: remove it once the server has recovered",
+                    plain_wal.display()
+                );
+            }
             Ok(())
         }
         Ok(Some(s)) => {

@@ -748,10 +748,12 @@ fn encryption(app: &App, p: &CompiledPlan, f: &mut Findings) {
     use crate::artifact::seal;
     let plan = &p.decl.name.value;
     for step in &p.decl.steps {
-        let StepKind::Dump(d) = &step.kind else {
-            continue;
+        let (what, e) = match &step.kind {
+            StepKind::Dump(d) => ("dump", d.encrypt.as_ref()),
+            StepKind::BaseBackup(b) => ("base-backup", b.encrypt.as_ref()),
+            _ => continue,
         };
-        let Some(e) = &d.encrypt else { continue };
+        let Some(e) = e else { continue };
         let to: Vec<String> = match e.resolve() {
             Ok(r) => r.iter().map(|r| r.to_string()).collect(),
             Err(why) => {
@@ -766,7 +768,7 @@ fn encryption(app: &App, p: &CompiledPlan, f: &mut Findings) {
             }
         };
         f.ok(format!(
-            "plan {plan}: dump {} is encrypted to {} recipient(s)",
+            "plan {plan}: {what} {} is encrypted to {} recipient(s)",
             step.name.value,
             to.len()
         ));
@@ -776,7 +778,8 @@ fn encryption(app: &App, p: &CompiledPlan, f: &mut Findings) {
                 StepKind::Drill(d) => &d.restore,
                 _ => continue,
             };
-            if v.dump.as_ref().is_none_or(|x| x.value != step.name.value) {
+            let restores = v.dump.as_ref().or(v.base_backup.as_ref());
+            if restores.is_none_or(|x| x.value != step.name.value) {
                 continue;
             }
             let Some(identity) = &v.identity else {
@@ -798,12 +801,12 @@ fn encryption(app: &App, p: &CompiledPlan, f: &mut Findings) {
             let keys = seal::public_keys(&text);
             match keys.iter().find(|k| to.contains(k)) {
                 Some(k) => f.ok(format!(
-                    "plan {plan}: {} decrypts dump {} (identity of {k}); the identity is readable on this host",
+                    "plan {plan}: {} decrypts {what} {} (identity of {k}); the identity is readable on this host",
                     s.name.value, step.name.value
                 )),
                 None => f.problem(
                     format!(
-                        "plan {plan}: the identity of {} is not a recipient of dump {}: its restore tests would fail",
+                        "plan {plan}: the identity of {} is not a recipient of {what} {}: its restore tests would fail",
                         s.name.value, step.name.value
                     ),
                     Some(format!(

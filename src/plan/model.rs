@@ -434,6 +434,8 @@ pub struct BaseBackup {
     pub fail_after: Option<Spanned<Duration>>,
     pub keep: Option<Spanned<Keep>>,
     pub compression_level: Option<Spanned<u32>>,
+    /// `encrypt { … }`: the bases, and the WAL archived for them, are age files.
+    pub encrypt: Option<Encrypt>,
 }
 
 /// A `wal` step (type `wal_archive`): the WAL a PostgreSQL server archives through

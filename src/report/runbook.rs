@@ -188,7 +188,7 @@ fn load_commands(db: &Database, dir: &str, example: &str, sealed: bool) -> Vec<S
 /// then the highest counter (`full-…-0200-2` is newer than `full-…-0200`).
 const NEWEST_DUMP: &str = "DUMP=$(ls -1 | grep -E '^full-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.sql\\.(gz|zst)(\\.age)?$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
 
-const NEWEST_BASE: &str = "BASE=$(ls -1 | grep -E '^base-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.tar\\.zst$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
+const NEWEST_BASE: &str = "BASE=$(ls -1 | grep -E '^base-[0-9]{8}-[0-9]{4}(-[0-9]+)?\\.tar\\.zst(\\.age)?$' | awk -F'[-.]' '{ n = ($4 ~ /^[0-9]+$/) ? $4 : 1; print $2 $3, n, $0 }' | sort -k1,1n -k2,2n | tail -n 1 | cut -d' ' -f3)";
 
 /// The roles a plan's databases connect as, by engine, for step 3.
 fn roles(plan: &CompiledPlan) -> Vec<Value> {
@@ -361,6 +361,7 @@ fn cluster(
     let wal_dir = wal.map(|w| plan.dir(&w.name.value, Area::Wal));
     let bases = crate::artifact::base::good(&base_dir, tz);
     let newest = bases.first();
+    let sealed = matches!(&step.decl.kind, StepKind::BaseBackup(b) if b.encrypt.is_some());
     let survey = wal_dir
         .as_ref()
         .map(|w| crate::artifact::base::survey(&base_dir, w, tz));
@@ -400,9 +401,30 @@ fn cluster(
         "sha256sum -c \"$BASE.sha256\"".to_string(),
         "install -d -m 0700 \"$DATADIR\" && { [ \"$(id -u)\" != 0 ] || chown postgres: \"$DATADIR\"; }"
             .to_string(),
-        "zstd -dc \"$BASE\" | as_pg tar -x -C \"$DATADIR\"".to_string(),
     ];
+    if sealed {
+        lines.extend([
+            "# the base and the WAL are encrypted: AGE_IDENTITY is the identity file that restores, never kept on the backup host".to_string(),
+            ": \"${AGE_IDENTITY:?set AGE_IDENTITY to the age identity file}\"".to_string(),
+            "age -d -i \"$AGE_IDENTITY\" \"$BASE\" | zstd -dc | as_pg tar -x -C \"$DATADIR\"".to_string(),
+        ]);
+    } else {
+        lines.push("zstd -dc \"$BASE\" | as_pg tar -x -C \"$DATADIR\"".to_string());
+    }
     match &wal_dir {
+        Some(w) if sealed => {
+            lines.push("# the archive written back in plain inside the new data directory (remove it once recovered)".to_string());
+            lines.push("as_pg install -d -m 0700 \"$DATADIR/ops-run-wal-plain\"".to_string());
+            lines.push(format!(
+                "for f in {}/*.zst.age; do age -d -i \"$AGE_IDENTITY\" \"$f\" | zstd -dc | as_pg tee \"$DATADIR/ops-run-wal-plain/$(basename \"$f\" .zst.age)\" >/dev/null; done",
+                q(&w.display().to_string())
+            ));
+            lines.push("echo \"restore_command = 'cp -- $DATADIR/ops-run-wal-plain/%f \\\"%p\\\"'\" | as_pg tee -a \"$DATADIR/postgresql.auto.conf\" >/dev/null".to_string());
+            lines.push("# archive_mode off: the recovered server writes nothing into the archive (turn it on once it is the primary)".to_string());
+            lines.push("printf \"recovery_target_timeline = 'latest'\\narchive_mode = 'off'\\n\" | as_pg tee -a \"$DATADIR/postgresql.auto.conf\" >/dev/null".to_string());
+            lines.push("[ -z \"$TARGET_TIME\" ] || printf \"recovery_target_time = '%s'\\nrecovery_target_action = 'promote'\\n\" \"$TARGET_TIME\" | as_pg tee -a \"$DATADIR/postgresql.auto.conf\" >/dev/null".to_string());
+            lines.push("as_pg touch \"$DATADIR/recovery.signal\"".to_string());
+        }
         Some(w) => {
             lines.push(format!(
                 "echo \"restore_command = 'zstd -dcq -- {}/%f.zst > \\\"%p\\\"'\" | as_pg tee -a \"$DATADIR/postgresql.auto.conf\" >/dev/null",
@@ -451,8 +473,9 @@ fn cluster(
         "missing": survey.and_then(|s| s.gaps).map(|g| g.missing).unwrap_or_default(),
         "restore": lines.join("\n"),
         "ops_run": format!(
-            "ops-run restore cluster {} --at latest --to /var/lib/postgresql/restored --port 5433 --start",
-            q(&step.id)
+            "ops-run restore cluster {} --at latest --to /var/lib/postgresql/restored --port 5433 --start{}",
+            q(&step.id),
+            if sealed { " --identity \"$AGE_IDENTITY\"" } else { "" }
         ),
     })
 }
@@ -620,9 +643,12 @@ pub fn context(
             | StepKind::Runbook(_)
             | StepKind::Check(_)
             | StepKind::Wal(_) => {}
-            StepKind::BaseBackup(_) => {
+            StepKind::BaseBackup(b) => {
                 tools.push("postgresql");
                 tools.push("zstd");
+                if b.encrypt.is_some() {
+                    tools.push("age");
+                }
                 clusters.push(cluster(plan, step, now, &mut points));
             }
         }

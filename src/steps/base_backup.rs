@@ -37,6 +37,7 @@ pub const SETTINGS: Settings = Settings {
         "fail-after",
         "keep",
         "compression-level",
+        "encrypt",
     ],
     repeatable: &[],
 };
@@ -47,6 +48,7 @@ pub fn decode(b: &mut BaseBackup, key: &str, node: &KdlNode, dec: &mut Decoder) 
         "stale-after" => b.stale_after = dec.duration(node),
         "fail-after" => b.fail_after = dec.duration(node),
         "keep" => b.keep = dec.keep(node),
+        "encrypt" => b.encrypt = dec.encrypt(node),
         "compression-level" => {
             b.compression_level = dec
                 .int(node, 1, 19)
@@ -67,6 +69,9 @@ pub fn compile(b: &BaseBackup, c: &mut Compiling) {
     }
     let level = crate::plan::compile::plan_or_default(b.compression_level.as_ref(), 3);
     c.setting("compression-level", level.value.to_string(), level.origin);
+    if let Some(e) = &b.encrypt {
+        c.plan_setting("encrypt", e.describe(), e.span);
+    }
 }
 
 pub fn validate(
@@ -77,6 +82,14 @@ pub fn validate(
 ) {
     validate::postgres_database("base-backup", b.database.as_ref(), name, scope, diags);
     validate::fail_after_stale(&b.stale_after, &b.fail_after, diags);
+}
+
+/// `.tar.zst`, or `.tar.zst.age` for an encrypted base.
+fn suffix(b: &BaseBackup) -> &'static str {
+    match b.encrypt {
+        Some(_) => base::SEALED_SUFFIX,
+        None => base::SUFFIX,
+    }
 }
 
 fn level(b: &BaseBackup) -> i32 {
@@ -93,14 +106,20 @@ fn command(
     let target = ctx.target(db)?;
     let login = Postgres.login(&target)?;
     let mut args = login.args;
+    match b.encrypt {
+        // Encrypted: the tar on stdout, never a plain folder on this disk.
+        Some(_) => args.extend(["--pgdata=-".to_string(), "--format=tar".into()]),
+        None => args.extend([
+            format!("--pgdata={}", work.display()),
+            "--format=plain".into(),
+            // The tar is fsynced once it is whole; the folder is thrown away.
+            "--no-sync".into(),
+        ]),
+    }
     args.extend([
-        format!("--pgdata={}", work.display()),
-        "--format=plain".into(),
         "--wal-method=fetch".into(),
         "--manifest-checksums=SHA256".into(),
         "--checkpoint=fast".into(),
-        // The tar is fsynced once it is whole; the folder is thrown away.
-        "--no-sync".into(),
     ]);
     let mut spec = ProcessSpec::new(
         postgres::server_tool(&ctx.plan.tools, "pg-basebackup", "pg_basebackup", None),
@@ -147,6 +166,25 @@ struct WalRange {
 fn wal_range(work: &Path) -> Result<WalRange, String> {
     let label = std::fs::read_to_string(work.join("backup_label"))
         .map_err(|e| format!("cannot read backup_label: {e}"))?;
+    let manifest: serde_json::Value = std::fs::read(work.join("backup_manifest"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("cannot read backup_manifest")?;
+    // The segment size is the size of any segment -X fetch copied into pg_wal.
+    let segment_size = std::fs::read_dir(work.join("pg_wal"))
+        .map_err(|e| format!("cannot read pg_wal: {e}"))?
+        .flatten()
+        .filter(|e| wal::parse_name(&e.file_name().to_string_lossy()).is_some())
+        .find_map(|e| e.metadata().ok().map(|m| m.len()).filter(|&l| l > 0))
+        .ok_or("the base holds no WAL segment (pg_basebackup -X fetch copies them)")?;
+    range_of(&label, &manifest, segment_size)
+}
+
+fn range_of(
+    label: &str,
+    manifest: &serde_json::Value,
+    segment_size: u64,
+) -> Result<WalRange, String> {
     // START WAL LOCATION: 0/2000028 (file 000000010000000000000002)
     let start = label
         .lines()
@@ -161,23 +199,12 @@ fn wal_range(work: &Path) -> Result<WalRange, String> {
         .find_map(|l| l.strip_prefix("START TIMELINE: "))
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(1);
-    let manifest: serde_json::Value = std::fs::read(work.join("backup_manifest"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or("cannot read backup_manifest")?;
     let end_lsn = manifest["WAL-Ranges"]
         .as_array()
         .and_then(|r| r.last())
         .and_then(|r| r["End-LSN"].as_str())
         .unwrap_or_default()
         .to_string();
-    // The segment size is the size of any segment -X fetch copied into pg_wal.
-    let segment_size = std::fs::read_dir(work.join("pg_wal"))
-        .map_err(|e| format!("cannot read pg_wal: {e}"))?
-        .flatten()
-        .filter(|e| wal::parse_name(&e.file_name().to_string_lossy()).is_some())
-        .find_map(|e| e.metadata().ok().map(|m| m.len()).filter(|&l| l > 0))
-        .ok_or("the base holds no WAL segment (pg_basebackup -X fetch copies them)")?;
     Ok(WalRange {
         timeline,
         start_lsn: lsn.trim().to_string(),
@@ -197,7 +224,7 @@ pub fn execute(ctx: &Context, b: &BaseBackup) -> Outcome {
     let tz = ctx.plan.timezone.value;
     let stem = layout::stamp_name("base", ctx.clock.now(), tz);
     let work = base::work_dir(&dir, &stem);
-    let tmp = layout::temp_path(&dir.join(format!("{stem}{}", base::SUFFIX)));
+    let tmp = layout::temp_path(&dir.join(format!("{stem}{}", suffix(b))));
     let began = ctx.clock.now();
     let result = make(ctx, b, &work, &tmp, &dir, &stem, began);
     let _ = std::fs::remove_dir_all(&work);
@@ -259,6 +286,9 @@ fn make(
         ctx.redactor,
     );
     let tool_version = version.tail.lines().next().unwrap_or_default().to_string();
+    if let Some(e) = &b.encrypt {
+        return make_sealed(ctx, b, e, (spec, tool_version), (tmp, dir, stem), began);
+    }
     let r = exec::run(&spec, ctx.redactor);
     let mut tail = r.tail.clone();
     if let Some(why) = r.exit.reason("pg_basebackup") {
@@ -296,7 +326,102 @@ fn make(
     let range = wal_range(work).map_err(|e| (e, tail.clone()))?;
     let packed =
         packed.map_err(|e| (format!("cannot write {}: {e}", tmp.display()), tail.clone()))?;
-    let mut m = BaseManifest {
+    let m = base_manifest(
+        packed,
+        range,
+        (pg_version, tool_version),
+        (began, finished),
+        Vec::new(),
+    );
+    publish(m, (tmp, dir, stem), tail)
+}
+
+/// An encrypted base: `pg_basebackup` writes the tar to stdout, which goes through zstd and
+/// age into the file and, beside it, through a reader that checks it against its own
+/// `backup_manifest` (what `pg_verifybackup` does with a plain folder, which would put the
+/// data on this disk in plaintext).
+fn make_sealed(
+    ctx: &Context,
+    b: &BaseBackup,
+    e: &crate::plan::model::Encrypt,
+    (spec, tool_version): (ProcessSpec, String),
+    (tmp, dir, stem): (&Path, &Path, &str),
+    began: chrono::DateTime<chrono::Utc>,
+) -> Result<Made, (String, String)> {
+    let to = e.resolve().map_err(|e| (e, String::new()))?;
+    let mut pack = base::StreamPack::create(tmp, level(b), &to).map_err(|e| {
+        (
+            format!("cannot write {}: {e}", tmp.display()),
+            String::new(),
+        )
+    })?;
+    let (r, write_error) = exec::run_streaming(&spec, ctx.redactor, &mut |chunk| pack.write(chunk));
+    let tail = r.tail.clone();
+    if let Some(e) = write_error {
+        return Err((format!("cannot write {}: {e}", tmp.display()), tail));
+    }
+    if let Some(why) = r.exit.reason("pg_basebackup") {
+        return Err((why, tail));
+    }
+    let finished = ctx.clock.now();
+    let (packed, streamed) = pack
+        .finish()
+        .map_err(|e| (format!("cannot write {}: {e}", tmp.display()), tail.clone()))?;
+    let label = streamed
+        .label
+        .clone()
+        .ok_or(("the tar holds no backup_label".to_string(), tail.clone()))?;
+    let manifest: serde_json::Value = streamed
+        .manifest
+        .as_ref()
+        .and_then(|m| serde_json::from_slice(m).ok())
+        .ok_or((
+            "the tar holds no readable backup_manifest".to_string(),
+            tail.clone(),
+        ))?;
+    let segment_size = streamed
+        .wal
+        .iter()
+        .map(|(_, n)| *n)
+        .find(|&n| n > 0)
+        .ok_or((
+            "the base holds no WAL segment (pg_basebackup -X fetch copies them)".to_string(),
+            tail.clone(),
+        ))?;
+    let range = range_of(&label, &manifest, segment_size).map_err(|e| (e, tail.clone()))?;
+    streamed
+        .check(&range.start_wal, &range.end_lsn, range.segment_size)
+        .map_err(|e| {
+            (
+                format!("the base backup does not check out: {e}"),
+                tail.clone(),
+            )
+        })?;
+    let m = base_manifest(
+        packed,
+        range,
+        (
+            streamed.pg_version.clone().unwrap_or_default(),
+            tool_version,
+        ),
+        (began, finished),
+        to.iter().map(|r| r.to_string()).collect(),
+    );
+    publish(m, (tmp, dir, stem), tail)
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// A base's manifest: the archive written, its WAL range, the versions, when it started and
+/// finished, and its recipients when it is encrypted.
+fn base_manifest(
+    packed: base::Packed,
+    range: WalRange,
+    (pg_version, tool_version): (String, String),
+    (began, finished): (Time, Time),
+    recipients: Vec<String>,
+) -> BaseManifest {
+    BaseManifest {
         format: 1,
         kind: "base_backup".into(),
         file: String::new(),
@@ -312,8 +437,21 @@ fn make(
         end_lsn: range.end_lsn,
         start_wal: range.start_wal,
         wal_segment_size: range.segment_size,
+        recipients,
+    }
+}
+
+/// The final name (claimed, never another's), the manifest, then the sidecar.
+fn publish(
+    mut m: BaseManifest,
+    (tmp, dir, stem): (&Path, &Path, &str),
+    tail: String,
+) -> Result<Made, (String, String)> {
+    let ext = match m.recipients.is_empty() {
+        true => base::EXT,
+        false => base::SEALED_EXT,
     };
-    let path = layout::claim(tmp, dir, stem, base::EXT)
+    let path = layout::claim(tmp, dir, stem, ext)
         .map_err(|e| (format!("cannot publish the base backup: {e}"), tail.clone()))?;
     let name = path
         .file_name()

@@ -96,6 +96,18 @@ pub struct Recovery<'a> {
     pub archive: bool,
     pub port: Option<u16>,
     pub note: &'a str,
+    /// The identity of an encrypted base.
+    pub key: Option<&'a crate::artifact::seal::Key>,
+}
+
+/// Where an encrypted archive's WAL is written back in plain for the recovery, inside the
+/// data directory (the server's user reads it there); removed once recovery ended.
+pub const PLAIN_WAL: &str = "ops-run-wal-plain";
+
+/// The `restore_command` that copies from a folder of plain WAL files.
+pub fn copy_restore_command(dir: &Path) -> String {
+    let d = shell_quote(&dir.display().to_string());
+    format!("test -f {d}/%f && cp -- {d}/%f \"%p\"")
 }
 
 /// Unpacks `base` into the empty `to` and writes the recovery settings.
@@ -103,7 +115,7 @@ pub fn prepare(base: &DumpFile, to: &Path, r: &Recovery) -> Result<(), String> {
     std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot set the mode of {}: {e}", to.display()))?;
-    base::unpack(&base.path, to)
+    base::unpack(&base.path, to, r.key)
         .map_err(|e| format!("cannot unpack {} into {}: {e}", base.name, to.display()))?;
     // A Debian cluster keeps its configuration in /etc: the copy then has none of it.
     let minimal = [
@@ -463,19 +475,27 @@ pub fn rehearse<T>(
     base: &DumpFile,
     m: &BaseManifest,
     at: Option<DateTime<Utc>>,
-    lines: &mut Vec<String>,
+    (lines, key): (&mut Vec<String>, Option<&crate::artifact::seal::Key>),
     work: &mut dyn FnMut(&crate::engines::client::Client, &str) -> Result<T, super::StepError>,
 ) -> Result<(T, Recovered), super::StepError> {
     use crate::plan::model::StepKind;
     let plan = ctx.plan;
     let wal = plan.decl.wals_of(step).next();
-    let restore_command = wal.map(|w| {
-        restore_command(
+    let sealed = base::sealed(&base.path);
+    if sealed && key.is_none() {
+        return Err(format!("{} is encrypted and no identity was given", base.name).into());
+    }
+    let scratch = scratch_dir(ctx);
+    let wal_dir = wal.map(|w| plan.dir(&w.name.value, crate::artifact::layout::Area::Wal));
+    let restore_command = wal.map(|w| match sealed {
+        // Encrypted: written back in plain inside the scratch folder first (below).
+        true => copy_restore_command(&scratch.join(PLAIN_WAL)),
+        false => restore_command(
             &plan.dir(&w.name.value, crate::artifact::layout::Area::Wal),
             &plan.decl.name.value,
             &w.name.value,
             ctx.plans,
-        )
+        ),
     });
     let db = plan
         .decl
@@ -487,7 +507,6 @@ pub fn rehearse<T>(
         })
         .ok_or_else(|| format!("no base-backup step `{step}`"))?;
     let source = ctx.database(&db.value)?;
-    let scratch = scratch_dir(ctx);
     if scratch.as_os_str().len() > 90 {
         return Err(format!(
             "{} is too long a path for the scratch server's socket (at most 90 bytes): use a shorter base",
@@ -526,8 +545,16 @@ pub fn rehearse<T>(
                 archive: false,
                 port: Some(port),
                 note: "a restore test",
+                key,
             },
         )?;
+        if let (true, Some(dir), Some(key)) = (sealed, &wal_dir, key) {
+            let n = crate::artifact::wal::unseal_all(dir, &scratch.join(PLAIN_WAL), key)
+                .map_err(|e| e.to_string())?;
+            lines.push(format!(
+                "decrypted {n} archived WAL file(s) for the recovery"
+            ));
+        }
         tried_start = true;
         let s = start(
             &scratch,

@@ -188,14 +188,10 @@ pub(crate) fn parse_copied_name(
     name: &str,
     tz: chrono_tz::Tz,
 ) -> Option<(chrono::DateTime<chrono::Utc>, u32)> {
-    layout::parse_dump_name(name, tz).or_else(|| {
-        layout::parse_stamped(
-            name,
-            crate::artifact::base::PREFIX,
-            crate::artifact::base::SUFFIX,
-            tz,
-        )
-    })
+    use crate::artifact::base::{PREFIX, SEALED_SUFFIX, SUFFIX};
+    layout::parse_dump_name(name, tz)
+        .or_else(|| layout::parse_stamped(name, PREFIX, SUFFIX, tz))
+        .or_else(|| layout::parse_stamped(name, PREFIX, SEALED_SUFFIX, tz))
 }
 
 /// The tag of the snapshots that hold a copy's WAL archive (never counted as a dump).

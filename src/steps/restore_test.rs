@@ -184,12 +184,12 @@ pub(crate) fn dump_reference(
 
 /// Checks a `verify` block on its own (references to its plan's databases and steps).
 pub fn validate(v: &Verify, name: &Spanned<String>, scope: &Scope, diags: &mut Vec<Diagnostic>) {
+    encrypted_needs_identity(v, name, scope, diags);
     if let Some(b) = &v.base_backup {
         super::cluster::validate_verify(v, b, scope, diags);
         return;
     }
     dump_reference("verify", &v.dump, name, scope, diags);
-    encrypted_needs_identity(v, name, scope, diags);
     if let Some(from) = &v.from {
         let copies: Vec<(&str, Option<&str>)> = scope
             .plan
@@ -250,13 +250,22 @@ pub(crate) fn dump_key(
     identity: Option<&Sourced>,
     dump: &DumpFile,
 ) -> Result<Option<Keyring>, StepError> {
-    if !Form::of_path(&dump.path).sealed {
+    sealed_key(env, identity, Form::of_path(&dump.path).sealed, &dump.name)
+}
+
+/// The key of a file that is encrypted (`sealed`) or not, named `name` in errors.
+pub(crate) fn sealed_key(
+    env: &crate::plan::settings::Env,
+    identity: Option<&Sourced>,
+    sealed: bool,
+    name: &str,
+) -> Result<Option<Keyring>, StepError> {
+    if !sealed {
         return Ok(None);
     }
     let Some(identity) = identity else {
         return Err(format!(
-            "{} is encrypted and no identity was given: give this step `identity file=\"…\"` (or env=, credential=), or restore-test on a host that holds the identity",
-            dump.name
+            "{name} is encrypted and no identity was given: give this step `identity file=\"…\"` (or env=, credential=), or restore-test on a host that holds the identity"
         )
         .into());
     };
@@ -275,16 +284,28 @@ fn encrypted_needs_identity(
     scope: &Scope,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let Some(dump) = &v.dump else { return };
+    let Some((what, dump)) = v
+        .dump
+        .as_ref()
+        .map(|d| ("dump", d))
+        .or(v.base_backup.as_ref().map(|b| ("base-backup", b)))
+    else {
+        return;
+    };
     let encrypted = scope.plan.steps.iter().any(|s| {
-        s.name.value == dump.value && matches!(&s.kind, StepKind::Dump(d) if d.encrypt.is_some())
+        s.name.value == dump.value
+            && match &s.kind {
+                StepKind::Dump(d) => d.encrypt.is_some(),
+                StepKind::BaseBackup(b) => b.encrypt.is_some(),
+                _ => false,
+            }
     });
     if encrypted && v.identity.is_none() {
         diags.push(
             Diagnostic::error(
                 dump.span,
                 format!(
-                    "`{}` restores dump `{}`, which is encrypted, and has no identity to decrypt it",
+                    "`{}` restores {what} `{}`, which is encrypted, and has no identity to decrypt it",
                     name.value, dump.value
                 ),
                 "an encrypted dump",
@@ -613,6 +634,15 @@ fn run_base(ctx: &Context, v: &Verify, step: &str, ev: &mut Evidence) -> Result<
         return Err(format!("checksum mismatch: {} is damaged; not restored", base.name).into());
     }
     ev.line(format!("sha256: {actual} (matches the sidecar)"));
+    let key = sealed_key(
+        ctx.env,
+        v.identity.as_ref(),
+        crate::artifact::base::sealed(&base.path),
+        &base.name,
+    )?;
+    if key.is_some() {
+        ev.line("encrypted: age, the base and its WAL decrypted with the step's identity");
+    }
     let now = ctx.clock.now();
     let finished = m.finished().unwrap_or(base.taken);
     let base_age = (now - finished).to_std().unwrap_or_default();
@@ -641,7 +671,8 @@ fn run_base(ctx: &Context, v: &Verify, step: &str, ev: &mut Evidence) -> Result<
         Ok((tables, answers))
     };
     let mut lines = Vec::new();
-    let mut outcome = super::cluster::rehearse(ctx, step, base, m, at, &mut lines, work);
+    let key = key.as_deref();
+    let mut outcome = super::cluster::rehearse(ctx, step, base, m, at, (&mut lines, key), work);
     let mut target = at.unwrap_or(now);
     if let (Err(e), Some(t)) = (&outcome, at)
         && e.to_string().contains(super::cluster::NOT_REACHED)
@@ -652,7 +683,7 @@ fn run_base(ctx: &Context, v: &Verify, step: &str, ev: &mut Evidence) -> Result<
             crate::clock::stamp(t)
         ));
         target = now;
-        outcome = super::cluster::rehearse(ctx, step, base, m, None, &mut lines, work);
+        outcome = super::cluster::rehearse(ctx, step, base, m, None, (&mut lines, key), work);
     }
     for l in lines {
         ev.line(l);

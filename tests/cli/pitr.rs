@@ -100,6 +100,16 @@ struct Pitr {
 
 impl Pitr {
     fn new(wal_thresholds: &str, more_steps: &str) -> Pitr {
+        Pitr::new_with("", "", wal_thresholds, more_steps)
+    }
+
+    /// With `base_extra` in the base-backup step and `check_extra` in its verify and drill.
+    fn new_with(
+        base_extra: &str,
+        check_extra: &str,
+        wal_thresholds: &str,
+        more_steps: &str,
+    ) -> Pitr {
         let ws = Workspace::new().env("OFFSITE_PASSWORD", "offsite-Secret-9");
         std::fs::set_permissions(ws.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let bin = bindir();
@@ -134,6 +144,7 @@ impl Pitr {
     base-backup "base" {{
         database "main"
         keep last=2
+        {base_extra}
     }}
     wal "wal" {{
         database "main"
@@ -141,11 +152,13 @@ impl Pitr {
     }}
     verify "base-check" {{
         base-backup "base"
+        {check_extra}
         min-tables 1
         expect "SELECT count(*) FROM t" min=1150
     }}
     drill "rehearsal" {{
         base-backup "base"
+        {check_extra}
         pitr #true
         expect "SELECT count(*) FROM t" min=1000
         rto "10m"
@@ -240,8 +253,9 @@ impl Pitr {
     fn switch_and_wait(&self) -> String {
         let closed = self.sql("SELECT pg_walfile_name(pg_switch_wal())");
         let archived = self.ws.path(&format!("backups/wal/wal/{closed}.zst"));
+        let sealed = self.ws.path(&format!("backups/wal/wal/{closed}.zst.age"));
         assert!(
-            wait_for(30, || archived.exists()),
+            wait_for(30, || archived.exists() || sealed.exists()),
             "{closed} was not archived: {}",
             std::fs::read_to_string(self.ws.path("s/server.log")).unwrap_or_default()
         );
@@ -751,4 +765,183 @@ fn wal_push_never_overwrites_and_fetch_gives_the_bytes_back() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
+}
+
+/// Every file under `dir`, folders included, recursively.
+fn everything(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path());
+        if e.path().is_dir() {
+            out.extend(everything(&e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and age; run scripts/test"]
+fn an_encrypted_base_and_its_wal_never_reach_the_disk_in_plain_and_recover_with_the_identity() {
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(keys.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (key, recipient) = crate::encrypt::keygen(keys.path(), "restore.key");
+    let p = Pitr::new_with(
+        &format!("encrypt {{ recipient \"{recipient}\"; }}"),
+        &format!("identity file=\"{}\"", key.display()),
+        "",
+        "",
+    );
+    p.sql("CREATE TABLE t (i int PRIMARY KEY, note text)");
+    p.sql("INSERT INTO t SELECT g, 'canary-pitr-' || g FROM generate_series(1, 1000) g");
+
+    // While the base is taken, nothing but the encrypted temporary file appears: no plain
+    // folder of the data directory (a plain base is staged as one for pg_verifybackup).
+    let base_dir = p.ws.path("backups/base/base");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, dir) = (std::sync::Arc::clone(&stop), base_dir.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for f in everything(&dir) {
+                    if f.is_dir() {
+                        seen.insert(f);
+                    }
+                }
+            }
+            seen
+        })
+    };
+    let r = p.ws.run(&["run", "main/base"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let folders = watcher.join().unwrap();
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        folders.is_empty(),
+        "a plain folder during the base backup: {folders:?}"
+    );
+    let names: Vec<String> = std::fs::read_dir(&base_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let base = names
+        .iter()
+        .find(|n| n.ends_with(".tar.zst.age"))
+        .unwrap_or_else(|| panic!("no encrypted base: {names:?}"))
+        .clone();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(base_dir.join(format!("{base}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["recipients"][0], recipient.as_str());
+    // The base is an ordinary age file of a tar.
+    let out = ok(Command::new("bash").args([
+        "-c",
+        &format!(
+            "age -d -i {} {} | zstd -dc | tar -t | grep -c -E '^(PG_VERSION|backup_manifest)$'",
+            key.display(),
+            base_dir.join(&base).display()
+        ),
+    ]));
+    assert_eq!(out.trim(), "2");
+
+    p.sql("INSERT INTO t SELECT g, 'canary-pitr-' || g FROM generate_series(1001, 1150) g");
+    p.switch_and_wait();
+    // Everything archived and backed up is age (or a hash, a manifest): nothing readable.
+    for f in everything(&p.ws.path("backups/base"))
+        .into_iter()
+        .chain(everything(&p.ws.path("backups/wal")))
+        .filter(|f| f.is_file())
+    {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".sha256") || name.ends_with(".manifest.json") {
+            continue;
+        }
+        let head = std::fs::read(&f).unwrap();
+        assert!(
+            head.starts_with(b"age-encryption.org/v1"),
+            "{} is not an age file",
+            f.display()
+        );
+    }
+
+    // The restore test decrypts the base and the WAL with its identity.
+    let r = p.ws.run(&["run", "main/base-check"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let doctor = p.ws.run(&["doctor", "main"]).stdout();
+    assert!(
+        doctor.contains("base-check decrypts base-backup base"),
+        "{doctor}"
+    );
+    // Health sees the encrypted base and the encrypted archive.
+    let r = p.ws.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    for step in ["main/base", "main/wal", "main/base-check"] {
+        let check = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == step)
+            .unwrap_or_else(|| panic!("no check of {step}: {v}"));
+        assert_eq!(check["state"], "ok", "{check}");
+    }
+    // restore cluster: the identity given; the plain WAL goes once recovery ended.
+    let (port, to) = p.restore(
+        "main/base",
+        "latest",
+        "restored",
+        &["--identity", key.to_str().unwrap()],
+    );
+    assert_eq!(p.sql_at(&to, port, "SELECT count(*) FROM t").trim(), "1150");
+    assert!(!to.join("ops-run-wal-plain").exists());
+    p.servers.stop(&to);
+
+    // The runbook's by-hand procedure (age -d, zstd, tar, the archive written back in plain),
+    // run as printed with the identity in AGE_IDENTITY.
+    let r = p.ws.run(&["runbook", "--out", "runbook.md"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let md = std::fs::read_to_string(p.ws.path("runbook.md")).unwrap();
+    assert!(md.contains("--identity \"$AGE_IDENTITY\""), "{md}");
+    let block = md
+        .split("#### main/base")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|b| b.split("\n```").next())
+        .expect("the cluster's recovery")
+        .to_string();
+    let by_hand = p.ws.path("rb");
+    p.servers.started(&by_hand);
+    let hand_port = free_port();
+    let script = block
+        .replace(
+            "DATADIR=/var/lib/postgresql/restored",
+            &format!("DATADIR={}", by_hand.display()),
+        )
+        .replace("PORT=5433", &format!("PORT={hand_port}"));
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("AGE_IDENTITY", &key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(by_hand.join("recovery.log")).unwrap_or_default()
+    );
+    assert_eq!(
+        p.sql_at(&by_hand, hand_port, "SELECT count(*) FROM t")
+            .trim(),
+        "1150"
+    );
+    p.servers.stop(&by_hand);
+    // Without an identity (a plan with no verify of the base), refused before anything.
+    let text = std::fs::read_to_string(p.ws.path("plans/main.kdl")).unwrap();
+    let bare = text.replace(&format!("identity file=\"{}\"", key.display()), "");
+    p.ws.write("plans/main.kdl", &bare);
+    let r = p.ws.run(&["plan", "validate"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("which is encrypted"), "{}", r.stderr());
 }
