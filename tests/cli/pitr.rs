@@ -789,7 +789,12 @@ fn an_encrypted_base_and_its_wal_never_reach_the_disk_in_plain_and_recover_with_
         &format!("encrypt {{ recipient \"{recipient}\"; }}"),
         &format!("identity file=\"{}\"", key.display()),
         "",
-        "",
+        r#"    copy "offsite" {
+        base-backup "base"
+        repository "WS/offsite"
+        password env=OFFSITE_PASSWORD
+        init #true
+    }"#,
     );
     p.sql("CREATE TABLE t (i int PRIMARY KEY, note text)");
     p.sql("INSERT INTO t SELECT g, 'canary-pitr-' || g FROM generate_series(1, 1000) g");
@@ -896,6 +901,28 @@ fn an_encrypted_base_and_its_wal_never_reach_the_disk_in_plain_and_recover_with_
     assert_eq!(p.sql_at(&to, port, "SELECT count(*) FROM t").trim(), "1150");
     assert!(!to.join("ops-run-wal-plain").exists());
     p.servers.stop(&to);
+
+    // Offsite: the encrypted base and archive, with this machine's backups gone, restore from
+    // the copy with the identity.
+    let r = p.ws.run(&["run", "main/offsite"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let aside = p.ws.path("aside");
+    std::fs::create_dir(&aside).unwrap();
+    for area in ["base", "wal"] {
+        std::fs::rename(p.ws.path(&format!("backups/{area}")), aside.join(area)).unwrap();
+    }
+    let (port, to) = p.restore(
+        "main/base",
+        "latest",
+        "r-offsite",
+        &["--from", "offsite", "--identity", key.to_str().unwrap()],
+    );
+    assert_eq!(p.sql_at(&to, port, "SELECT count(*) FROM t").trim(), "1150");
+    assert!(!to.join("ops-run-wal").exists() && !to.join("ops-run-wal-plain").exists());
+    p.servers.stop(&to);
+    for area in ["base", "wal"] {
+        std::fs::rename(aside.join(area), p.ws.path(&format!("backups/{area}"))).unwrap();
+    }
 
     // The runbook's by-hand procedure (age -d, zstd, tar, the archive written back in plain),
     // run as printed with the identity in AGE_IDENTITY.
