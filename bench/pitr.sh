@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Point-in-time recovery benchmarks on a cluster of its own (initdb, archiving through
 # `ops-run wal push`), holding the CRM fixture (scale=1 by default), each beside its baseline:
-#   pg_basebackup -Ft -X fetch --compress=client-zstd && sha256sum   vs  ops-run run base
+#   pg_basebackup -Ft -X fetch --compress=client-zstd && sha256sum   vs  ops-run run base, and
+#     ops-run run sealed (the same with `encrypt`: the tar streamed through zstd and age, checked
+#     against its manifest on the way)
 #   cp SEGMENT DIR && sync FILE (one 16 MiB segment full of data)      vs  ops-run wal push
 #   ops-run restore db (a dump of the same data)   vs  ops-run restore cluster --start, to an
 #     instant just after the base (the base alone) and --at latest (plus about 1 GiB of WAL)
 # Writes under bench/out/pitr (git-ignored); stops its server on exit. SCALE=0.1 for a quick run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for t in hyperfine zstd; do
+for t in hyperfine zstd age-keygen; do
     command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }
 done
 scale=${SCALE:-1}
@@ -25,6 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 rm -rf "$out" && mkdir -p "$out/sock" "$out/data"
+age-keygen -o "$out/restore.key" 2>/dev/null
+recipient=$(age-keygen -y "$out/restore.key")
 chmod 755 "$out" "$out/sock"
 [ "$(id -u)" = 0 ] && chown postgres "$out/sock" "$out/data"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -45,8 +49,13 @@ plan bench {
     base-backup base {
         database main
     }
+    base-backup sealed {
+        database main
+        encrypt { recipient "$recipient"; }
+    }
     wal wal {
         database main
+        base-backup base
     }
 }
 KDL
@@ -75,7 +84,8 @@ hyperfine --runs "$runs" --export-json "$out/base.json" \
     --prepare "rm -rf $out/d $out/backups/base" \
     -n "pg_basebackup -Ft -X fetch --compress=client-zstd && sha256sum" \
     "$bindir/pg_basebackup -h $out/sock -p $port -U postgres -D $out/d -Ft -X fetch --compress=client-zstd --checkpoint=fast && sha256sum $out/d/base.tar.zst" \
-    -n "ops-run run base" "${ops[*]} run base"
+    -n "ops-run run base" "${ops[*]} run base" \
+    -n "ops-run run sealed (encrypted)" "${ops[*]} run sealed"
 rm -rf "$out/d"
 
 echo "==> wal push of one segment"
