@@ -220,6 +220,13 @@ fn compress(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
     enc.finish().map(drop)
 }
 
+/// Whether the archive `dir` holds encrypted files (all of it, or since `encrypt` was turned on).
+pub fn any_sealed(dir: &Path) -> bool {
+    list(dir)
+        .iter()
+        .any(|f| f.path.to_string_lossy().ends_with(".age"))
+}
+
 /// Writes every file of the archive `dir` into `into` as PostgreSQL wants it back (plain,
 /// under its own name), decrypting with `key`: the restore of an encrypted archive, whose
 /// `restore_command` then only copies. Returns how many files.

@@ -184,7 +184,9 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
     );
     // An encrypted base (and archive): the identity given, or the plan's verify's or drill's
     // of this base-backup step; refused before anything is written without one.
-    let sealed = base::sealed(&chosen.path);
+    // An encrypted base, or a plain one followed by encrypted segments (`encrypt` turned on
+    // since): both need the identity, and the archive written back in plain.
+    let sealed = base::sealed(&chosen.path) || crate::artifact::wal::any_sealed(&wal_dir);
     let identity = a
         .identity
         .map(|p| crate::plan::model::Sourced {

@@ -972,3 +972,52 @@ fn an_encrypted_base_and_its_wal_never_reach_the_disk_in_plain_and_recover_with_
     assert_eq!(r.code(), 2, "{}", r.stderr());
     assert!(r.stderr().contains("which is encrypted"), "{}", r.stderr());
 }
+
+#[test]
+#[ignore = "needs PostgreSQL and age; run scripts/test"]
+fn a_plain_base_recovers_through_wal_archived_after_encryption_was_turned_on() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, recipient) = crate::encrypt::keygen(keys.path(), "restore.key");
+    let p = Pitr::new("", "");
+    p.sql("CREATE TABLE t (i int PRIMARY KEY)");
+    p.sql("INSERT INTO t SELECT generate_series(1, 1000)");
+    let r = p.ws.run(&["run", "main/base"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    p.sql("INSERT INTO t SELECT generate_series(1001, 1100)");
+    p.switch_and_wait();
+    // Encryption turned on: what the server archives from now on is age.
+    let text = std::fs::read_to_string(p.ws.path("plans/main.kdl")).unwrap();
+    let text = text.replace(
+        "keep last=2",
+        &format!("keep last=2\n        encrypt {{ recipient \"{recipient}\"; }}"),
+    );
+    let text = text.replacen(
+        "base-backup \"base\"\n        \n",
+        &format!(
+            "base-backup \"base\"\n        identity file=\"{}\"\n",
+            key.display()
+        ),
+        2,
+    );
+    p.ws.write("plans/main.kdl", &text);
+    let r = p.ws.run(&["plan", "validate"]);
+    assert_eq!(r.code(), 0, "{}{}\n{text}", r.stdout(), r.stderr());
+    p.sql("INSERT INTO t SELECT generate_series(1101, 1150)");
+    let closed = p.switch_and_wait();
+    assert!(
+        p.ws.path(&format!("backups/wal/wal/{closed}.zst.age"))
+            .exists()
+    );
+    // The plain base and both kinds of segment: everything comes back, with the identity.
+    let (port, to) = p.restore(
+        "main/base",
+        "latest",
+        "mixed",
+        &["--identity", key.to_str().unwrap()],
+    );
+    assert_eq!(p.sql_at(&to, port, "SELECT count(*) FROM t").trim(), "1150");
+    p.servers.stop(&to);
+    // The restore test too (the plan's identity).
+    let r = p.ws.run(&["run", "main/base-check"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+}
