@@ -485,6 +485,29 @@ impl Streamed {
         let files = manifest["Files"]
             .as_array()
             .ok_or("backup_manifest lists no files")?;
+        // What the tar holds beyond the manifest, but what pg_verifybackup ignores too.
+        let listed: std::collections::HashSet<&str> =
+            files.iter().filter_map(|f| f["Path"].as_str()).collect();
+        let ignored = |p: &str| {
+            p.starts_with("pg_wal/")
+                || matches!(
+                    p,
+                    "backup_manifest"
+                        | "postgresql.auto.conf"
+                        | "recovery.signal"
+                        | "standby.signal"
+                )
+        };
+        let mut extra: Vec<&str> = self
+            .files
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !listed.contains(p) && !ignored(p))
+            .collect();
+        extra.sort_unstable();
+        if let Some(first) = extra.first() {
+            return Err(format!("{first} is in the backup, not in backup_manifest"));
+        }
         for f in files {
             let path = f["Path"]
                 .as_str()
@@ -581,6 +604,17 @@ mod tests {
         let text = String::from_utf8(edited.manifest.take().unwrap()).unwrap();
         edited.manifest = Some(text.replace("\"Size\": 4", "\"Size\": 5").into_bytes());
         assert!(check(&edited).unwrap_err().contains("its own checksum"));
+        let mut stray = streamed(files);
+        stray
+            .files
+            .insert("base/1/9999".into(), (1, "00".repeat(32)));
+        assert!(check(&stray).unwrap_err().contains("base/1/9999"));
+        let mut ignored = streamed(files);
+        ignored.files.insert(
+            "pg_wal/000000010000000000000002".into(),
+            (SEG, "00".repeat(32)),
+        );
+        check(&ignored).unwrap();
         let mut gap = streamed(files);
         gap.wal.pop();
         assert!(
