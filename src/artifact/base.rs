@@ -69,9 +69,10 @@ pub fn list(dir: &Path, tz: Tz) -> Vec<DumpFile> {
     all
 }
 
-/// Whether a base (or an archived WAL file) is encrypted, by its name.
-pub fn sealed(path: &Path) -> bool {
-    path.to_string_lossy().ends_with(super::seal::SUFFIX)
+/// Whether a recovery from `base` needs the identity: the base is encrypted, or its archive
+/// holds encrypted files (`encrypt` turned on since a plain base was taken).
+pub fn encrypted(base: &Path, archive: Option<&Path>) -> bool {
+    super::seal::sealed(base) || archive.is_some_and(wal::any_sealed)
 }
 
 /// What a base's bytes hash to (read once), and whether its sidecar and its manifest both
@@ -105,25 +106,6 @@ pub fn write(base: &Path, m: &BaseManifest) -> io::Result<()> {
     layout::write_atomic(&super::manifest::path(base), &text)
 }
 
-/// Counts and hashes what passes through.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Counts what passes through.
 struct Counting<W> {
     inner: W,
@@ -141,16 +123,29 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+type HashedFile = sha::Hashing<io::BufWriter<File>>;
+
 /// The new file `out`, buffered, counting and hashing what is written to it.
-fn hashed_file(out: &Path) -> io::Result<Hashing<io::BufWriter<File>>> {
+fn hashed_file(out: &Path) -> io::Result<HashedFile> {
     let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(out)?;
-    Ok(Hashing {
-        inner: io::BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256::new(),
-        bytes: 0,
+    Ok(sha::Hashing::new(io::BufWriter::with_capacity(
+        1 << 20,
+        file,
+    )))
+}
+
+/// The archive written: flushed, synced, its size and SHA-256, beside the size of the tar.
+fn close(hashed: HashedFile, uncompressed: u64) -> io::Result<Packed> {
+    let (inner, bytes, sha256) = hashed.into_parts();
+    let file = inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(Packed {
+        sha256,
+        bytes,
+        uncompressed,
     })
 }
 
@@ -185,26 +180,14 @@ pub fn pack(src: &Path, out: &Path, level: i32) -> io::Result<Packed> {
     tar.append_dir_all(".", src)?;
     let counting = tar.into_inner()?;
     let uncompressed = counting.bytes;
-    let hashing = counting.inner.finish()?;
-    let Hashing {
-        inner,
-        hasher,
-        bytes,
-    } = hashing;
-    let file = inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(Packed {
-        sha256: sha::hex(&hasher.finalize()),
-        bytes,
-        uncompressed,
-    })
+    close(counting.inner.finish()?, uncompressed)
 }
 
 /// Unpacks a base backup into `into` (an empty folder), modes as they were; an encrypted one
 /// is decrypted with `key` as it is read.
 pub fn unpack(archive: &Path, into: &Path, key: Option<&Key>) -> io::Result<()> {
     let file = File::open(archive)?;
-    let plain: Box<dyn io::Read> = match (sealed(archive), key) {
+    let plain: Box<dyn io::Read> = match (super::seal::sealed(archive), key) {
         (false, _) => Box::new(file),
         (true, Some(k)) => super::seal::open(file, k)?,
         (true, None) => {
@@ -316,7 +299,7 @@ pub struct Streamed {
     pub wal: Vec<(String, u64)>,
 }
 
-type Sealed = age::stream::StreamWriter<Hashing<io::BufWriter<File>>>;
+type Sealed = age::stream::StreamWriter<HashedFile>;
 
 /// An encrypted base as `pg_basebackup --format=tar --pgdata=-` streams it: the tar goes
 /// through zstd and age into the new file `out`, and, beside it, to a thread that reads the tar
@@ -372,21 +355,8 @@ impl StreamPack {
             Some(Ok(r)) => r?,
             _ => return Err(io::Error::other("the tar reader died")),
         };
-        let uncompressed = self.uncompressed;
-        let hashing = self.enc.finish()?.finish()?;
-        let Hashing {
-            inner,
-            hasher,
-            bytes,
-        } = hashing;
-        let file = inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
         Ok((
-            Packed {
-                sha256: sha::hex(&hasher.finalize()),
-                bytes,
-                uncompressed,
-            },
+            close(self.enc.finish()?.finish()?, self.uncompressed)?,
             streamed,
         ))
     }

@@ -4,16 +4,21 @@
 //! ordinary age files: `age -d -i KEY` decrypts them, and ops-run reads files `age -r` made.
 
 use std::io::{self, BufRead, Read, Write};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use age::x25519;
-use sha2::{Digest, Sha256};
-
-use super::sha;
 
 /// What an encrypted file's name ends with, after its compression's extension.
 pub const SUFFIX: &str = ".age";
+
+/// Whether a file (a dump, a base, an archived WAL file) is encrypted, by its name.
+pub fn sealed(path: &Path) -> bool {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .ends_with(SUFFIX.as_bytes())
+}
 
 /// One recipient: an age X25519 public key, `age1…`.
 pub fn recipient(text: &str) -> Result<x25519::Recipient, String> {
@@ -130,41 +135,6 @@ pub fn open<R: Read + 'static>(input: R, key: &Key) -> io::Result<Box<dyn Read>>
 pub fn looks_sealed(mut input: impl BufRead) -> bool {
     let mut start = [0u8; 21];
     input.read_exact(&mut start).is_ok() && &start == b"age-encryption.org/v1"
-}
-
-/// Counts and hashes what is written through it: the encrypted bytes as they go to the file.
-pub struct Hashed<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    n: u64,
-}
-
-impl<W: Write> Hashed<W> {
-    pub fn new(inner: W) -> Self {
-        Hashed {
-            inner,
-            hasher: Sha256::new(),
-            n: 0,
-        }
-    }
-
-    /// The writer, the bytes written and their SHA-256.
-    pub fn into_parts(self) -> (W, u64, String) {
-        (self.inner, self.n, sha::hex(&self.hasher.finalize()))
-    }
-}
-
-impl<W: Write> Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

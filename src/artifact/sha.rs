@@ -1,7 +1,7 @@
 //! SHA-256 of whole files, and the `sha256sum` sidecar format.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -22,6 +22,42 @@ pub fn file_sha256(path: &Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex(&hasher.finalize()))
+}
+
+/// Counts and hashes what is written through it (an archive, an encrypted dump) on its way to
+/// the file: one pass, no second read.
+pub struct Hashing<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    pub fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The writer, the bytes written and their SHA-256.
+    pub fn into_parts(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex(&self.hasher.finalize()))
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// `HASH  NAME\n`, the line `sha256sum -c` reads (the name relative to the sidecar's folder).

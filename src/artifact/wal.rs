@@ -113,10 +113,19 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> W
 }
 
 /// Reads a whole (decompressed) archived file.
-fn read_archived(path: &Path) -> Result<Vec<u8>, WalError> {
+/// An encrypted one is decrypted with `key` (without one it cannot be read).
+fn read_archived(path: &Path, key: Option<&super::seal::Key>) -> Result<Vec<u8>, WalError> {
     let f = File::open(path).map_err(io_err("cannot open", path))?;
+    let plain: Box<dyn Read> = match (super::seal::sealed(path), key) {
+        (false, _) => Box::new(f),
+        (true, Some(k)) => super::seal::open(f, k).map_err(io_err("cannot decrypt", path))?,
+        (true, None) => {
+            let e = io::Error::other("it is encrypted and there is no identity here");
+            return Err(io_err("cannot read", path)(e));
+        }
+    };
     let mut out = Vec::new();
-    zstd::stream::read::Decoder::new(f)
+    zstd::stream::read::Decoder::new(plain)
         .and_then(|mut d| d.read_to_end(&mut out))
         .map_err(io_err("cannot decompress", path))?;
     Ok(out)
@@ -222,9 +231,7 @@ fn compress(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
 
 /// Whether the archive `dir` holds encrypted files (all of it, or since `encrypt` was turned on).
 pub fn any_sealed(dir: &Path) -> bool {
-    list(dir)
-        .iter()
-        .any(|f| f.path.to_string_lossy().ends_with(".age"))
+    list(dir).iter().any(|f| super::seal::sealed(&f.path))
 }
 
 /// Writes every file of the archive `dir` into `into` as PostgreSQL wants it back (plain,
@@ -234,15 +241,7 @@ pub fn unseal_all(dir: &Path, into: &Path, key: &super::seal::Key) -> Result<usi
     fs::create_dir_all(into).map_err(io_err("cannot create", into))?;
     let mut n = 0;
     for f in list(dir) {
-        let file = File::open(&f.path).map_err(io_err("cannot open", &f.path))?;
-        let plain: Box<dyn Read> = match f.path.to_string_lossy().ends_with(".age") {
-            true => super::seal::open(file, key).map_err(io_err("cannot decrypt", &f.path))?,
-            false => Box::new(file),
-        };
-        let mut out = Vec::new();
-        zstd::stream::read::Decoder::new(plain)
-            .and_then(|mut d| d.read_to_end(&mut out))
-            .map_err(io_err("cannot decrypt", &f.path))?;
+        let out = read_archived(&f.path, Some(key))?;
         let dest = into.join(&f.name);
         fs::write(&dest, &out).map_err(io_err("cannot write", &dest))?;
         n += 1;
@@ -251,7 +250,7 @@ pub fn unseal_all(dir: &Path, into: &Path, key: &super::seal::Key) -> Result<usi
 }
 
 fn same_or_differs(target: &Path, bytes: &[u8], name: &str) -> Result<Pushed, WalError> {
-    if read_archived(target)? == bytes {
+    if read_archived(target, None)? == bytes {
         Ok(Pushed::AlreadyThere)
     } else {
         Err(WalError::Differs(name.to_string()))
@@ -274,7 +273,7 @@ pub fn fetch(dir: &Path, name: &str, dest: &Path) -> Result<(), WalError> {
         }
         return Err(WalError::Missing(name.to_string()));
     }
-    let bytes = read_archived(&path)?;
+    let bytes = read_archived(&path, None)?;
     let tmp = layout::temp_path(dest);
     let result = (|| -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
@@ -418,7 +417,7 @@ pub fn gaps(files: &[Archived], start: (u32, u64), seg_size: u64) -> Gaps {
         match histories.get(&top) {
             None => out.missing.push(format!("{top:08X}.history")),
             Some(h) => {
-                let text = read_archived(&h.path)
+                let text = read_archived(&h.path, None)
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();
                 let entries = parse_history(&text);

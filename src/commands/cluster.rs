@@ -186,39 +186,13 @@ pub fn run(app: &App, a: &ClusterArgs) -> Result<(), Failure> {
     // of this base-backup step; refused before anything is written without one.
     // An encrypted base, or a plain one followed by encrypted segments (`encrypt` turned on
     // since): both need the identity, and the archive written back in plain.
-    let sealed = base::sealed(&chosen.path) || crate::artifact::wal::any_sealed(&wal_dir);
-    let identity = a
-        .identity
-        .map(|p| crate::plan::model::Sourced {
-            source: crate::plan::model::ValueSource::File(p.display().to_string()),
-            span: Default::default(),
-        })
-        .or_else(|| {
-            ctx.plan.decl.steps.iter().find_map(|s| {
-                let v = match &s.kind {
-                    crate::plan::model::StepKind::Verify(v) => v,
-                    crate::plan::model::StepKind::Drill(d) => &d.restore,
-                    _ => return None,
-                };
-                v.identity
-                    .as_ref()
-                    .filter(|_| {
-                        v.base_backup
-                            .as_ref()
-                            .is_some_and(|b| b.value == ctx.step.name())
-                    })
-                    .cloned()
-            })
-        });
-    if sealed && identity.is_none() {
-        return Err(Failure::Usage(format!(
-            "{} is encrypted: give the identity that decrypts it with --identity FILE (a file as age-keygen writes it)",
-            chosen.name
-        )));
-    }
-    let key =
-        crate::steps::restore_test::sealed_key(ctx.env, identity.as_ref(), sealed, &chosen.name)
-            .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let sealed = base::encrypted(&chosen.path, Some(&wal_dir));
+    let key = crate::commands::restore::restore_key(
+        &ctx,
+        a.identity,
+        ctx.step.name(),
+        (sealed, &chosen.name),
+    )?;
     let plain_wal = a.to.join(crate::steps::cluster::PLAIN_WAL);
     let started_at = app.clock.now();
     let started = Instant::now();

@@ -772,16 +772,7 @@ fn encryption(app: &App, p: &CompiledPlan, f: &mut Findings) {
             step.name.value,
             to.len()
         ));
-        for s in &p.decl.steps {
-            let v = match &s.kind {
-                StepKind::Verify(v) => v,
-                StepKind::Drill(d) => &d.restore,
-                _ => continue,
-            };
-            let restores = v.dump.as_ref().or(v.base_backup.as_ref());
-            if restores.is_none_or(|x| x.value != step.name.value) {
-                continue;
-            }
+        for (s, v) in p.decl.restore_tests_of(&step.name.value) {
             let Some(identity) = &v.identity else {
                 continue;
             };

@@ -168,7 +168,8 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
         source.engine.as_ref().map(|e| e.value).ok_or_else(|| {
             Failure::Usage(format!("database `{}` has no engine", source.name.value))
         })?;
-    let key = key_of(&ctx, a, step.name(), &dump)?;
+    let sealed = crate::artifact::codec::Form::of_path(&dump.path).sealed;
+    let key = restore_key(&ctx, a.identity, step.name(), (sealed, &dump.name))?;
     // The checksum first: a damaged dump is never loaded, and nothing is created for it. It
     // is read while the lock is taken and the target probed.
     std::thread::scope(|scope| {
@@ -184,39 +185,33 @@ pub fn db(app: &App, a: &DbArgs) -> Result<(), Failure> {
     })
 }
 
-/// The key of an encrypted dump: `--identity FILE`, else the identity of a verify (or drill)
-/// of this dump step in the plan; refused before anything is touched when there is none.
-fn key_of(
+/// The key of an encrypted dump or base (`sealed`) named `name`: `--identity FILE`, else the
+/// identity of a verify or drill of step `step` in the plan; refused (exit 2) before anything is
+/// touched when there is neither.
+pub(crate) fn restore_key(
     ctx: &Context,
-    a: &DbArgs,
+    given: Option<&Path>,
     step: &str,
-    dump: &DumpFile,
+    (sealed, name): (bool, &str),
 ) -> Result<Option<Keyring>, Failure> {
-    let given = a.identity.map(|p| Sourced {
-        source: ValueSource::File(p.display().to_string()),
-        span: Default::default(),
-    });
-    let planned = ctx.plan.decl.steps.iter().find_map(|s| {
-        let v = match &s.kind {
-            StepKind::Verify(v) => v,
-            StepKind::Drill(d) => &d.restore,
-            _ => return None,
-        };
-        v.identity
-            .as_ref()
-            .filter(|_| v.dump.as_ref().is_some_and(|d| d.value == step))
-            .cloned()
-    });
-    let identity = given.or(planned);
-    crate::steps::restore_test::dump_key(ctx.env, identity.as_ref(), dump).map_err(|e| {
-        match identity {
-            None => Failure::Usage(format!(
-                "{} is encrypted: give the identity that decrypts it with --identity FILE (a file as age-keygen writes it)",
-                dump.name
-            )),
-            Some(_) => Failure::Runtime(e.to_string()),
-        }
-    })
+    let identity = given
+        .map(|p| Sourced {
+            source: ValueSource::File(p.display().to_string()),
+            span: Default::default(),
+        })
+        .or_else(|| {
+            ctx.plan
+                .decl
+                .restore_tests_of(step)
+                .find_map(|(_, v)| v.identity.clone())
+        });
+    if sealed && identity.is_none() {
+        return Err(Failure::Usage(format!(
+            "{name} is encrypted: give the identity that decrypts it with --identity FILE (a file as age-keygen writes it)"
+        )));
+    }
+    crate::steps::restore_test::sealed_key(ctx.env, identity.as_ref(), sealed, name)
+        .map_err(|e| Failure::Runtime(e.to_string()))
 }
 
 /// `restore db` once the dump is chosen: under the lock, recorded. The target is probed

@@ -150,6 +150,23 @@ impl Plan {
 }
 
 impl Plan {
+    /// The restore tests (`verify`, `drill`) of the dump or base-backup step `of`, with the
+    /// step each one is.
+    pub fn restore_tests_of<'p>(
+        &'p self,
+        of: &'p str,
+    ) -> impl Iterator<Item = (&'p Step, &'p Verify)> + 'p {
+        self.steps.iter().filter_map(move |s| {
+            let v = match &s.kind {
+                StepKind::Verify(v) => v,
+                StepKind::Drill(d) => &d.restore,
+                _ => return None,
+            };
+            let restores = v.dump.as_ref().or(v.base_backup.as_ref());
+            restores.is_some_and(|r| r.value == of).then_some((s, v))
+        })
+    }
+
     /// The `wal` steps that continue the base backups of step `base` (a plan has one).
     pub fn wals_of<'p>(&'p self, base: &'p str) -> impl Iterator<Item = &'p Step> + 'p {
         self.steps.iter().filter(move |s| match &s.kind {

@@ -483,17 +483,8 @@ pub fn rehearse<T>(
     let wal = plan.decl.wals_of(step).next();
     let scratch = scratch_dir(ctx);
     let wal_dir = wal.map(|w| plan.dir(&w.name.value, crate::artifact::layout::Area::Wal));
-    let sealed = base::sealed(&base.path)
-        || wal_dir
-            .as_deref()
-            .is_some_and(crate::artifact::wal::any_sealed);
-    if sealed && key.is_none() {
-        return Err(format!(
-            "{} or its archive is encrypted and no identity was given",
-            base.name
-        )
-        .into());
-    }
+    // The caller gives a key when the base or its archive is encrypted (`base::encrypted`).
+    let sealed = key.is_some();
     let restore_command = wal.map(|w| match sealed {
         // Encrypted: written back in plain inside the scratch folder first (below).
         true => copy_restore_command(&scratch.join(PLAIN_WAL)),

@@ -715,7 +715,7 @@ fn write(
     // encryption, and the encrypted bytes are hashed as they go and read back after.
     let (proof, published) = match &to {
         None => Proof::start(tmp, codec(d), Sink::Plain(file), rows),
-        Some(to) => seal::seal(seal::Hashed::new(file), to)
+        Some(to) => seal::seal(sha::Hashing::new(file), to)
             .and_then(|w| Proof::start_queued(codec(d), Sink::Sealed(w), rows)),
     }
     .map_err(|e| fail(format!("cannot re-read the dump: {e}")))?;
@@ -829,7 +829,7 @@ fn write(
 /// Where the compressed stream goes: the file, or age encryption into it.
 enum Sink {
     Plain(std::fs::File),
-    Sealed(age::stream::StreamWriter<seal::Hashed<std::fs::File>>),
+    Sealed(age::stream::StreamWriter<sha::Hashing<std::fs::File>>),
 }
 
 impl Sink {

@@ -634,17 +634,14 @@ fn run_base(ctx: &Context, v: &Verify, step: &str, ev: &mut Evidence) -> Result<
         return Err(format!("checksum mismatch: {} is damaged; not restored", base.name).into());
     }
     ev.line(format!("sha256: {actual} (matches the sidecar)"));
-    // The base, or the archive after it (`encrypt` turned on since), is encrypted.
-    let archive_sealed =
-        ctx.plan.decl.wals_of(step).next().is_some_and(|w| {
-            crate::artifact::wal::any_sealed(&ctx.plan.dir(&w.name.value, Area::Wal))
-        });
-    let key = sealed_key(
-        ctx.env,
-        v.identity.as_ref(),
-        crate::artifact::base::sealed(&base.path) || archive_sealed,
-        &base.name,
-    )?;
+    let archive = ctx
+        .plan
+        .decl
+        .wals_of(step)
+        .next()
+        .map(|w| ctx.plan.dir(&w.name.value, Area::Wal));
+    let sealed = crate::artifact::base::encrypted(&base.path, archive.as_deref());
+    let key = sealed_key(ctx.env, v.identity.as_ref(), sealed, &base.name)?;
     if key.is_some() {
         ev.line("encrypted: age, the base and its WAL decrypted with the step's identity");
     }
