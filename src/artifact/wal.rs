@@ -140,7 +140,10 @@ pub fn push(
     name: &str,
     to: Option<&[age::x25519::Recipient]>,
 ) -> Result<Pushed, WalError> {
-    parse_name(name).ok_or_else(|| WalError::BadName(name.to_string()))?;
+    let kind = parse_name(name).ok_or_else(|| WalError::BadName(name.to_string()))?;
+    // A timeline's history holds only where timelines branched (LSNs, no data): it stays
+    // plain, so the archive's gap check can follow timelines without the identity.
+    let to = to.filter(|_| !matches!(kind, WalName::History { .. }));
     if !dir.is_dir() {
         return Err(WalError::Io {
             what: "no archive folder",
@@ -650,12 +653,19 @@ mod tests {
             Err(WalError::Differs(_))
         ));
         assert_eq!(list(&dir).len(), 1, "the hash beside it is not a WAL file");
+        // A history file stays readable: the gap check follows timelines with no identity.
+        fs::write(&src, "1\t0/3000000\tno recovery target specified\n").unwrap();
+        assert_eq!(
+            push(&dir, &src, "00000002.history", Some(&to)).unwrap(),
+            Pushed::Stored
+        );
+        assert!(archived_path(&dir, "00000002.history").exists());
         // fetch has no identity; the restore writes the archive back in plain with one.
         assert!(fetch(&dir, name, &tmp.path().join("back")).is_err());
         use age::secrecy::ExposeSecret;
         let key = crate::artifact::seal::Key::parse(id.to_string().expose_secret()).unwrap();
         let plain = tmp.path().join("plain");
-        assert_eq!(unseal_all(&dir, &plain, &key).unwrap(), 1);
+        assert_eq!(unseal_all(&dir, &plain, &key).unwrap(), 2);
         assert_eq!(fs::read(plain.join(name)).unwrap(), segment);
     }
 }
